@@ -1,0 +1,33 @@
+"""The library's exception types: every failure it reports on files or data is one of these."""
+
+
+class NinKerasError(Exception):
+    """Base class of every error nin-keras raises about files, data or weights."""
+
+
+class CaffeFormatError(NinKerasError):
+    """A file is not a readable Caffe ``.caffemodel`` (corrupt, truncated or another format)."""
+
+
+class WeightsMismatchError(NinKerasError):
+    """Weights do not fit an architecture; the message names the layer and the shapes."""
+
+
+class DownloadError(NinKerasError):
+    """A file could not be fetched (HTTP error, timeout, offline mode)."""
+
+
+class HashMismatchError(DownloadError):
+    """A downloaded or cached file's sha256 is not the one the registry expects."""
+
+
+class PresetError(NinKerasError):
+    """A preset folder is missing a file, or its config or metadata is malformed."""
+
+
+class DataError(NinKerasError):
+    """A data set could not be found or read (missing, empty, truncated or malformed files)."""
+
+
+class ExportError(NinKerasError):
+    """An export failed or its artifact did not pass the parity check."""

@@ -1,0 +1,1 @@
+"""Model zoo: registry, presets, weight download and training recipes (``nin_keras.zoo``)."""
