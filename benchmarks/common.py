@@ -1,0 +1,69 @@
+"""Shared benchmark plumbing: machine info, median-of-runs timing, JSON results.
+
+Every benchmark script writes ``benchmarks/results/<name>.json`` through ``write_result``;
+``benchmarks/report.py`` turns those files into the tables in ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count and library versions, recorded with every result."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    for module in ("numpy", "tensorflow", "keras", "onnxruntime", "ai_edge_litert"):
+        try:
+            info[module] = __import__(module).__version__
+        except Exception:  # a missing optional runtime is recorded, not fatal
+            info[module] = None
+    return info
+
+
+def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times; return median/min/max seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "repeats": repeats}
+
+
+def write_result(name: str, rows: list[dict[str, Any]], command: str, **extra: Any) -> Path:
+    """Write one benchmark's rows with machine info and the command that produced them."""
+    from nin_keras.io_utils import atomic_write
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "command": command, "machine": machine_info(),
+               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows, **extra}
+    path = RESULTS_DIR / f"{name}.json"
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
