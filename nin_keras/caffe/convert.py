@@ -1,0 +1,159 @@
+"""Load the weights of a Caffe Network-in-Network model into a Keras NIN architecture.
+
+Caffe's NIN names its convolutions ``conv<k>`` (the k×k convolution opening each mlpconv) and
+``cccp<j>`` (the 1×1 "cascaded cross channel parametric pooling" convolutions after it). They map
+onto the Keras layers of ``nin_keras.models`` as:
+
+| Caffe layer | Keras layer | convolution |
+|---|---|---|
+| ``conv1``, ``cccp1``, ``cccp2`` | ``mlpconv1`` | 0, 1, 2 |
+| ``conv2``, ``cccp3``, ``cccp4`` | ``mlpconv2`` | 0, 1, 2 |
+| ``conv3``, ``cccp5``, ``cccp6`` | ``mlpconv3`` | 0, 1, 2 |
+
+Each Caffe convolution holds two blobs: weights ``(out, in, kh, kw)``, transposed here to Keras's
+``(kh, kw, in, out)``, and a bias of ``out`` values (stored as ``(out,)`` or, in old files, as
+``(1, 1, 1, out)``). Caffe's pooling (output size rounded up, averages over the part of the window
+inside the image) is not a weight: the architecture's ``CaffePooling2D`` layers reproduce it.
+
+Every shape is checked before anything is assigned, so a mismatch leaves the model untouched and
+the :class:`~nin_keras.errors.WeightsMismatchError` names the Caffe layer, the blob and both
+shapes.
+
+Example:
+    >>> from nin_keras.models import nin_cifar10
+    >>> model = load_caffe_weights(nin_cifar10(), "cifar10_nin.caffemodel")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+
+from nin_keras.caffe.reader import CaffeModel, read_caffemodel
+from nin_keras.errors import WeightsMismatchError
+from nin_keras.layers import MLPConv
+
+#: Caffe layer name -> (Keras MLPConv layer name, index of the convolution inside it).
+NIN_LAYER_MAPPING: dict[str, tuple[str, int]] = {
+    "conv1": ("mlpconv1", 0),
+    "cccp1": ("mlpconv1", 1),
+    "cccp2": ("mlpconv1", 2),
+    "conv2": ("mlpconv2", 0),
+    "cccp3": ("mlpconv2", 1),
+    "cccp4": ("mlpconv2", 2),
+    "conv3": ("mlpconv3", 0),
+    "cccp5": ("mlpconv3", 1),
+    "cccp6": ("mlpconv3", 2),
+}
+
+
+def _target_layer(model: keras.Model, name: str, caffe_name: str) -> MLPConv:
+    try:
+        layer = model.get_layer(name)
+    except ValueError:
+        raise WeightsMismatchError(
+            f"Caffe layer {caffe_name!r} maps to Keras layer {name!r}, which model {model.name!r} does not have"
+        ) from None
+    if not isinstance(layer, MLPConv):
+        raise WeightsMismatchError(f"Keras layer {name!r} is a {type(layer).__name__}, not an MLPConv")
+    if layer.batch_norm:
+        raise WeightsMismatchError(
+            f"Keras layer {name!r} uses batch normalization; Caffe NIN convolutions have plain biases"
+        )
+    return layer
+
+
+def caffe_to_keras_weights(
+    model: keras.Model,
+    caffe_model: CaffeModel,
+    mapping: Mapping[str, tuple[str, int]] = NIN_LAYER_MAPPING,
+) -> list[tuple[keras.Variable, np.ndarray]]:
+    """Pair each Keras variable with its converted Caffe array, checking everything first.
+
+    Args:
+        model: a built NIN (e.g. ``nin_keras.models.nin_cifar10()``).
+        caffe_model: the parsed ``.caffemodel``.
+        mapping: Caffe layer name -> (Keras MLPConv name, convolution index).
+
+    Returns:
+        ``(variable, value)`` pairs covering every convolution of the mapped Keras layers.
+
+    Raises:
+        WeightsMismatchError: a mapped layer is missing on either side, a Caffe layer with blobs
+            is not in the mapping, a Keras convolution gets no weights, or a blob's shape differs
+            from the Keras variable's (the message names the layer, the blob and both shapes).
+    """
+    pairs: list[tuple[keras.Variable, np.ndarray]] = []
+    filled: set[tuple[str, int]] = set()
+    targets: dict[str, MLPConv] = {}
+    for caffe_layer in caffe_model.layers:
+        if not caffe_layer.blobs:
+            continue
+        if caffe_layer.name not in mapping:
+            raise WeightsMismatchError(
+                f"Caffe layer {caffe_layer.name!r} ({caffe_layer.type}) has weights but no Keras "
+                f"counterpart in the mapping (mapped layers: {sorted(mapping)})"
+            )
+        keras_name, index = mapping[caffe_layer.name]
+        layer = targets.setdefault(keras_name, _target_layer(model, keras_name, caffe_layer.name))
+        where = f"Caffe layer {caffe_layer.name!r} -> {keras_name} convolution {index}"
+        if not 0 <= index < len(layer.kernels):
+            raise WeightsMismatchError(f"{where}: {keras_name} has only {len(layer.kernels)} convolutions")
+        if len(caffe_layer.blobs) != 2:
+            raise WeightsMismatchError(f"{where}: expected 2 blobs (weights, bias), found {len(caffe_layer.blobs)}")
+        weights, bias = caffe_layer.blobs
+        kernel_var, bias_var = layer.kernels[index], layer.biases[index]
+        # Keras (kh, kw, in, out) is Caffe (out, in, kh, kw) with axes (2, 3, 1, 0).
+        expected = tuple(kernel_var.shape[i] for i in (3, 2, 0, 1))
+        if weights.shape != expected:
+            raise WeightsMismatchError(
+                f"{where}: blob 0 (weights) has shape {weights.shape}, the Keras kernel "
+                f"{tuple(kernel_var.shape)} needs Caffe shape {expected}"
+            )
+        # Old files store the bias as (1, 1, 1, out); accept any shape holding exactly `out` values
+        # along one axis.
+        if sum(d != 1 for d in bias.shape) > 1 or bias.size != bias_var.shape[0]:
+            raise WeightsMismatchError(
+                f"{where}: blob 1 (bias) has shape {bias.shape}, the Keras bias needs {tuple(bias_var.shape)}"
+            )
+        pairs.append((kernel_var, weights.transpose(2, 3, 1, 0)))
+        pairs.append((bias_var, bias.reshape(-1)))
+        filled.add((keras_name, index))
+    missing = sorted(set(mapping.values()) - filled)
+    if missing:
+        absent = [c for c, target in mapping.items() if target in missing]
+        raise WeightsMismatchError(f"Caffe layers {absent} are missing or have no weights in the .caffemodel")
+    for keras_name, layer in targets.items():
+        unfilled = [i for i in range(len(layer.kernels)) if (keras_name, i) not in filled]
+        if unfilled:
+            raise WeightsMismatchError(f"Keras layer {keras_name!r} convolutions {unfilled} get no Caffe weights")
+    return pairs
+
+
+def load_caffe_weights(
+    model: keras.Model,
+    source: CaffeModel | str | os.PathLike,
+    mapping: Mapping[str, tuple[str, int]] = NIN_LAYER_MAPPING,
+) -> keras.Model:
+    """Assign a Caffe NIN's weights to ``model`` (all or nothing) and return it.
+
+    Args:
+        model: a built Keras NIN with ``MLPConv`` layers named as in ``mapping``.
+        source: a ``.caffemodel`` path or a parsed :class:`CaffeModel`.
+        mapping: Caffe layer name -> (Keras MLPConv name, convolution index); the default is
+            :data:`NIN_LAYER_MAPPING`.
+
+    Returns:
+        ``model``, with the Caffe weights.
+
+    Raises:
+        CaffeFormatError: ``source`` is not a readable ``.caffemodel``.
+        WeightsMismatchError: the Caffe layers don't fit ``model`` (nothing is assigned then).
+    """
+    caffe_model = source if isinstance(source, CaffeModel) else read_caffemodel(source)
+    for variable, value in caffe_to_keras_weights(model, caffe_model, mapping):
+        variable.assign(value)
+    return model
