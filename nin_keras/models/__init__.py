@@ -1,1 +1,10 @@
-"""TODO"""
+"""Architecture builders (keras.applications style) and tools to look inside built models."""
+
+from nin_keras.models.introspection import confidence_map_model, count_flops
+from nin_keras.models.nin import (
+    nin_cifar10,
+    nin_cifar100,
+    nin_fashion_mnist,
+    nin_mnist,
+    nin_svhn,
+)

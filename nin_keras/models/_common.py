@@ -1,0 +1,47 @@
+"""Argument handling shared by the architecture builders (keras.applications conventions)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import keras
+
+from nin_keras.errors import WeightsMismatchError
+
+
+def input_shape_arg(input_shape: Sequence[int | None] | None, default: tuple[int, int, int]) -> tuple:
+    """Validate ``input_shape`` (3 dims, positive or None for spatial dims); None gives ``default``."""
+    if input_shape is None:
+        return default
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or len(input_shape) != 3:
+        raise ValueError(f"`input_shape` must have 3 dimensions (rows, cols, channels), got {input_shape!r}.")
+    for dim in input_shape:
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            raise ValueError(f"`input_shape` dimensions must be positive ints or None, got {input_shape!r}.")
+    channel = 0 if keras.config.image_data_format() == "channels_first" else 2
+    if input_shape[channel] is None:
+        raise ValueError(f"`input_shape` must give the number of channels, got {input_shape!r}.")
+    return tuple(input_shape)
+
+
+def load_weights(model: keras.Model, weights: str | os.PathLike | None) -> keras.Model:
+    """Load ``weights`` (None or a ``.weights.h5`` path) into ``model`` and return it.
+
+    Pretrained names such as ``"nin_cifar10.caffe"`` are resolved by ``nin_keras.zoo``, not here.
+    """
+    if weights is None:
+        return model
+    path = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else None
+    if path is None or not path.endswith(".weights.h5"):
+        raise ValueError(
+            f"`weights` must be None or a path to a .weights.h5 file, got {weights!r} "
+            "(pretrained names are resolved by nin_keras.zoo.create_model)."
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"`weights` file not found: {path}")
+    try:
+        model.load_weights(path)
+    except ValueError as err:
+        raise WeightsMismatchError(f"{path} does not fit model {model.name!r}: {err}") from err
+    return model

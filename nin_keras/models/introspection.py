@@ -1,0 +1,69 @@
+"""Looking inside built models: the per-class confidence maps and the cost per image."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from nin_keras.layers import GlobalAveragePoolingHead, MLPConv
+
+
+# Layers whose cost is their kernels applied at every output position.
+_KERNEL_LAYERS = (
+    keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.DepthwiseConv2D,
+    keras.layers.Dense, MLPConv,
+)
+
+
+def confidence_map_model(model: keras.Model, head: str = "head") -> keras.Model:
+    """A model sharing ``model``'s layers and weights that outputs ``[confidence_maps, predictions]``.
+
+    The confidence maps are the input of the ``GlobalAveragePoolingHead`` named ``head``: one
+    map per class (the paper's Section 4.7 visualization; CAM starts from them too). Nothing is
+    rebuilt or copied, so later weight updates of ``model`` show in the new model.
+
+    Args:
+        model: a built functional model containing a ``GlobalAveragePoolingHead``.
+        head: name of that layer.
+
+    Returns:
+        ``keras.Model(model.inputs, [maps (batch, rows, cols, classes), model.outputs[0]])``.
+    """
+    try:
+        layer = model.get_layer(head)
+    except ValueError as err:
+        raise ValueError(f"`model` {model.name!r} has no layer named `head`={head!r}.") from err
+    if not isinstance(layer, GlobalAveragePoolingHead):
+        raise ValueError(f"`head` layer {head!r} is a {type(layer).__name__}, not a GlobalAveragePoolingHead.")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, [layer.input, model.outputs[0]], name=f"{model.name}_confidence_maps")
+
+
+def count_flops(model: keras.Model) -> int:
+    """Multiply-adds per image of the convolutional and dense layers of a built model.
+
+    Each kernel of shape ``(..., in, out)`` costs ``prod(kernel.shape)`` multiply-adds at every
+    output position of its layer (MLPConv's 1×1 convolutions run at the first convolution's
+    output positions). Nested models are walked; biases, activations, pooling and normalization
+    are not counted. NIN CIFAR-10 costs 222.5 M.
+    """
+    return sum(_layer_flops(layer) for layer in _leaf_layers(model))
+
+
+def _leaf_layers(model: keras.Model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def _layer_flops(layer: keras.layers.Layer) -> int:
+    if not isinstance(layer, _KERNEL_LAYERS):
+        return 0
+    shape = layer.output.shape
+    fmt = getattr(layer, "data_format", "channels_last")
+    positions = shape[2:] if fmt == "channels_first" and len(shape) > 2 else shape[1:-1]
+    per_position = sum(math.prod(w.shape) for w in layer.weights if w.path.split("/")[-1].startswith("kernel"))
+    return int(per_position * math.prod(positions))

@@ -1,0 +1,176 @@
+"""nin_keras.layers against independent NumPy references; shapes, configs and argument errors."""
+
+import math
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+
+from nin_keras.layers import CaffePooling2D, GlobalAveragePoolingHead, MLPConv
+
+RNG = np.random.default_rng(0)
+
+
+# ---------------------------------------------------------------- NumPy references
+def np_conv2d_same(x, kernel, bias, stride=1):
+    """Direct 'same' convolution (TF's padding split: extra row/col at the bottom/right)."""
+    n, h, w, c = x.shape
+    kh, kw, _, out = kernel.shape
+    oh, ow = math.ceil(h / stride), math.ceil(w / stride)
+    pad_h = max((oh - 1) * stride + kh - h, 0)
+    pad_w = max((ow - 1) * stride + kw - w, 0)
+    xp = np.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    y = np.zeros((n, oh, ow, out))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, i * stride : i * stride + kh, j * stride : j * stride + kw, :]
+            y[:, i, j, :] = np.tensordot(patch, kernel, axes=([1, 2, 3], [0, 1, 2]))
+    return y + bias
+
+
+def np_caffe_pool(x, k, s, mode):
+    """Caffe's PoolingLayer forward (pad 0) written as its loops: ceil-rounded size, clipped windows."""
+    n, h, w, c = x.shape
+    oh = int(math.ceil((h - k) / s)) + 1
+    ow = int(math.ceil((w - k) / s)) + 1
+    y = np.zeros((n, oh, ow, c))
+    for ph in range(oh):
+        for pw in range(ow):
+            hstart, wstart = ph * s, pw * s
+            hend, wend = min(hstart + k, h), min(wstart + k, w)
+            window = x[:, hstart:hend, wstart:wend, :]
+            if mode == "max":
+                y[:, ph, pw, :] = window.max(axis=(1, 2))
+            else:
+                pool_size = (hend - hstart) * (wend - wstart)
+                y[:, ph, pw, :] = window.sum(axis=(1, 2)) / pool_size
+    return y
+
+
+# ---------------------------------------------------------------- MLPConv
+@pytest.mark.parametrize("strides", [1, 2])
+def test_mlpconv_equals_conv_then_1x1_convs(strides):
+    x = RNG.normal(size=(2, 9, 9, 3)).astype("float32")
+    layer = MLPConv((6, 5, 4), kernel_size=3, strides=strides, bias_initializer="random_normal")
+    y = keras.ops.convert_to_numpy(layer(x))
+    w = [keras.ops.convert_to_numpy(v) for v in layer.weights]
+    ref = x.astype("float64")
+    for kernel, bias in zip(w[0::2], w[1::2]):
+        ref = np.maximum(np_conv2d_same(ref, kernel, bias, stride=strides if kernel.shape[0] > 1 else 1), 0)
+    assert y.shape == layer.compute_output_shape(x.shape)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_mlpconv_weight_layout_and_linear_last():
+    layer = MLPConv((8, 7, 2), kernel_size=5, linear_last=True, bias_initializer="random_normal")
+    layer.build((None, 12, 12, 3))
+    assert [tuple(v.shape) for v in layer.weights] == [(5, 5, 3, 8), (8,), (1, 1, 8, 7), (7,), (1, 1, 7, 2), (2,)]
+    assert [v.path.split("/")[-1] for v in layer.weights] == [
+        "kernel_0", "bias_0", "kernel_1", "bias_1", "kernel_2", "bias_2"
+    ]
+    # Negative outputs survive only when the last activation is linear.
+    x = RNG.normal(size=(4, 12, 12, 3)).astype("float32")
+    assert keras.ops.convert_to_numpy(layer(x)).min() < 0
+
+
+def test_mlpconv_batch_norm_inference_matches_reference():
+    layer = MLPConv((4, 3), kernel_size=3, batch_norm=True)
+    x = RNG.normal(size=(2, 6, 6, 2)).astype("float32")
+    layer.build(x.shape)
+    for norm in layer.norms:  # non-trivial statistics, so the check means something
+        c = norm.gamma.shape[0]
+        norm.set_weights([RNG.uniform(0.5, 2, c), RNG.normal(size=c), RNG.normal(size=c), RNG.uniform(0.5, 2, c)])
+    y = keras.ops.convert_to_numpy(layer(x, training=False))
+    ref = x.astype("float64")
+    for kernel, norm in zip(layer.kernels, layer.norms):
+        gamma, beta, mean, var = (keras.ops.convert_to_numpy(v) for v in norm.weights)
+        ref = np_conv2d_same(ref, keras.ops.convert_to_numpy(kernel), 0.0)
+        ref = np.maximum((ref - mean) / np.sqrt(var + norm.epsilon) * gamma + beta, 0)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_mlpconv_channels_first_shape_logic():
+    layer = MLPConv((6, 4), kernel_size=3, strides=2, padding="valid", data_format="channels_first")
+    assert layer.compute_output_shape((None, 3, 11, 9)) == (None, 4, 5, 4)
+    layer.build((None, 3, 11, 9))
+    assert tuple(layer.kernels[0].shape) == (3, 3, 3, 6)
+
+
+# ---------------------------------------------------------------- CaffePooling2D
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("size,k,s", [(32, 3, 2), (16, 3, 2), (7, 3, 2), (8, 8, 1), (10, 3, 3), (9, 2, 2)])
+def test_caffe_pooling_matches_caffe_loops(mode, size, k, s):
+    x = RNG.normal(size=(2, size, size + 1, 3)).astype("float32")
+    layer = CaffePooling2D(k, s, mode=mode)
+    y = keras.ops.convert_to_numpy(layer(x))
+    ref = np_caffe_pool(x.astype("float64"), k, s, mode)
+    assert y.shape == ref.shape == layer.compute_output_shape(x.shape)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_caffe_pooling_sizes_of_the_nin_model():
+    assert CaffePooling2D(3, 2).compute_output_shape((None, 32, 32, 3)) == (None, 16, 16, 3)
+    assert CaffePooling2D(3, 2).compute_output_shape((None, 16, 16, 3)) == (None, 8, 8, 3)
+    cf = CaffePooling2D(3, 2, data_format="channels_first")
+    assert cf.compute_output_shape((None, 3, 32, 15)) == (None, 3, 16, 7)
+
+
+# ---------------------------------------------------------------- GAP head
+@pytest.mark.parametrize("activation", ["softmax", None])
+def test_gap_head_is_spatial_mean(activation):
+    x = RNG.normal(size=(3, 5, 4, 7)).astype("float32")
+    y = keras.ops.convert_to_numpy(GlobalAveragePoolingHead(activation=activation)(x))
+    ref = x.astype("float64").mean(axis=(1, 2))
+    if activation == "softmax":
+        ref = np.exp(ref - ref.max(axis=1, keepdims=True))
+        ref /= ref.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_gap_head_channels_first_shape():
+    assert GlobalAveragePoolingHead(data_format="channels_first").compute_output_shape((2, 10, 8, 8)) == (2, 10)
+
+
+# ---------------------------------------------------------------- configs and errors
+LAYER_FACTORIES = {
+    "MLPConv": lambda: MLPConv((4, 3), 3, strides=2, padding="valid", linear_last=True, kernel_regularizer="l2"),
+    "CaffePooling2D": lambda: CaffePooling2D(3, 2, mode="average"),
+    "GlobalAveragePoolingHead": lambda: GlobalAveragePoolingHead(activation=None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_FACTORIES))
+def test_config_round_trip(name):
+    layer = LAYER_FACTORIES[name]()
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is type(layer)
+
+
+@pytest.mark.parametrize(
+    "factory,argument",
+    [
+        (lambda: MLPConv((8, -1), 3), "filters"),
+        (lambda: MLPConv((), 3), "filters"),
+        (lambda: MLPConv(8, 3), "filters"),
+        (lambda: MLPConv((8,), 0), "kernel_size"),
+        (lambda: MLPConv((8,), 3, padding="full"), "padding"),
+        (lambda: MLPConv((8,), 3, data_format="nhwc"), "data_format"),
+        (lambda: CaffePooling2D(3, 2, mode="median"), "mode"),
+        (lambda: CaffePooling2D(-3, 2), "pool_size"),
+        (lambda: CaffePooling2D(2, 3), "strides"),
+    ],
+)
+def test_bad_arguments_name_the_argument(factory, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        factory()
+
+
+@pytest.mark.parametrize("layer", [MLPConv((4,), 3), CaffePooling2D(3, 2), GlobalAveragePoolingHead()])
+def test_wrong_input_rank_is_rejected(layer):
+    with pytest.raises(ValueError, match="rank|ndim"):
+        layer(np.zeros((2, 8, 3), "float32"))

@@ -1,0 +1,195 @@
+"""nin_keras.models: parameter counts, layer names, builder arguments, save/load round trips, training."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+
+from nin_keras import layers as nl
+from nin_keras import models
+from nin_keras.errors import WeightsMismatchError
+
+NIN_BUILDERS = {
+    "nin_cifar10": models.nin_cifar10,
+    "nin_cifar100": models.nin_cifar100,
+    "nin_svhn": models.nin_svhn,
+    "nin_mnist": models.nin_mnist,
+    "nin_fashion_mnist": models.nin_fashion_mnist,
+}
+
+
+def _wrap(layer, input_shape):
+    """A one-layer functional model, so a bare layer goes through model.save like an architecture."""
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, layer(inputs), name=f"wrapped_{type(layer).__name__.lower()}")
+
+
+# name -> zero-argument factory of a built model; every layer and every architecture appears here.
+ROUND_TRIP_MODELS = {
+    **{name: builder for name, builder in NIN_BUILDERS.items()},
+    "nin_cifar10_bn_logits": lambda: models.nin_cifar10(batch_norm=True, classifier_activation=None, dropout=0.0),
+    "layer_mlpconv": lambda: _wrap(nl.MLPConv((6, 5), 3, strides=2, linear_last=True, kernel_regularizer="l2"), (9, 9, 3)),
+    "layer_mlpconv_bn": lambda: _wrap(nl.MLPConv((6, 5), 3, batch_norm=True), (8, 8, 3)),
+    "layer_caffe_pooling_max": lambda: _wrap(nl.CaffePooling2D(3, 2), (9, 9, 3)),
+    "layer_caffe_pooling_average": lambda: _wrap(nl.CaffePooling2D(3, 2, mode="average"), (9, 9, 3)),
+    "layer_gap_head": lambda: _wrap(nl.GlobalAveragePoolingHead(), (5, 5, 4)),
+}
+
+
+# ---------------------------------------------------------------- architecture facts
+def test_parameter_counts_match_the_caffe_models():
+    assert models.nin_cifar10().count_params() == 966_986
+    assert models.nin_cifar100().count_params() == 984_356
+
+
+def test_nin_cifar10_layout_is_the_caffe_layout():
+    model = models.nin_cifar10()
+    assert [layer.name for layer in model.layers[1:]] == [
+        "mlpconv1", "pool1", "dropout1", "mlpconv2", "pool2", "dropout2", "mlpconv3", "head"
+    ]
+    blobs = [tuple(w.shape) for name in ("mlpconv1", "mlpconv2", "mlpconv3") for w in model.get_layer(name).weights]
+    # Caffe blobs (out, in, kh, kw) conv1 192x3x5x5, cccp1 160x192, cccp2 96x160, conv2 192x96x5x5, ...
+    caffe = [(192, 3, 5, 5), (160, 192, 1, 1), (96, 160, 1, 1), (192, 96, 5, 5), (192, 192, 1, 1),
+             (192, 192, 1, 1), (192, 192, 3, 3), (192, 192, 1, 1), (10, 192, 1, 1)]
+    assert blobs[0::2] == [(kh, kw, i, o) for o, i, kh, kw in caffe]
+    assert blobs[1::2] == [(o,) for o, *_ in caffe]
+    assert model.get_layer("pool1").mode == "max" and model.get_layer("pool2").mode == "average"
+    assert model.get_layer("pool2").output.shape == (None, 8, 8, 192)
+    assert not model.get_layer("mlpconv3").linear_last  # ReLU on cccp6, as in Caffe
+
+
+def test_count_flops_nin_cifar10():
+    # Reference sum over the Caffe layers: positions × kh × kw × in × out.
+    convs = [(1024, 5 * 5 * 3 * 192), (1024, 192 * 160), (1024, 160 * 96),
+             (256, 5 * 5 * 96 * 192), (256, 192 * 192), (256, 192 * 192),
+             (64, 3 * 3 * 192 * 192), (64, 192 * 192), (64, 192 * 10)]
+    expected = sum(p * k for p, k in convs)
+    assert models.count_flops(models.nin_cifar10()) == expected
+    assert 222e6 < expected < 223e6
+
+
+def test_include_top_false_returns_body_features():
+    body = models.nin_cifar10(include_top=False)
+    assert body.output.shape == (None, 8, 8, 192)
+    assert body.layers[-1].name == "dropout2"
+    mnist = models.nin_mnist(include_top=False, dropout=0.0)
+    assert mnist.layers[-1].name == "pool2" and mnist.output.shape == (None, 7, 7, 96)
+
+
+def test_classes_input_shape_and_variable_size():
+    model = models.nin_mnist(input_shape=(None, None, 1), classes=7, classifier_activation=None)
+    out = model.predict(np.zeros((2, 40, 36, 1), "float32"), verbose=0)
+    assert out.shape == (2, 7)
+
+
+def test_confidence_map_model_shares_weights():
+    model = models.nin_cifar10()
+    maps_model = models.confidence_map_model(model)
+    x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
+    maps, probs = (keras.ops.convert_to_numpy(t) for t in maps_model(x))
+    assert maps.shape == (2, 8, 8, 10)
+    e = np.exp(maps.mean(axis=(1, 2)) - maps.mean(axis=(1, 2)).max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probs, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probs, model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    # Same variables, not copies.
+    assert {id(v) for v in maps_model.weights} == {id(v) for v in model.weights}
+    with pytest.raises(ValueError, match="`head`"):
+        models.confidence_map_model(models.nin_cifar10(include_top=False))
+
+
+def test_weights_argument(tmp_path):
+    model = models.nin_mnist()
+    path = tmp_path / "m.weights.h5"
+    model.save_weights(path)
+    loaded = models.nin_mnist(weights=path)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    with pytest.raises(ValueError, match="`weights`"):
+        models.nin_mnist(weights="nin_mnist.caffe")
+    with pytest.raises(FileNotFoundError, match="`weights`"):
+        models.nin_mnist(weights=tmp_path / "missing.weights.h5")
+    with pytest.raises(WeightsMismatchError):
+        models.nin_mnist(classes=3, weights=path)
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [
+        ({"classes": 0}, "classes"),
+        ({"classes": -3}, "classes"),
+        ({"input_shape": (32, 32)}, "input_shape"),
+        ({"input_shape": (32, -1, 3)}, "input_shape"),
+        ({"input_shape": (32, 32, None)}, "input_shape"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
+def test_builder_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        models.nin_cifar10(**kwargs)
+
+
+# ---------------------------------------------------------------- training
+@pytest.mark.parametrize("name", sorted(NIN_BUILDERS) + ["nin_cifar10_bn_logits"])
+def test_one_training_step_changes_every_trainable_weight(name):
+    model = ROUND_TRIP_MODELS[name]()
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, *model.input_shape[1:])).astype("float32")
+    y = rng.integers(0, model.output_shape[-1], size=4)
+    from_logits = model.get_layer("head").activation is not keras.activations.softmax
+    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
+    before = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_weights]
+    model.train_on_batch(x, y)
+    unchanged = [v.path for v, b in zip(model.trainable_weights, before)
+                 if np.array_equal(keras.ops.convert_to_numpy(v), b)]
+    assert not unchanged
+
+
+# ---------------------------------------------------------------- save / load in a fresh process
+_LOADER = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import keras, numpy as np
+    import nin_keras.layers  # registers the nin_keras layers, as a user would
+    folder = sys.argv[1]
+    report = {}
+    for name in json.load(open(os.path.join(folder, "names.json"))):
+        model = keras.saving.load_model(os.path.join(folder, name + ".keras"), safe_mode=True)
+        data = np.load(os.path.join(folder, name + ".npz"))
+        out = keras.ops.convert_to_numpy(model(data["x"], training=False))
+        report[name] = {"class": type(model).__name__, "max_abs_diff": float(np.abs(out - data["y"]).max()),
+                        "identical": bool(np.array_equal(out, data["y"]))}
+    print(json.dumps(report))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def round_trip_report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("round_trip")
+    rng = np.random.default_rng(3)
+    for name, factory in ROUND_TRIP_MODELS.items():
+        model = factory()
+        x = np.abs(rng.normal(size=(2, *model.input_shape[1:]))).astype("float32")
+        y = keras.ops.convert_to_numpy(model(x, training=False))
+        model.save(folder / f"{name}.keras")
+        np.savez(folder / f"{name}.npz", x=x, y=y)
+    (folder / "names.json").write_text(json.dumps(sorted(ROUND_TRIP_MODELS)))
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADER, str(folder)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", sorted(ROUND_TRIP_MODELS))
+def test_save_load_round_trip_in_fresh_process(round_trip_report, name):
+    entry = round_trip_report[name]
+    assert entry["identical"], entry
