@@ -1,1 +1,46 @@
-"""Model zoo: registry, presets, weight download and training recipes (``nin_keras.zoo``)."""
+"""Model zoo: registry, presets, weight download and training recipes (``nin_keras.zoo``).
+
+Example:
+    >>> from nin_keras import zoo
+    >>> zoo.list_models(pretrained=True)
+    >>> model = zoo.create_model("nin_mnist", pretrained=True)
+    >>> preset = zoo.load_preset("nin_mnist")       # network + fitted preprocessing + metadata
+    >>> probabilities = preset.inference_model().predict(uint8_images)
+
+Names are imported on first use, so ``nin_keras.zoo.download`` works without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "register_model": "registry",
+    "list_models": "registry",
+    "create_model": "registry",
+    "build_model": "registry",
+    "get_model_entry": "registry",
+    "ModelEntry": "registry",
+    "PretrainedConfig": "registry",
+    "WeightsFile": "registry",
+    "Preset": "presets",
+    "save_preset": "presets",
+    "load_preset": "presets",
+    "from_preset": "presets",
+    "inference_model": "presets",
+    "transfer_weights": "presets",
+    "fetch": "download",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nin_keras.zoo' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"nin_keras.zoo.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,239 @@
+"""Fetch, cache and verify weight files (``keras.utils.get_file``-style, with a mirror and offline mode).
+
+Where a registered preset's files come from, in this order:
+
+1. **Bundled**: ``zoo/weights/<preset>/`` inside the installed package (the wheel ships the weights
+   this project published). Used when every file's sha256 matches the registry.
+2. **Cache**: ``<cache>/<preset>/<file>``, where ``<cache>`` is ``$NIN_KERAS_HOME``, else
+   ``$KERAS_HOME/nin_keras``, else ``~/.keras/nin_keras``. A cached file whose sha256 does not match
+   is treated as corrupt, deleted and fetched again.
+3. **Download**: ``$NIN_KERAS_MIRROR/<preset>/<file>`` first (any ``http://``, ``https://`` or
+   ``file://`` base URL), then the registry's own URLs. This project has **no public weight host**:
+   the registry lists no URLs, so without bundled files a download needs ``NIN_KERAS_MIRROR``.
+
+``NIN_KERAS_OFFLINE=1`` forbids step 3: nothing touches the network and a file that is neither
+bundled nor cached raises ``DownloadError`` saying where it was looked for.
+
+Downloads go to a temporary file beside the target, are checked against the expected sha256 and
+only then renamed into place, under a cross-process lock (``<file>.lock``): two processes fetching
+the same file end with one verified copy. ``timeout`` is per network operation (connect, each
+read), so a server that stalls raises ``DownloadError`` instead of hanging.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+import filelock
+
+from nin_keras import __version__
+from nin_keras.errors import DownloadError, HashMismatchError
+from nin_keras.io_utils import atomic_write, sha256_file
+
+ENV_HOME = "NIN_KERAS_HOME"
+ENV_MIRROR = "NIN_KERAS_MIRROR"
+ENV_OFFLINE = "NIN_KERAS_OFFLINE"
+DEFAULT_TIMEOUT = 30.0
+# Waiting for another process's download of the same file: generous, it may be a large file.
+LOCK_TIMEOUT = 600.0
+BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+_CHUNK = 1 << 16
+
+
+def default_cache_dir() -> Path:
+    """The download cache: ``$NIN_KERAS_HOME``, else ``$KERAS_HOME/nin_keras``, else ``~/.keras/nin_keras``."""
+    if os.environ.get(ENV_HOME):
+        return Path(os.environ[ENV_HOME]).expanduser()
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    return Path(keras_home).expanduser() / "nin_keras"
+
+
+def is_offline() -> bool:
+    """True when ``$NIN_KERAS_OFFLINE`` is set to 1/true/yes/on (case-insensitive)."""
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def mirror_urls(file_name: str) -> list[str]:
+    """URLs of ``file_name`` under each base in ``$NIN_KERAS_MIRROR`` (comma or space separated)."""
+    bases = os.environ.get(ENV_MIRROR, "").replace(",", " ").split()
+    return [join_url(base, file_name) for base in bases]
+
+
+def join_url(base: str, file_name: str) -> str:
+    """``base`` + ``/`` + ``file_name`` with each path part percent-quoted."""
+    quoted = "/".join(urllib.parse.quote(part) for part in PurePosixPath(file_name).parts)
+    return base.rstrip("/") + "/" + quoted
+
+
+def _relative_path(file_name: str) -> PurePosixPath:
+    path = PurePosixPath(file_name)
+    if not file_name or path.is_absolute() or any(part in ("", ".", "..") for part in path.parts):
+        raise ValueError(f"`file_name` must be a relative path without '..', got {file_name!r}.")
+    return path
+
+
+def fetch(
+    file_name: str,
+    sha256: str | None,
+    urls: Sequence[str] = (),
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    offline: bool | None = None,
+    mirror: bool = True,
+) -> Path:
+    """Return the path of a verified local copy of ``file_name``, downloading it if needed.
+
+    Args:
+        file_name: path relative to the cache (and to the mirror), e.g.
+            ``"nin_mnist.v1/model.weights.h5"``.
+        sha256: expected hex sha256. ``None`` skips verification (used only for the config and
+            metadata of presets loaded from a bare URL, which no registry vouches for).
+        urls: full URLs of the file, tried after ``$NIN_KERAS_MIRROR``'s.
+        cache_dir: cache root; default ``default_cache_dir()``.
+        timeout: seconds allowed for each network operation.
+        offline: never use the network; default from ``$NIN_KERAS_OFFLINE``.
+        mirror: try ``$NIN_KERAS_MIRROR`` first (off for files whose path only means something
+            in the cache, such as presets loaded from a URL).
+
+    Returns:
+        Path of the cached file (``<cache_dir>/<file_name>``).
+
+    Raises:
+        HashMismatchError: every download attempt gave a file with the wrong sha256 (the message
+            names the file, the expected and the actual hash).
+        DownloadError: offline and not cached, no URL to try, or every URL failed (HTTP error,
+            truncated body, timeout); the message lists each URL's failure.
+
+    Example:
+        >>> path = fetch("nin_mnist.v1/model.weights.h5", "3f5a…", ["https://example.org/nin_mnist.v1/model.weights.h5"])
+    """
+    relative = _relative_path(file_name)
+    if sha256 is not None:
+        sha256 = sha256.lower()
+    offline = is_offline() if offline is None else offline
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    target = root.joinpath(*relative.parts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(target) + ".lock", timeout=LOCK_TIMEOUT):
+        if target.is_file():
+            if sha256 is None:
+                return target
+            actual = sha256_file(target)
+            if actual == sha256:
+                return target
+            warnings.warn(
+                f"Cached {target} is corrupt (sha256 {actual}, expected {sha256}); fetching it again.",
+                stacklevel=2,
+            )
+            target.unlink()
+        if offline:
+            raise DownloadError(
+                f"{file_name} is not in the cache ({target}) and offline mode is on "
+                f"(${ENV_OFFLINE}); unset it or put a verified copy there."
+            )
+        candidates = [*(mirror_urls(str(relative)) if mirror else []), *urls]
+        if not candidates:
+            raise DownloadError(
+                f"No URL to download {file_name} from: this project has no public weight host. Set "
+                f"${ENV_MIRROR} to a base URL (http://, https:// or file://) serving <base>/{relative}."
+            )
+        return _download_first(candidates, target, str(relative), sha256, timeout)
+
+
+def _download_first(urls: Sequence[str], target: Path, file_name: str, sha256: str | None, timeout: float) -> Path:
+    """Try each URL in turn; the first verified download is renamed onto ``target``."""
+    failures: list[str] = []
+    mismatch: HashMismatchError | None = None
+    for url in urls:
+        try:
+            with atomic_write(target) as tmp:
+                _download(url, tmp, timeout)
+                actual = sha256_file(tmp)
+                if sha256 is not None and actual != sha256:
+                    raise HashMismatchError(
+                        f"sha256 mismatch for {file_name} from {url}: expected {sha256}, got {actual}."
+                    )
+            return target
+        except HashMismatchError as err:
+            mismatch = err
+            failures.append(str(err))
+        except DownloadError as err:
+            failures.append(str(err))
+    details = "\n  ".join(failures)
+    error = HashMismatchError if mismatch is not None else DownloadError
+    raise error(f"Could not download a verified {file_name}. Attempts:\n  {details}")
+
+
+def _download(url: str, dest: Path, timeout: float) -> None:
+    """Stream ``url`` into ``dest``; any HTTP error, short body or timeout raises ``DownloadError``."""
+    request = urllib.request.Request(url, headers={"User-Agent": f"nin-keras/{__version__}"})
+    print(f"Downloading {url}", file=sys.stderr)
+    received = 0
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else None
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                received += len(chunk)
+    except urllib.error.HTTPError as err:
+        raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
+    except http.client.IncompleteRead as err:
+        raise DownloadError(f"{url}: truncated body ({received + len(err.partial)} bytes, connection closed early)") from err
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        # TimeoutError and socket errors are OSErrors; URLError wraps connection failures.
+        reason = getattr(err, "reason", None) or err
+        raise DownloadError(f"{url}: {type(reason).__name__}: {reason} (after {received} bytes)") from err
+    if expected is not None and received != expected:
+        raise DownloadError(f"{url}: truncated body ({received} of {expected} bytes)")
+
+
+def resolve_files(
+    preset: str,
+    files: Mapping[str, str],
+    urls: Sequence[str] = (),
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    offline: bool | None = None,
+) -> Path:
+    """Return a folder holding every file of a registered preset, each verified against ``files``.
+
+    Follows the module's resolution order: the bundled folder if all its files verify, else the
+    cache (downloading what is missing or corrupt from the mirror, then ``urls``).
+
+    Args:
+        preset: preset name, e.g. ``"nin_mnist.v1"``: the folder name in every location.
+        files: file name -> expected sha256.
+        urls: base URLs of the preset's folder (the file name is appended).
+        cache_dir, timeout, offline: as in ``fetch``.
+    """
+    bundled = BUNDLED_WEIGHTS_DIR / preset
+    if bundled.is_dir():
+        bad = [name for name, digest in files.items() if not _verified(bundled / name, digest)]
+        if not bad:
+            return bundled
+        warnings.warn(f"Bundled preset {bundled} has missing or altered files {bad}; using the cache instead.", stacklevel=2)
+    folder = None
+    for name, digest in files.items():
+        path = fetch(
+            f"{preset}/{name}", digest, [join_url(base, name) for base in urls],
+            cache_dir, timeout=timeout, offline=offline,
+        )
+        folder = path.parent
+    if folder is None:
+        raise ValueError(f"`files` of preset {preset!r} is empty.")
+    return folder
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    return path.is_file() and sha256_file(path) == sha256.lower()

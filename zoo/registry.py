@@ -1,0 +1,291 @@
+"""The model registry: zoo names -> architecture builders and their published weight sets.
+
+A zoo entry is a builder function decorated with ``@register_model`` (see ``zoo/models.py``),
+with default keyword arguments and the pretrained weight sets (*tags*) published for it. A weight
+set is a preset folder named ``<model>.<tag>`` (e.g. ``nin_cifar10.caffe``); the registry holds
+each of its files' sha256, which is what every copy (bundled, cached, downloaded) is checked
+against.
+
+Example:
+    >>> from nin_keras import zoo
+    >>> zoo.list_models("cifar10*")
+    ['nin_cifar10', 'nin_cifar10_bn', ...]
+    >>> model = zoo.create_model("nin_mnist", pretrained=True)          # published weights
+    >>> tuned = zoo.create_model("nin_mnist", pretrained=True, classes=5)  # body reused, new classifier
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import importlib
+import json
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+
+Builder = Callable[..., keras.Model]
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsFile:
+    """One file of a published preset: its name in the preset folder, sha256 and size in bytes."""
+
+    name: str
+    sha256: str
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedConfig:
+    """A published weight set (one *tag*) of a zoo model.
+
+    Args:
+        tag: the part after the dot in ``<model>.<tag>``.
+        files: every file of the preset folder, with sha256 and size.
+        dataset: data set name the metrics were measured on (``nin_keras.data`` names).
+        preprocessing: one-line summary; the full spec and fitted statistics are in the preset.
+        metrics: measured numbers, percentages, e.g. ``{"test_error": 0.52}``.
+        command: the command that measured ``metrics``.
+        paper_error: the paper's test error (%) for this setting, None if it gives none.
+        license: license of the weights.
+        source: where the weights come from (training recipe and run, or original release).
+        evaluated_on: what the metrics were measured on, in words (e.g. "CIFAR-10 (JPEG copy) test split").
+        urls: base URLs of the preset folder; empty because the project has no public host
+            (``$NIN_KERAS_MIRROR`` supplies one).
+    """
+
+    tag: str
+    files: tuple[WeightsFile, ...]
+    dataset: str
+    preprocessing: str
+    metrics: Mapping[str, float]
+    command: str
+    paper_error: float | None
+    license: str
+    source: str
+    evaluated_on: str = ""
+    urls: tuple[str, ...] = ()
+
+    @property
+    def file_hashes(self) -> dict[str, str]:
+        return {f.name: f.sha256 for f in self.files}
+
+    @property
+    def size(self) -> int:
+        """Total bytes of the preset's files."""
+        return sum(f.size for f in self.files)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """A registered zoo model: ``builder(**defaults, **kwargs)`` builds it."""
+
+    name: str
+    builder: Builder
+    dataset: str
+    defaults: Mapping[str, Any]
+    paper_error: float | None
+    description: str
+    pretrained: Mapping[str, PretrainedConfig]
+
+    def preset_name(self, tag: str) -> str:
+        return f"{self.name}.{tag}"
+
+    @property
+    def default_tag(self) -> str | None:
+        """The first registered tag: what ``pretrained=True`` loads."""
+        return next(iter(self.pretrained), None)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+# Which zoo architecture (name, kwargs) built each model, so presets can record it.
+_ARCHITECTURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def register_model(
+    builder: Builder | None = None,
+    *,
+    name: str | None = None,
+    dataset: str,
+    defaults: Mapping[str, Any] | None = None,
+    paper_error: float | None = None,
+    pretrained: Sequence[PretrainedConfig] = (),
+    description: str | None = None,
+) -> Any:
+    """Register a builder under a zoo name; usable as ``@register_model(...)`` or called directly.
+
+    Args:
+        builder: a function ``(input_shape=None, classes=..., include_top=True, **kwargs) -> keras.Model``
+            following the ``nin_keras.models`` signature.
+        name: zoo name; default the builder's ``__name__``.
+        dataset: the data set the architecture is laid out for.
+        defaults: keyword arguments always passed to the builder (e.g. ``{"batch_norm": True}``).
+        paper_error: the paper's test error (%), None if the paper reports none.
+        pretrained: published weight sets; the first is the default for ``pretrained=True``.
+        description: one line; default the builder docstring's first line.
+
+    Returns:
+        The builder, unchanged (decorator form: the decorator).
+
+    Raises:
+        ValueError: the name is taken or malformed, or two weight sets share a tag.
+    """
+
+    def register(fn: Builder) -> Builder:
+        zoo_name = name or fn.__name__
+        if not zoo_name.isidentifier():
+            raise ValueError(f"Zoo model `name` must be an identifier (no dots), got {zoo_name!r}.")
+        if zoo_name in _REGISTRY:
+            raise ValueError(f"Zoo model {zoo_name!r} is already registered.")
+        tags = [cfg.tag for cfg in pretrained]
+        if len(set(tags)) != len(tags):
+            raise ValueError(f"Duplicate weight tags for {zoo_name!r}: {tags}.")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        _REGISTRY[zoo_name] = ModelEntry(
+            name=zoo_name,
+            builder=fn,
+            dataset=dataset,
+            defaults=dict(defaults or {}),
+            paper_error=paper_error,
+            description=description or (doc[0] if doc else zoo_name),
+            pretrained={cfg.tag: cfg for cfg in pretrained},
+        )
+        return fn
+
+    return register(builder) if builder is not None else register
+
+
+def unregister_model(name: str) -> None:
+    """Remove a registered model (for tests and for replacing an entry)."""
+    _REGISTRY.pop(name, None)
+
+
+def _load_builtin() -> None:
+    # The built-in entries register themselves on import (they import this module first).
+    importlib.import_module("nin_keras.zoo.models")
+
+
+def list_models(pattern: str | None = None, pretrained: bool | None = None) -> list[str]:
+    """Sorted zoo model names.
+
+    Args:
+        pattern: shell-style pattern (``"nin_cifar*"``); without wildcards, a substring.
+        pretrained: True lists only models with published weights, False only those without,
+            None all.
+    """
+    _load_builtin()
+    if pattern and not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"
+    names = []
+    for entry in _REGISTRY.values():
+        if pattern and not fnmatch.fnmatchcase(entry.name, pattern):
+            continue
+        if pretrained is not None and bool(entry.pretrained) != pretrained:
+            continue
+        names.append(entry.name)
+    return sorted(names)
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"nin_cifar10.caffe"`` -> ``("nin_cifar10", "caffe")``; ``"nin_mnist"`` -> ``("nin_mnist", None)``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Model `name` must be a non-empty string, got {name!r}.")
+    base, _, tag = name.partition(".")
+    return base, tag or None
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name`` (a tag suffix is ignored); unknown names suggest close ones."""
+    _load_builtin()
+    base, _ = split_name(name)
+    if base not in _REGISTRY:
+        close = difflib.get_close_matches(base, _REGISTRY, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"Unknown zoo model {name!r}.{hint} See nin_keras.zoo.list_models().")
+    return _REGISTRY[base]
+
+
+def get_pretrained_config(name: str, pretrained: bool | str = True) -> tuple[ModelEntry, PretrainedConfig]:
+    """Resolve ``name`` (optionally ``name.tag``) and ``pretrained`` (True or a tag) to a weight set."""
+    entry = get_model_entry(name)
+    _, name_tag = split_name(name)
+    tag = pretrained if isinstance(pretrained, str) else (name_tag or entry.default_tag)
+    if name_tag and isinstance(pretrained, str) and pretrained != name_tag:
+        raise ValueError(f"`pretrained`={pretrained!r} contradicts the tag in name {name!r}.")
+    if tag is None:
+        raise ValueError(
+            f"Zoo model {entry.name!r} has no published weights (nothing was trained for it here); "
+            f"use pretrained=False. Models with weights: {list_models(pretrained=True)}."
+        )
+    if tag not in entry.pretrained:
+        raise ValueError(
+            f"Zoo model {entry.name!r} has no weights tagged {tag!r}; tags: {sorted(entry.pretrained) or 'none'}."
+        )
+    return entry, entry.pretrained[tag]
+
+
+def build_model(name: str, **kwargs: Any) -> keras.Model:
+    """Build zoo architecture ``name`` with random weights: ``builder(**defaults, **kwargs)``.
+
+    The model remembers its architecture name and keyword arguments, so ``save_preset`` can
+    write them to the preset's ``config.json``.
+    """
+    entry = get_model_entry(name)
+    arguments = {**entry.defaults, **kwargs}
+    model = entry.builder(**arguments)
+    _ARCHITECTURES[model] = (entry.name, json.loads(json.dumps(arguments)))
+    return model
+
+
+def architecture_of(model: keras.Model) -> tuple[str, dict[str, Any]] | None:
+    """``(zoo name, builder kwargs)`` of a model built by the zoo, else None."""
+    return _ARCHITECTURES.get(model)
+
+
+def create_model(
+    name: str,
+    pretrained: bool | str = False,
+    classes: int | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    include_top: bool = True,
+    **kwargs: Any,
+) -> keras.Model:
+    """Build a zoo model, optionally with published weights (the timm / keras-hub entry point).
+
+    With ``pretrained`` the architecture arguments start from those the weights were trained with;
+    a different ``classes``, ``input_shape`` or ``include_top=False`` builds the new model and
+    copies the pretrained weights into it layer by layer (by name). The classifier (the layers
+    ``include_top`` adds) keeps its fresh initialization where its shapes changed: ready for
+    fine-tuning. Every other layer must fit exactly.
+
+    Args:
+        name: zoo name, optionally with a weight tag: ``"nin_cifar10"``, ``"nin_cifar10.caffe"``.
+        pretrained: False, True (the default tag, or the one in ``name``) or a tag.
+        classes: number of classes; default the architecture's (or the weights').
+        input_shape: image shape; default the architecture's.
+        include_top: False returns the body without the classifier.
+        **kwargs: other builder arguments (``batch_norm``, ``dropout``, ``classifier_activation``, ...).
+
+    Returns:
+        A ``keras.Model``. For the matching preprocessing use ``load_preset(name).inference_model()``.
+
+    Raises:
+        ValueError: unknown name (with close matches) or tag, or no published weights.
+        WeightsMismatchError: the weights do not fit the requested architecture (names the layer).
+        DownloadError, HashMismatchError: the weights could not be fetched or verified.
+    """
+    arguments = dict(kwargs, include_top=include_top)
+    if classes is not None:
+        arguments["classes"] = classes
+    if input_shape is not None:
+        arguments["input_shape"] = list(input_shape)
+    if not pretrained:
+        return build_model(name, **arguments)
+    from nin_keras.zoo import presets  # presets builds through this module: import on use
+
+    entry, config = get_pretrained_config(name, pretrained)
+    return presets.load_pretrained(entry, config, arguments)
