@@ -74,10 +74,9 @@ def join_url(base: str, file_name: str) -> str:
 
 
 def _relative_path(file_name: str) -> PurePosixPath:
-    path = PurePosixPath(file_name)
-    if not file_name or path.is_absolute() or any(part in ("", ".", "..") for part in path.parts):
-        raise ValueError(f"`file_name` must be a relative path without '..', got {file_name!r}.")
-    return path
+    if not isinstance(file_name, str) or any(part in ("", ".", "..") for part in file_name.split("/")):
+        raise ValueError(f"`file_name` must be a relative '/'-separated path without '.' or '..', got {file_name!r}.")
+    return PurePosixPath(file_name)
 
 
 def fetch(
