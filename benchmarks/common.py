@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Smoke runs and tests point this elsewhere so they never overwrite the committed results.
+RESULTS_DIR_ENV = "NIN_KERAS_BENCH_RESULTS"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
@@ -56,14 +58,18 @@ def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict[
             "repeats": repeats}
 
 
+def results_dir() -> Path:
+    """Where results go: ``$NIN_KERAS_BENCH_RESULTS`` if set, else ``benchmarks/results``."""
+    return Path(os.environ.get(RESULTS_DIR_ENV) or RESULTS_DIR)
+
+
 def write_result(name: str, rows: list[dict[str, Any]], command: str, **extra: Any) -> Path:
     """Write one benchmark's rows with machine info and the command that produced them."""
     from nin_keras.io_utils import atomic_write
 
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "command": command, "machine": machine_info(),
                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows, **extra}
-    path = RESULTS_DIR / f"{name}.json"
+    path = results_dir() / f"{name}.json"
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
     return path

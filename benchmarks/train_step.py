@@ -1,0 +1,280 @@
+"""Training-step throughput of NIN CIFAR-10: the library's layers against stock Keras layers.
+
+Measures, in one run:
+
+- images/s of a real training step (``model.train_on_batch``: forward, loss, backward and an
+  SGD-with-momentum update, in Keras's compiled train function) for ``nin_keras.models.nin_cifar10``
+  and for the same network written with stock ``keras.layers`` only (``Conv2D``, ``MaxPooling2D`` /
+  ``AveragePooling2D`` with ``"same"`` padding, which equals Caffe's ceil-rounded pooling for
+  32 → 16 → 8, and ``GlobalAveragePooling2D``). The two models are timed in alternation within one
+  process, so load from other processes hits both alike; the ratio is library / stock;
+- the fp32 matmul rate of a large square ``tf.matmul`` in the same process;
+- achieved GFLOP/s = images/s × ``3 × 2 × count_flops(model)`` / 1e9: ``count_flops`` gives forward
+  multiply-adds per image, 2 FLOPs each, and the backward pass costs about twice the forward pass
+  (gradients with respect to inputs and to weights), hence ×3. Biases, activations and pooling are
+  not counted, so this slightly understates the work done.
+
+Each variant (data layout, XLA, oneDNN, thread counts, batch size) runs in its own subprocess,
+because oneDNN and thread pools are fixed when TensorFlow starts. The machine's peak is the highest
+matmul rate any variant's process measured, and every row's fraction of peak is against it.
+
+Usage:
+    python benchmarks/train_step.py            # all variants, writes results/train_step.json
+    python benchmarks/train_step.py --quick    # tiny smoke run
+    python benchmarks/train_step.py --variants baseline jit_compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+
+RESULT_PREFIX = "RESULT "
+
+# Each variant changes one thing from the baseline (channels last, no XLA, oneDNN on, TF's
+# default thread pools, batch 128).
+BASELINE: dict[str, Any] = {
+    "layout": "channels_last", "jit_compile": False, "onednn": "1", "intra_op_threads": 0,
+    "inter_op_threads": 0, "batch_size": 128,
+}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "jit_compile": {"jit_compile": True},
+    "onednn_off": {"onednn": "0"},
+    "channels_first": {"layout": "channels_first"},
+    "threads_2x1": {"intra_op_threads": 2, "inter_op_threads": 1},
+    "threads_1x1": {"intra_op_threads": 1, "inter_op_threads": 1},
+    "batch_64": {"batch_size": 64},
+    "batch_256": {"batch_size": 256},
+}
+COLUMNS = [
+    "variant", "layout", "jit_compile", "onednn", "intra_op_threads", "inter_op_threads",
+    "batch_size", "library_images_per_s", "stock_images_per_s", "ratio", "cpu_ratio", "achieved_gflops",
+    "fraction_of_peak", "matmul_gflops", "load_avg_1m", "status",
+]
+
+
+def stock_nin_cifar10(input_shape: Sequence[int] = (32, 32, 3), classes: int = 10,
+                      data_format: str = "channels_last"):
+    """NIN CIFAR-10 from stock ``keras.layers`` only, layer for layer the library's ``nin_cifar10``.
+
+    ``"same"`` pooling equals Caffe's pooling here: for 3/2 windows on even sizes the only padding
+    is one row/column at the bottom/right, and average pooling divides by the in-bounds count.
+    """
+    import keras
+    from keras import layers
+
+    def conv(filters: int, kernel: int):
+        return layers.Conv2D(filters, kernel, padding="same", activation="relu", data_format=data_format)
+
+    return keras.Sequential(
+        [
+            keras.Input(tuple(input_shape)),
+            conv(192, 5), conv(160, 1), conv(96, 1),
+            layers.MaxPooling2D(3, 2, padding="same", data_format=data_format),
+            layers.Dropout(0.5),
+            conv(192, 5), conv(192, 1), conv(192, 1),
+            layers.AveragePooling2D(3, 2, padding="same", data_format=data_format),
+            layers.Dropout(0.5),
+            conv(192, 3), conv(192, 1), conv(classes, 1),
+            layers.GlobalAveragePooling2D(data_format=data_format),
+            layers.Softmax(),
+        ],
+        name="stock_nin_cifar10",
+    )
+
+
+def compile_for_training(model, jit_compile: bool):
+    """Compile ``model`` with the paper's optimizer (SGD with momentum) and a sparse cross-entropy."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+        loss="sparse_categorical_crossentropy",
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def random_batch(batch_size: int, input_shape: Sequence[int], classes: int = 10):
+    """A fixed batch of random images in [0, 1) and labels, as tensors (no input pipeline cost)."""
+    import tensorflow as tf
+
+    images = tf.random.uniform((batch_size, *input_shape), seed=0)
+    labels = tf.random.uniform((batch_size,), maxval=classes, dtype=tf.int32, seed=1)
+    return images, labels
+
+
+def matmul_gflops(n: int, repeats: int) -> float:
+    """GFLOP/s (median of ``repeats``, one untimed warm-up) of an ``n×n @ n×n`` fp32 ``tf.matmul``."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), seed=2)
+    b = tf.random.normal((n, n), seed=3)
+    # Eager CPU ops return when the product is computed; reading one element keeps it honest.
+    timing = common.time_call(lambda: tf.matmul(a, b)[0, 0].numpy(), repeats=repeats, warmup=1)
+    return 2 * n**3 / timing["median_s"] / 1e9
+
+
+def load_avg() -> float | None:
+    """The 1-minute load average (other processes share this machine's cores)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def configure_tensorflow(intra_op_threads: int, inter_op_threads: int) -> None:
+    """Set TF's thread pools (0 = TF's default); must run before TensorFlow executes any op."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+
+
+def run_in_subprocess(script: Path, config: dict[str, Any], env: dict[str, str] | None = None,
+                      timeout: float = 900) -> dict[str, Any]:
+    """Run ``script --worker CONFIG`` in a fresh Python and return the JSON it reports.
+
+    A failing worker gives ``{"status": "error: <last line of its stderr>"}`` instead of raising,
+    so one unsupported variant does not lose the others.
+    """
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, str(script), "--worker", json.dumps(config)],
+        capture_output=True, text=True, env=full_env, timeout=timeout,
+    )
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    return {"status": f"error: {errors[-1][:300] if errors else f'exit code {proc.returncode}'}"}
+
+
+def worker(config: dict[str, Any]) -> dict[str, Any]:
+    """Time the library and stock models alternately under one variant's settings."""
+    configure_tensorflow(config["intra_op_threads"], config["inter_op_threads"])
+    import keras
+
+    from nin_keras.models import count_flops, nin_cifar10
+
+    layout = config["layout"]
+    keras.config.set_image_data_format(layout)
+    input_shape = (32, 32, 3) if layout == "channels_last" else (3, 32, 32)
+    keras.utils.set_random_seed(0)
+    models = {
+        "library": compile_for_training(nin_cifar10(input_shape=input_shape), config["jit_compile"]),
+        "stock": compile_for_training(stock_nin_cifar10(input_shape, data_format=layout), config["jit_compile"]),
+    }
+    flops = {name: count_flops(model) for name, model in models.items()}
+    params = {name: model.count_params() for name, model in models.items()}
+    if params["library"] != params["stock"] or flops["library"] != flops["stock"]:
+        raise RuntimeError(f"library and stock networks differ: params {params}, multiply-adds {flops}")
+
+    images, labels = random_batch(config["batch_size"], input_shape)
+    for model in models.values():  # warm-up: tracing, graph optimization, oneDNN primitive caches
+        for _ in range(config["warmup"]):
+            model.train_on_batch(images, labels)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    cpu_times: dict[str, list[float]] = {name: [] for name in models}
+    load_before = load_avg()
+    for run in range(config["runs"]):
+        # Alternate which model goes first so neither always follows the other.
+        order = list(models) if run % 2 == 0 else list(reversed(models))
+        for name in order:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for _ in range(config["steps"]):
+                models[name].train_on_batch(images, labels)  # returns host floats: step finished
+            times[name].append((time.perf_counter() - start) / config["steps"])
+            cpu_times[name].append((time.process_time() - cpu_start) / config["steps"])
+    load_after = load_avg()
+
+    result: dict[str, Any] = {"parameters": params["library"], "forward_macs_per_image": flops["library"]}
+    for name, step_times in times.items():
+        median = statistics.median(step_times)
+        result[f"{name}_step_s"] = {"median": median, "min": min(step_times), "max": max(step_times)}
+        result[f"{name}_images_per_s"] = config["batch_size"] / median
+        result[f"{name}_cpu_ms_per_image"] = 1e3 * statistics.median(cpu_times[name]) / config["batch_size"]
+    result["ratio"] = result["library_images_per_s"] / result["stock_images_per_s"]
+    # CPU seconds of all this process's threads: the work done, less sensitive than wall time to
+    # other processes taking the cores.
+    result["cpu_ratio"] = result["stock_cpu_ms_per_image"] / result["library_cpu_ms_per_image"]
+    result["achieved_gflops"] = result["library_images_per_s"] * 6 * flops["library"] / 1e9
+    result["stock_achieved_gflops"] = result["stock_images_per_s"] * 6 * flops["stock"] / 1e9
+    result["matmul_gflops"] = matmul_gflops(config["matmul_n"], config["matmul_repeats"])
+    result["load_avg_1m"] = [load_before, load_after]
+    result["status"] = "ok"
+    return result
+
+
+def run(variants: Sequence[str], quick: bool, runs: int | None = None) -> tuple[list[dict[str, Any]], float]:
+    """Run each named variant in its own subprocess; return the rows and the machine's matmul peak."""
+    settings = {"warmup": 1, "runs": 2, "steps": 1, "matmul_n": 512, "matmul_repeats": 3} if quick else \
+        {"warmup": 1, "runs": 5, "steps": 1, "matmul_n": 2048, "matmul_repeats": 5}
+    if runs is not None:
+        settings["runs"] = runs
+    rows = []
+    for name in variants:
+        config = {**BASELINE, **VARIANTS[name], **settings}
+        if quick:
+            config["batch_size"] = max(4, config["batch_size"] // 16)
+        print(f"[train_step] {name}: {config}", file=sys.stderr, flush=True)
+        result = run_in_subprocess(Path(__file__), config, env={"TF_ENABLE_ONEDNN_OPTS": config["onednn"]})
+        row = {"variant": name, **{k: config[k] for k in BASELINE}, "runs": config["runs"],
+               "steps_per_run": config["steps"], **result}
+        print(f"[train_step] {name}: {json.dumps(result)}", file=sys.stderr, flush=True)
+        rows.append(row)
+    measured = [row["matmul_gflops"] for row in rows if row.get("status") == "ok"]
+    peak = max(measured) if measured else float("nan")
+    for row in rows:
+        if row.get("status") == "ok":
+            row["fraction_of_peak"] = row["achieved_gflops"] / peak
+            row["stock_fraction_of_peak"] = row["stock_achieved_gflops"] / peak
+    return rows, peak
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="subset of variants to run")
+    parser.add_argument("--runs", type=int, help="timed runs per model (median reported)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(RESULT_PREFIX + json.dumps(worker(json.loads(args.worker))), flush=True)
+        return 0
+    variants = args.variants or (["baseline"] if args.quick else list(VARIANTS))
+    rows, peak = run(variants, args.quick, args.runs)
+    command = "python benchmarks/train_step.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    path = common.write_result(
+        "train_step", rows, command,
+        title="Training step: NIN CIFAR-10, library layers vs stock keras.layers",
+        columns=COLUMNS,
+        matmul_peak_gflops=peak,
+        quick=args.quick,
+        notes=(
+            "images/s = batch / median step time (train_on_batch: forward, loss, backward, SGD momentum "
+            "0.9), warm-up excluded, library and stock models timed alternately in one process. "
+            "ratio = library / stock images/s; cpu_ratio = stock / library CPU seconds per image (all threads "
+            "of the process, less disturbed by other processes than wall time). achieved GFLOP/s = images/s x 3 x 2 x count_flops(model) "
+            "/ 1e9 (forward multiply-adds x 2 FLOPs, x 3 for forward + backward). fraction_of_peak = "
+            "achieved / matmul_peak_gflops, the highest fp32 tf.matmul rate measured in this run. "
+            "load_avg_1m = [before, after] the timed runs: the cores are shared with other processes."
+        ),
+    )
+    print(path)
+    return 0 if all(row.get("status") == "ok" for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
