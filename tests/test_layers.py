@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from nin_keras.layers import CaffePooling2D, GlobalAveragePoolingHead, MLPConv
+from nin_keras.layers import CaffePooling2D, GlobalAveragePoolingHead, Maxout, MaxoutConv2D, MLPConv
 
 RNG = np.random.default_rng(0)
 
@@ -134,11 +134,56 @@ def test_gap_head_channels_first_shape():
     assert GlobalAveragePoolingHead(data_format="channels_first").compute_output_shape((2, 10, 8, 8)) == (2, 10)
 
 
+# ---------------------------------------------------------------- Maxout
+def test_maxout_is_max_over_pieces():
+    units, pieces = 5, 3
+    layer = Maxout(units, pieces, bias_initializer="random_normal")
+    x = RNG.normal(size=(4, 2, 7)).astype("float32")  # rank 3: applies to the last axis
+    y = keras.ops.convert_to_numpy(layer(x))
+    ref = np.empty((4, 2, units))
+    for u in range(units):
+        kernel, bias = layer.unit_pieces(u)
+        assert kernel.shape == (7, pieces) and bias.shape == (pieces,)
+        ref[..., u] = (x.astype("float64") @ kernel + bias).max(axis=-1)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    # The documented layout: column u * pieces + p is piece p of unit u.
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    np.testing.assert_array_equal(layer.unit_pieces(2)[0][:, 1], kernel[:, 2 * pieces + 1])
+
+
+def test_maxout_conv_is_max_over_piece_convolutions():
+    filters, pieces = 4, 2
+    layer = MaxoutConv2D(filters, pieces, 3, padding="same", bias_initializer="random_normal")
+    x = RNG.normal(size=(2, 6, 5, 3)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    ref = np.stack(
+        [np_conv2d_same(x.astype("float64"), *layer.unit_pieces(f)).max(axis=-1) for f in range(filters)], axis=-1
+    )
+    assert y.shape == layer.compute_output_shape(x.shape) == (2, 6, 5, filters)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_maxout_conv_channels_first_shape_logic():
+    layer = MaxoutConv2D(6, 3, 5, strides=2, data_format="channels_first")
+    assert layer.compute_output_shape((None, 3, 32, 31)) == (None, 6, 14, 14)
+    layer.build((None, 3, 32, 31))
+    assert tuple(layer.kernel.shape) == (5, 5, 3, 18)
+
+
+def test_unit_pieces_rejects_bad_unit():
+    layer = Maxout(3, 2)
+    layer.build((None, 4))
+    with pytest.raises(ValueError, match="`unit`"):
+        layer.unit_pieces(3)
+
+
 # ---------------------------------------------------------------- configs and errors
 LAYER_FACTORIES = {
     "MLPConv": lambda: MLPConv((4, 3), 3, strides=2, padding="valid", linear_last=True, kernel_regularizer="l2"),
     "CaffePooling2D": lambda: CaffePooling2D(3, 2, mode="average"),
     "GlobalAveragePoolingHead": lambda: GlobalAveragePoolingHead(activation=None),
+    "Maxout": lambda: Maxout(4, 3, use_bias=False, kernel_constraint=keras.constraints.MaxNorm(2.0, axis=0)),
+    "MaxoutConv2D": lambda: MaxoutConv2D(4, 2, (3, 5), strides=2, padding="same", bias_regularizer="l2"),
 }
 
 
@@ -163,6 +208,11 @@ def test_config_round_trip(name):
         (lambda: CaffePooling2D(3, 2, mode="median"), "mode"),
         (lambda: CaffePooling2D(-3, 2), "pool_size"),
         (lambda: CaffePooling2D(2, 3), "strides"),
+        (lambda: Maxout(-4, 2), "units"),
+        (lambda: Maxout(4, 0), "pieces"),
+        (lambda: MaxoutConv2D(0, 2, 3), "filters"),
+        (lambda: MaxoutConv2D(4, 0, 3), "pieces"),
+        (lambda: MaxoutConv2D(4, 2, (3, 3, 3)), "kernel_size"),
     ],
 )
 def test_bad_arguments_name_the_argument(factory, argument):
@@ -170,7 +220,16 @@ def test_bad_arguments_name_the_argument(factory, argument):
         factory()
 
 
-@pytest.mark.parametrize("layer", [MLPConv((4,), 3), CaffePooling2D(3, 2), GlobalAveragePoolingHead()])
-def test_wrong_input_rank_is_rejected(layer):
+@pytest.mark.parametrize(
+    "layer,shape",
+    [
+        (MLPConv((4,), 3), (2, 8, 3)),
+        (CaffePooling2D(3, 2), (2, 8, 3)),
+        (GlobalAveragePoolingHead(), (2, 8, 3)),
+        (MaxoutConv2D(4, 2, 3), (2, 8, 3)),
+        (Maxout(4, 2), (8,)),
+    ],
+)
+def test_wrong_input_rank_is_rejected(layer, shape):
     with pytest.raises(ValueError, match="rank|ndim"):
-        layer(np.zeros((2, 8, 3), "float32"))
+        layer(np.zeros(shape, "float32"))

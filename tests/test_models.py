@@ -16,12 +16,17 @@ from nin_keras import layers as nl
 from nin_keras import models
 from nin_keras.errors import WeightsMismatchError
 
-NIN_BUILDERS = {
-    "nin_cifar10": models.nin_cifar10,
-    "nin_cifar100": models.nin_cifar100,
-    "nin_svhn": models.nin_svhn,
-    "nin_mnist": models.nin_mnist,
-    "nin_fashion_mnist": models.nin_fashion_mnist,
+BUILDERS = {
+    name: getattr(models, name)
+    for name in (
+        "nin_cifar10", "nin_cifar100", "nin_svhn", "nin_mnist", "nin_fashion_mnist",
+        "maxout_mnist", "maxout_conv_mnist", "maxout_cifar10", "nin_fc_cifar10", "nin_fc_dropout_cifar10",
+    )
+}
+# Variants exercising batch_norm, logits and dropout=0 through the shared builder code.
+VARIANTS = {
+    "nin_cifar10_bn_logits": lambda: models.nin_cifar10(batch_norm=True, classifier_activation=None, dropout=0.0),
+    "maxout_mnist_bn": lambda: models.maxout_mnist(batch_norm=True),
 }
 
 
@@ -33,13 +38,15 @@ def _wrap(layer, input_shape):
 
 # name -> zero-argument factory of a built model; every layer and every architecture appears here.
 ROUND_TRIP_MODELS = {
-    **{name: builder for name, builder in NIN_BUILDERS.items()},
-    "nin_cifar10_bn_logits": lambda: models.nin_cifar10(batch_norm=True, classifier_activation=None, dropout=0.0),
+    **BUILDERS,
+    **VARIANTS,
     "layer_mlpconv": lambda: _wrap(nl.MLPConv((6, 5), 3, strides=2, linear_last=True, kernel_regularizer="l2"), (9, 9, 3)),
     "layer_mlpconv_bn": lambda: _wrap(nl.MLPConv((6, 5), 3, batch_norm=True), (8, 8, 3)),
     "layer_caffe_pooling_max": lambda: _wrap(nl.CaffePooling2D(3, 2), (9, 9, 3)),
     "layer_caffe_pooling_average": lambda: _wrap(nl.CaffePooling2D(3, 2, mode="average"), (9, 9, 3)),
     "layer_gap_head": lambda: _wrap(nl.GlobalAveragePoolingHead(), (5, 5, 4)),
+    "layer_maxout": lambda: _wrap(nl.Maxout(4, 3, kernel_constraint=keras.constraints.MaxNorm(2.0, axis=0)), (6,)),
+    "layer_maxout_conv": lambda: _wrap(nl.MaxoutConv2D(4, 2, 3, padding="same"), (7, 7, 3)),
 }
 
 
@@ -73,6 +80,23 @@ def test_count_flops_nin_cifar10():
     expected = sum(p * k for p, k in convs)
     assert models.count_flops(models.nin_cifar10()) == expected
     assert 222e6 < expected < 223e6
+
+
+def test_architecture_layouts():
+    """Builders share one code path per family; check each family's distinguishing layers."""
+    mlp = models.maxout_mnist()
+    assert [layer.units * layer.pieces for layer in mlp.layers if isinstance(layer, nl.Maxout)] == [1200, 1200]
+    assert mlp.get_layer("input_dropout").rate == pytest.approx(0.2)
+    cifar = models.maxout_cifar10()
+    assert [(l.filters, l.pieces) for l in cifar.layers if isinstance(l, nl.MaxoutConv2D)] == [(96, 2), (192, 2), (192, 2)]
+    assert cifar.get_layer("flatten").output.shape == (None, 4 * 4 * 192)
+    fc = models.nin_fc_dropout_cifar10()
+    assert fc.get_layer("flatten").output.shape == (None, 8 * 8 * 10)
+    assert fc.get_layer("fc_dropout").rate == pytest.approx(0.5)
+    assert "fc_dropout" not in [layer.name for layer in models.nin_fc_cifar10().layers]
+    # Same convolutional weights as the GAP model: the two differ only in the top.
+    gap = models.nin_cifar10()
+    assert [tuple(w.shape) for w in gap.weights] == [tuple(w.shape) for w in fc.weights][:-2]
 
 
 def test_include_top_false_returns_body_features():
@@ -136,13 +160,13 @@ def test_builder_bad_arguments(kwargs, argument):
 
 
 # ---------------------------------------------------------------- training
-@pytest.mark.parametrize("name", sorted(NIN_BUILDERS) + ["nin_cifar10_bn_logits"])
+@pytest.mark.parametrize("name", sorted(BUILDERS) + sorted(VARIANTS))
 def test_one_training_step_changes_every_trainable_weight(name):
     model = ROUND_TRIP_MODELS[name]()
     rng = np.random.default_rng(2)
     x = rng.normal(size=(4, *model.input_shape[1:])).astype("float32")
     y = rng.integers(0, model.output_shape[-1], size=4)
-    from_logits = model.get_layer("head").activation is not keras.activations.softmax
+    from_logits = model.layers[-1].activation is not keras.activations.softmax
     model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
     before = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_weights]
     model.train_on_batch(x, y)

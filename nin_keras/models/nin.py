@@ -1,6 +1,6 @@
 """Network in Network architectures (Lin, Chen & Yan 2014), built from a small spec.
 
-Every NIN here is ``len(body)`` blocks of *mlpconv → Caffe pooling 3/2 → dropout*, then a
+Every NIN here is ``len(spec.body)`` blocks of *mlpconv → Caffe pooling 3/2 → dropout*, then a
 classifier mlpconv whose last convolution has one map per class, then the global-average-pooling
 head. Layer names are fixed (``mlpconv1``, ``pool1``, ``dropout1``, ..., ``head``): the Caffe
 converter, the confidence-map extractor and CAM look layers up by them.
@@ -22,14 +22,12 @@ in minutes on a laptop CPU.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 
 import keras
 
 from nin_keras.layers import CaffePooling2D, GlobalAveragePoolingHead, MLPConv
-from nin_keras.layers import _args
-from nin_keras.models import _common
+from nin_keras.models._common import make_builder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +87,6 @@ def build_nin(
     input_shape: Sequence[int | None],
     classes: int,
     include_top: bool = True,
-    weights: str | os.PathLike | None = None,
     classifier_activation: str | None = "softmax",
     name: str = "nin",
     batch_norm: bool = False,
@@ -97,81 +94,34 @@ def build_nin(
 ) -> keras.Model:
     """Build the NIN described by ``spec`` (see the module docstring for the layer names).
 
-    ``include_top=False`` returns the body only (up to the last body block's dropout), which is
-    what a new classifier would be put on.
+    ``include_top=False`` returns the body only (up to the last body block's dropout), the
+    features the classifier mlpconv takes.
     """
-    classes = _args.positive_int(classes, "classes")
-    dropout = _args.rate(dropout, "dropout")
     inputs = keras.Input(shape=tuple(input_shape), name="images")
     x = nin_body(inputs, spec, batch_norm, dropout)
     if include_top:
         x = classifier_mlpconv(spec, classes, batch_norm)(x)
         x = GlobalAveragePoolingHead(activation=classifier_activation, name="head")(x)
-    return _common.load_weights(keras.Model(inputs, x, name=name), weights)
+    return keras.Model(inputs, x, name=name)
 
 
-def _builder(name: str, spec: NINSpec, default_shape: tuple[int, int, int], default_classes: int, about: str):
-    """Make a keras.applications-style builder with its own defaults (one body, no copies)."""
-
-    def builder(
-        input_shape: Sequence[int | None] | None = None,
-        classes: int = default_classes,
-        include_top: bool = True,
-        weights: str | os.PathLike | None = None,
-        classifier_activation: str | None = "softmax",
-        name: str = name,
-        batch_norm: bool = False,
-        dropout: float = 0.5,
-    ) -> keras.Model:
-        return build_nin(
-            spec,
-            _common.input_shape_arg(input_shape, default_shape),
-            classes,
-            include_top=include_top,
-            weights=weights,
-            classifier_activation=classifier_activation,
-            name=name,
-            batch_norm=batch_norm,
-            dropout=dropout,
-        )
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"""{about}
-
-    Args:
-        input_shape: image shape, default ``{default_shape}`` (channels last; spatial dims may be
-            None since the head averages over any size).
-        classes: number of classes (maps of the last mlpconv), default {default_classes}.
-        include_top: False returns the body only, up to ``dropout{len(spec.body)}``.
-        weights: None (random initialization) or a path to a ``.weights.h5`` file.
-        classifier_activation: ``"softmax"`` for probabilities, None for the averaged maps (logits).
-        name: model name.
-        batch_norm: batch normalization after every convolution (a modern, faster-training variant).
-        dropout: dropout rate after each body block (0 removes the dropout layers).
-
-    Returns:
-        A ``keras.Model`` from images to class probabilities (or to body features).
-    """
-    return builder
-
-
-nin_cifar10 = _builder(
-    "nin_cifar10", CIFAR_SPEC, (32, 32, 3), 10,
+nin_cifar10 = make_builder(
+    "nin_cifar10", build_nin, CIFAR_SPEC, (32, 32, 3), 10,
     "NIN for CIFAR-10, layer for layer the original Caffe model (966,986 parameters).",
 )
-nin_cifar100 = _builder(
-    "nin_cifar100", CIFAR_SPEC, (32, 32, 3), 100,
+nin_cifar100 = make_builder(
+    "nin_cifar100", build_nin, CIFAR_SPEC, (32, 32, 3), 100,
     "NIN for CIFAR-100: the CIFAR-10 network with 100 maps in the last layer (984,356 parameters).",
 )
-nin_svhn = _builder(
-    "nin_svhn", CIFAR_SPEC, (32, 32, 3), 10,
+nin_svhn = make_builder(
+    "nin_svhn", build_nin, CIFAR_SPEC, (32, 32, 3), 10,
     "NIN for SVHN: the CIFAR-10 layout, as in the paper's Section 4.4.",
 )
-nin_mnist = _builder(
-    "nin_mnist", MNIST_SPEC, (28, 28, 1), 10,
+nin_mnist = make_builder(
+    "nin_mnist", build_nin, MNIST_SPEC, (28, 28, 1), 10,
     "NIN for MNIST: the CIFAR-10 layout with fewer maps (64/96/96), see the module docstring.",
 )
-nin_fashion_mnist = _builder(
-    "nin_fashion_mnist", MNIST_SPEC, (28, 28, 1), 10,
+nin_fashion_mnist = make_builder(
+    "nin_fashion_mnist", build_nin, MNIST_SPEC, (28, 28, 1), 10,
     "NIN for Fashion-MNIST: the MNIST network.",
 )
