@@ -1,0 +1,373 @@
+"""Tests of the zoo: registry, create_model (pretrained, fine-tuning), presets and their loader."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nin_keras import zoo
+from nin_keras.errors import DownloadError, PresetError, WeightsMismatchError
+from nin_keras.zoo import download, presets, registry
+from nin_keras.zoo import models as zoo_models
+
+MEAN, STD = 33.3, 78.5
+TEST_MODEL = "nin_mnist_zoo_test"
+
+
+def _preprocessing():
+    return [keras.layers.Normalization(mean=MEAN, variance=STD**2)]
+
+
+def _numpy_preprocess(images):
+    return (images.astype(np.float64) - MEAN) / STD
+
+
+def _images(n=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(monkeypatch, tmp_path):
+    for name in (download.ENV_MIRROR, download.ENV_OFFLINE):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(download.ENV_HOME, str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def published(tmp_path):
+    """A registered test model with one published weight set ``TEST_MODEL.t`` in the cache."""
+    registry.register_model(zoo_models.nin_mnist, name=TEST_MODEL, dataset="mnist")
+    model = zoo.create_model(TEST_MODEL)
+    folder = tmp_path / "cache" / f"{TEST_MODEL}.t"
+    zoo.save_preset(model, folder, {"dataset": "mnist"}, _preprocessing())
+    registry.unregister_model(TEST_MODEL)
+    config = registry.PretrainedConfig(
+        tag="t", files=presets.preset_file_specs(folder), dataset="mnist", preprocessing="normalize",
+        metrics={}, command="", paper_error=None, license="test", source="test",
+    )
+    registry.register_model(zoo_models.nin_mnist, name=TEST_MODEL, dataset="mnist", pretrained=[config])
+    yield model, folder
+    registry.unregister_model(TEST_MODEL)
+
+
+def _same_weights(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_list_models_patterns_and_pretrained_filter():
+    names = zoo.list_models()
+    assert names == sorted(names)
+    for name in ("nin_cifar10", "nin_cifar100", "nin_svhn", "nin_mnist", "nin_fashion_mnist", "nin_cifar10_bn"):
+        assert name in names
+    assert zoo.list_models("nin_cifar10*") == [n for n in names if n.startswith("nin_cifar10")]
+    assert zoo.list_models("svhn") == [n for n in names if "svhn" in n]
+    with_weights, without = zoo.list_models(pretrained=True), zoo.list_models(pretrained=False)
+    assert sorted(with_weights + without) == names
+    assert "nin_cifar100" in without and "nin_svhn" in without
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ValueError, match="Did you mean 'nin_cifar10'"):
+        zoo.create_model("nin_cifr10")
+    with pytest.raises(ValueError, match="Unknown zoo model"):
+        zoo.create_model("resnet50")
+
+
+def test_models_without_weights_say_so():
+    with pytest.raises(ValueError, match="no published weights"):
+        zoo.create_model("nin_cifar100", pretrained=True)
+
+
+def test_register_rejects_duplicates_and_dotted_names():
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_model(zoo_models.nin_mnist, name="nin_mnist", dataset="mnist")
+    with pytest.raises(ValueError, match="identifier"):
+        registry.register_model(zoo_models.nin_mnist, name="nin.mnist", dataset="mnist")
+
+
+def test_create_model_arguments_reach_the_builder():
+    model = zoo.create_model("nin_mnist", classes=7, input_shape=(32, 32, 1))
+    assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 7)
+    body = zoo.create_model("nin_mnist", include_top=False)
+    assert body.layers[-1].name == "dropout2"
+    bn = zoo.create_model("nin_mnist_bn")
+    assert len(bn.get_layer("mlpconv1").weights) > len(model.get_layer("mlpconv1").weights)
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def test_save_load_round_trip_with_preprocessing(tmp_path):
+    model = zoo.create_model("nin_mnist", dropout=0.3)
+    folder = zoo.save_preset(model, tmp_path / "p", {"dataset": "mnist", "class_names": list("0123456789"), "license": "CC0"}, _preprocessing())
+    files = {p.name for p in folder.iterdir()}
+    assert files == {"config.json", "metadata.json", "model.weights.h5", "preprocessing.weights.h5"}
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["params"] == sum(int(np.prod(w.shape)) for w in model.weights)
+    for name, info in meta["files"].items():
+        assert info["sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        assert info["size"] == (folder / name).stat().st_size
+    assert meta["layers"]["mlpconv1"][0] == [5, 5, 1, 64]
+    assert json.loads((folder / "config.json").read_text())["kwargs"]["dropout"] == 0.3
+
+    preset = zoo.load_preset(folder)
+    assert preset.architecture == "nin_mnist" and preset.class_names == list("0123456789")
+    assert _same_weights(preset.model, model)
+    images = _images()
+    expected = model.predict(_numpy_preprocess(images).astype("float32"), verbose=0)
+    inference = preset.inference_model()
+    assert inference.input.dtype == "uint8"
+    np.testing.assert_allclose(inference.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert _same_weights(zoo.from_preset(folder), model)
+
+
+def test_save_preset_needs_a_zoo_architecture(tmp_path):
+    foreign = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match="architecture"):
+        zoo.save_preset(foreign, tmp_path / "f", {"dataset": "mnist"})
+    with pytest.raises(ValueError, match="dataset"):
+        zoo.save_preset(zoo.create_model("nin_mnist"), tmp_path / "g", {})
+
+
+@pytest.fixture(scope="module")
+def saved_preset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("presets") / "good"
+    zoo.save_preset(zoo.create_model("nin_mnist"), folder, {"dataset": "mnist"}, _preprocessing())
+    return folder
+
+
+def _broken_copy(saved_preset, tmp_path):
+    folder = tmp_path / "broken"
+    shutil.copytree(saved_preset, folder)
+    return folder
+
+
+def _edit_json(path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def test_config_with_other_classes_fails_naming_the_layer(saved_preset, tmp_path):
+    folder = _broken_copy(saved_preset, tmp_path)
+    _edit_json(folder / "config.json", lambda c: c["kwargs"].update(classes=7))
+    with pytest.raises(WeightsMismatchError, match="mlpconv3"):
+        zoo.load_preset(folder)
+
+
+@pytest.mark.parametrize(
+    "breakage, error, words",
+    [
+        (lambda f: (f / "config.json").write_text("{not json"), PresetError, "not valid JSON"),
+        (lambda f: (f / "model.weights.h5").unlink(), PresetError, "no model.weights.h5"),
+        (lambda f: (f / "metadata.json").unlink(), PresetError, "no metadata.json"),
+        (lambda f: (f / "preprocessing.weights.h5").write_bytes(b"x"), PresetError, "preprocessing.weights.h5 is altered"),
+        (lambda f: _edit_json(f / "config.json", lambda c: c.update(architecture="nin_mnst")), PresetError, "Did you mean 'nin_mnist'"),
+        (lambda f: _edit_json(f / "config.json", lambda c: c["kwargs"].update(classes="ten")), PresetError, "cannot build"),
+        (lambda f: _edit_json(f / "config.json", lambda c: c.update(format_version=99)), PresetError, "format_version"),
+        (lambda f: _edit_json(f / "metadata.json", lambda m: m["preprocessing"][0].update(class_name="NoSuchLayer")), PresetError, "NoSuchLayer"),
+    ],
+    ids=["bad-json", "no-weights", "no-metadata", "altered-file", "unknown-architecture", "bad-kwargs", "version", "unknown-layer"],
+)
+def test_broken_presets_name_the_problem(saved_preset, tmp_path, breakage, error, words):
+    folder = _broken_copy(saved_preset, tmp_path)
+    breakage(folder)
+    with pytest.raises(error, match=words):
+        zoo.load_preset(folder)
+
+
+def test_lambda_preprocessing_is_refused_in_safe_mode(saved_preset, tmp_path):
+    folder = _broken_copy(saved_preset, tmp_path)
+    lambda_spec = keras.saving.serialize_keras_object(keras.layers.Lambda(lambda x: x * 2))
+    _edit_json(folder / "metadata.json", lambda m: m.update(preprocessing=[lambda_spec]))
+    with pytest.raises(PresetError, match="Lambda"):
+        zoo.load_preset(folder)
+
+
+def test_missing_local_folder_is_a_preset_error(tmp_path):
+    with pytest.raises(PresetError, match="does not exist"):
+        zoo.load_preset(str(tmp_path / "nowhere") + os.sep)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_config_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "format": st.sampled_from([presets.FORMAT, "keras", 1]),
+        "format_version": st.sampled_from([1, 2, True, "1"]),
+        "architecture": st.sampled_from(["nin_mnist", "nin_mnist ", None, 3]) | st.text(max_size=12),
+        "kwargs": _json,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=_json | _config_like)
+def test_fuzz_config_parser_accepts_or_raises_preset_error(config):
+    try:
+        architecture, kwargs = presets.parse_config(config)
+    except PresetError:
+        return
+    assert architecture in zoo.list_models() and isinstance(kwargs, dict)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(metadata=_json | st.fixed_dictionaries({"dataset": st.just("mnist"), "input_shape": st.just([28, 28, 1]), "files": _json, "layers": _json}))
+def test_fuzz_metadata_parser_accepts_or_raises_preset_error(metadata):
+    try:
+        presets.parse_metadata(metadata)
+    except PresetError:
+        return
+    assert isinstance(metadata["files"], dict) and isinstance(metadata["layers"], dict)
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.binary(max_size=64) | _json.map(lambda v: json.dumps(v).encode()))
+def test_fuzz_config_file_bytes(raw):
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.json").write_bytes(raw)
+        try:
+            presets.parse_config(presets._read_json(Path(tmp), "config.json"))
+        except PresetError:
+            pass
+
+
+# --------------------------------------------------------------------------- pretrained and fine-tuning
+
+
+def test_pretrained_loads_the_published_weights(published):
+    model, _ = published
+    loaded = zoo.create_model(TEST_MODEL, pretrained=True)
+    assert _same_weights(loaded, model)
+    assert _same_weights(zoo.create_model(f"{TEST_MODEL}.t", pretrained=True), model)
+    preset = zoo.load_preset(f"{TEST_MODEL}.t")
+    np.testing.assert_allclose(
+        preset.inference_model().predict(_images(), verbose=0),
+        model.predict(_numpy_preprocess(_images()).astype("float32"), verbose=0),
+        rtol=1e-5, atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="no weights tagged 'x'"):
+        zoo.create_model(TEST_MODEL, pretrained="x")
+
+
+def test_new_classes_keep_the_body_and_reset_only_the_classifier(published):
+    model, _ = published
+    tuned = zoo.create_model(TEST_MODEL, pretrained=True, classes=5)
+    assert tuned.output_shape == (None, 5)
+    for name in ("mlpconv1", "mlpconv2"):
+        assert _same_weights(tuned.get_layer(name), model.get_layer(name))
+    new, old = tuned.get_layer("mlpconv3").get_weights(), model.get_layer("mlpconv3").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(new[:4], old[:4]))  # the 3x3 and first 1x1 convolutions
+    assert new[4].shape == (1, 1, 96, 5) and new[5].shape == (5,)
+
+
+def test_include_top_false_reuses_the_body(published):
+    model, _ = published
+    body = zoo.create_model(TEST_MODEL, pretrained=True, include_top=False, input_shape=(40, 40, 1))
+    assert body.layers[-1].name == "dropout2" and body.input_shape == (None, 40, 40, 1)
+    for name in ("mlpconv1", "mlpconv2"):
+        assert _same_weights(body.get_layer(name), model.get_layer(name))
+
+
+def test_mismatched_architecture_fails_naming_the_layer(published):
+    with pytest.raises(WeightsMismatchError, match="mlpconv1.*\\(5, 5, 3, 64\\).*\\(5, 5, 1, 64\\)"):
+        zoo.create_model(TEST_MODEL, pretrained=True, input_shape=(28, 28, 3))
+    with pytest.raises(WeightsMismatchError, match="mlpconv1"):
+        zoo.create_model(TEST_MODEL, pretrained=True, batch_norm=True)
+
+
+def test_pretrained_offline_without_cache_is_a_clear_error(published, monkeypatch, tmp_path):
+    monkeypatch.setenv(download.ENV_HOME, str(tmp_path / "empty"))
+    monkeypatch.setenv(download.ENV_OFFLINE, "1")
+    with pytest.raises(DownloadError, match="offline"):
+        zoo.create_model(TEST_MODEL, pretrained=True)
+
+
+@pytest.fixture
+def loopback(tmp_path):
+    """A static HTTP server on 127.0.0.1 serving ``tmp_path / "www"``."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_preset_from_url(saved_preset, loopback, tmp_path):
+    root, url = loopback
+    shutil.copytree(saved_preset, root / "good")
+    preset = zoo.load_preset(f"{url}/good/")
+    assert _same_weights(preset.model, zoo.load_preset(saved_preset).model)
+    assert preset.path.is_relative_to(tmp_path / "cache")
+
+
+_FRESH_PROCESS = r"""
+import json, sys
+import numpy as np
+from nin_keras.zoo import create_model, download, registry
+from nin_keras.zoo import models as zoo_models
+spec = json.loads(sys.argv[1])
+download.BUNDLED_WEIGHTS_DIR = download.Path(spec["bundled"])  # empty: force the download path
+if spec["files"]:  # no published nin_mnist weights yet: register the test's preset as nin_mnist's
+    files = tuple(registry.WeightsFile(*f) for f in spec["files"])
+    registry.unregister_model("nin_mnist")
+    registry.register_model(zoo_models.nin_mnist, dataset="mnist", pretrained=[registry.PretrainedConfig(
+        tag=spec["tag"], files=files, dataset="mnist", preprocessing="", metrics={}, command="",
+        paper_error=None, license="test", source="test")])
+model = create_model("nin_mnist", pretrained=True)
+np.save(spec["out"], model.predict(np.load(spec["inputs"]), verbose=0))
+"""
+
+
+def test_create_model_pretrained_in_a_fresh_process_downloads_verifies_and_loads(loopback, tmp_path):
+    """The acceptance path: empty cache, mirror on the loopback server, nothing bundled."""
+    root, url = loopback
+    entry = registry.get_model_entry("nin_mnist")
+    if entry.pretrained:  # the published weights: serve the bundled copy from the loopback server
+        tag, files = entry.default_tag, ()
+        shutil.copytree(download.BUNDLED_WEIGHTS_DIR / entry.preset_name(tag), root / entry.preset_name(tag))
+        reference = zoo.load_preset(root / entry.preset_name(tag)).model
+    else:
+        tag = "loopback"
+        reference = zoo.create_model("nin_mnist")
+        zoo.save_preset(reference, root / f"nin_mnist.{tag}", {"dataset": "mnist"}, _preprocessing())
+        files = [(f.name, f.sha256, f.size) for f in presets.preset_file_specs(root / f"nin_mnist.{tag}")]
+    inputs = _numpy_preprocess(_images(4)).astype("float32")
+    np.save(tmp_path / "inputs.npy", inputs)
+    (tmp_path / "empty").mkdir()
+    spec = {"bundled": str(tmp_path / "empty"), "files": files, "tag": tag, "inputs": str(tmp_path / "inputs.npy"), "out": str(tmp_path / "out.npy")}
+    cache = tmp_path / "fresh-cache"
+    env = {**os.environ, download.ENV_HOME: str(cache), download.ENV_MIRROR: url, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop(download.ENV_OFFLINE, None)
+    result = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, json.dumps(spec)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Downloading {url}/nin_mnist.{tag}/model.weights.h5" in result.stderr
+    for name in ("config.json", "metadata.json", "model.weights.h5"):
+        assert (cache / f"nin_mnist.{tag}" / name).read_bytes() == (root / f"nin_mnist.{tag}" / name).read_bytes()
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), reference.predict(inputs, verbose=0), rtol=1e-5, atol=1e-6)
