@@ -1,0 +1,107 @@
+"""Training checkpoints: every variable of the model and optimizer plus the loop state, one file.
+
+A checkpoint is a single ``.npz`` written through ``atomic_write``: the new file appears under
+its final name only once complete, so a process killed mid-write leaves the previous
+checkpoint intact. It holds
+
+- ``model/NNNN``: every model variable, trainable or not, in ``model.variables`` order
+  (weights, batch-norm statistics and the dropout seed-generator states, so a resumed run
+  draws the same dropout masks as an uninterrupted one);
+- ``optimizer/NNNN``: every optimizer variable (iteration counter, learning rate, momentum
+  slots, loss-scale state);
+- ``model_paths`` / ``optimizer_paths``: the variable paths, checked on restore;
+- ``state``: a JSON string with the loop's position (epoch, step), schedule state, partial
+  epoch metrics and history.
+
+Under a distribution strategy the variables are mirrored; reading gives the (identical)
+replica value and ``assign`` in cross-replica context writes every replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from nin_keras.errors import NinKerasError
+from nin_keras.io_utils import atomic_write
+
+
+class CheckpointError(NinKerasError):
+    """A checkpoint file is unreadable or does not fit the model and optimizer being trained."""
+
+
+def _values(variables: list) -> list[np.ndarray]:
+    return [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in variables]
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: keras.Model, optimizer: keras.optimizers.Optimizer, state: dict[str, Any]
+) -> Path:
+    """Write model, optimizer and loop ``state`` to ``path`` atomically.
+
+    Args:
+        path: destination ``.npz`` file.
+        model: the model being trained.
+        optimizer: its optimizer, already built.
+        state: JSON-serializable loop state.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    for prefix, variables in (("model", model.variables), ("optimizer", optimizer.variables)):
+        for i, value in enumerate(_values(variables)):
+            arrays[f"{prefix}/{i:04d}"] = value
+        arrays[f"{prefix}_paths"] = np.array([v.path for v in variables])
+    arrays["state"] = np.array(json.dumps(state))
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike, model: keras.Model, optimizer: keras.optimizers.Optimizer
+) -> dict[str, Any]:
+    """Assign a checkpoint's values to ``model`` and ``optimizer``; return its loop state.
+
+    Raises:
+        CheckpointError: the file is unreadable, or its variables do not match by path and shape
+            (the message names the first mismatching variable).
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    for prefix, variables in (("model", model.variables), ("optimizer", optimizer.variables)):
+        paths = [str(p) for p in arrays.get(f"{prefix}_paths", [])]
+        expected = [v.path for v in variables]
+        if paths != expected:
+            diff = next((f"{a!r} vs {b!r}" for a, b in zip(paths, expected) if a != b), f"{len(paths)} vs {len(expected)} variables")
+            raise CheckpointError(f"checkpoint {path} does not fit this {prefix}: {diff}")
+        for i, variable in enumerate(variables):
+            value = arrays[f"{prefix}/{i:04d}"]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise CheckpointError(
+                    f"checkpoint {path}: {prefix} variable {variable.path} has shape {value.shape}, "
+                    f"expected {tuple(variable.shape)}"
+                )
+            variable.assign(value)
+    return json.loads(str(arrays["state"]))
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 over the bytes of every model variable: equal digests mean identical weights."""
+    digest = hashlib.sha256()
+    for value in _values(model.variables):
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()

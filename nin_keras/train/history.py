@@ -1,0 +1,75 @@
+"""Per-epoch metrics on disk: ``metrics.csv``, ``metrics.json`` and ``curves.png``.
+
+The history is a list of flat dicts, one per finished epoch (``epoch``, ``loss``, ``accuracy``,
+``val_loss``, ``val_accuracy``, ``learning_rate``, ``seconds``, ...). All three files are
+rewritten from the whole history after every epoch, each through ``atomic_write``, so they
+always agree with the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from nin_keras.io_utils import atomic_write
+
+
+def write_history(
+    out_dir: str | os.PathLike, history: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``metrics.csv``, ``metrics.json`` (history plus ``extra``) and ``curves.png``.
+
+    Args:
+        out_dir: folder to write into.
+        history: one dict per epoch.
+        extra: more top-level keys for ``metrics.json`` (recipe, command, test metrics).
+    """
+    out_dir = Path(out_dir)
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    with atomic_write(out_dir / "metrics.csv") as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(history)
+    with atomic_write(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps({**(extra or {}), "history": list(history)}, indent=2) + "\n")
+    if history:
+        plot_history(history, out_dir / "curves.png")
+
+
+def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
+    """Draw loss, error rate (%) and learning rate against epoch into a PNG (matplotlib Agg).
+
+    Args:
+        history: one dict per epoch, as written by the training loop.
+        path: destination ``.png``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    epochs = [row["epoch"] for row in history]
+    fig = Figure(figsize=(12, 3.6), tight_layout=True)
+    ax_loss, ax_err, ax_lr = fig.subplots(1, 3)
+    for key, label in (("loss", "train"), ("val_loss", "validation")):
+        if key in history[0]:
+            ax_loss.plot(epochs, [row[key] for row in history], marker=".", label=label)
+    for key, label in (("accuracy", "train"), ("val_accuracy", "validation")):
+        if key in history[0]:
+            ax_err.plot(epochs, [100 * (1 - row[key]) for row in history], marker=".", label=label)
+    ax_lr.plot(epochs, [row["learning_rate"] for row in history], marker=".")
+    ax_loss.set(title="loss", xlabel="epoch")
+    ax_err.set(title="error rate (%)", xlabel="epoch", yscale="log")
+    ax_lr.set(title="learning rate (end of epoch)", xlabel="epoch", yscale="log")
+    for ax in (ax_loss, ax_err):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    ax_lr.grid(alpha=0.3)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)

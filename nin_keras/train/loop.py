@@ -1,0 +1,437 @@
+"""One training loop for every ``tf.distribute`` strategy, with checkpoint/resume.
+
+``train(recipe, out_dir)`` runs a recipe (see ``nin_keras.train.recipes``) and writes into
+``out_dir``:
+
+- ``checkpoint.npz``: model + optimizer + loop state, rewritten atomically at the end of every
+  epoch and every ``checkpoint_every_steps`` steps inside an epoch;
+- ``metrics.csv``, ``metrics.json``, ``curves.png``: per-epoch history;
+- ``preset/``: the trained model saved with ``nin_keras.zoo.save_preset`` (metrics and the
+  exact command in its metadata).
+
+Rerunning the same command after a kill continues from ``checkpoint.npz``: weights, optimizer
+slots, learning-rate schedule state, epoch and step counters, the partial epoch's running
+metrics, and the data order (each epoch's permutation is drawn from ``(seed, epoch)``, and a
+resumed epoch skips the batches already seen). Dropout masks continue too, since the dropout
+seed-generator states are model variables.
+
+Why a custom step rather than ``model.fit``: Keras 3's ``fit`` fails under
+``MultiWorkerMirroredStrategy`` (keras-team/keras#20585). The same ``tf.function`` step runs
+under the default strategy, ``MirroredStrategy`` and ``MultiWorkerMirroredStrategy``: the model
+and optimizer are built in ``strategy.scope()``, batches come from
+``strategy.experimental_distribute_dataset``, and each replica's loss is divided by the
+*global* batch size so that summing gradients across replicas gives the mean gradient.
+
+Weight decay (recipe ``weight_decay``):
+
+- ``"mode": "l2"`` (the paper's, Caffe's ``weight_decay``): ``0.5 * value * sum(kernel**2)``
+  is added to the loss, so each kernel's gradient gains ``value * kernel`` before momentum,
+  exactly Caffe's update (equivalent to ``kernel_regularizer=L2(value / 2)``). Biases and
+  batch-norm parameters are not decayed.
+- ``"mode": "decoupled"``: the optimizer's own ``weight_decay`` (``w -= lr * value * w`` after
+  the gradient step, as in AdamW/SGDW), again skipping biases and batch-norm parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nin_keras.train import strategy as strategy_lib
+from nin_keras.train.arrays import load_arrays
+from nin_keras.train.evaluate import evaluate_model
+from nin_keras.train.checkpoint import load_checkpoint, save_checkpoint, weights_digest
+from nin_keras.train.history import write_history
+from nin_keras.train.recipes import validate_recipe
+from nin_keras.train.schedules import make_schedule
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What ``train`` returns.
+
+    Attributes:
+        out_dir: the run's folder.
+        history: one dict of metrics per finished epoch.
+        test_metrics: ``{"accuracy", "loss", "error_percent", "examples"}`` on the test split
+            (None when the run stopped early because of ``max_steps`` or on a non-chief worker).
+        preset_dir: where the preset was written (None on non-chief workers or when stopped early).
+        weights_digest: sha256 over all model variables (equal on every worker of a run).
+        resumed_from: ``{"epoch", "step"}`` of the checkpoint the run started from, or None.
+    """
+
+    out_dir: Path
+    history: list[dict[str, Any]]
+    test_metrics: dict[str, Any] | None
+    preset_dir: Path | None
+    weights_digest: str
+    resumed_from: dict[str, int] | None
+
+
+def build_layers(configs: Sequence[Mapping[str, Any]]) -> list[keras.layers.Layer]:
+    """Keras layers from a recipe's list of layer configs (preprocessing or augmentation)."""
+    import nin_keras.layers  # noqa: F401  (registers the nin_keras layer classes)
+
+    return [keras.layers.deserialize(dict(c)) for c in configs]
+
+
+def fit_preprocessing(layers: Sequence[keras.layers.Layer], images: np.ndarray, chunk: int = 2048) -> None:
+    """Fit every layer that has ``adapt`` (e.g. ``ZCAWhitening``) on ``images`` passed through the layers before it."""
+    for i, layer in enumerate(layers):
+        if not hasattr(layer, "adapt"):
+            continue
+
+        def upstream(batch, before=layers[:i]):
+            x = tf.cast(batch, "float32")
+            for previous in before:
+                x = previous(x)
+            return x
+
+        layer.adapt(tf.data.Dataset.from_tensor_slices(images).batch(chunk).map(upstream))
+
+
+def apply_layers(layers: Sequence[keras.layers.Layer], images, training: bool = False):
+    """Run uint8/float images through ``layers`` in float32 (what the pipeline and eval share)."""
+    x = tf.cast(images, "float32")
+    for layer in layers:
+        x = layer(x, training=training)
+    return x
+
+
+def build_optimizer(
+    config: Mapping[str, Any], weight_decay: Mapping[str, Any] | None, mixed_precision: bool
+) -> keras.optimizers.Optimizer:
+    """The recipe's optimizer (``{"name": "sgd", "learning_rate": ..., ...}``), with decoupled
+    weight decay when asked, wrapped in a ``LossScaleOptimizer`` under mixed precision."""
+    options = dict(config)
+    name = options.pop("name")
+    if weight_decay and weight_decay.get("mode", "l2") == "decoupled":
+        options["weight_decay"] = float(weight_decay["value"])
+    try:
+        optimizer = keras.optimizers.deserialize({"class_name": name, "config": options})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"bad optimizer {name!r} with options {options}: {e}") from None
+    if "weight_decay" in options:
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    if mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _decayed(variable) -> bool:
+    """Kernels of convolutions and dense layers are decayed; biases and batch-norm parameters are not."""
+    return variable.name.startswith("kernel")
+
+
+def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """This epoch's example order: a function of ``(seed, epoch)`` only, so a resume reproduces it."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+class _Loop:
+    """The state and steps of one run (kept together so ``train`` reads top to bottom)."""
+
+    def __init__(self, recipe, strategy, model, optimizer, preprocess, augment, verbose):
+        self.recipe = recipe
+        self.strategy = strategy
+        self.model = model
+        self.optimizer = optimizer
+        self.preprocess = preprocess
+        self.augment = augment
+        self.verbose = verbose
+        self.global_batch = int(recipe["batch_size"])
+        self.seed = int(recipe["seed"])
+        wd = recipe.get("weight_decay") or {}
+        self.l2 = float(wd.get("value", 0.0)) if wd.get("mode", "l2") == "l2" else 0.0
+        self.label_smoothing = float((recipe.get("loss") or {}).get("label_smoothing", 0.0))
+        self.classes = int(model.output_shape[-1])
+        self._train_step = tf.function(self._distributed_train_step)
+        self._eval_step = tf.function(self._distributed_eval_step)
+
+    # -- data ----------------------------------------------------------------------------------
+    def dataset(self, images, labels, order=None, training=False):
+        """A batched ``tf.data`` pipeline: (optional) order, batch, preprocess, augment."""
+        if order is not None:
+            images, labels = images[order], labels[order]
+        ds = tf.data.Dataset.from_tensor_slices((images, labels))
+        ds = ds.batch(self.global_batch, drop_remainder=training)
+
+        def transform(x, y):
+            x = apply_layers(self.preprocess, x)
+            if training:
+                x = apply_layers(self.augment, x, training=True)
+            return x, y
+
+        ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+        options = tf.data.Options()
+        # Every worker builds the same ordered dataset; DATA sharding splits each global batch.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        options.deterministic = True
+        return self.strategy.experimental_distribute_dataset(ds.with_options(options))
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _per_example_loss(self, labels, probabilities, smoothing):
+        one_hot = tf.one_hot(labels, self.classes)
+        return keras.losses.categorical_crossentropy(
+            one_hot, tf.cast(probabilities, "float32"), label_smoothing=smoothing
+        )
+
+    def _sums(self, labels, probabilities, per_example):
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1), labels), "float32"))
+        return tf.reduce_sum(per_example), correct, tf.cast(tf.size(labels), "float32")
+
+    def _replica_train_step(self, x, y):
+        with tf.GradientTape() as tape:
+            probabilities = self.model(x, training=True)
+            per_example = self._per_example_loss(y, probabilities, self.label_smoothing)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
+            penalties = [tf.cast(l, "float32") for l in self.model.losses]
+            if self.l2:
+                penalties.append(
+                    0.5 * self.l2 * tf.add_n([tf.reduce_sum(tf.square(v)) for v in self.model.trainable_variables if _decayed(v)])
+                )
+            if penalties:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(penalties))
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return self._sums(y, probabilities, per_example)
+
+    def _distributed_train_step(self, batch, learning_rate):
+        self.optimizer.learning_rate.assign(learning_rate)
+        sums = self.strategy.run(self._replica_train_step, args=batch)
+        return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
+
+    def _replica_eval_step(self, x, y):
+        probabilities = self.model(x, training=False)
+        return self._sums(y, probabilities, self._per_example_loss(y, probabilities, 0.0))
+
+    def _distributed_eval_step(self, batch):
+        sums = self.strategy.run(self._replica_eval_step, args=batch)
+        return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
+
+    def train_step(self, batch, learning_rate: float) -> np.ndarray:
+        """One optimizer step on a distributed batch; returns (loss sum, correct, count)."""
+        return np.array([float(s) for s in self._train_step(batch, tf.constant(learning_rate, "float32"))])
+
+    def evaluate(self, images, labels) -> dict[str, float]:
+        """Mean loss (no label smoothing) and accuracy over arrays, with the training strategy."""
+        totals = np.zeros(3)
+        for batch in self.dataset(images, labels):
+            totals += np.array([float(s) for s in self._eval_step(batch)])
+        return {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]}
+
+
+def train(
+    recipe: Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    *,
+    strategy: str | tf.distribute.Strategy = "default",
+    data_dir: str | os.PathLike | None = None,
+    max_steps: int | None = None,
+    checkpoint_every_steps: int | None = None,
+    command: str | None = None,
+    verbose: int = 1,
+) -> TrainResult:
+    """Train a recipe, resuming from ``out_dir/checkpoint.npz`` when it exists.
+
+    Args:
+        recipe: a recipe dict (``load_recipe``), already carrying any overrides such as epochs.
+        out_dir: the run's folder; rerunning with the same folder resumes.
+        strategy: ``"default"``, ``"mirrored"``, ``"multiworker"`` or a strategy object. Must be
+            created before any other TensorFlow op in the process (the CLI does that).
+        data_dir: local data folder.
+        max_steps: stop after this many optimizer steps in total (counted across resumes);
+            the run then checkpoints and returns without a test evaluation or preset.
+        checkpoint_every_steps: also checkpoint every N steps inside an epoch (default: the
+            recipe's ``checkpoint_every_steps``, else 200; 0 disables).
+        command: the command line to record in the metrics and preset metadata.
+        verbose: 1 shows a Keras progress bar and an epoch summary (chief only), 0 is silent.
+
+    Returns:
+        A ``TrainResult``.
+
+    Example:
+        >>> from nin_keras.train import load_recipe, train
+        >>> result = train(load_recipe("nin_mnist_fast"), "runs/nin_mnist_fast")
+        >>> result.test_metrics["error_percent"]
+    """
+    validate_recipe(dict(recipe))
+    recipe = dict(recipe)
+    if isinstance(strategy, str):
+        strategy = strategy_lib.make_strategy(strategy)
+    chief = strategy_lib.is_chief(strategy)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out_dir, chief)
+    every = recipe.get("checkpoint_every_steps", 200) if checkpoint_every_steps is None else checkpoint_every_steps
+    keras.utils.set_random_seed(int(recipe["seed"]))
+
+    # Data: the validation hold-out is the last N training images (the paper's protocol).
+    x_train, y_train = load_arrays(recipe["dataset"], "train", data_dir)
+    holdout = int((recipe.get("validation") or {}).get("holdout", 0))
+    if not 0 <= holdout < len(x_train):
+        raise ValueError(f"validation holdout must be in [0, {len(x_train)}), got {holdout}")
+    x_val, y_val = x_train[len(x_train) - holdout :], y_train[len(y_train) - holdout :]
+    x_train, y_train = x_train[: len(x_train) - holdout], y_train[: len(y_train) - holdout]
+    steps_per_epoch = len(x_train) // recipe["batch_size"]
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {recipe['batch_size']} is larger than the {len(x_train)} training images")
+
+    # Preprocessing runs in float32 in the input pipeline; statistics are fitted on the
+    # training images only (never the hold-out or the test set).
+    preprocess = build_layers(recipe.get("preprocessing", []))
+    fit_preprocessing(preprocess, x_train)
+    augment = build_layers(recipe.get("augmentation", []))
+    input_shape = tuple(apply_layers(preprocess, x_train[:1]).shape[1:])
+
+    mixed = bool(recipe.get("mixed_precision", False))
+    with strategy.scope():
+        model = _build_model(recipe["model"], input_shape, mixed)
+        optimizer = build_optimizer(recipe["optimizer"], recipe.get("weight_decay"), mixed)
+        optimizer.build(model.trainable_variables)
+    schedule = make_schedule(recipe["schedule"], recipe["optimizer"]["learning_rate"], steps_per_epoch, recipe["epochs"])
+    loop = _Loop(recipe, strategy, model, optimizer, preprocess, augment, verbose if chief else 0)
+
+    state = {"epoch": 0, "step": 0, "global_step": 0, "partial": [0.0, 0.0, 0.0], "history": [],
+             "schedule": schedule.get_state(), "finished": False, "recipe": recipe}
+    resumed_from = None
+    checkpoint = out_dir / CHECKPOINT
+    if checkpoint.exists():
+        state = load_checkpoint(checkpoint, model, optimizer)
+        _check_same_recipe(state["recipe"], recipe, checkpoint)
+        state["recipe"] = recipe
+        schedule.set_state(state["schedule"])
+        resumed_from = {"epoch": state["epoch"], "step": state["step"]}
+        if verbose and chief:
+            print(f"Resuming from {checkpoint}: epoch {state['epoch'] + 1}, step {state['step']}", flush=True)
+
+    def save():
+        state["schedule"] = schedule.get_state()
+        if chief:
+            save_checkpoint(checkpoint, model, optimizer, state)
+
+    extra = {"recipe": recipe, "command": command, "strategy": type(strategy).__name__}
+    stopped_early = False
+    while not state["finished"] and state["epoch"] < recipe["epochs"]:
+        epoch, start = state["epoch"], state["step"]
+        order = _permutation(loop.seed, epoch, len(x_train))[start * loop.global_batch :]
+        bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "accuracy", "lr"]) if loop.verbose else None
+        if bar:
+            print(f"Epoch {epoch + 1}/{recipe['epochs']}", flush=True)
+        t0 = time.time() - state.get("partial_seconds", 0.0)
+        partial = np.array(state["partial"])
+        learning_rate = schedule.learning_rate(epoch, start)
+        for step, batch in enumerate(loop.dataset(x_train, y_train, order, training=True), start=start):
+            learning_rate = schedule.learning_rate(epoch, step)
+            partial += loop.train_step(batch, learning_rate)
+            state.update(step=step + 1, global_step=state["global_step"] + 1, partial=partial.tolist(),
+                         partial_seconds=time.time() - t0)
+            if bar:
+                bar.update(step + 1, [("loss", partial[0] / partial[2]), ("accuracy", partial[1] / partial[2]), ("lr", learning_rate)])
+            if max_steps is not None and state["global_step"] >= max_steps:
+                stopped_early = True
+                break
+            if every and (step + 1) % every == 0 and step + 1 < steps_per_epoch:
+                save()
+        if stopped_early and state["step"] < steps_per_epoch:
+            save()
+            break
+        row = {"epoch": epoch + 1, "loss": partial[0] / partial[2], "accuracy": partial[1] / partial[2]}
+        if holdout:
+            row.update({f"val_{k}": v for k, v in loop.evaluate(x_val, y_val).items()})
+        row.update(learning_rate=learning_rate, seconds=round(time.time() - t0, 2))
+        schedule.on_epoch_end(epoch, row)
+        state["history"].append(row)
+        state.update(epoch=epoch + 1, step=0, partial=[0.0, 0.0, 0.0], partial_seconds=0.0)
+        state["finished"] = schedule.should_stop() or state["epoch"] >= recipe["epochs"]
+        save()
+        if chief:
+            write_history(out_dir, state["history"], extra)
+        if bar:
+            print("  " + "  ".join(f"{k}: {v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
+        if stopped_early:
+            break
+
+    test_metrics = preset_dir = None
+    if chief and not stopped_early:
+        test_metrics, preset_dir = _finish(recipe, model, preprocess, out_dir, state["history"], extra, data_dir, verbose)
+    return TrainResult(out_dir, state["history"], test_metrics, preset_dir, weights_digest(model), resumed_from)
+
+
+def _finish(recipe, model, preprocess, out_dir, history, extra, data_dir, verbose):
+    """Measure the test split through the inference model and write the preset (chief only)."""
+    from nin_keras.data import dataset_info
+    from nin_keras.zoo import get_model_entry, inference_model, save_preset
+    from nin_keras.zoo.registry import architecture_of
+
+    architecture, kwargs = architecture_of(model)
+    if recipe.get("mixed_precision"):
+        # The preset is a float32 network: rebuild under the default policy and copy the weights.
+        float_model = _build_model({"name": architecture, "kwargs": kwargs}, model.input_shape[1:], False)
+        float_model.set_weights(model.get_weights())
+        model = float_model
+    x_test, y_test = load_arrays(recipe["dataset"], "test", data_dir)
+    test = evaluate_model(inference_model(model, preprocess), x_test, y_test)
+    paper_error = (recipe.get("paper") or {}).get("test_error", get_model_entry(architecture).paper_error)
+    info = dataset_info(recipe["dataset"]["name"])
+    metadata = {
+        "dataset": info.name,
+        "class_names": list(info.class_names),
+        "metrics": {"test_error": round(test["error_percent"], 4), "test_accuracy": round(100 * test["accuracy"], 4),
+                    "test_loss": round(test["loss"], 6), "test_examples": test["examples"]},
+        "command": extra.get("command"),
+        "paper_error": paper_error,
+        "recipe": recipe,
+        "epochs_trained": len(history),
+        "history": history,
+        "source": f"trained with nin-keras recipe {recipe['name']!r}",
+        "license": "BSD-3-Clause",
+    }
+    preset_dir = save_preset(model, out_dir / "preset", metadata, preprocess, overwrite=True)
+    write_history(out_dir, history, {**extra, "test": test})
+    if verbose:
+        print(f"Test {info.name}: accuracy {100 * test['accuracy']:.2f}%, error {test['error_percent']:.2f}% "
+              f"(paper: {'n/a' if paper_error is None else f'{paper_error}%'}), loss {test['loss']:.4f}; preset written to {preset_dir}", flush=True)
+    return test, preset_dir
+
+
+def _build_model(model_config: Mapping[str, Any], input_shape: tuple, mixed_precision: bool) -> keras.Model:
+    """The recipe's architecture, under the ``mixed_float16`` policy when asked (the policy is
+    global in Keras, so it is set only while the layers are created)."""
+    from nin_keras.zoo import create_model
+
+    previous = keras.config.dtype_policy()
+    if mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        return create_model(model_config["name"], input_shape=input_shape, **model_config.get("kwargs", {}))
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _check_same_recipe(saved: Mapping[str, Any], current: Mapping[str, Any], checkpoint: Path) -> None:
+    """A checkpoint may only be continued by the recipe that wrote it (epochs may grow)."""
+    changed = sorted(k for k in set(saved) | set(current) if k != "epochs" and saved.get(k) != current.get(k))
+    if changed:
+        raise ValueError(
+            f"{checkpoint} was written by a different recipe (keys {changed} differ); "
+            "use another --out folder or delete the checkpoint"
+        )
+
+
+def _remove_stale_temporaries(out_dir: Path, chief: bool) -> None:
+    """Drop half-written checkpoint files left by a process killed during ``atomic_write``."""
+    if chief:
+        for tmp in out_dir.glob(f".{CHECKPOINT}.*.part*"):
+            tmp.unlink(missing_ok=True)

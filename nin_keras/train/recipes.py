@@ -1,0 +1,112 @@
+"""Training recipes as data: ``zoo/recipes/<name>.json``, loaded and checked here.
+
+A recipe names everything a training run depends on, so the same file reproduces a result:
+
+```
+{
+  "name": "nin_mnist_fast",
+  "description": "...",
+  "model": {"name": "nin_mnist", "kwargs": {"batch_norm": true}},
+  "dataset": {"name": "mnist", "source": "auto"},
+  "validation": {"holdout": 5000},            # last N training images, or {"holdout": 0}
+  "preprocessing": [<keras layer config>, ...],
+  "augmentation": [<keras layer config>, ...],
+  "optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": true},
+  "weight_decay": {"value": 5e-4, "mode": "l2"},   # or "decoupled"
+  "schedule": {"name": "one_cycle", ...},          # see nin_keras.train.schedules
+  "loss": {"label_smoothing": 0.1},
+  "epochs": 12, "batch_size": 128, "seed": 1,
+  "mixed_precision": false,
+  "checkpoint_every_steps": 100,
+  "paper": {"test_error": 0.47, "source": "Lin et al. 2014, Table 4"}
+}
+```
+
+Preprocessing and augmentation entries are Keras layer configs as written by
+``keras.saving.serialize_keras_object`` (the short form ``{"class_name": "Rescaling",
+"config": {...}}`` is accepted too).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+REQUIRED = ("name", "model", "dataset", "optimizer", "schedule", "epochs", "batch_size", "seed")
+OPTIONAL = (
+    "description",
+    "validation",
+    "preprocessing",
+    "augmentation",
+    "weight_decay",
+    "loss",
+    "mixed_precision",
+    "checkpoint_every_steps",
+    "paper",
+    "notes",
+)
+
+
+def recipes_dir() -> Path:
+    """The folder holding the zoo's recipe files (``zoo/recipes``)."""
+    return Path(str(resources.files("nin_keras.zoo") / "recipes"))
+
+
+def list_recipes() -> list[str]:
+    """Names of the zoo's recipes, sorted."""
+    return sorted(p.stem for p in recipes_dir().glob("*.json"))
+
+
+def load_recipe(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """Read a recipe by zoo name (``"nin_mnist_fast"``) or from a ``.json`` path, and check it.
+
+    Raises:
+        FileNotFoundError: unknown name (the message suggests close names) or missing file.
+        ValueError: the recipe misses a required key, has an unknown key or a bad value.
+    """
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = recipes_dir() / f"{name_or_path}.json"
+        if not path.exists():
+            close = difflib.get_close_matches(str(name_or_path), list_recipes(), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(list_recipes())}"
+            raise FileNotFoundError(f"no recipe named {str(name_or_path)!r}{hint}")
+    try:
+        recipe = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"recipe {path} is not valid JSON: {e}") from None
+    validate_recipe(recipe, source=str(path))
+    return recipe
+
+
+def validate_recipe(recipe: dict[str, Any], source: str = "recipe") -> None:
+    """Raise ``ValueError`` naming the key when ``recipe`` is incomplete or malformed."""
+    missing = [k for k in REQUIRED if k not in recipe]
+    if missing:
+        raise ValueError(f"{source}: missing key(s) {missing}")
+    unknown = sorted(set(recipe) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(REQUIRED + OPTIONAL)}")
+    for key in ("epochs", "batch_size"):
+        if not isinstance(recipe[key], int) or recipe[key] < 1:
+            raise ValueError(f"{source}: {key!r} must be a positive integer, got {recipe[key]!r}")
+    if "name" not in recipe["model"] or "name" not in recipe["dataset"]:
+        raise ValueError(f"{source}: 'model' and 'dataset' need a 'name'")
+    if "learning_rate" not in recipe["optimizer"]:
+        raise ValueError(f"{source}: 'optimizer' needs a 'learning_rate'")
+    mode = recipe.get("weight_decay", {}).get("mode", "l2")
+    if mode not in ("l2", "decoupled"):
+        raise ValueError(f"{source}: weight_decay mode must be 'l2' or 'decoupled', got {mode!r}")
+
+
+def with_overrides(recipe: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A copy of ``recipe`` with top-level keys replaced (``None`` values are ignored)."""
+    out = copy.deepcopy(recipe)
+    out.update({k: v for k, v in overrides.items() if v is not None})
+    validate_recipe(out)
+    return out
