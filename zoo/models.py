@@ -50,8 +50,47 @@ def nin_fashion_mnist(**kwargs: Any) -> keras.Model:
     return models.nin_fashion_mnist(**kwargs)
 
 
-_BN = "with batch normalization after every convolution"
-register_model(nin_cifar10, name="nin_cifar10_bn", dataset="cifar10", defaults={"batch_norm": True, "name": "nin_cifar10_bn"}, description=f"NIN for CIFAR-10 {_BN}.")
-register_model(nin_cifar100, name="nin_cifar100_bn", dataset="cifar100", defaults={"batch_norm": True, "name": "nin_cifar100_bn"}, description=f"NIN for CIFAR-100 {_BN}.")
-register_model(nin_mnist, name="nin_mnist_bn", dataset="mnist", defaults={"batch_norm": True, "name": "nin_mnist_bn"}, description=f"NIN for MNIST {_BN}.")
-register_model(nin_fashion_mnist, name="nin_fashion_mnist_bn", dataset="fashion_mnist", defaults={"batch_norm": True, "name": "nin_fashion_mnist_bn"}, description=f"NIN for Fashion-MNIST {_BN}.")
+@register_model(dataset="mnist", paper_error=0.94)
+def maxout_mnist(**kwargs: Any) -> keras.Model:
+    """Permutation-invariant maxout MLP for MNIST (Goodfellow et al. 2013, Table 1)."""
+    return models.maxout_mnist(**kwargs)
+
+
+@register_model(dataset="mnist", paper_error=0.45)
+def maxout_conv_mnist(**kwargs: Any) -> keras.Model:
+    """Convolutional maxout network for MNIST (the NIN paper's Table 4 baseline)."""
+    return models.maxout_conv_mnist(**kwargs)
+
+
+@register_model(dataset="cifar10", paper_error=11.68)
+def maxout_cifar10(**kwargs: Any) -> keras.Model:
+    """Convolutional maxout network for CIFAR-10 (the NIN paper's Table 1 baseline)."""
+    return models.maxout_cifar10(**kwargs)
+
+
+@register_model(dataset="cifar10", paper_error=11.59)
+def nin_fc_cifar10(**kwargs: Any) -> keras.Model:
+    """Section 4.6 baseline: NIN CIFAR-10 with a fully connected top instead of GAP (Table 5)."""
+    return models.nin_fc_cifar10(**kwargs)
+
+
+@register_model(dataset="cifar10", paper_error=10.88)
+def nin_fc_dropout_cifar10(**kwargs: Any) -> keras.Model:
+    """Section 4.6 baseline: NIN CIFAR-10 with dropout and a fully connected top (Table 5)."""
+    return models.nin_fc_dropout_cifar10(**kwargs)
+
+
+def _register_bn(builder, dataset: str, about: str) -> None:
+    """The batch-normalized variant ``<name>_bn`` of a registered builder."""
+    name = f"{builder.__name__}_bn"
+    defaults = {"batch_norm": True, "name": name}
+    register_model(builder, name=name, dataset=dataset, defaults=defaults,
+                   description=f"{about} with batch normalization after every convolution.")
+
+
+_register_bn(nin_cifar10, "cifar10", "NIN for CIFAR-10")
+_register_bn(nin_cifar100, "cifar100", "NIN for CIFAR-100")
+_register_bn(nin_svhn, "svhn", "NIN for SVHN")
+_register_bn(nin_mnist, "mnist", "NIN for MNIST")
+_register_bn(nin_fashion_mnist, "fashion_mnist", "NIN for Fashion-MNIST")
+_register_bn(maxout_conv_mnist, "mnist", "Convolutional maxout network for MNIST")
