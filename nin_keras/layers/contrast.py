@@ -1,0 +1,94 @@
+"""Global contrast normalization (GCN) with pylearn2's semantics."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="nin_keras")
+class GlobalContrastNormalization(keras.layers.Layer):
+    """Per-example global contrast normalization, as pylearn2's ``global_contrast_normalize``.
+
+    Each example is treated as one vector of all its pixels and channels. With ``x`` that vector
+    (``n`` values):
+
+    1. ``x <- x - mean(x)`` when ``subtract_mean``;
+    2. ``divisor = sqrt(sqrt_bias + sum(x**2)) / scale``, or with ``use_std``
+       ``divisor = sqrt(sqrt_bias + var(x, ddof=1)) / scale`` (``ddof=0`` when ``n == 1``);
+    3. divisors below ``min_divisor`` are replaced by 1 (flat images are left unscaled);
+    4. ``x <- x / divisor``.
+
+    The Maxout/NIN CIFAR recipe is ``GlobalContrastNormalization(scale=55.)``: every image gets
+    mean 0 and L2 norm 55. The SVHN recipe uses the defaults before LCN.
+
+    Args:
+        scale: Target norm (or standard deviation with ``use_std``) of each example.
+        sqrt_bias: Added under the square root; regularizes nearly flat images.
+        use_std: Divide by the standard deviation (``ddof=1``) instead of the L2 norm.
+        min_divisor: Divisors below this are replaced by 1.
+        subtract_mean: Subtract each example's mean first.
+        **kwargs: Base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
+    Input shape:
+        ``(batch, d1, ..., dk)`` with ``k >= 1`` and known ``d1..dk``; any numeric dtype
+        (``uint8`` images are cast to the layer's compute dtype).
+
+    Output shape:
+        Same as the input, in the compute dtype.
+
+    Example:
+        >>> gcn = GlobalContrastNormalization(scale=55.0)
+        >>> y = gcn(np.random.randint(0, 256, (8, 32, 32, 3), dtype="uint8"))
+        >>> np.linalg.norm(np.reshape(y, (8, -1)), axis=1)  # all 55
+    """
+
+    def __init__(self, scale: float = 1.0, sqrt_bias: float = 0.0, use_std: bool = False,
+                 min_divisor: float = 1e-8, subtract_mean: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if min_divisor < 0:
+            raise ValueError(f"min_divisor must be >= 0, got {min_divisor}")
+        if scale < min_divisor:
+            # pylearn2 asserts this too: a smaller scale would make every divisor fall below the floor.
+            raise ValueError(f"scale must be >= min_divisor ({min_divisor}), got {scale}")
+        if sqrt_bias < 0:
+            raise ValueError(f"sqrt_bias must be >= 0, got {sqrt_bias}")
+        self.scale = float(scale)
+        self.sqrt_bias = float(sqrt_bias)
+        self.use_std = bool(use_std)
+        self.min_divisor = float(min_divisor)
+        self.subtract_mean = bool(subtract_mean)
+
+    def build(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(f"{self.name} expects a batch of examples (rank >= 2), got input shape "
+                             f"{tuple(input_shape)}")
+        if any(dim is None for dim in input_shape[1:]):
+            raise ValueError(f"{self.name} needs known non-batch dimensions, got {tuple(input_shape)}")
+        self._size = math.prod(input_shape[1:])
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        axes = tuple(range(1, len(x.shape)))
+        if self.subtract_mean:
+            x = x - ops.mean(x, axis=axes, keepdims=True)
+        if self.use_std:
+            ddof = 1 if self._size > 1 else 0
+            centered = x - ops.mean(x, axis=axes, keepdims=True)
+            energy = ops.sum(ops.square(centered), axis=axes, keepdims=True) / (self._size - ddof)
+        else:
+            energy = ops.sum(ops.square(x), axis=axes, keepdims=True)
+        divisor = ops.sqrt(self.sqrt_bias + energy) / self.scale
+        divisor = ops.where(divisor < self.min_divisor, ops.ones_like(divisor), divisor)
+        return x / divisor
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=self.scale, sqrt_bias=self.sqrt_bias, use_std=self.use_std,
+                      min_divisor=self.min_divisor, subtract_mean=self.subtract_mean)
+        return config
