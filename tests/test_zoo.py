@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nin_keras import zoo
+from nin_keras import cli, zoo
 from nin_keras.errors import DownloadError, PresetError, WeightsMismatchError
-from nin_keras.zoo import download, presets, registry
+from nin_keras.zoo import cards, download, presets, registry
 from nin_keras.zoo import models as zoo_models
 
 MEAN, STD = 33.3, 78.5
@@ -371,3 +371,34 @@ def test_create_model_pretrained_in_a_fresh_process_downloads_verifies_and_loads
     for name in ("config.json", "metadata.json", "model.weights.h5"):
         assert (cache / f"nin_mnist.{tag}" / name).read_bytes() == (root / f"nin_mnist.{tag}" / name).read_bytes()
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), reference.predict(inputs, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- cards and CLI
+
+
+def test_cards_tabulate_counts_and_say_which_models_have_no_weights(published):
+    text = cards.render(["nin_mnist", "nin_svhn", TEST_MODEL])
+    params = sum(int(np.prod(w.shape)) for w in zoo.create_model("nin_mnist").weights)
+    assert f"| `nin_mnist` | none (not trained here) | — | 0.47% | {params:,} |" in text
+    assert "| `nin_svhn` | none (no data here) | — | 2.35% |" in text
+    size = sum(p.stat().st_size for p in published[1].iterdir())
+    assert f"| `{TEST_MODEL}.t` | test |" in text and f"{size / 1e6:.1f} MB" in text
+
+
+def test_zoo_readme_lists_every_registered_model_and_tag():
+    text = cards.README.read_text()
+    stale = "zoo/README.md is out of date: run python -m nin_keras.zoo.cards"
+    for name in zoo.list_models():
+        assert f"`{name}`" in text, stale
+        for tag in zoo.get_model_entry(name).pretrained:
+            assert f"`{name}.{tag}`" in text, stale
+
+
+def test_cli_models_prints_counts_and_tags(capsys):
+    assert cli.main(["models", "nin_mnist"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in out[1:]}
+    assert set(rows) == {"nin_mnist", "nin_mnist_bn"}
+    params = sum(int(np.prod(w.shape)) for w in zoo.create_model("nin_mnist").weights)
+    assert f"{params:,}" in rows["nin_mnist"] and "0.47%" in rows["nin_mnist"]
+    assert cli.main(["models", "no_such_model"]) == 1
