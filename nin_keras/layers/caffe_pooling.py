@@ -60,6 +60,11 @@ class CaffePooling2D(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def call(self, inputs):
+        if self._same_is_caffe(inputs.shape):
+            # Keras "same" pooling then pads only the bottom/right and leaves the padding out of
+            # the max and of the average's count: Caffe's rule, without the pad/divide ops below.
+            pool = ops.max_pool if self.mode == "max" else ops.average_pool
+            return pool(inputs, self.pool_size, self.strides, "same", self.data_format)
         # Padding the bottom/right by stride - 1 makes Keras's "valid" pooling produce exactly
         # Caffe's ceil-rounded size, whatever the (possibly unknown) input size.
         spatial = [(0, s - 1) for s in self.strides]
@@ -72,6 +77,18 @@ class CaffePooling2D(keras.layers.Layer):
         ones = ops.ones_like(inputs[:1, :1] if self.data_format == "channels_first" else inputs[:1, ..., :1])
         in_bounds = ops.average_pool(ops.pad(ones, pad), self.pool_size, self.strides, "valid", self.data_format)
         return ops.divide(window_sums, in_bounds)
+
+    def _same_is_caffe(self, shape) -> bool:
+        """Whether "same" pooling of this static ``shape`` has Caffe's size and borders."""
+        spatial = shape[2:] if self.data_format == "channels_first" else shape[1:3]
+        for n, k, s in zip(spatial, self.pool_size, self.strides):
+            if n is None:
+                return False
+            out = -(-n // s)
+            # TF puts pad_total // 2 rows before the image, so at most one padded row/column.
+            if caffe_pooled_length(n, k, s) != out or (out - 1) * s + k - n > 1:
+                return False
+        return True
 
     def compute_output_shape(self, input_shape):
         _args.check_rank(input_shape, 4, "CaffePooling2D")
