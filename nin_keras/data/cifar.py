@@ -1,0 +1,112 @@
+"""Readers for the CIFAR-10/100 distributions: the python pickles and the binary version.
+
+Both store each image as 3072 bytes, the red 32x32 plane, then green, then blue (row-major).
+The readers take the extracted folder (``cifar-10-batches-py``, ``cifar-100-python``,
+``cifar-10-batches-bin``, ``cifar-100-binary``) or the publisher's ``.tar.gz`` of it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+
+import numpy as np
+
+from nin_keras.data.archive import read_files
+from nin_keras.errors import DataError
+
+_PYTHON_FILES = {
+    "cifar10": {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
+    "cifar100": {"train": ["train"], "test": ["test"]},
+}
+_BINARY_FILES = {
+    "cifar10": {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]},
+    "cifar100": {"train": ["train.bin"], "test": ["test.bin"]},
+}
+_IMAGE_BYTES = 32 * 32 * 3
+
+Arrays = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists and NumPy arrays only, so a crafted file cannot run code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
+        return super().find_class(module, name)
+
+
+def _to_images(flat: np.ndarray, source: str) -> np.ndarray:
+    flat = np.asarray(flat, dtype=np.uint8)
+    if flat.ndim != 2 or flat.shape[1] != _IMAGE_BYTES:
+        raise DataError(f"{source}: expected rows of {_IMAGE_BYTES} pixel bytes, got shape {flat.shape}")
+    return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def _check_split(name: str, split: str) -> None:
+    if name not in _PYTHON_FILES:
+        raise ValueError(f"name must be 'cifar10' or 'cifar100', got {name!r}")
+    if split not in _PYTHON_FILES[name]:
+        raise ValueError(f"split must be 'train' or 'test' for {name}, got {split!r}")
+
+
+def read_cifar_python(path: str | os.PathLike, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read one split of the python-pickle version.
+
+    Args:
+        path: ``cifar-10-batches-py`` / ``cifar-100-python`` folder, or its ``.tar.gz``.
+        name: ``"cifar10"`` or ``"cifar100"`` (fine labels).
+        split: ``"train"`` or ``"test"``.
+
+    Returns:
+        ``(images uint8 (N, 32, 32, 3), labels int64 (N,))`` in file order.
+    """
+    _check_split(name, split)
+    label_key = b"labels" if name == "cifar10" else b"fine_labels"
+    files = _PYTHON_FILES[name][split]
+    images, labels = [], []
+    found = read_files(path, files)
+    for file_name in files:
+        source = f"{path}:{file_name}"
+        try:
+            batch = _ArrayUnpickler(io.BytesIO(found[file_name]), encoding="bytes").load()
+        except Exception as error:  # any unpickling failure means a corrupt or foreign file
+            raise DataError(f"{source}: not a CIFAR python batch ({error})") from error
+        if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+            raise DataError(f"{source}: missing the b'data' or {label_key!r} entry")
+        images.append(_to_images(batch[b"data"], source))
+        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+        if len(labels[-1]) != len(images[-1]):
+            raise DataError(f"{source}: {len(images[-1])} images but {len(labels[-1])} labels")
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def read_cifar_binary(path: str | os.PathLike, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read one split of the binary version.
+
+    Each record is one label byte (CIFAR-10) or a coarse then a fine label byte (CIFAR-100),
+    followed by the 3072 pixel bytes. Arguments and return value as ``read_cifar_python``
+    (``path``: ``cifar-10-batches-bin`` / ``cifar-100-binary`` or its ``.tar.gz``).
+    """
+    _check_split(name, split)
+    label_bytes = 1 if name == "cifar10" else 2
+    record = label_bytes + _IMAGE_BYTES
+    files = _BINARY_FILES[name][split]
+    images, labels = [], []
+    found = read_files(path, files)
+    for file_name in files:
+        data = found[file_name]
+        if len(data) == 0 or len(data) % record:
+            raise DataError(f"{path}:{file_name}: {len(data)} bytes is not a whole number of "
+                            f"{record}-byte records (truncated file?)")
+        rows = np.frombuffer(data, dtype=np.uint8).reshape(-1, record)
+        labels.append(rows[:, label_bytes - 1].astype(np.int64))
+        images.append(_to_images(rows[:, label_bytes:], f"{path}:{file_name}"))
+    return np.concatenate(images), np.concatenate(labels)
