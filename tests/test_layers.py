@@ -9,7 +9,15 @@ import keras
 import numpy as np
 import pytest
 
-from nin_keras.layers import CaffePooling2D, GlobalAveragePoolingHead, Maxout, MaxoutConv2D, MLPConv
+from nin_keras.layers import (
+    CaffePooling2D,
+    DropConnect,
+    GlobalAveragePoolingHead,
+    Maxout,
+    MaxoutConv2D,
+    MLPConv,
+    StochasticPooling2D,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -177,6 +185,112 @@ def test_unit_pieces_rejects_bad_unit():
         layer.unit_pieces(3)
 
 
+# ---------------------------------------------------------------- DropConnect
+def _dense_reference(layer, x, activation=lambda z: z):
+    kernel, bias = (keras.ops.convert_to_numpy(v).astype("float64") for v in (layer.kernel, layer.bias))
+    return activation(x.astype("float64") @ kernel + bias)
+
+
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_dropconnect_mean_inference_is_dense(activation):
+    layer = DropConnect(6, rate=0.5, activation=activation, bias_initializer="random_normal")
+    x = RNG.normal(size=(4, 3, 5)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    ref = _dense_reference(layer, x, (lambda z: np.maximum(z, 0)) if activation else (lambda z: z))
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dropconnect_gaussian_inference_matches_rectified_gaussian_mean():
+    from math import erf, pi, sqrt
+
+    rate = 0.4
+    layer = DropConnect(3, rate=rate, activation="relu", inference="gaussian", samples=20000, seed=3,
+                        bias_initializer="random_normal")
+    x = RNG.normal(size=(2, 5)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
+    mean = _dense_reference(layer, x)
+    std = np.sqrt(rate / (1 - rate) * (x.astype("float64") ** 2 @ kernel**2))
+    # E[max(u, 0)] for u ~ N(mean, std^2).
+    t = mean / std
+    cdf = 0.5 * (1 + np.vectorize(erf)(t / sqrt(2)))
+    ref = mean * cdf + std * np.exp(-0.5 * t**2) / sqrt(2 * pi)
+    np.testing.assert_allclose(y, ref, atol=0.03 * std.max())
+    # Linear activation: the Gaussian average is the mean itself.
+    linear = DropConnect(3, rate=rate, inference="gaussian")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(linear(x)), _dense_reference(linear, x), rtol=1e-5, atol=1e-5)
+
+
+def test_dropconnect_training_drops_weights_not_activations():
+    rate = 0.5
+    layer = DropConnect(200, rate=rate, bias_initializer="random_normal", seed=1)
+    x = np.eye(4, dtype="float32")[[2, 2]]  # two identical one-hot rows select kernel row 2
+    y = keras.ops.convert_to_numpy(layer(x, training=True)).astype("float64")
+    kernel = keras.ops.convert_to_numpy(layer.kernel)[2].astype("float64")
+    bias = keras.ops.convert_to_numpy(layer.bias).astype("float64")
+    kept = np.isclose(y[0], kernel / (1 - rate) + bias, rtol=1e-5, atol=1e-6)
+    dropped = np.isclose(y[0], bias, rtol=1e-5, atol=1e-6)
+    assert np.all(kept | dropped) and 0.3 < dropped.mean() < 0.7
+    np.testing.assert_array_equal(y[0], y[1])  # one mask per batch (documented)
+
+
+# ---------------------------------------------------------------- StochasticPooling2D
+def _windows(x, k, s):
+    """NumPy list of windows [(n, i, j, c) -> values] for 'valid' pooling."""
+    n, h, w, c = x.shape
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    nested = [[x[:, i * s : i * s + k, j * s : j * s + k, :].reshape(n, k * k, c) for j in range(ow)] for i in range(oh)]
+    return np.array(nested).transpose(2, 0, 1, 3, 4)  # (n, oh, ow, k*k, c)
+
+
+def test_stochastic_pooling_inference_is_probability_weighted_average():
+    x = np.maximum(RNG.normal(size=(2, 7, 7, 3)), 0).astype("float32")
+    x[0, :3, :3, 0] = 0  # an all-zero window pools to 0
+    y = keras.ops.convert_to_numpy(StochasticPooling2D(3, 2)(x))
+    win = _windows(x.astype("float64"), 3, 2)
+    total = win.sum(axis=3)
+    ref = np.divide((win**2).sum(axis=3), total, out=np.zeros_like(total), where=total > 0)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+    assert y[0, 0, 0, 0] == 0
+
+
+def test_stochastic_pooling_training_returns_values_from_each_window():
+    x = np.maximum(RNG.normal(size=(3, 9, 9, 4)), 0).astype("float32")
+    layer = StochasticPooling2D(3, 2, seed=5)
+    win = _windows(x, 3, 2)
+    for _ in range(3):
+        y = keras.ops.convert_to_numpy(layer(x, training=True))
+        assert y.shape == win.shape[:3] + win.shape[4:]
+        present = np.any(win == y[:, :, :, None, :], axis=3)
+        assert present.all()
+        # A zero (probability 0) is returned only from an all-zero window.
+        assert np.all((y > 0) | (win.max(axis=3) == 0))
+
+
+def test_stochastic_pooling_samples_by_value():
+    x = np.zeros((1, 1, 2, 4000), "float32")
+    x[0, 0, 0], x[0, 0, 1] = 1.0, 3.0
+    y = keras.ops.convert_to_numpy(StochasticPooling2D((1, 2), seed=0)(x, training=True))
+    assert set(np.unique(y)) <= {1.0, 3.0}
+    assert abs((y == 3.0).mean() - 0.75) < 0.03
+
+
+def test_stochastic_pooling_is_seedable():
+    x = RNG.uniform(size=(2, 8, 8, 3)).astype("float32")
+    a = keras.ops.convert_to_numpy(StochasticPooling2D(2, seed=7)(x, training=True))
+    b = keras.ops.convert_to_numpy(StochasticPooling2D(2, seed=7)(x, training=True))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_stochastic_pooling_channels_first_matches_channels_last():
+    x = RNG.uniform(size=(2, 7, 6, 3)).astype("float32")
+    last = keras.ops.convert_to_numpy(StochasticPooling2D(2, padding="same")(x))
+    layer = StochasticPooling2D(2, padding="same", data_format="channels_first")
+    first = keras.ops.convert_to_numpy(layer(np.transpose(x, (0, 3, 1, 2))))
+    np.testing.assert_allclose(np.transpose(first, (0, 2, 3, 1)), last, rtol=1e-6)
+    assert layer.compute_output_shape((None, 3, 7, 6)) == (None, 3, 4, 3)
+
+
 # ---------------------------------------------------------------- configs and errors
 LAYER_FACTORIES = {
     "MLPConv": lambda: MLPConv((4, 3), 3, strides=2, padding="valid", linear_last=True, kernel_regularizer="l2"),
@@ -184,6 +298,8 @@ LAYER_FACTORIES = {
     "GlobalAveragePoolingHead": lambda: GlobalAveragePoolingHead(activation=None),
     "Maxout": lambda: Maxout(4, 3, use_bias=False, kernel_constraint=keras.constraints.MaxNorm(2.0, axis=0)),
     "MaxoutConv2D": lambda: MaxoutConv2D(4, 2, (3, 5), strides=2, padding="same", bias_regularizer="l2"),
+    "DropConnect": lambda: DropConnect(5, 0.3, activation="relu", inference="gaussian", samples=8, seed=2),
+    "StochasticPooling2D": lambda: StochasticPooling2D((2, 3), 1, padding="same", seed=4),
 }
 
 
@@ -213,6 +329,13 @@ def test_config_round_trip(name):
         (lambda: MaxoutConv2D(0, 2, 3), "filters"),
         (lambda: MaxoutConv2D(4, 0, 3), "pieces"),
         (lambda: MaxoutConv2D(4, 2, (3, 3, 3)), "kernel_size"),
+        (lambda: DropConnect(-2), "units"),
+        (lambda: DropConnect(4, rate=1.0), "rate"),
+        (lambda: DropConnect(4, inference="sample"), "inference"),
+        (lambda: DropConnect(4, samples=0), "samples"),
+        (lambda: StochasticPooling2D(0), "pool_size"),
+        (lambda: StochasticPooling2D(2, strides=(1, -1)), "strides"),
+        (lambda: StochasticPooling2D(2, padding="causal"), "padding"),
     ],
 )
 def test_bad_arguments_name_the_argument(factory, argument):
@@ -228,6 +351,8 @@ def test_bad_arguments_name_the_argument(factory, argument):
         (GlobalAveragePoolingHead(), (2, 8, 3)),
         (MaxoutConv2D(4, 2, 3), (2, 8, 3)),
         (Maxout(4, 2), (8,)),
+        (DropConnect(4), (8,)),
+        (StochasticPooling2D(2), (2, 8, 3)),
     ],
 )
 def test_wrong_input_rank_is_rejected(layer, shape):

@@ -47,7 +47,11 @@ ROUND_TRIP_MODELS = {
     "layer_gap_head": lambda: _wrap(nl.GlobalAveragePoolingHead(), (5, 5, 4)),
     "layer_maxout": lambda: _wrap(nl.Maxout(4, 3, kernel_constraint=keras.constraints.MaxNorm(2.0, axis=0)), (6,)),
     "layer_maxout_conv": lambda: _wrap(nl.MaxoutConv2D(4, 2, 3, padding="same"), (7, 7, 3)),
+    "layer_dropconnect": lambda: _wrap(nl.DropConnect(5, 0.5, activation="relu", seed=1), (6,)),
+    "layer_dropconnect_gaussian": lambda: _wrap(nl.DropConnect(5, 0.5, inference="gaussian", seed=1), (6,)),
+    "layer_stochastic_pooling": lambda: _wrap(nl.StochasticPooling2D(3, 2, seed=1), (9, 9, 3)),
 }
+TRAINABLE_LAYER_MODELS = ["layer_dropconnect", "layer_maxout", "layer_maxout_conv", "layer_mlpconv", "layer_mlpconv_bn"]
 
 
 # ---------------------------------------------------------------- architecture facts
@@ -97,6 +101,14 @@ def test_architecture_layouts():
     # Same convolutional weights as the GAP model: the two differ only in the top.
     gap = models.nin_cifar10()
     assert [tuple(w.shape) for w in gap.weights] == [tuple(w.shape) for w in fc.weights][:-2]
+
+
+def test_count_flops_of_maxout_and_dropconnect_layers():
+    # Dense-like layers: in × out per position; maxout counts every piece.
+    assert models.count_flops(models.maxout_mnist()) == 784 * 1200 + 240 * 1200 + 240 * 10
+    inputs = keras.Input((3, 6))
+    model = keras.Model(inputs, nl.DropConnect(4)(inputs))
+    assert models.count_flops(model) == 3 * 6 * 4
 
 
 def test_include_top_false_returns_body_features():
@@ -160,14 +172,19 @@ def test_builder_bad_arguments(kwargs, argument):
 
 
 # ---------------------------------------------------------------- training
-@pytest.mark.parametrize("name", sorted(BUILDERS) + sorted(VARIANTS))
+@pytest.mark.parametrize("name", sorted(BUILDERS) + sorted(VARIANTS) + TRAINABLE_LAYER_MODELS)
 def test_one_training_step_changes_every_trainable_weight(name):
     model = ROUND_TRIP_MODELS[name]()
     rng = np.random.default_rng(2)
-    x = rng.normal(size=(4, *model.input_shape[1:])).astype("float32")
-    y = rng.integers(0, model.output_shape[-1], size=4)
-    from_logits = model.layers[-1].activation is not keras.activations.softmax
-    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
+    x = np.abs(rng.normal(size=(4, *model.input_shape[1:]))).astype("float32")
+    if name.startswith("layer_"):
+        y = rng.normal(size=(4, *model.output_shape[1:])).astype("float32")
+        loss = keras.losses.MeanSquaredError()
+    else:
+        y = rng.integers(0, model.output_shape[-1], size=4)
+        from_logits = model.layers[-1].activation is not keras.activations.softmax
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    model.compile(keras.optimizers.SGD(0.1), loss)
     before = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_weights]
     model.train_on_batch(x, y)
     unchanged = [v.path for v, b in zip(model.trainable_weights, before)

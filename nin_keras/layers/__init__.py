@@ -1,9 +1,11 @@
 """Network-in-Network building blocks as Keras 3 layers (all registered under package "nin_keras")."""
 
 from nin_keras.layers.caffe_pooling import CaffePooling2D
+from nin_keras.layers.dropconnect import DropConnect
 from nin_keras.layers.gap_head import GlobalAveragePoolingHead
 from nin_keras.layers.maxout import Maxout, MaxoutConv2D
 from nin_keras.layers.mlpconv import MLPConv
+from nin_keras.layers.stochastic_pooling import StochasticPooling2D
 from nin_keras.layers.augment import RandomPadCrop
 from nin_keras.layers.contrast import GlobalContrastNormalization
 from nin_keras.layers.lcn import LocalContrastNormalization

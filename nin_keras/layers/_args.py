@@ -52,6 +52,14 @@ def check_rank(input_shape: Sequence[int | None], rank: int, layer: str) -> None
         )
 
 
+def check_min_rank(input_shape: Sequence[int | None], rank: int, layer: str) -> None:
+    """Raise ValueError if ``input_shape`` (batch included) has fewer than ``rank`` dimensions."""
+    if len(input_shape) < rank:
+        raise ValueError(
+            f"{layer} expects inputs of rank >= {rank} (batch included), got `input_shape`={tuple(input_shape)}."
+        )
+
+
 def channel_axis(fmt: str, rank: int) -> int:
     """The channel axis of a rank-``rank`` tensor in data format ``fmt``."""
     return 1 if fmt == "channels_first" else rank - 1

@@ -122,8 +122,7 @@ class Maxout(_MaxoutBase):
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
-        if len(input_shape) < 2:
-            raise ValueError(f"Maxout expects inputs of rank >= 2, got `input_shape`={tuple(input_shape)}.")
+        _args.check_min_rank(input_shape, 2, "Maxout")
         features = _args.known_dim(input_shape[-1], "input_shape")
         self._build_weights((features,))
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: features})
@@ -135,8 +134,7 @@ class Maxout(_MaxoutBase):
         return max_over_pieces(z, self.units, self.pieces, axis=-1)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) < 2:
-            raise ValueError(f"Maxout expects inputs of rank >= 2, got `input_shape`={tuple(input_shape)}.")
+        _args.check_min_rank(input_shape, 2, "Maxout")
         return (*input_shape[:-1], self.units)
 
 

@@ -6,13 +6,13 @@ import math
 
 import keras
 
-from nin_keras.layers import GlobalAveragePoolingHead, Maxout, MaxoutConv2D, MLPConv
+from nin_keras.layers import DropConnect, GlobalAveragePoolingHead, Maxout, MaxoutConv2D, MLPConv
 
 
 # Layers whose cost is their kernels applied at every output position.
 _KERNEL_LAYERS = (
     keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.DepthwiseConv2D,
-    keras.layers.Dense, MLPConv, Maxout, MaxoutConv2D,
+    keras.layers.Dense, MLPConv, Maxout, MaxoutConv2D, DropConnect,
 )
 
 
