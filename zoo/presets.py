@@ -502,3 +502,33 @@ def preset_file_specs(folder: str | os.PathLike) -> tuple[registry.WeightsFile, 
         if (folder / name).is_file()
     )
 
+
+def pretrained_config(folder: str | os.PathLike, tag: str, evaluated_on: str = "") -> registry.PretrainedConfig:
+    """The registry entry for publishing the preset in ``folder`` under ``tag``, from its metadata.
+
+    ``repr`` of the result is the Python literal to paste into ``zoo/models.py``; run
+    ``python -m nin_keras.zoo.presets FOLDER TAG`` to print it.
+    """
+    folder = Path(folder)
+    metadata = parse_metadata(_read_json(folder, METADATA_FILE), str(folder / METADATA_FILE))
+    steps = [spec.get("class_name", "?") for spec in metadata.get("preprocessing", [])]
+    return registry.PretrainedConfig(
+        tag=tag,
+        files=preset_file_specs(folder),
+        dataset=metadata["dataset"],
+        preprocessing=" → ".join(steps) or "none",
+        metrics={k: v for k, v in (metadata.get("metrics") or {}).items() if isinstance(v, (int, float))},
+        command=str(metadata.get("command") or ""),
+        paper_error=metadata.get("paper_error"),
+        license=str(metadata.get("license") or ""),
+        source=str(metadata.get("source") or ""),
+        evaluated_on=evaluated_on,
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python -m nin_keras.zoo.presets PRESET_FOLDER TAG [EVALUATED_ON]")
+    print(repr(pretrained_config(*sys.argv[1:])))
