@@ -170,6 +170,16 @@ def test_zca_whitened_covariance_and_inverse_on_real_data(mnist_slice):
     assert_close(zca.inverse_transform(y.reshape(x.shape)), x, rtol=1e-4)
 
 
+def test_zca_without_stored_inverse_solves_instead(rng):
+    x = correlated(rng, 1000, 48).reshape(1000, 4, 4, 3)
+    stored, solved = ZCAWhitening().adapt(x), ZCAWhitening(store_inverse=False).adapt(x)
+    assert [w.name for w in solved.weights] == ["mean", "whitening"]
+    y = np.asarray(stored(x))
+    assert_close(solved(x), y)
+    assert_close(solved.inverse_transform(y), np.asarray(stored.inverse_transform(y)), rtol=1e-4)
+    assert ZCAWhitening.from_config(solved.get_config()).store_inverse is False
+
+
 def test_zca_streaming_adapt_equals_array_adapt(rng):
     x = correlated(rng, 1000, 27).reshape(1000, 3, 3, 3)
     labels = np.zeros(1000, np.int64)

@@ -23,7 +23,9 @@ class ZCAWhitening(keras.layers.Layer):
     ``(x - mean)^T (x - mean) / N``, and ``filter_bias`` is added to every eigenvalue so that
     low-variance directions are not blown up. The whitened training data then has covariance
     ``eig / (eig + filter_bias)`` in the eigenbasis. The inverse matrix
-    ``U diag(sqrt(eig + filter_bias)) U^T`` is stored too, for ``inverse_transform``.
+    ``U diag(sqrt(eig + filter_bias)) U^T`` is stored too, for ``inverse_transform``, unless
+    ``store_inverse=False`` (then ``inverse_transform`` solves with ``W`` instead, and the weights
+    file holds one matrix, not two).
 
     ``mean``, ``whitening`` and ``inverse`` are non-trainable weights, so a saved ``.keras`` file,
     a preset and an exported model carry them. Before ``adapt`` (or loading weights) the layer
@@ -31,12 +33,13 @@ class ZCAWhitening(keras.layers.Layer):
 
     Each example is flattened to ``d = prod(input_shape[1:])`` features (3072 for 32x32x3), so
     the matrices are ``d x d``. With ``matrix_dtype="float16"`` the two matrices are stored in
-    float16, halving their size on disk (2 x 18 MiB -> 2 x 9 MiB at d=3072); compute stays in the
+    float16, halving their size on disk (2 x 36 MiB -> 2 x 18 MiB at d=3072); compute stays in the
     layer's float32 (the matrices are cast up before the product).
 
     Args:
         filter_bias: Added to the covariance eigenvalues (pylearn2's CIFAR value is 0.1).
         matrix_dtype: ``"float32"`` or ``"float16"``, storage dtype of the two matrices.
+        store_inverse: Keep the inverse matrix as a weight (faster ``inverse_transform``).
         **kwargs: Base ``keras.layers.Layer`` arguments.
 
     Input shape:
@@ -53,12 +56,14 @@ class ZCAWhitening(keras.layers.Layer):
         >>> images_back = zca.inverse_transform(whitened)
     """
 
-    def __init__(self, filter_bias: float = 0.1, matrix_dtype: str = "float32", **kwargs):
+    def __init__(self, filter_bias: float = 0.1, matrix_dtype: str = "float32",
+                 store_inverse: bool = True, **kwargs):
         super().__init__(**kwargs)
         if not filter_bias >= 0:
             raise ValueError(f"filter_bias must be >= 0, got {filter_bias}")
         self.filter_bias = float(filter_bias)
         self.matrix_dtype = choice(matrix_dtype, _MATRIX_DTYPES, "matrix_dtype")
+        self.store_inverse = bool(store_inverse)
 
     def build(self, input_shape):
         if len(input_shape) < 2 or any(dim is None for dim in input_shape[1:]):
@@ -72,9 +77,11 @@ class ZCAWhitening(keras.layers.Layer):
         self.whitening = self.add_weight(name="whitening", shape=(size, size),
                                          initializer="identity", trainable=False,
                                          dtype=self.matrix_dtype)
-        self.inverse = self.add_weight(name="inverse", shape=(size, size),
-                                       initializer="identity", trainable=False,
-                                       dtype=self.matrix_dtype)
+        self.inverse = None
+        if self.store_inverse:
+            self.inverse = self.add_weight(name="inverse", shape=(size, size),
+                                           initializer="identity", trainable=False,
+                                           dtype=self.matrix_dtype)
 
     def adapt(self, data: Any, steps: int | None = None) -> "ZCAWhitening":
         """Fit ``mean`` and the matrices on ``data``, streaming over batches.
@@ -120,8 +127,9 @@ class ZCAWhitening(keras.layers.Layer):
         self.mean.assign(mean.astype(self.mean.dtype))
         self.whitening.assign(((eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T)
                               .astype(self.matrix_dtype))
-        self.inverse.assign(((eigenvectors * np.sqrt(eigenvalues)) @ eigenvectors.T)
-                            .astype(self.matrix_dtype))
+        if self.store_inverse:
+            self.inverse.assign(((eigenvectors * np.sqrt(eigenvalues)) @ eigenvectors.T)
+                                .astype(self.matrix_dtype))
         return self
 
     def call(self, inputs):
@@ -133,7 +141,10 @@ class ZCAWhitening(keras.layers.Layer):
     def inverse_transform(self, inputs):
         """Undo the whitening: ``x = y @ inverse + mean`` (for visualizing whitened images)."""
         y = ops.reshape(ops.cast(inputs, self.compute_dtype), (-1, self.mean.shape[0]))
-        x = ops.matmul(y, ops.cast(self.inverse, self.compute_dtype))
+        if self.store_inverse:
+            x = ops.matmul(y, ops.cast(self.inverse, self.compute_dtype))
+        else:  # W is symmetric, so x = y W^-1 is the transpose of solve(W, y^T)
+            x = ops.transpose(ops.solve(ops.cast(self.whitening, self.compute_dtype), ops.transpose(y)))
         return ops.reshape(x + ops.cast(self.mean, self.compute_dtype), (-1, *self._feature_shape))
 
     def compute_output_shape(self, input_shape):
@@ -141,7 +152,8 @@ class ZCAWhitening(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(filter_bias=self.filter_bias, matrix_dtype=self.matrix_dtype)
+        config.update(filter_bias=self.filter_bias, matrix_dtype=self.matrix_dtype,
+                      store_inverse=self.store_inverse)
         return config
 
 
