@@ -182,9 +182,12 @@ def test_config_with_other_classes_fails_naming_the_layer(saved_preset, tmp_path
         (lambda f: _edit_json(f / "config.json", lambda c: c.update(architecture="nin_mnst")), PresetError, "Did you mean 'nin_mnist'"),
         (lambda f: _edit_json(f / "config.json", lambda c: c["kwargs"].update(classes="ten")), PresetError, "cannot build"),
         (lambda f: _edit_json(f / "config.json", lambda c: c.update(format_version=99)), PresetError, "format_version"),
+        (lambda f: _edit_json(f / "config.json", lambda c: c["kwargs"].update(weights="/etc/x.weights.h5")), PresetError, "weights"),
+        (lambda f: (f / "config.json").write_text("[" * 100_000), PresetError, "not valid JSON"),
         (lambda f: _edit_json(f / "metadata.json", lambda m: m["preprocessing"][0].update(class_name="NoSuchLayer")), PresetError, "NoSuchLayer"),
     ],
-    ids=["bad-json", "no-weights", "no-metadata", "altered-file", "unknown-architecture", "bad-kwargs", "version", "unknown-layer"],
+    ids=["bad-json", "no-weights", "no-metadata", "altered-file", "unknown-architecture", "bad-kwargs", "version",
+         "weights-path", "deep-json", "unknown-layer"],
 )
 def test_broken_presets_name_the_problem(saved_preset, tmp_path, breakage, error, words):
     folder = _broken_copy(saved_preset, tmp_path)

@@ -120,7 +120,7 @@ def _read_json(folder: Path, file_name: str) -> Any:
         raise PresetError(f"Preset {folder} has no {file_name}.")
     try:
         return json.loads(path.read_bytes())
-    except (UnicodeDecodeError, ValueError) as err:
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
         raise PresetError(f"{path} is not valid JSON: {err}") from err
 
 
@@ -129,7 +129,7 @@ def parse_config(config: Any, source: str = CONFIG_FILE) -> tuple[str, dict[str,
 
     Raises:
         PresetError: not an object, wrong format or version, architecture not a registered zoo
-            name, or kwargs not an object with string keys.
+            name, or kwargs not an object (or setting ``weights``).
     """
     if not isinstance(config, dict):
         raise PresetError(f"{source} must hold a JSON object, got {type(config).__name__}.")
@@ -148,6 +148,9 @@ def parse_config(config: Any, source: str = CONFIG_FILE) -> tuple[str, dict[str,
     kwargs = config.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise PresetError(f"{source}: 'kwargs' must be an object, got {type(kwargs).__name__}.")
+    if "weights" in kwargs:
+        # The weights are the preset's model.weights.h5; a path here would read any file on disk.
+        raise PresetError(f"{source}: 'kwargs' must not set 'weights'.")
     return architecture, kwargs
 
 
