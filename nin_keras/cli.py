@@ -99,6 +99,102 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_caffe(args: argparse.Namespace) -> int:
+    """Convert a Caffe NIN ``.caffemodel`` into a preset: weights, fitted preprocessing, metadata."""
+    import os
+    import shlex
+    from pathlib import Path
+
+    from nin_keras.caffe import load_caffe_weights, read_caffemodel
+    from nin_keras.data import dataset_info
+    from nin_keras.io_utils import sha256_file
+    from nin_keras.layers import ZCAWhitening
+    from nin_keras.zoo import build_model, get_model_entry, save_preset
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"--out {args.out} already exists (pass --overwrite to replace it)")
+    entry = get_model_entry(args.arch)
+    caffe_model = read_caffemodel(args.file)  # every format and shape check runs before any write
+    model = load_caffe_weights(build_model(args.arch), caffe_model)
+    info = dataset_info(entry.dataset)
+    preprocessing, note = [], "none fitted: inputs must be preprocessed as the Caffe model's training data was"
+    if not args.no_preprocessing:
+        from nin_keras.train.arrays import load_arrays
+        from nin_keras.train.loop import fit_preprocessing
+
+        preprocessing = [
+            # One matrix, no stored inverse: a 3072-d float16 ZCA stays under 20 MB.
+            ZCAWhitening.from_config({**layer.get_config(), "matrix_dtype": args.zca_dtype, "store_inverse": False})
+            if isinstance(layer, ZCAWhitening) else layer
+            for layer in info.preprocessing_layers()
+        ]
+        images, _ = load_arrays({"name": info.name, "source": args.source}, "train", args.data_dir)
+        fit_preprocessing(preprocessing, images)
+        note = f"{info.preprocessing} ({info.name} train split, {len(images)} images, source {args.source!r})"
+    words = ["nin-keras", "import-caffe", args.file, "--arch", args.arch, "--out", args.out]
+    if args.no_preprocessing:
+        words.append("--no-preprocessing")
+    else:
+        words += ["--zca-dtype", args.zca_dtype, "--source", args.source] + (["--data-dir", args.data_dir] if args.data_dir else [])
+    words += [f"--{flag}={value}" for flag, value in (("license", args.license), ("origin", args.origin)) if value]
+    origin = f" from {args.origin}" if args.origin else ""
+    metadata = {
+        "dataset": info.name,
+        "class_names": list(info.class_names),
+        "paper_error": entry.paper_error,
+        "source": f"Caffe model {os.path.basename(args.file)} ({caffe_model.format}, net {caffe_model.name!r}){origin}",
+        "source_sha256": sha256_file(args.file),
+        "license": args.license,
+        "preprocessing_fitted": note,
+        "import_command": shlex.join(words),
+    }
+    out = save_preset(model, args.out, metadata, preprocessing, overwrite=args.overwrite)
+    print(f"preset: {out} ({model.count_params():,} parameters from {caffe_model.format} {args.file})")
+    return 0
+
+
+def _cmd_visualize(args: argparse.Namespace) -> int:
+    """Write confidence-map, CAM, deconvnet, filter or training-curve PNGs (see nin_keras.visualize)."""
+    from pathlib import Path
+
+    from nin_keras import visualize
+    from nin_keras.visualize import sources
+
+    out = Path(args.output)
+    if args.kind == "curves":
+        written = [visualize.plot_training_curves(args.metrics, out / "curves.png")]
+    else:
+        loaded = sources.load_model(args.model)
+        if args.kind == "filters":
+            layer, _ = visualize.first_layer_filters(loaded.model, args.layer)
+            written = [visualize.plot_filters(loaded.model, layer, out / f"filters_{layer}.png")]
+        else:
+            labels = None
+            if args.images:
+                images = sources.read_images(args.images, loaded.model.input_shape[1:])
+            else:
+                dataset = args.data or loaded.dataset
+                if dataset is None:
+                    raise ValueError("--data is needed: the model does not say which data set it was trained on")
+                count = args.count or (500 if args.kind == "deconv" else 8)
+                images, labels = sources.dataset_images(dataset, args.split, count, args.data_dir, seed=args.seed)
+            names = loaded.class_names
+            if args.kind == "confidence":
+                written = [visualize.plot_confidence_maps(loaded.model, images, out / "confidence_maps.png", labels, names)]
+            elif args.kind == "cam":
+                written = [visualize.plot_class_activation_maps(loaded.model, images, out / "cam.png", labels, names, top=args.top)]
+            else:
+                written = [
+                    visualize.plot_deconv(loaded.model, images[: args.show], args.layer, args.channel,
+                                          out / f"deconv_{args.layer}_c{args.channel}.png"),
+                    visualize.plot_top_patches(loaded.model, images, args.layer, args.channel, k=min(args.top_k, len(images)),
+                                               path=out / f"top{args.top_k}_{args.layer}_c{args.channel}.png"),
+                ]
+    for path in written:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nin-keras", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -135,13 +231,62 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("pattern", nargs="?", help="name pattern (nin_cifar*) or substring (mnist)")
     models.add_argument("--pretrained", action="store_true", help="only models with published weights")
     models.set_defaults(func=_cmd_models)
+
+    import_caffe = sub.add_parser("import-caffe", help="convert a Caffe NIN .caffemodel into a preset folder")
+    import_caffe.add_argument("file", help="the .caffemodel (old V1 'layers' or new 'layer' format)")
+    import_caffe.add_argument("--arch", required=True, help="zoo architecture to load it into, e.g. nin_cifar10")
+    import_caffe.add_argument("--out", required=True, help="preset folder to write (config.json, weights, metadata.json)")
+    import_caffe.add_argument("--no-preprocessing", action="store_true",
+                              help="write no fitted preprocessing (default: fit the data set's GCN + ZCA on its train split)")
+    import_caffe.add_argument("--zca-dtype", choices=("float16", "float32"), default="float16",
+                              help="storage dtype of the ZCA matrix (default float16: half the file size)")
+    import_caffe.add_argument("--data-dir", help="local data folder for fitting the preprocessing")
+    import_caffe.add_argument("--source", choices=("auto", "local", "tfds"), default="auto", help="data source")
+    import_caffe.add_argument("--license", default="", help="license of the weights, recorded in metadata.json")
+    import_caffe.add_argument("--origin", default="", help="where the .caffemodel comes from, recorded in metadata.json")
+    import_caffe.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    import_caffe.set_defaults(func=_cmd_import_caffe)
+
+    visualize = sub.add_parser("visualize", help="PNG pictures: confidence maps, CAM, deconvnet, filters, curves")
+    kinds = visualize.add_subparsers(dest="kind", required=True, metavar="KIND")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--output", default="nin_keras_visualize", help="folder for the PNGs (default: %(default)s)")
+    model = argparse.ArgumentParser(add_help=False, parents=[output])
+    model.add_argument("--model", required=True, help="zoo preset (nin_cifar10), preset folder or URL, or a .keras file")
+    images = argparse.ArgumentParser(add_help=False, parents=[model])
+    images.add_argument("--images", nargs="+", metavar="FILE", help="image files of the model's input size")
+    images.add_argument("--data", help="data set to draw images from (default: the preset's)")
+    images.add_argument("--split", default="test", help="data set split (default: %(default)s)")
+    images.add_argument("--count", type=int, help="images drawn from the data set (default 8; deconv: 500 searched)")
+    images.add_argument("--seed", type=int, default=0, help="which images are drawn (default: %(default)s)")
+    images.add_argument("--data-dir", help="local data folder")
+    kinds.add_parser("confidence", parents=[images], help="per-class confidence maps of a NIN (paper Fig. 4)")
+    cam = kinds.add_parser("cam", parents=[images], help="class activation maps of the top classes")
+    cam.add_argument("--top", type=int, default=3, help="classes per image (default: %(default)s)")
+    deconv = kinds.add_parser("deconv", parents=[images], help="deconvnet projections and the top-k image patches")
+    deconv.add_argument("--layer", required=True, help="layer to project from, e.g. mlpconv2")
+    deconv.add_argument("--channel", type=int, required=True, help="feature map of that layer")
+    deconv.add_argument("--top-k", type=int, default=9, help="strongest images shown as patches (default: %(default)s)")
+    deconv.add_argument("--show", type=int, default=4, help="images drawn with their full projection (default: %(default)s)")
+    filters = kinds.add_parser("filters", parents=[model], help="first convolution's filters as an image grid")
+    filters.add_argument("--layer", help="convolution to draw (default: the first)")
+    curves = kinds.add_parser("curves", parents=[output], help="training curves from metrics.csv or metrics.json")
+    curves.add_argument("metrics", help="metrics file written by nin-keras train")
+    visualize.set_defaults(func=_cmd_visualize)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    from nin_keras.errors import NinKerasError
+
+    try:
+        return int(args.func(args) or 0)
+    except (NinKerasError, FileNotFoundError, FileExistsError) as err:
+        # Bad files and inputs are the user's to fix: one line, no traceback.
+        print(f"nin-keras {args.command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -63,8 +63,8 @@ class TrainResult:
         out_dir: the run's folder.
         history: one dict of metrics per finished epoch.
         test_metrics: ``{"accuracy", "loss", "error_percent", "examples"}`` on the test split
-            (None when the run stopped early because of ``max_steps`` or on a non-chief worker).
-        preset_dir: where the preset was written (None on non-chief workers or when stopped early).
+            (None on non-chief workers).
+        preset_dir: where the preset was written (None on non-chief workers).
         weights_digest: sha256 over all model variables (equal on every worker of a run).
         resumed_from: ``{"epoch", "step"}`` of the checkpoint the run started from, or None.
     """
@@ -75,6 +75,28 @@ class TrainResult:
     preset_dir: Path | None
     weights_digest: str
     resumed_from: dict[str, int] | None
+
+
+def training_arrays(recipe: Mapping[str, Any], data_dir: str | os.PathLike | None = None):
+    """``(x_train, y_train, x_val, y_val)`` as the recipe's ``dataset`` and ``validation`` say.
+
+    ``dataset.train_splits`` (default ``["train"]``) are concatenated. ``validation`` is
+    ``{"holdout": N}`` (the last N training images, the paper's protocol for CIFAR and MNIST),
+    ``{"split": name}`` (a separate split such as SVHN's ``valid``) or empty (no validation).
+    """
+    dataset = recipe["dataset"]
+    parts = [load_arrays(dataset, split, data_dir) for split in dataset.get("train_splits", ["train"])]
+    x_train = np.concatenate([p[0] for p in parts])
+    y_train = np.concatenate([p[1] for p in parts])
+    validation = recipe.get("validation") or {}
+    if "split" in validation:
+        x_val, y_val = load_arrays(dataset, validation["split"], data_dir)
+        return x_train, y_train, x_val, y_val
+    holdout = int(validation.get("holdout", 0))
+    if not 0 <= holdout < len(x_train):
+        raise ValueError(f"validation holdout must be in [0, {len(x_train)}), got {holdout}")
+    cut = len(x_train) - holdout
+    return x_train[:cut], y_train[:cut], x_train[cut:], y_train[cut:]
 
 
 def build_layers(configs: Sequence[Mapping[str, Any]]) -> list[keras.layers.Layer]:
@@ -97,14 +119,6 @@ def fit_preprocessing(layers: Sequence[keras.layers.Layer], images: np.ndarray, 
             return x
 
         layer.adapt(tf.data.Dataset.from_tensor_slices(images).batch(chunk).map(upstream))
-
-
-def apply_layers(layers: Sequence[keras.layers.Layer], images, training: bool = False):
-    """Run uint8/float images through ``layers`` in float32 (what the pipeline and eval share)."""
-    x = tf.cast(images, "float32")
-    for layer in layers:
-        x = layer(x, training=training)
-    return x
 
 
 def build_optimizer(
@@ -132,6 +146,12 @@ def _decayed(variable) -> bool:
     return variable.name.startswith("kernel")
 
 
+def _seeded(configs: Sequence[Mapping[str, Any]], seed: int, epoch: int) -> list[dict[str, Any]]:
+    """Augmentation layer configs with seeds drawn from ``(seed, epoch, position)``."""
+    seeds = np.random.default_rng([seed, epoch, 1]).integers(0, 2**31 - 1, size=len(configs))
+    return [{**c, "config": {**c.get("config", {}), "seed": int(s)}} for c, s in zip(configs, seeds)]
+
+
 def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     """This epoch's example order: a function of ``(seed, epoch)`` only, so a resume reproduces it."""
     return np.random.default_rng([seed, epoch]).permutation(n)
@@ -140,13 +160,13 @@ def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 class _Loop:
     """The state and steps of one run (kept together so ``train`` reads top to bottom)."""
 
-    def __init__(self, recipe, strategy, model, optimizer, preprocess, augment, verbose):
+    def __init__(self, recipe, strategy, model, optimizer, preprocess, verbose):
         self.recipe = recipe
         self.strategy = strategy
         self.model = model
         self.optimizer = optimizer
         self.preprocess = preprocess
-        self.augment = augment
+        self.augment_configs = recipe.get("augmentation", [])
         self.verbose = verbose
         self.global_batch = int(recipe["batch_size"])
         self.seed = int(recipe["seed"])
@@ -158,20 +178,30 @@ class _Loop:
         self._eval_step = tf.function(self._distributed_eval_step)
 
     # -- data ----------------------------------------------------------------------------------
-    def dataset(self, images, labels, order=None, training=False):
-        """A batched ``tf.data`` pipeline: (optional) order, batch, preprocess, augment."""
-        if order is not None:
+    def dataset(self, images, labels, epoch=None, skip=0):
+        """Distributed batches; with ``epoch``, the training pipeline of that epoch.
+
+        A training epoch visits the images in ``_permutation(seed, epoch)`` order, batched with
+        ``drop_remainder``, through augmentation layers seeded from ``(seed, epoch)``; ``skip``
+        batches are dropped *after* augmentation, so a resumed epoch sees exactly the crops and
+        flips an uninterrupted one would.
+        """
+        from nin_keras.data import make_pipeline
+
+        training = epoch is not None
+        if training:
+            order = _permutation(self.seed, epoch, len(images))
             images, labels = images[order], labels[order]
-        ds = tf.data.Dataset.from_tensor_slices((images, labels))
-        ds = ds.batch(self.global_batch, drop_remainder=training)
-
-        def transform(x, y):
-            x = apply_layers(self.preprocess, x)
-            if training:
-                x = apply_layers(self.augment, x, training=True)
-            return x, y
-
-        ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+        augment = build_layers(_seeded(self.augment_configs, self.seed, epoch)) if training else ()
+        ds = make_pipeline(
+            tf.data.Dataset.from_tensor_slices((images, labels)),
+            self.global_batch,
+            self.preprocess,
+            augment,
+            shuffle=0,
+            training=training,
+            drop_remainder=training,
+        ).skip(skip)
         options = tf.data.Options()
         # Every worker builds the same ordered dataset; DATA sharding splits each global batch.
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -251,8 +281,9 @@ def train(
         strategy: ``"default"``, ``"mirrored"``, ``"multiworker"`` or a strategy object. Must be
             created before any other TensorFlow op in the process (the CLI does that).
         data_dir: local data folder.
-        max_steps: stop after this many optimizer steps in total (counted across resumes);
-            the run then checkpoints and returns without a test evaluation or preset.
+        max_steps: stop training after this many optimizer steps in total (counted across
+            resumes), checkpoint, then evaluate and write the preset as usual (a smoke test of
+            the whole run; rerun with a larger value to continue).
         checkpoint_every_steps: also checkpoint every N steps inside an epoch (default: the
             recipe's ``checkpoint_every_steps``, else 200; 0 disables).
         command: the command line to record in the metrics and preset metadata.
@@ -277,13 +308,7 @@ def train(
     every = recipe.get("checkpoint_every_steps", 200) if checkpoint_every_steps is None else checkpoint_every_steps
     keras.utils.set_random_seed(int(recipe["seed"]))
 
-    # Data: the validation hold-out is the last N training images (the paper's protocol).
-    x_train, y_train = load_arrays(recipe["dataset"], "train", data_dir)
-    holdout = int((recipe.get("validation") or {}).get("holdout", 0))
-    if not 0 <= holdout < len(x_train):
-        raise ValueError(f"validation holdout must be in [0, {len(x_train)}), got {holdout}")
-    x_val, y_val = x_train[len(x_train) - holdout :], y_train[len(y_train) - holdout :]
-    x_train, y_train = x_train[: len(x_train) - holdout], y_train[: len(y_train) - holdout]
+    x_train, y_train, x_val, y_val = training_arrays(recipe, data_dir)
     steps_per_epoch = len(x_train) // recipe["batch_size"]
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {recipe['batch_size']} is larger than the {len(x_train)} training images")
@@ -292,8 +317,10 @@ def train(
     # training images only (never the hold-out or the test set).
     preprocess = build_layers(recipe.get("preprocessing", []))
     fit_preprocessing(preprocess, x_train)
-    augment = build_layers(recipe.get("augmentation", []))
-    input_shape = tuple(apply_layers(preprocess, x_train[:1]).shape[1:])
+    input_shape = (None, *x_train.shape[1:])
+    for layer in preprocess:
+        input_shape = layer.compute_output_shape(input_shape)
+    input_shape = tuple(input_shape[1:])
 
     mixed = bool(recipe.get("mixed_precision", False))
     with strategy.scope():
@@ -301,7 +328,7 @@ def train(
         optimizer = build_optimizer(recipe["optimizer"], recipe.get("weight_decay"), mixed)
         optimizer.build(model.trainable_variables)
     schedule = make_schedule(recipe["schedule"], recipe["optimizer"]["learning_rate"], steps_per_epoch, recipe["epochs"])
-    loop = _Loop(recipe, strategy, model, optimizer, preprocess, augment, verbose if chief else 0)
+    loop = _Loop(recipe, strategy, model, optimizer, preprocess, verbose if chief else 0)
 
     state = {"epoch": 0, "step": 0, "global_step": 0, "partial": [0.0, 0.0, 0.0], "history": [],
              "schedule": schedule.get_state(), "finished": False, "recipe": recipe}
@@ -322,17 +349,17 @@ def train(
             save_checkpoint(checkpoint, model, optimizer, state)
 
     extra = {"recipe": recipe, "command": command, "strategy": type(strategy).__name__}
-    stopped_early = False
     while not state["finished"] and state["epoch"] < recipe["epochs"]:
+        if max_steps is not None and state["global_step"] >= max_steps:
+            break
         epoch, start = state["epoch"], state["step"]
-        order = _permutation(loop.seed, epoch, len(x_train))[start * loop.global_batch :]
         bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "accuracy", "lr"]) if loop.verbose else None
         if bar:
             print(f"Epoch {epoch + 1}/{recipe['epochs']}", flush=True)
         t0 = time.time() - state.get("partial_seconds", 0.0)
         partial = np.array(state["partial"])
         learning_rate = schedule.learning_rate(epoch, start)
-        for step, batch in enumerate(loop.dataset(x_train, y_train, order, training=True), start=start):
+        for step, batch in enumerate(loop.dataset(x_train, y_train, epoch, skip=start), start=start):
             learning_rate = schedule.learning_rate(epoch, step)
             partial += loop.train_step(batch, learning_rate)
             state.update(step=step + 1, global_step=state["global_step"] + 1, partial=partial.tolist(),
@@ -340,15 +367,16 @@ def train(
             if bar:
                 bar.update(step + 1, [("loss", partial[0] / partial[2]), ("accuracy", partial[1] / partial[2]), ("lr", learning_rate)])
             if max_steps is not None and state["global_step"] >= max_steps:
-                stopped_early = True
                 break
             if every and (step + 1) % every == 0 and step + 1 < steps_per_epoch:
                 save()
-        if stopped_early and state["step"] < steps_per_epoch:
+        if state["step"] < steps_per_epoch:  # stopped by max_steps inside the epoch
             save()
+            if bar:
+                print(flush=True)
             break
         row = {"epoch": epoch + 1, "loss": partial[0] / partial[2], "accuracy": partial[1] / partial[2]}
-        if holdout:
+        if len(x_val):
             row.update({f"val_{k}": v for k, v in loop.evaluate(x_val, y_val).items()})
         row.update(learning_rate=learning_rate, seconds=round(time.time() - t0, 2))
         schedule.on_epoch_end(epoch, row)
@@ -360,11 +388,9 @@ def train(
             write_history(out_dir, state["history"], extra)
         if bar:
             print("  " + "  ".join(f"{k}: {v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
-        if stopped_early:
-            break
 
     test_metrics = preset_dir = None
-    if chief and not stopped_early:
+    if chief:
         test_metrics, preset_dir = _finish(recipe, model, preprocess, out_dir, state["history"], extra, data_dir, verbose)
     return TrainResult(out_dir, state["history"], test_metrics, preset_dir, weights_digest(model), resumed_from)
 
