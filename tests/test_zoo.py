@@ -138,6 +138,20 @@ def test_save_load_round_trip_with_preprocessing(tmp_path):
     assert _same_weights(zoo.from_preset(folder), model)
 
 
+def test_fitted_zca_statistics_travel_with_the_preset(tmp_path):
+    from nin_keras.layers import GlobalContrastNormalization, ZCAWhitening
+
+    images = np.random.default_rng(1).integers(0, 256, (64, 8, 8, 3)).astype("float32")
+    gcn, zca = GlobalContrastNormalization(scale=55.0), ZCAWhitening(filter_bias=0.1)
+    zca.adapt(gcn(images))
+    model = zoo.create_model("nin_cifar10", input_shape=(8, 8, 3))
+    preset = zoo.load_preset(zoo.save_preset(model, tmp_path / "zca", {"dataset": "cifar10"}, [gcn, zca]))
+    assert [type(layer) for layer in preset.preprocessing] == [GlobalContrastNormalization, ZCAWhitening]
+    assert _same_weights(preset.preprocessing[1], zca)
+    expected = model.predict(zca(gcn(images[:4])), verbose=0)
+    np.testing.assert_allclose(preset.inference_model().predict(images[:4].astype("uint8"), verbose=0), expected, atol=1e-6)
+
+
 def test_save_preset_needs_a_zoo_architecture(tmp_path):
     foreign = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     with pytest.raises(ValueError, match="architecture"):
