@@ -216,22 +216,19 @@ def resolve_files(
         urls: base URLs of the preset's folder (the file name is appended).
         cache_dir, timeout, offline: as in ``fetch``.
     """
+    if not files:
+        raise ValueError(f"`files` of preset {preset!r} is empty.")
     bundled = BUNDLED_WEIGHTS_DIR / preset
     if bundled.is_dir():
         bad = [name for name, digest in files.items() if not _verified(bundled / name, digest)]
         if not bad:
             return bundled
         warnings.warn(f"Bundled preset {bundled} has missing or altered files {bad}; using the cache instead.", stacklevel=2)
-    folder = None
-    for name, digest in files.items():
-        path = fetch(
-            f"{preset}/{name}", digest, [join_url(base, name) for base in urls],
-            cache_dir, timeout=timeout, offline=offline,
-        )
-        folder = path.parent
-    if folder is None:
-        raise ValueError(f"`files` of preset {preset!r} is empty.")
-    return folder
+    paths = [
+        fetch(f"{preset}/{name}", digest, [join_url(base, name) for base in urls], cache_dir, timeout=timeout, offline=offline)
+        for name, digest in files.items()
+    ]
+    return paths[0].parent
 
 
 def _verified(path: Path, sha256: str) -> bool:
