@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(RESULT_PREFIX + json.dumps(worker(json.loads(args.worker))), flush=True)
         return 0
     if args.quick:
-        batch_sizes, image_sizes, steps = args.batch_sizes or [4, 8], args.image_sizes or [32, 64], args.steps or 2
+        batch_sizes, image_sizes, steps = args.batch_sizes or [2, 4], args.image_sizes or [32, 48], args.steps or 2
     else:
         batch_sizes, image_sizes, steps = args.batch_sizes or [32, 64, 128, 256], args.image_sizes or [32, 64, 128], args.steps or 3
     for name, values in (("--batch-sizes", batch_sizes), ("--image-sizes", image_sizes)):

@@ -1,0 +1,138 @@
+"""benchmarks/: quick runs write the expected JSON, the report renders any result as a table, and the
+stock-Keras network the training benchmark compares against is numerically the library's network."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import common  # noqa: E402
+import report  # noqa: E402
+
+
+def nin_cifar10_macs(size: int) -> int:
+    """Forward multiply-adds per image of NIN CIFAR-10 at ``size`` px, from its layer widths."""
+    stages = [  # (positions, [(kernel, in, out), ...]) for the 32/16/8 px stages at 32 px input
+        (size**2, [(5, 3, 192), (1, 192, 160), (1, 160, 96)]),
+        ((size // 2) ** 2, [(5, 96, 192), (1, 192, 192), (1, 192, 192)]),
+        ((size // 4) ** 2, [(3, 192, 192), (1, 192, 192), (1, 192, 10)]),
+    ]
+    return sum(positions * k * k * cin * cout for positions, convs in stages for k, cin, cout in convs)
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    """Run train_step.py and scaling.py with --quick side by side; return their JSON payloads."""
+    out = tmp_path_factory.mktemp("results")
+    env = {**os.environ, common.RESULTS_DIR_ENV: str(out), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # Each configuration is a fresh TensorFlow process: keep the scaling sweep to two of them.
+    commands = {"train_step": ["--quick"], "scaling": ["--quick", "--batch-sizes", "2", "--image-sizes", "32", "48"]}
+    procs = {
+        name: subprocess.Popen([sys.executable, str(BENCH / f"{name}.py"), *args], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, args in commands.items()
+    }
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{name} --quick failed:\n{stderr[-3000:]}"
+    return {name: json.loads((out / f"{name}.json").read_text()) for name in procs}
+
+
+def test_quick_train_step_writes_the_expected_fields(quick_results):
+    payload = quick_results["train_step"]
+    assert payload["benchmark"] == "train_step" and payload["quick"] is True
+    assert "--quick" in payload["command"]
+    assert {"cpu", "cores", "tensorflow", "keras"} <= set(payload["machine"])
+    (row,) = payload["rows"]
+    assert row["variant"] == "baseline" and row["status"] == "ok"
+    assert row["parameters"] == 966_986
+    assert row["forward_macs_per_image"] == nin_cifar10_macs(32)
+    for key in ("library_images_per_s", "stock_images_per_s", "matmul_gflops", "achieved_gflops"):
+        assert row[key] > 0, key
+    assert row["ratio"] == pytest.approx(row["library_images_per_s"] / row["stock_images_per_s"])
+    # Achieved rate = images/s x 6 FLOPs per forward multiply-add; fraction against the run's peak.
+    assert row["achieved_gflops"] == pytest.approx(row["library_images_per_s"] * 6 * nin_cifar10_macs(32) / 1e9)
+    assert payload["matmul_peak_gflops"] == max(r["matmul_gflops"] for r in payload["rows"])
+    assert row["fraction_of_peak"] == pytest.approx(row["achieved_gflops"] / payload["matmul_peak_gflops"])
+    assert set(payload["columns"]) <= set(row)
+
+
+def test_quick_scaling_writes_the_expected_fields(quick_results):
+    payload = quick_results["scaling"]
+    rows = payload["rows"]
+    # The batch sweep at the first image size, then the image-size sweep at the first batch size.
+    assert [(r["batch_size"], r["image_size"]) for r in rows] == [(2, 32), (2, 48)]
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["forward_macs_per_image"] == nin_cifar10_macs(row["image_size"])
+        assert row["images_per_s"] == pytest.approx(row["batch_size"] / row["step_s"])
+        assert row["epoch_s"] == pytest.approx(math.ceil(50_000 / row["batch_size"]) * row["step_s"])
+        assert row["peak_rss_mb"] > row["training_rss_mb"] >= 0
+    assert set(payload["columns"]) <= set(rows[0])
+
+
+def test_report_renders_each_result_as_a_table(tmp_path, monkeypatch):
+    monkeypatch.setenv(common.RESULTS_DIR_ENV, str(tmp_path))
+    common.write_result(
+        "train_step", [{"variant": "baseline", "ratio": 0.98765, "step_s": {"median": 1.25, "min": 1.0},
+                        "hidden": "not a chosen column"}],
+        "python benchmarks/train_step.py", columns=["variant", "ratio", "step_s"], matmul_peak_gflops=238.5,
+    )
+    # Another engineer's format: no column choice, keys differ between rows.
+    path = tmp_path / "inference.json"
+    path.write_text(json.dumps({"benchmark": "inference", "command": "python benchmarks/inference.py",
+                                "rows": [{"format": "onnx", "latency_ms": 3.14159},
+                                         {"format": "tflite", "images_per_s": 1234567.0}]}))
+    text = report.render_report(report.load_results(tmp_path))
+    lines = text.splitlines()
+    assert "| variant | ratio | step_s |" in lines
+    assert "| baseline | 0.9877 | median=1.25, min=1 |" in lines
+    assert "hidden" not in text and "- matmul_peak_gflops: 238.5" in lines
+    assert "| format | latency_ms | images_per_s |" in lines
+    assert "| onnx | 3.142 |  |" in lines and "| tflite |  | 1,234,567 |" in lines
+    assert "`python benchmarks/inference.py`" in text
+    # Sections follow the report order whatever the file names.
+    assert text.index("python benchmarks/train_step.py") < text.index("python benchmarks/inference.py")
+    out = report.write_report(tmp_path, tmp_path / "README.md")
+    assert out.read_text() == text
+
+
+def test_report_names_a_malformed_result_file(tmp_path):
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json"):
+        report.load_results(tmp_path)
+    (tmp_path / "broken.json").write_text(json.dumps({"benchmark": "broken"}))
+    with pytest.raises(ValueError, match="broken.json.*rows"):
+        report.load_results(tmp_path)
+
+
+def test_stock_network_computes_the_library_network():
+    """The training benchmark's ratio compares equal networks: same weights give the same maps."""
+    import keras
+
+    from nin_keras.models import nin_cifar10
+    from train_step import stock_nin_cifar10
+
+    library, stock = nin_cifar10(), stock_nin_cifar10()
+    rng = np.random.default_rng(0)
+    # MLPConv's weight order (kernel_0, bias_0, kernel_1, ...) is the stock Conv2D stack's order.
+    weights = [rng.normal(0.01, 0.05, w.shape).astype("float32") for w in library.get_weights()]
+    library.set_weights(weights)
+    stock.set_weights(weights)
+    # Compare the per-class maps before the head (32 -> 16 -> 8 px through both poolings).
+    library_maps = keras.Model(library.inputs, library.get_layer("mlpconv3").output)
+    stock_maps = keras.Model(stock.inputs, stock.layers[-3].output)
+    images = rng.uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    expected = stock_maps.predict(images, verbose=0)
+    assert expected.shape == (2, 8, 8, 10) and expected.std() > 0
+    np.testing.assert_allclose(library_maps.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-5)
