@@ -282,13 +282,45 @@ def test_stochastic_pooling_is_seedable():
     np.testing.assert_array_equal(a, b)
 
 
-def test_stochastic_pooling_channels_first_matches_channels_last():
-    x = RNG.uniform(size=(2, 7, 6, 3)).astype("float32")
-    last = keras.ops.convert_to_numpy(StochasticPooling2D(2, padding="same")(x))
+def test_stochastic_pooling_same_padding_shape():
     layer = StochasticPooling2D(2, padding="same", data_format="channels_first")
-    first = keras.ops.convert_to_numpy(layer(np.transpose(x, (0, 3, 1, 2))))
-    np.testing.assert_allclose(np.transpose(first, (0, 2, 3, 1)), last, rtol=1e-6)
     assert layer.compute_output_shape((None, 3, 7, 6)) == (None, 3, 4, 3)
+    assert StochasticPooling2D(2, padding="same")(np.ones((1, 7, 6, 3), "float32")).shape == (1, 4, 3, 3)
+
+
+# ---------------------------------------------------------------- channels_first == channels_last
+def _nchw_conv_supported():
+    try:
+        keras.ops.conv(np.zeros((1, 1, 3, 3), "float32"), np.zeros((1, 1, 1, 1), "float32"), data_format="channels_first")
+        return True
+    except Exception:  # TensorFlow's CPU kernels have no NCHW convolution
+        return False
+
+
+CHANNELS_FIRST_CASES = {
+    "MLPConv": (lambda fmt: MLPConv((4, 3), 3, strides=2, data_format=fmt, bias_initializer="random_normal"), True),
+    "MaxoutConv2D": (lambda fmt: MaxoutConv2D(4, 2, 3, padding="same", data_format=fmt), True),
+    "CaffePooling2D_max": (lambda fmt: CaffePooling2D(3, 2, data_format=fmt), False),
+    "CaffePooling2D_average": (lambda fmt: CaffePooling2D(3, 2, mode="average", data_format=fmt), False),
+    "GlobalAveragePoolingHead": (lambda fmt: GlobalAveragePoolingHead(data_format=fmt), False),
+    "StochasticPooling2D": (lambda fmt: StochasticPooling2D(3, 2, data_format=fmt), False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHANNELS_FIRST_CASES))
+def test_channels_first_equals_channels_last(name):
+    factory, needs_nchw_conv = CHANNELS_FIRST_CASES[name]
+    if needs_nchw_conv and not _nchw_conv_supported():
+        pytest.skip("no NCHW convolution kernel on this device (TensorFlow CPU); shape logic tested above")
+    x = RNG.uniform(size=(2, 9, 8, 3)).astype("float32")
+    last, first = factory("channels_last"), factory("channels_first")
+    y_last = keras.ops.convert_to_numpy(last(x))
+    first.build((None, 3, 9, 8))
+    first.set_weights(last.get_weights())  # same layout in both formats
+    y_first = keras.ops.convert_to_numpy(first(np.transpose(x, (0, 3, 1, 2))))
+    if y_first.ndim == 4:
+        y_first = np.transpose(y_first, (0, 2, 3, 1))
+    np.testing.assert_allclose(y_first, y_last, rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------- configs and errors

@@ -218,6 +218,14 @@ def round_trip_report(tmp_path_factory):
     rng = np.random.default_rng(3)
     for name, factory in ROUND_TRIP_MODELS.items():
         model = factory()
+        # Move every weight off its initial value (BN statistics included), so that a weight the
+        # file failed to carry would show in the outputs.
+        for w in model.weights:
+            value = keras.ops.convert_to_numpy(w)
+            if w.path.endswith("moving_variance"):
+                w.assign(rng.uniform(0.5, 2.0, value.shape).astype(value.dtype))
+            else:
+                w.assign((value + 0.05 * rng.normal(size=value.shape)).astype(value.dtype))
         x = np.abs(rng.normal(size=(2, *model.input_shape[1:]))).astype("float32")
         y = keras.ops.convert_to_numpy(model(x, training=False))
         model.save(folder / f"{name}.keras")

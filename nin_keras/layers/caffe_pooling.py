@@ -37,7 +37,7 @@ class CaffePooling2D(keras.layers.Layer):
     Output shape: 4-D ``(batch, ceil((rows - pool) / stride) + 1, ..., channels)``.
 
     Example:
-    >>> CaffePooling2D(3, 2, mode="average")(keras.ops.ones((1, 32, 32, 8))).shape
+    >>> print(CaffePooling2D(3, 2, mode="average")(keras.ops.ones((1, 32, 32, 8))).shape)
     (1, 16, 16, 8)
     """
 

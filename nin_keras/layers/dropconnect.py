@@ -41,7 +41,7 @@ class DropConnect(keras.layers.Layer):
     Output shape: ``(batch, ..., units)``.
 
     Example:
-    >>> DropConnect(64, rate=0.5, activation="relu")(keras.ops.ones((2, 32))).shape
+    >>> print(DropConnect(64, rate=0.5, activation="relu")(keras.ops.ones((2, 32))).shape)
     (2, 64)
     """
 

@@ -26,7 +26,7 @@ class GlobalAveragePoolingHead(keras.layers.Layer):
     Output shape: 2-D ``(batch, classes)``.
 
     Example:
-    >>> GlobalAveragePoolingHead()(keras.ops.zeros((2, 8, 8, 10))).shape
+    >>> print(GlobalAveragePoolingHead()(keras.ops.zeros((2, 8, 8, 10))).shape)
     (2, 10)
     """
 

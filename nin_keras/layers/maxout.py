@@ -113,7 +113,7 @@ class Maxout(_MaxoutBase):
     one unit's pieces. The kernel has shape ``(features, units * pieces)``.
 
     Example:
-    >>> Maxout(240, pieces=5)(keras.ops.zeros((2, 784))).shape
+    >>> print(Maxout(240, pieces=5)(keras.ops.zeros((2, 784))).shape)
     (2, 240)
     """
 
@@ -160,7 +160,7 @@ class MaxoutConv2D(_MaxoutBase):
     ``(kh, kw, in_channels, filters * pieces)``.
 
     Example:
-    >>> MaxoutConv2D(96, pieces=2, kernel_size=8, padding="same")(keras.ops.zeros((1, 32, 32, 3))).shape
+    >>> print(MaxoutConv2D(96, pieces=2, kernel_size=8, padding="same")(keras.ops.zeros((1, 32, 32, 3))).shape)
     (1, 32, 32, 96)
     """
 

@@ -43,7 +43,7 @@ class MLPConv(keras.layers.Layer):
 
     Example:
     >>> layer = MLPConv((192, 160, 96), kernel_size=5)
-    >>> layer(keras.ops.zeros((2, 32, 32, 3))).shape
+    >>> print(layer(keras.ops.zeros((2, 32, 32, 3))).shape)
     (2, 32, 32, 96)
     """
 

@@ -33,7 +33,7 @@ class StochasticPooling2D(keras.layers.Layer):
     Output shape: 4-D ``(batch, pooled_rows, pooled_cols, channels)`` (or channels first).
 
     Example:
-    >>> StochasticPooling2D(3, 2, seed=0)(keras.ops.ones((1, 9, 9, 4)), training=True).shape
+    >>> print(StochasticPooling2D(3, 2, seed=0)(keras.ops.ones((1, 9, 9, 4)), training=True).shape)
     (1, 4, 4, 4)
     """
 
