@@ -246,8 +246,9 @@ def save_preset(
         known = registry.architecture_of(model)
         if known is None:
             raise ValueError(
-                "`model` was not built by nin_keras.zoo (create_model/build_model); pass `architecture` "
-                "and `architecture_kwargs` naming the zoo builder that rebuilds it."
+                "The architecture of `model` is unknown (not built by nin_keras.zoo.create_model, or built with "
+                "arguments JSON cannot hold); pass `architecture` and `architecture_kwargs` naming the zoo builder "
+                "and JSON arguments that rebuild it."
             )
         architecture, architecture_kwargs = known
     registry.get_model_entry(architecture)

@@ -231,13 +231,16 @@ def get_pretrained_config(name: str, pretrained: bool | str = True) -> tuple[Mod
 def build_model(name: str, **kwargs: Any) -> keras.Model:
     """Build zoo architecture ``name`` with random weights: ``builder(**defaults, **kwargs)``.
 
-    The model remembers its architecture name and keyword arguments, so ``save_preset`` can
-    write them to the preset's ``config.json``.
+    The model remembers its architecture name and keyword arguments (when JSON can hold them), so
+    ``save_preset`` can write them to the preset's ``config.json``.
     """
     entry = get_model_entry(name)
     arguments = {**entry.defaults, **kwargs}
     model = entry.builder(**arguments)
-    _ARCHITECTURES[model] = (entry.name, json.loads(json.dumps(arguments)))
+    try:
+        _ARCHITECTURES[model] = (entry.name, json.loads(json.dumps(arguments)))
+    except TypeError:  # an argument JSON cannot hold (e.g. a Python callable): no preset for this model
+        pass
     return model
 
 
