@@ -1,0 +1,309 @@
+"""``export()``: one call that writes SavedModel, TFLite and ONNX artifacts, each verified.
+
+Every artifact is written to a temporary path beside its final name, loaded in its own runtime,
+checked for parity against the Keras model (:mod:`nin_keras.export.parity`) on real images from
+the model's data set, and only then renamed into place together with its metadata JSON
+(:mod:`nin_keras.export.metadata`). A failed conversion or parity check raises
+:class:`~nin_keras.errors.ExportError` and leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import keras
+import numpy as np
+
+from nin_keras.errors import ExportError
+from nin_keras.export import metadata as meta
+from nin_keras.export import samples
+from nin_keras.export.onnx import DEFAULT_OPSET, convert_onnx, load_onnx, quantize_onnx
+from nin_keras.export.parity import ParityTolerance, parity_report
+from nin_keras.export.savedmodel import load_savedmodel, write_savedmodel
+from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, Runner, ServingModule, batched
+from nin_keras.export.tflite import convert_tflite, load_tflite, op_types
+from nin_keras.io_utils import atomic_dir, atomic_write
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+#: Which quantization modes each format implements; SavedModel is always float32.
+SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": QUANTIZE_MODES,
+                          "onnx": (None, "dynamic", "int8")}
+
+
+@dataclasses.dataclass
+class ExportSource:
+    """What gets exported and what it is checked against.
+
+    Attributes:
+        name: artifact base name (preset or model name).
+        model: the Keras model traced into the artifact.
+        preprocess: raw images -> ``model`` inputs when the preprocessing is *not* baked in.
+        preprocessing_config: serialized preprocessing layers (metadata).
+        dataset: data set name for parity/calibration images and class names, if known.
+        class_names: one name per output class.
+        preset: the preset the model came from, if any.
+    """
+
+    name: str
+    model: keras.Model
+    preprocess: keras.Model | None
+    preprocessing_config: list[dict[str, Any]]
+    dataset: str | None
+    class_names: list[str]
+    preset: str | None = None
+
+
+def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
+           out_dir: str | os.PathLike = ".", *, quantize: str | None = None,
+           include_preprocessing: bool = True, representative_data: np.ndarray | None = None,
+           parity_data: tuple[np.ndarray, np.ndarray | None] | None = None,
+           dataset: str | None = None, opset: int = DEFAULT_OPSET,
+           tolerance: ParityTolerance = ParityTolerance(), parity_samples: int = 500,
+           calibration_samples: int = 200, name: str | None = None) -> dict[str, Path]:
+    """Export a zoo model or a Keras model to SavedModel / TFLite / ONNX, verified by parity.
+
+    Args:
+        model_or_name: a zoo model or preset name (``"nin_cifar10"``), or a built Keras model
+            taking raw images (an inference model: preprocessing layers, then the network).
+        formats: any of ``"savedmodel"``, ``"tflite"``, ``"onnx"``.
+        out_dir: folder for the artifacts and their metadata JSON files.
+        quantize: ``None`` (float32), ``"float16"`` (TFLite only), ``"dynamic"`` or ``"int8"``
+            (TFLite and ONNX). SavedModel is always float32.
+        include_preprocessing: default ``True``: the artifact takes raw ``float32`` images with
+            values in ``[0, 255]`` (uint8 pixel values) and applies the model's GCN/ZCA/LCN
+            itself, so deployment cannot get preprocessing wrong. ``False`` exports the network
+            alone; its input is the preprocessed tensor.
+        representative_data: raw uint8 images ``[N, H, W, C]`` for int8 calibration; by default
+            ``calibration_samples`` images from the data set's training split.
+        parity_data: ``(raw uint8 images, labels or None)`` for the parity check; by default
+            ``parity_samples`` images from the data set's test split, or seeded random images when
+            the model has no data set.
+        dataset: data set name for a Keras model (zoo models know theirs).
+        opset: ONNX opset.
+        tolerance: parity bounds (defaults documented in :mod:`nin_keras.export.parity`).
+        parity_samples: number of test images for the parity check.
+        calibration_samples: number of training images for int8 calibration.
+        name: artifact base name (default: the preset or model name).
+
+    Returns:
+        ``{format: artifact path}``; each artifact has ``<artifact>.json`` beside it.
+
+    Raises:
+        ValueError: bad ``formats``/``quantize`` combination or arguments.
+        ExportError: conversion or parity failed (nothing is left behind).
+
+    Example:
+        >>> paths = export("nin_cifar10", formats=("tflite", "onnx"), out_dir="artifacts",
+        ...                quantize="int8")
+        >>> paths["onnx"].name
+        'nin_cifar10.int8.onnx'
+    """
+    formats = _check_formats(formats, quantize)
+    source = resolve_source(model_or_name, include_preprocessing=include_preprocessing,
+                            dataset=dataset, name=name)
+    module = ServingModule(source.model)
+
+    raw_shape = tuple(source.model.inputs[0].shape[1:]) if source.preprocess is None \
+        else tuple(source.preprocess.inputs[0].shape[1:])
+    if parity_data is None:
+        raw, labels, described = samples.parity_images(source.dataset, parity_samples, raw_shape)
+    else:
+        raw, labels = parity_data
+        described = f"{len(raw)} caller-supplied images"
+    inputs = _model_inputs(source, raw)
+    reference = batched(lambda x: keras.ops.convert_to_numpy(source.model(x, training=False)),
+                        inputs)
+    calibration, calibration_source = None, None
+    if quantize == "int8":
+        if representative_data is None:
+            representative_data, calibration_source = samples.calibration_images(
+                source.dataset, calibration_samples)
+        else:
+            calibration_source = f"{len(representative_data)} caller-supplied images"
+        calibration = _model_inputs(source, representative_data)
+
+    common = {
+        "source": {"model": source.name, "preset": source.preset, "keras_model": source.model.name,
+                   "weights_sha256": meta.weights_sha256(source.model),
+                   "parameters": int(source.model.count_params())},
+        "input": {"name": INPUT_NAME, "shape": [None, *module.input_shape], "dtype": "float32",
+                  "layout": "NHWC",
+                  "values": "raw pixels in [0, 255]" if source.preprocess is None
+                  else "preprocessed (network input)"},
+        "output": {"name": OUTPUT_NAME, "shape": [None, len(source.class_names)],
+                   "dtype": "float32"},
+        "class_names": source.class_names, "dataset": source.dataset,
+        "include_preprocessing": source.preprocess is None,
+        "preprocessing": source.preprocessing_config,
+        "versions": _versions(),
+    }
+    check = dict(reference=reference, labels=labels, tolerance=tolerance, images=described)
+    out_dir = Path(out_dir)
+    written = {}
+    for fmt in formats:
+        mode = quantize if quantize in SUPPORTED_QUANTIZATION[fmt] else None
+        suffix = "" if mode is None else f".{mode}"
+        extension = {"savedmodel": ".savedmodel", "tflite": ".tflite", "onnx": ".onnx"}[fmt]
+        path = out_dir / f"{source.name}{suffix}{extension}"
+        quant = {"mode": mode}
+        if mode == "int8":
+            quant["calibration"] = {"images": int(len(calibration)), "source": calibration_source}
+        info = {**common, "format": fmt, "quantization": quant}
+        writer = {"savedmodel": _write_savedmodel, "tflite": _write_tflite,
+                  "onnx": _write_onnx}[fmt]
+        writer(module, path, mode, calibration, inputs, info, check, opset)
+        written[fmt] = path
+    return written
+
+
+def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool = True,
+                   dataset: str | None = None, name: str | None = None) -> ExportSource:
+    """Turn a zoo name or a Keras inference model into an :class:`ExportSource`."""
+    if isinstance(model_or_name, str):
+        from nin_keras import zoo
+
+        preset = zoo.load_preset(model_or_name)
+        inference = preset.inference_model()
+        dataset = dataset or preset.dataset
+        preset_name = model_or_name
+    elif isinstance(model_or_name, keras.Model):
+        inference, preset_name = model_or_name, None
+    else:
+        raise ValueError(f"model_or_name must be a keras.Model or a zoo name, "
+                         f"got {type(model_or_name).__name__}")
+    preprocess_layers, network = split_preprocessing(inference)
+    config = [keras.saving.serialize_keras_object(layer) for layer in preprocess_layers]
+    classes = int(inference.outputs[0].shape[-1])
+    class_names = samples.class_names(dataset, classes)
+    if include_preprocessing:
+        model, preprocess = inference, None
+    else:
+        model = network
+        preprocess = keras.Sequential([keras.Input(inference.inputs[0].shape[1:]),
+                                       *preprocess_layers], name="preprocessing")
+    return ExportSource(name=name or preset_name or inference.name, model=model,
+                        preprocess=preprocess, preprocessing_config=config, dataset=dataset,
+                        class_names=class_names, preset=preset_name)
+
+
+def split_preprocessing(model: keras.Model) -> tuple[list[keras.layers.Layer], keras.Model]:
+    """Split an inference model into its leading preprocessing layers and the network.
+
+    A model whose first layers are not preprocessing layers is all network. Splitting needs a
+    ``keras.Sequential`` inference model when there are preprocessing layers.
+    """
+    from nin_keras import layers as nin_layers
+
+    kinds = (nin_layers.GlobalContrastNormalization, nin_layers.ZCAWhitening,
+             nin_layers.LocalContrastNormalization, keras.layers.Rescaling)
+    leading = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if not isinstance(layer, kinds):
+            break
+        leading.append(layer)
+    if not leading:
+        return [], model
+    if not isinstance(model, keras.Sequential):
+        raise ValueError(f"model {model.name!r}: preprocessing can only be split off a "
+                         "keras.Sequential inference model")
+    rest = model.layers[len(leading):]
+    if len(rest) == 1 and isinstance(rest[0], keras.Model):
+        return leading, rest[0]
+    network_input = keras.Input(leading[-1].output.shape[1:])
+    return leading, keras.Sequential([network_input, *rest], name=f"{model.name}_network")
+
+
+def _check_formats(formats: Iterable[str], quantize: str | None) -> tuple[str, ...]:
+    if isinstance(formats, str):
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
+    formats = tuple(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if not formats or unknown:
+        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {formats}")
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if quantize is not None and not any(quantize in SUPPORTED_QUANTIZATION[f] for f in formats):
+        raise ValueError(f"quantize={quantize!r} applies to none of formats {formats} "
+                         f"(supported: {SUPPORTED_QUANTIZATION})")
+    if quantize == "float16" and "onnx" in formats:
+        raise ValueError("quantize='float16' is implemented for tflite only; export onnx without "
+                         "quantize or with 'dynamic'/'int8'")
+    return formats
+
+
+def _model_inputs(source: ExportSource, raw: np.ndarray) -> np.ndarray:
+    raw = np.asarray(raw, np.float32)
+    if source.preprocess is None:
+        return raw
+    return batched(lambda x: keras.ops.convert_to_numpy(source.preprocess(x)), raw)
+
+
+def _verify(run: Runner, inputs: np.ndarray, mode: str | None, check: dict, fmt: str) -> dict:
+    report = parity_report(check["reference"], run(inputs), check["labels"], quantize=mode,
+                           tolerance=check["tolerance"], images=check["images"])
+    if not report["passed"]:
+        raise ExportError(f"{fmt} artifact failed the parity check ({mode or 'float32'}): "
+                          + "; ".join(report["failures"]))
+    return report
+
+
+def _finish(artifact_tmp: Path, path: Path, info: dict, report: dict) -> None:
+    """Write the metadata JSON for the verified artifact at ``artifact_tmp`` (final name ``path``)."""
+    digest = meta.artifact_digest(artifact_tmp)
+    meta.write_metadata(path, {**info, "artifact": path.name, "sha256": digest["sha256"],
+                               "bytes": digest["bytes"], "parity": report,
+                               "created": datetime.datetime.now(datetime.timezone.utc)
+                               .isoformat(timespec="seconds")})
+
+
+def _write_savedmodel(module, path, mode, calibration, inputs, info, check, opset):
+    with atomic_dir(path, overwrite=True) as tmp:
+        write_savedmodel(module, tmp)
+        report = _verify(load_savedmodel(tmp), inputs, mode, check, "savedmodel")
+        _finish(tmp, path, info, report)
+
+
+def _write_tflite(module, path, mode, calibration, inputs, info, check, opset):
+    flatbuffer = convert_tflite(module, mode, calibration)
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(flatbuffer)
+        report = _verify(load_tflite(tmp), inputs, mode, check, "tflite")
+        if mode is not None:
+            info["quantization"]["ops"] = op_types(flatbuffer)
+        _finish(tmp, path, info, report)
+
+
+def _write_onnx(module, path, mode, calibration, inputs, info, check, opset):
+    import onnx
+
+    proto = convert_onnx(module, opset)
+    if mode is not None:
+        proto = quantize_onnx(proto, mode, calibration)
+        info["quantization"]["method"] = ("static QDQ, per-channel int8 weights, int8 "
+                                          "activations, min/max calibration" if mode == "int8"
+                                          else "dynamic int8 weights")
+    info["opset"] = opset
+    with atomic_write(path) as tmp:
+        onnx.save(proto, tmp)
+        report = _verify(load_onnx(tmp), inputs, mode, check, "onnx")
+        _finish(tmp, path, info, report)
+
+
+def _versions() -> dict[str, str | None]:
+    import importlib.metadata as md
+
+    versions = {}
+    for package in ("nin-keras", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime",
+                    "ai-edge-litert"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = None
+    return versions

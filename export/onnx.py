@@ -1,0 +1,157 @@
+"""ONNX export through tf2onnx, checked with ``onnx.checker`` and run with ONNX Runtime.
+
+Route: ``tf2onnx.convert.from_function`` on the shared serving ``tf.function`` with an explicit
+input signature. ``tf2onnx.convert.from_keras`` is not usable with Keras 3 (tf2onnx 1.17 reads
+Keras-2-only attributes such as ``_get_save_spec`` / ``output_names``; onnx/tensorflow-onnx issues
+#2329 and #2348), while converting the traced function works on TF 2.21 and needs no SavedModel on
+disk. The batch dimension is renamed to the symbolic ``batch``.
+
+Quantization (``quantize``) uses ``onnxruntime.quantization`` after ``quant_pre_process``
+(shape inference and graph optimization):
+
+- ``"int8"``: static QDQ, int8 weights per output channel, activations calibrated (min/max) on
+  real training images.
+- ``"dynamic"``: int8 weights, activations quantized at run time (no calibration).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nin_keras.errors import ExportError
+from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, Runner, ServingModule, batched
+
+#: Highest opset tf2onnx 1.17 supports; ONNX Runtime runs it on CPU.
+DEFAULT_OPSET = 18
+QUANTIZE_MODES = (None, "dynamic", "int8")
+
+
+def convert_onnx(module: ServingModule, opset: int = DEFAULT_OPSET):
+    """Convert the serving function to a checked ``onnx.ModelProto`` with a dynamic batch.
+
+    Args:
+        module: the serving module to convert.
+        opset: ONNX opset (tf2onnx 1.17 supports up to 18).
+
+    Raises:
+        ExportError: tf2onnx cannot convert the graph, or the result fails ``onnx.checker``.
+    """
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = tf.TensorSpec([None, *module.input_shape], tf.float32, name=INPUT_NAME)
+    try:
+        proto, _ = tf2onnx.convert.from_function(module.serve, input_signature=[spec], opset=opset)
+    except Exception as err:  # tf2onnx raises many types; surface them as one
+        raise ExportError(f"ONNX conversion of {module.model.name!r} (opset {opset}) failed: "
+                          f"{err}") from err
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+    names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
+    if names != ([INPUT_NAME], [OUTPUT_NAME]):
+        raise ExportError(f"ONNX graph has inputs/outputs {names}, expected "
+                          f"[{INPUT_NAME!r}] -> [{OUTPUT_NAME!r}]")
+    proto.producer_name = "nin-keras"
+    check_onnx(proto)
+    return proto
+
+
+def check_onnx(model) -> None:
+    """Run ``onnx.checker`` (with full shape inference) and raise :class:`ExportError` on failure."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as err:
+        raise ExportError(f"ONNX model fails onnx.checker: {err}") from err
+
+
+def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = None,
+                  batch_size: int = 16):
+    """Quantize a float ONNX model with ``onnxruntime.quantization``; return the new ModelProto.
+
+    Args:
+        model: float ``onnx.ModelProto`` from :func:`convert_onnx`.
+        quantize: ``"int8"`` (static QDQ, needs ``calibration_data``) or ``"dynamic"``.
+        calibration_data: float32 ``[N, H, W, C]`` real training images in the input space.
+        batch_size: calibration batch size.
+    """
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quant_pre_process, quantize_dynamic,
+                                          quantize_static)
+
+    if quantize not in ("int8", "dynamic"):
+        raise ValueError(f"quantize must be 'int8' or 'dynamic' for ONNX, got {quantize!r}")
+    if quantize == "int8" and (calibration_data is None or len(calibration_data) == 0):
+        raise ValueError("calibration_data is required for quantize='int8'")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self, images: np.ndarray):
+            self._batches = iter([images[i:i + batch_size]
+                                  for i in range(0, len(images), batch_size)])
+
+        def get_next(self):
+            batch = next(self._batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    with tempfile.TemporaryDirectory(prefix="nin_keras_onnx_") as tmp:
+        float_path, prepared, quantized = (Path(tmp) / n for n in ("f.onnx", "p.onnx", "q.onnx"))
+        onnx.save(model, float_path)
+        # Static shapes except the batch: ONNX shape inference suffices (no sympy needed).
+        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        if quantize == "int8":
+            quantize_static(str(prepared), str(quantized),
+                            _Reader(np.asarray(calibration_data, np.float32)),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        else:
+            quantize_dynamic(str(prepared), str(quantized), weight_type=QuantType.QInt8)
+        result = onnx.load(quantized)
+    check_onnx(result)
+    return result
+
+
+def load_onnx(path: str | os.PathLike, num_threads: int | None = None,
+              graph_optimization: str = "all", batch_size: int = 64) -> Runner:
+    """Load an ``.onnx`` file in an ONNX Runtime CPU session as a NumPy function.
+
+    Args:
+        path: the ``.onnx`` file.
+        num_threads: intra-op threads; ``None`` lets ONNX Runtime choose.
+        graph_optimization: ``"disable"``, ``"basic"``, ``"extended"`` or ``"all"``.
+        batch_size: larger inputs are run in chunks of this size.
+
+    Returns:
+        ``run(images float32 [N, H, W, C]) -> probabilities float32 [N, classes]``.
+    """
+    import onnxruntime as ort
+
+    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    if graph_optimization not in levels:
+        raise ValueError(f"graph_optimization must be one of {sorted(levels)}, "
+                         f"got {graph_optimization!r}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[graph_optimization]
+    if num_threads is not None:
+        options.intra_op_num_threads = num_threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run_chunk(images: np.ndarray) -> np.ndarray:
+        return session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(images, np.float32)})[0]
+
+    def run(images: np.ndarray) -> np.ndarray:
+        return batched(run_chunk, images, batch_size)
+
+    return run

@@ -1,0 +1,100 @@
+"""Parity between an exported artifact and the Keras model it came from.
+
+Bounds (the documented defaults of :class:`ParityTolerance`):
+
+- float32 artifacts (SavedModel, TFLite, ONNX): max |Δ| ≤ 1e-4 on the probabilities, and the same
+  top-1 class on every image.
+- TFLite float16 weights: max |Δ| ≤ 1e-2 (weight rounding to 11 significant bits moves
+  probabilities by up to a few 1e-3 on NIN CIFAR-10) and the same top-1 class.
+- quantized artifacts (``"dynamic"``, ``"int8"``): top-1 agreement with Keras ≥ 0.95, and, where
+  labels are known, accuracy no more than 1.0 point below Keras (the goal is 0.5; the measured drop
+  is in every metadata file).
+
+"The same top-1" allows exact ties: an image counts as a mismatch only when the artifact's top
+class is more than the float bound below Keras's top class in Keras's own probabilities (a
+random-weight model can have two classes within 1e-7 of each other, where any runtime may pick
+either).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+FLOAT_MODES = (None, "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityTolerance:
+    """Pass/fail bounds for :func:`parity_report` (see the module docstring)."""
+
+    float32_atol: float = 1e-4
+    float16_atol: float = 1e-2
+    min_top1_agreement: float = 0.95
+    max_accuracy_drop: float = 1.0  # percentage points
+
+    def atol(self, quantize: str | None) -> float | None:
+        """The probability bound for a float mode, ``None`` for quantized modes."""
+        return {None: self.float32_atol, "float16": self.float16_atol}.get(quantize)
+
+
+def parity_report(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None = None,
+                  quantize: str | None = None, tolerance: ParityTolerance = ParityTolerance(),
+                  images: str = "") -> dict[str, Any]:
+    """Compare an artifact's probabilities with the Keras model's on the same images.
+
+    Args:
+        reference: Keras probabilities ``[N, classes]``.
+        candidate: the artifact's probabilities ``[N, classes]``.
+        labels: true labels ``[N]`` when known (real data), else ``None``.
+        quantize: the artifact's quantization mode (picks the bounds).
+        tolerance: the bounds.
+        images: a description of the images (recorded in the report).
+
+    Returns:
+        A JSON-ready dict: ``passed``, ``failures`` (reasons, empty when passed), ``images``,
+        ``count``, ``max_abs_diff``, ``top1_agreement``, the bounds used and, with labels,
+        ``keras_accuracy`` / ``artifact_accuracy`` / ``accuracy_drop`` (percent / points).
+    """
+    reference = np.asarray(reference, np.float64)
+    candidate = np.asarray(candidate, np.float64)
+    if reference.shape != candidate.shape or reference.ndim != 2 or len(reference) == 0:
+        raise ValueError(f"reference and candidate must be equal non-empty [N, classes] arrays, "
+                         f"got {reference.shape} and {candidate.shape}")
+    ref_top, cand_top = reference.argmax(1), candidate.argmax(1)
+    max_diff = float(np.abs(reference - candidate).max()) if np.isfinite(candidate).all() else float("inf")
+    report: dict[str, Any] = {
+        "images": images, "count": int(len(reference)), "quantize": quantize,
+        "max_abs_diff": max_diff, "top1_agreement": float((ref_top == cand_top).mean()),
+    }
+    failures = []
+    atol = tolerance.atol(quantize)
+    if atol is not None:
+        rows = np.arange(len(reference))
+        margin = reference[rows, ref_top] - reference[rows, cand_top]
+        report.update(atol=atol, top1_mismatches=int((margin > atol).sum()))
+        if not max_diff <= atol:
+            failures.append(f"max |Δprobability| {max_diff:.3g} > {atol:g}")
+        if report["top1_mismatches"]:
+            failures.append(f"{report['top1_mismatches']} images change top-1 class")
+    else:
+        report["min_top1_agreement"] = tolerance.min_top1_agreement
+        if report["top1_agreement"] < tolerance.min_top1_agreement:
+            failures.append(f"top-1 agreement {report['top1_agreement']:.4f} < "
+                            f"{tolerance.min_top1_agreement}")
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        keras_acc = 100.0 * float((ref_top == labels).mean())
+        art_acc = 100.0 * float((cand_top == labels).mean())
+        report.update(keras_accuracy=keras_acc, artifact_accuracy=art_acc,
+                      accuracy_drop=keras_acc - art_acc)
+        if atol is None:
+            report["max_accuracy_drop"] = tolerance.max_accuracy_drop
+            if keras_acc - art_acc > tolerance.max_accuracy_drop:
+                failures.append(f"accuracy drop {keras_acc - art_acc:.2f} points > "
+                                f"{tolerance.max_accuracy_drop}")
+    report["passed"] = not failures
+    report["failures"] = failures
+    return report

@@ -1,0 +1,170 @@
+"""``Predictor``: one API over SavedModel folders, ``.tflite`` files and ``.onnx`` files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from nin_keras.export.metadata import read_metadata
+
+ImageInput = str | os.PathLike | np.ndarray | Sequence[str | os.PathLike]
+
+
+def artifact_format(path: str | os.PathLike) -> str:
+    """``"savedmodel"``, ``"tflite"`` or ``"onnx"`` from an artifact path.
+
+    Raises:
+        ValueError: the path does not exist or is not one of the three formats.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "savedmodel"
+        raise ValueError(f"artifact {str(path)!r} is a folder without saved_model.pb")
+    if not path.is_file():
+        raise ValueError(f"artifact {str(path)!r} does not exist")
+    formats = {".tflite": "tflite", ".onnx": "onnx"}
+    if path.suffix not in formats:
+        raise ValueError(f"artifact {str(path)!r} is not a SavedModel folder, .tflite or .onnx file")
+    return formats[path.suffix]
+
+
+class Predictor:
+    """Classify images with an exported artifact in its own runtime (TF, LiteRT or ONNX Runtime).
+
+    Class names, the input shape and whether the artifact takes raw pixels come from the
+    metadata JSON beside the artifact (written by :func:`nin_keras.export.export`); without it,
+    classes are named ``"0"``, ``"1"``, ... and the input is assumed to be raw pixels.
+
+    Args:
+        path: a SavedModel folder, a ``.tflite`` file or a ``.onnx`` file.
+        num_threads: CPU threads for the runtime (``None``: the runtime's default).
+
+    Example:
+        >>> predictor = Predictor("out/nin_cifar10.int8.onnx")
+        >>> predictor.predict(["frog.jpg", "ship.jpg"], top_k=2)
+        [[('frog', 0.93), ('cat', 0.04)], [('ship', 0.88), ('airplane', 0.07)]]
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
+        self.path = Path(path)
+        self.format = artifact_format(self.path)
+        self.metadata: dict[str, Any] = read_metadata(self.path) or {}
+        if self.format == "savedmodel":
+            from nin_keras.export.savedmodel import load_savedmodel
+            self._run = load_savedmodel(self.path)
+        elif self.format == "tflite":
+            from nin_keras.export.tflite import load_tflite
+            self._run = load_tflite(self.path, num_threads=num_threads)
+        else:
+            from nin_keras.export.onnx import load_onnx
+            self._run = load_onnx(self.path, num_threads=num_threads)
+        self.raw_pixels = self.metadata.get("include_preprocessing", True)
+        shape = self.metadata.get("input", {}).get("shape")
+        self.input_shape = tuple(shape[1:]) if shape else self._probe_input_shape()
+        self.class_names = self.metadata.get("class_names")
+
+    def predict_proba(self, images: ImageInput) -> np.ndarray:
+        """Class probabilities ``float32 [N, classes]`` for image files or arrays.
+
+        Args:
+            images: an image file path, a list of paths, one image array ``(H, W, C)`` (or
+                ``(H, W)`` for one channel) or a batch ``(N, H, W, C)``. Arrays are uint8, or
+                float in ``[0, 255]``; for an artifact exported with
+                ``include_preprocessing=False`` they are float network inputs.
+
+        Raises:
+            ValueError: empty batch, wrong shape or dtype, non-finite or out-of-range values, or
+                an unreadable image file.
+        """
+        batch = self._as_batch(images)
+        probabilities = self._run(batch)
+        if self.class_names is None:
+            self.class_names = [str(i) for i in range(probabilities.shape[-1])]
+        return probabilities
+
+    def predict(self, images: ImageInput, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-``k`` ``(class name, probability)`` pairs per image, most probable first."""
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        probabilities = self.predict_proba(images)
+        k = min(top_k, probabilities.shape[-1])
+        order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+        return [[(self.class_names[c], float(p[c])) for c in row]
+                for row, p in zip(order, probabilities)]
+
+    def _as_batch(self, images: ImageInput) -> np.ndarray:
+        if isinstance(images, (str, os.PathLike)):
+            images = [images]
+        if isinstance(images, (list, tuple)):
+            if not images:
+                raise ValueError("images is an empty list")
+            if all(isinstance(i, (str, os.PathLike)) for i in images):
+                if not self.raw_pixels:
+                    raise ValueError(f"artifact {str(self.path)!r} was exported without "
+                                     "preprocessing; pass preprocessed arrays, not image files")
+                images = np.stack([self._read(p) for p in images])
+            else:
+                images = np.asarray(images)
+        if not isinstance(images, np.ndarray):
+            raise ValueError(f"images must be file paths or a NumPy array, "
+                             f"got {type(images).__name__}")
+        height, width, channels = self.input_shape
+        if images.ndim == 2 and channels == 1:
+            images = images[None, :, :, None]
+        elif images.ndim == 3 and images.shape == (height, width, channels):
+            images = images[None]
+        elif images.ndim == 3 and channels == 1 and images.shape[1:] == (height, width):
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[1:] != (height, width, channels):
+            raise ValueError(f"images must have shape (N, {height}, {width}, {channels}) or one "
+                             f"image's shape, got {images.shape}")
+        if len(images) == 0:
+            raise ValueError("images is an empty batch")
+        if images.dtype == np.uint8:
+            if not self.raw_pixels:
+                raise ValueError("this artifact takes preprocessed float inputs, got uint8 pixels")
+            return images.astype(np.float32)
+        if not np.issubdtype(images.dtype, np.floating):
+            raise ValueError(f"images must be uint8 or float, got dtype {images.dtype}")
+        if not np.isfinite(images).all():
+            raise ValueError("images contain NaN or infinite values")
+        if self.raw_pixels and (images.min() < 0 or images.max() > 255):
+            raise ValueError(f"float pixel values must lie in [0, 255], got "
+                             f"[{images.min():g}, {images.max():g}]")
+        return images.astype(np.float32)
+
+    def _read(self, path: str | os.PathLike) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        mode = {1: "L", 3: "RGB"}.get(self.input_shape[-1])
+        if mode is None:
+            raise ValueError(f"image files need a 1- or 3-channel model, input is {self.input_shape}")
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert(mode), np.uint8)
+        except (OSError, UnidentifiedImageError) as err:
+            raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.shape != self.input_shape:
+            raise ValueError(f"image {str(path)!r} is {array.shape[1]}x{array.shape[0]}, the model "
+                             f"takes {self.input_shape[1]}x{self.input_shape[0]} (no resizing is done)")
+        return array
+
+    def _probe_input_shape(self) -> tuple[int, int, int]:
+        """Input ``(H, W, C)`` read from the artifact itself when there is no metadata."""
+        if self.format == "onnx":
+            import onnx
+            dims = onnx.load(str(self.path)).graph.input[0].type.tensor_type.shape.dim
+            return tuple(int(d.dim_value) for d in dims[1:])
+        if self.format == "tflite":
+            from ai_edge_litert.interpreter import Interpreter
+            return tuple(int(d) for d in Interpreter(str(self.path)).get_input_details()[0]["shape"][1:])
+        import tensorflow as tf
+        spec = tf.saved_model.load(str(self.path)).signatures["serving_default"] \
+            .structured_input_signature[1]
+        return tuple(int(d) for d in next(iter(spec.values())).shape[1:])

@@ -1,0 +1,77 @@
+"""The serving function every exporter starts from: one ``tf.function`` with a dynamic batch.
+
+SavedModel, TFLite and ONNX are all traced from the same :class:`ServingModule`, so the three
+artifacts share one input name, dtype and shape (``images``: ``float32 [None, H, W, C]``) and one
+output (``probabilities``: ``float32 [None, classes]``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+
+#: A loaded artifact (or the Keras model) as a plain function: float32 NHWC batch -> probabilities.
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+class ServingModule(tf.Module):
+    """A ``tf.Module`` that tracks a Keras model and serves it through ``serve``.
+
+    Args:
+        model: a built Keras model with one image input ``(H, W, C)`` and one output.
+
+    ``serve(images)`` takes ``float32 [None, H, W, C]`` and returns ``{"probabilities": ...}``.
+    The batch dimension stays ``None`` in the traced signature, so every artifact accepts any
+    batch size.
+
+    Example:
+        >>> module = ServingModule(model)
+        >>> module.serve(tf.zeros([2, 32, 32, 3]))["probabilities"].shape
+        TensorShape([2, 10])
+    """
+
+    def __init__(self, model: keras.Model):
+        super().__init__(name="nin_keras_serving")
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ValueError(f"model {model.name!r} must have one input and one output to export, "
+                             f"got {len(model.inputs)} inputs and {len(model.outputs)} outputs")
+        self.model = model
+        shape = tuple(model.inputs[0].shape[1:])
+        if any(d is None for d in shape):
+            raise ValueError(f"model {model.name!r} needs a fixed input shape to export, got {shape}")
+        self.input_shape = shape
+        spec = tf.TensorSpec([None, *shape], tf.float32, name=INPUT_NAME)
+        self.serve = tf.function(self._serve, input_signature=[spec], autograph=False)
+
+    def _serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: tf.cast(self.model(images, training=False), tf.float32)}
+
+    def concrete_function(self):
+        """The traced serving function (what the SavedModel and ONNX exporters consume)."""
+        return self.serve.get_concrete_function()
+
+    def frozen_function(self):
+        """The serving function with every variable folded into a constant.
+
+        The TFLite converter keeps Keras 3 variables as ``VAR_HANDLE``/``READ_VARIABLE`` resource
+        ops (which full-integer calibration cannot run) unless the graph is frozen first.
+        """
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2)
+
+        return convert_variables_to_constants_v2(self.concrete_function())
+
+
+def batched(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+            batch_size: int = 64) -> np.ndarray:
+    """Apply ``fn`` to ``images`` in chunks of ``batch_size`` and concatenate the results."""
+    if len(images) == 0:
+        raise ValueError("images is an empty batch")
+    return np.concatenate([np.asarray(fn(images[i:i + batch_size]))
+                           for i in range(0, len(images), batch_size)])

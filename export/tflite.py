@@ -1,0 +1,179 @@
+"""TFLite (LiteRT) export: float32, float16, dynamic-range int8 and full-integer int8.
+
+Conversion goes through ``tf.lite.TFLiteConverter.from_concrete_functions`` on the shared serving
+function (frozen: variables folded into constants), restricted to TFLite built-in ops: an artifact that would need the Flex delegate
+(``SELECT_TF_OPS``) is rejected with :class:`~nin_keras.errors.ExportError`, because the stock
+LiteRT runtime cannot run it. Artifacts run with ``ai_edge_litert.interpreter.Interpreter``.
+
+Quantization modes (``quantize``):
+
+- ``None``: float32.
+- ``"float16"``: float16 weights; the CPU kernels compute in float32 (weights are dequantized once
+  at load time), so parity uses a looser bound (see :mod:`nin_keras.export.parity`).
+- ``"dynamic"``: int8 weights, activations quantized on the fly (no calibration data needed).
+- ``"int8"``: full-integer int8 weights and activations, calibrated on ``representative_data``
+  (real training images). Input and output stay float32 (a quantize op at the input and a
+  dequantize op at the output), so the artifact keeps the float signature; ops without an int8
+  kernel fall back to float built-ins and are listed in the metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from nin_keras.errors import ExportError
+from nin_keras.export.serving import Runner, ServingModule, batched
+
+QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+
+
+def convert_tflite(module: ServingModule, quantize: str | None = None,
+                   representative_data: np.ndarray | None = None) -> bytes:
+    """Convert the serving function to a TFLite flatbuffer with built-in ops only.
+
+    Args:
+        module: the serving module to convert.
+        quantize: one of ``None``, ``"float16"``, ``"dynamic"``, ``"int8"``.
+        representative_data: float32 ``[N, H, W, C]`` images in the model's input space, required
+            for ``"int8"`` (a few hundred real training images are plenty).
+
+    Returns:
+        The ``.tflite`` flatbuffer bytes.
+
+    Raises:
+        ExportError: the graph needs ops outside the TFLite built-in set, or conversion failed.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.frozen_function()])
+    # Built-ins only: never let the converter fall back to Flex (SELECT_TF_OPS).
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        if representative_data is None or len(representative_data) == 0:
+            raise ValueError("representative_data is required for quantize='int8'")
+        samples = np.asarray(representative_data, np.float32)
+        converter.representative_dataset = lambda: ([samples[i:i + 1]] for i in range(len(samples)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                               tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        flatbuffer = converter.convert()
+    except Exception as err:  # the converter raises ConverterError or plain exceptions
+        message = str(err)
+        if "Flex" in message or "Select TF" in message or "not supported" in message:
+            raise ExportError(
+                f"model {module.model.name!r} uses TensorFlow ops that have no TFLite built-in "
+                "kernel; it would need the Flex delegate (SELECT_TF_OPS), which nin-keras does not "
+                f"export. Converter message: {_first_lines(message)}") from err
+        raise ExportError(f"TFLite conversion of {module.model.name!r} failed: "
+                          f"{_first_lines(message)}") from err
+    check_builtin_ops(flatbuffer)
+    return flatbuffer
+
+
+def _builtin_names() -> dict[int, str]:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def operator_names(flatbuffer: bytes) -> list[str]:
+    """Names of the operator codes a ``.tflite`` flatbuffer uses (custom ops by their custom code,
+    e.g. ``FlexMatrixInverse``)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    by_code = _builtin_names()
+    names = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            names.append((code.CustomCode() or b"").decode())
+        else:
+            names.append(by_code.get(builtin, str(builtin)))
+    return names
+
+
+def check_builtin_ops(flatbuffer: bytes) -> None:
+    """Raise :class:`ExportError` if the flatbuffer holds custom or Flex ops."""
+    builtins = set(_builtin_names().values()) - {"CUSTOM"}
+    custom = [n for n in operator_names(flatbuffer) if n not in builtins]
+    if custom:
+        raise ExportError(f"TFLite artifact needs non-built-in ops {custom} (Flex delegate / "
+                          "SELECT_TF_OPS or custom ops); only built-in ops are supported")
+
+
+def op_types(flatbuffer: bytes) -> dict[str, list[str]]:
+    """Operator names split into integer-quantized and float ones (for the metadata report)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    details = interpreter.get_tensor_details()
+    dtype_of = {d["index"]: np.dtype(d["dtype"]).name for d in details}
+    float_ops, int_ops = set(), set()
+    for op in interpreter._get_ops_details():  # no public per-op API in LiteRT
+        outputs = [i for i in op["outputs"] if i >= 0]
+        kind = {dtype_of[i] for i in outputs}
+        (float_ops if kind & {"float32", "float16"} else int_ops).add(op["op_name"])
+    return {"integer": sorted(int_ops), "float": sorted(float_ops)}
+
+
+def load_tflite(path: str | os.PathLike, num_threads: int | None = None,
+                batch_size: int = 64) -> Runner:
+    """Load a ``.tflite`` file in the LiteRT interpreter as a NumPy function.
+
+    Args:
+        path: the ``.tflite`` file.
+        num_threads: CPU threads for the interpreter (and its XNNPACK delegate); ``None`` lets
+            LiteRT choose.
+        batch_size: larger inputs are run in chunks of this size; the input tensor is resized to
+            each chunk's batch (the artifact's batch dimension is dynamic).
+
+    Returns:
+        ``run(images float32 [N, H, W, C]) -> probabilities float32 [N, classes]``.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    current = [None]
+
+    def run_chunk(images: np.ndarray) -> np.ndarray:
+        nonlocal interpreter
+        if current[0] != images.shape:
+            interpreter.resize_tensor_input(input_index, list(images.shape))
+            try:
+                interpreter.allocate_tensors()
+            except RuntimeError as err:
+                if "XNNPACK" not in str(err):
+                    raise
+                # XNNPACK rejects some int8 subgraphs (quantization scales outside its limits);
+                # the reference built-in kernels run them, more slowly.
+                interpreter = Interpreter(
+                    model_path=str(path), num_threads=num_threads,
+                    experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+                interpreter.resize_tensor_input(input_index, list(images.shape))
+                interpreter.allocate_tensors()
+            current[0] = images.shape
+        interpreter.set_tensor(input_index, np.ascontiguousarray(images, np.float32))
+        interpreter.invoke()
+        return interpreter.get_tensor(output_index).copy()
+
+    def run(images: np.ndarray) -> np.ndarray:
+        return batched(run_chunk, images, batch_size)
+
+    return run
+
+
+def _first_lines(message: str, n: int = 6) -> str:
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    return "\n".join(lines[:n])
