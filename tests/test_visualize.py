@@ -172,33 +172,65 @@ def _np_project_keras_net(model, image, channel):
     return np_conv_transpose(relu(signal), k1, 1, image.shape[:2]), (r, c)
 
 
-def _tiny_nin(pool_mode):
+def _tiny_nin(pool_mode, batch_norm=False):
     keras.utils.set_random_seed(2)
     inputs = keras.Input((8, 8, 3))
-    x = nl.MLPConv((5, 4), 3, bias_initializer="random_normal", name="mlpconv1")(inputs)
+    x = nl.MLPConv((5, 4), 3, bias_initializer="random_normal", batch_norm=batch_norm, name="mlpconv1")(inputs)
     x = nl.CaffePooling2D(3, 2, mode=pool_mode, name="pool1")(x)
     x = keras.layers.Dropout(0.5, name="dropout1")(x)
-    x = nl.MLPConv((3,), 3, padding="valid", bias_initializer="random_normal", name="mlpconv2")(x)
-    return keras.Model(inputs, x)
+    x = nl.MLPConv((3,), 3, padding="valid", bias_initializer="random_normal", batch_norm=batch_norm, name="mlpconv2")(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(2)
+    for layer in ("mlpconv1", "mlpconv2"):
+        for norm in model.get_layer(layer).norms:  # inference statistics far from the identity
+            for weight, low, high in ((norm.gamma, 0.5, 2.0), (norm.beta, -0.5, 0.5),
+                                      (norm.moving_mean, -0.5, 0.5), (norm.moving_variance, 0.2, 3.0)):
+                weight.assign(rng.uniform(low, high, weight.shape).astype("float32"))
+    return model
+
+
+def _np_mlpconv(layer):
+    """Forward and deconvnet-backward functions of one MLPConv, from its weights in NumPy."""
+    weights = _weights(layer)
+    count = len(layer.filters)
+    if layer.batch_norm:
+        kernels = weights[:count]
+        norms = [weights[count + 4 * i : count + 4 * i + 4] for i in range(count)]  # gamma, beta, mean, var
+        scales = [g / np.sqrt(v + 1e-3) for g, _, _, v in norms]
+        shifts = [b - m * sc for (_, b, m, _), sc in zip(norms, scales)]
+    else:
+        kernels, scales, shifts = weights[0::2], [1.0] * count, weights[1::2]
+    pad = layer.kernel_size[0] // 2 if layer.padding == "same" else 0
+
+    def forward(x):
+        for i, (k, sc, sh) in enumerate(zip(kernels, scales, shifts)):
+            x = relu(np_conv(x, k, pad if i == 0 else 0) * sc + sh)
+        return x
+
+    def backward(signal, in_hw):
+        for i in reversed(range(count)):
+            signal = relu(signal) * scales[i]
+            signal = np_conv_transpose(signal, kernels[i], pad if i == 0 else 0, in_hw if i == 0 else signal.shape[:2])
+        return signal
+
+    return forward, backward
 
 
 def _np_project_tiny_nin(model, image, channel, pool_mode):
-    k1, b1, k1b, b1b = _weights(model.get_layer("mlpconv1"))
-    k2, b2 = _weights(model.get_layer("mlpconv2"))
-    h = relu(np_conv(image, k1, 1) + b1)
-    a1 = relu(np_conv(h, k1b, 0) + b1b)
+    forward1, backward1 = _np_mlpconv(model.get_layer("mlpconv1"))
+    forward2, backward2 = _np_mlpconv(model.get_layer("mlpconv2"))
+    a1 = forward1(image)
     if pool_mode == "max":
         p1, switches = np_max_pool(a1, 3, 2, ceil=True)
     else:
         p1 = np_avg_pool(a1, 3, 2)
-    a2 = relu(np_conv(p1, k2, 0) + b2)
+    a2 = forward2(p1)
     r, c = np.unravel_index(np.argmax(a2[..., channel]), a2.shape[:2])
     signal = np.zeros_like(a2)
     signal[r, c, channel] = a2[r, c, channel]
-    signal = np_conv_transpose(relu(signal), k2, 0, p1.shape[:2])
+    signal = backward2(signal, p1.shape[:2])
     signal = np_unpool(signal, switches, a1.shape) if pool_mode == "max" else np_avg_unpool(signal, 3, 2, a1.shape)
-    signal = np_conv_transpose(relu(signal), k1b, 0, a1.shape[:2])
-    return np_conv_transpose(relu(signal), k1, 1, image.shape[:2]), (r, c)
+    return backward1(signal, image.shape[:2]), (r, c)
 
 
 # ---------------------------------------------------------------- deconvnet
@@ -221,9 +253,9 @@ def test_deconv_projection_equals_numpy_deconvnet_keras_layers():
         np.testing.assert_allclose(projections[n], expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("pool_mode", ["max", "average"])
-def test_deconv_projection_equals_numpy_deconvnet_mlpconv_caffe_pooling(pool_mode):
-    model = _tiny_nin(pool_mode)
+@pytest.mark.parametrize("pool_mode, batch_norm", [("max", False), ("average", False), ("max", True)])
+def test_deconv_projection_equals_numpy_deconvnet_mlpconv_caffe_pooling(pool_mode, batch_norm):
+    model = _tiny_nin(pool_mode, batch_norm)
     images = np.random.default_rng(4).normal(size=(3, 8, 8, 3)).astype("float32")
     channel = _live_channel(model, images)
     projections, positions = visualize.deconv_projection(model, images, "mlpconv2", channel)
@@ -495,3 +527,34 @@ def test_cli_visualize_curves_and_filters(tmp_path, random_nin, capsys):
     assert main(["visualize", "filters", "--model", str(model_path), "--output", str(tmp_path / "out")]) == 0
     _assert_png(tmp_path / "out" / "filters_mlpconv1.png", (14 * 32, 14 * 32))
     assert "filters_mlpconv1.png" in capsys.readouterr().out
+
+
+def _zoo_names():
+    from nin_keras import zoo
+
+    return zoo.list_models()
+
+
+@pytest.mark.parametrize("name", _zoo_names())
+def test_every_zoo_architecture_is_visualized_or_clearly_refused(name):
+    """GAP-head models give CAMs whose means are the logits; the others raise a ValueError that says why."""
+    from nin_keras import zoo
+
+    keras.utils.set_random_seed(17)
+    model = zoo.build_model(name)
+    chain = visualize.layer_chain.flatten_chain(model)
+    images = _random_images(1, size=model.input_shape[1], channels=model.input_shape[3], seed=18)
+    if isinstance(chain[-1], nl.GlobalAveragePoolingHead):
+        cams, probabilities = visualize.class_activation_maps(model, images)
+        assert cams.shape[-1] == probabilities.shape[-1]
+        np.testing.assert_array_equal(cams.mean(axis=(1, 2)).argmax(-1), probabilities.argmax(-1))
+    else:
+        with pytest.raises(ValueError, match=f"'{name}' cannot give class activation maps"):
+            visualize.class_activation_maps(model, images)
+    first = next(layer for layer in chain if layer.weights)
+    if isinstance(first, (nl.MLPConv, keras.layers.Conv2D)):
+        projections, _ = visualize.deconv_projection(model, images, first.name, 0)
+        assert projections.shape == images.shape
+    else:
+        with pytest.raises(ValueError, match="cannot be run backwards by the deconvnet"):
+            visualize.deconv_projection(model, images, first.name, 0)

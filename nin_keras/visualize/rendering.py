@@ -55,7 +55,7 @@ def new_grid(rows: int, cols: int, cell: int) -> tuple[plt.Figure, np.ndarray]:
         raise ValueError(f"cell={cell}: a cell must be at least 16 pixels")
     fig = new_figure(cols * cell, rows * cell)
     axes = fig.subplots(rows, cols, squeeze=False)
-    title = 2.6 * font_size(cell) * DPI / 72
+    title = (2.5 * font_size(cell) + 8) * DPI / 72  # two lines plus matplotlib's title pad, in pixels
     fig.subplots_adjust(
         left=0.01, right=0.99, bottom=0.01, top=1 - title / (rows * cell), wspace=0.08, hspace=title / (cell - title)
     )
