@@ -47,6 +47,7 @@ class ExportSource:
         dataset: data set name for parity/calibration images and class names, if known.
         class_names: one name per output class.
         preset: the preset the model came from, if any.
+        weights_file_sha256: sha256 of the preset's ``model.weights.h5``, if any.
     """
 
     name: str
@@ -56,6 +57,7 @@ class ExportSource:
     dataset: str | None
     class_names: list[str]
     preset: str | None = None
+    weights_file_sha256: str | None = None
 
 
 def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
@@ -68,8 +70,10 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
     """Export a zoo model or a Keras model to SavedModel / TFLite / ONNX, verified by parity.
 
     Args:
-        model_or_name: a zoo model or preset name (``"nin_cifar10"``), or a built Keras model
-            taking raw images (an inference model: preprocessing layers, then the network).
+        model_or_name: a preset (a zoo name with published weights such as
+            ``"nin_cifar10"``, or a preset folder), or a Keras model taking raw images: an
+            inference model (``nin_keras.zoo.inference_model``: preprocessing layers, then the
+            network), a Sequential stack, or a bare network.
         formats: any of ``"savedmodel"``, ``"tflite"``, ``"onnx"``.
         out_dir: folder for the artifacts and their metadata JSON files.
         quantize: ``None`` (float32), ``"float16"`` (TFLite only), ``"dynamic"`` or ``"int8"``
@@ -130,6 +134,7 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
     common = {
         "source": {"model": source.name, "preset": source.preset, "keras_model": source.model.name,
                    "weights_sha256": meta.weights_sha256(source.model),
+                   "weights_file_sha256": source.weights_file_sha256,
                    "parameters": int(source.model.count_params())},
         "input": {"name": INPUT_NAME, "shape": [None, *module.input_shape], "dtype": "float32",
                   "layout": "NHWC",
@@ -163,61 +168,76 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
 
 def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool = True,
                    dataset: str | None = None, name: str | None = None) -> ExportSource:
-    """Turn a zoo name or a Keras inference model into an :class:`ExportSource`."""
-    if isinstance(model_or_name, str):
-        from nin_keras import zoo
+    """Turn a preset (zoo name or folder) or a Keras inference model into an :class:`ExportSource`.
 
-        preset = zoo.load_preset(model_or_name)
-        inference = preset.inference_model()
-        dataset = dataset or preset.dataset
-        preset_name = model_or_name
+    A preset gives its network, fitted preprocessing layers, data set and class names. A Keras
+    model is taken as an inference model (raw images in); its data set is ``dataset``, or the
+    zoo entry's when the zoo built it.
+    """
+    from nin_keras.zoo import presets, registry
+
+    preset_name, weights_file = None, None
+    if isinstance(model_or_name, (str, os.PathLike)):
+        preset = presets.load_preset(model_or_name)
+        network, preprocessing = preset.model, preset.preprocessing
+        dataset = dataset or preset.metadata.get("dataset")
+        preset_name = os.fspath(model_or_name)
+        weights_file = preset.metadata["files"][presets.WEIGHTS_FILE]["sha256"]
+        base_name = Path(preset_name).name if os.path.isdir(preset_name) else preset_name
     elif isinstance(model_or_name, keras.Model):
-        inference, preset_name = model_or_name, None
+        preprocessing, network = split_preprocessing(model_or_name)
+        built_by = registry.architecture_of(network) or registry.architecture_of(model_or_name)
+        if dataset is None and built_by is not None:
+            dataset = registry.get_model_entry(built_by[0]).dataset
+        base_name = model_or_name.name
     else:
-        raise ValueError(f"model_or_name must be a keras.Model or a zoo name, "
+        raise ValueError(f"model_or_name must be a keras.Model, a zoo name or a preset folder, "
                          f"got {type(model_or_name).__name__}")
-    preprocess_layers, network = split_preprocessing(inference)
-    config = [keras.saving.serialize_keras_object(layer) for layer in preprocess_layers]
-    classes = int(inference.outputs[0].shape[-1])
-    class_names = samples.class_names(dataset, classes)
+    raw_shape = tuple(network.inputs[0].shape[1:])
     if include_preprocessing:
-        model, preprocess = inference, None
+        model = presets.inference_model(network, preprocessing, input_dtype="float32",
+                                        name=f"{network.name}_inference")
+        preprocess = None
     else:
         model = network
-        preprocess = keras.Sequential([keras.Input(inference.inputs[0].shape[1:]),
-                                       *preprocess_layers], name="preprocessing")
-    return ExportSource(name=name or preset_name or inference.name, model=model,
-                        preprocess=preprocess, preprocessing_config=config, dataset=dataset,
-                        class_names=class_names, preset=preset_name)
+        preprocess = keras.Sequential([keras.Input(raw_shape), *preprocessing],
+                                      name="preprocessing")
+    return ExportSource(
+        name=name or base_name, model=model, preprocess=preprocess,
+        preprocessing_config=[keras.saving.serialize_keras_object(p) for p in preprocessing],
+        dataset=dataset, class_names=samples.class_names(dataset, int(network.outputs[0].shape[-1])),
+        preset=preset_name, weights_file_sha256=weights_file)
 
 
 def split_preprocessing(model: keras.Model) -> tuple[list[keras.layers.Layer], keras.Model]:
     """Split an inference model into its leading preprocessing layers and the network.
 
-    A model whose first layers are not preprocessing layers is all network. Splitting needs a
-    ``keras.Sequential`` inference model when there are preprocessing layers.
+    Handles the models ``nin_keras.zoo.inference_model`` builds (input -> cast -> preprocessing
+    layers -> one network model) and ``keras.Sequential`` stacks; a model without leading
+    preprocessing layers is all network.
     """
     from nin_keras import layers as nin_layers
 
     kinds = (nin_layers.GlobalContrastNormalization, nin_layers.ZCAWhitening,
              nin_layers.LocalContrastNormalization, keras.layers.Rescaling)
+    body = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     leading = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
+    for layer in body:
         if not isinstance(layer, kinds):
             break
         leading.append(layer)
+    rest = body[len(leading):]
     if not leading:
         return [], model
-    if not isinstance(model, keras.Sequential):
-        raise ValueError(f"model {model.name!r}: preprocessing can only be split off a "
-                         "keras.Sequential inference model")
-    rest = model.layers[len(leading):]
     if len(rest) == 1 and isinstance(rest[0], keras.Model):
         return leading, rest[0]
-    network_input = keras.Input(leading[-1].output.shape[1:])
-    return leading, keras.Sequential([network_input, *rest], name=f"{model.name}_network")
+    if not isinstance(model, keras.Sequential):
+        raise ValueError(f"model {model.name!r}: cannot split its preprocessing layers off; pass "
+                         "an inference model built by nin_keras.zoo.inference_model or a "
+                         "keras.Sequential")
+    network = keras.Sequential([keras.Input(leading[-1].output.shape[1:]), *rest],
+                               name=f"{model.name}_network")
+    return leading, network
 
 
 def _check_formats(formats: Iterable[str], quantize: str | None) -> tuple[str, ...]:

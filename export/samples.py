@@ -7,6 +7,8 @@ class-balanced sample. A model with no data set is checked on seeded random imag
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 SEED = 1234
@@ -51,6 +53,7 @@ def class_names(dataset: str | None, classes: int) -> list[str]:
     return [str(i) for i in range(classes)]
 
 
+@functools.lru_cache(maxsize=8)  # exports of several formats/modes reuse one sample
 def _take(dataset: str, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
     from nin_keras.data import load_dataset
 
@@ -64,4 +67,6 @@ def _take(dataset: str, split: str, count: int) -> tuple[np.ndarray, np.ndarray]
         labels.append(label)
     if not images:
         raise ValueError(f"data set {dataset!r} split {split!r} gave no images")
-    return np.stack(images).astype(np.uint8), np.asarray(labels, np.int64)
+    images, labels = np.stack(images).astype(np.uint8), np.asarray(labels, np.int64)
+    images.flags.writeable = labels.flags.writeable = False  # shared through the cache
+    return images, labels

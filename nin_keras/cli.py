@@ -195,6 +195,49 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    """Export a preset to SavedModel / TFLite / ONNX; each artifact is parity-checked first."""
+    import json
+
+    from nin_keras.export import export
+    from nin_keras.export.metadata import metadata_path
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    paths = export(args.model, formats, args.out, quantize=args.quantize,
+                   include_preprocessing=not args.no_preprocessing, opset=args.opset,
+                   parity_samples=args.parity_samples, calibration_samples=args.calibration_samples)
+    for fmt, path in paths.items():
+        info = json.loads(metadata_path(path).read_text())
+        parity = info["parity"]
+        accuracy = (f", accuracy {parity['artifact_accuracy']:.2f}% (Keras {parity['keras_accuracy']:.2f}%)"
+                    if "artifact_accuracy" in parity else "")
+        print(f"{fmt:<10} {path}  {info['bytes'] / 1e6:.1f} MB  {info['quantization']['mode'] or 'float32'}  "
+              f"max|Δ| {parity['max_abs_diff']:.2g}, top-1 agreement {parity['top1_agreement']:.4f}"
+              f"{accuracy} on {parity['count']} images")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    """Print the top-k classes of each image with an exported artifact (SavedModel, .tflite, .onnx)."""
+    import json
+
+    from nin_keras.deploy import Predictor
+
+    try:
+        predictor = Predictor(args.artifact, num_threads=args.threads)
+        results = predictor.predict(args.images, top_k=args.top_k)
+    except ValueError as err:  # bad artifact path or image: the user's to fix
+        print(f"nin-keras predict: error: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([{"image": image, "top_k": [{"label": label, "probability": p} for label, p in top]}
+                          for image, top in zip(args.images, results)], indent=2))
+        return 0
+    for image, top in zip(args.images, results):
+        print(f"{image}: " + ", ".join(f"{label} {p:.4f}" for label, p in top))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nin-keras", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -273,6 +316,28 @@ def build_parser() -> argparse.ArgumentParser:
     curves = kinds.add_parser("curves", parents=[output], help="training curves from metrics.csv or metrics.json")
     curves.add_argument("metrics", help="metrics file written by nin-keras train")
     visualize.set_defaults(func=_cmd_visualize)
+
+    export = sub.add_parser("export", help="export a preset to SavedModel / TFLite / ONNX, parity-checked")
+    export.add_argument("model", metavar="NAME_OR_PRESET", help="zoo name with weights (nin_cifar10) or preset folder")
+    export.add_argument("--formats", default="savedmodel,tflite,onnx",
+                        help="comma-separated: savedmodel, tflite, onnx (default: all three)")
+    export.add_argument("--quantize", choices=("float16", "dynamic", "int8"),
+                        help="float16 (tflite), dynamic or int8 (tflite, onnx); SavedModel stays float32")
+    export.add_argument("--out", default="exported", help="output folder (default: %(default)s)")
+    export.add_argument("--no-preprocessing", action="store_true",
+                        help="export the network alone (default: GCN/ZCA/LCN baked in, raw [0, 255] pixels in)")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset (default: %(default)s)")
+    export.add_argument("--parity-samples", type=int, default=500, help="test images for the parity check")
+    export.add_argument("--calibration-samples", type=int, default=200, help="training images for int8 calibration")
+    export.set_defaults(func=_cmd_export)
+
+    predict = sub.add_parser("predict", help="top-k classes of image files with an exported artifact")
+    predict.add_argument("artifact", help="SavedModel folder, .tflite or .onnx file written by nin-keras export")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files of the model's input size")
+    predict.add_argument("--top-k", type=int, default=5, help="classes per image (default: %(default)s)")
+    predict.add_argument("--threads", type=int, help="runtime CPU threads (default: the runtime's choice)")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(func=_cmd_predict)
     return parser
 
 
