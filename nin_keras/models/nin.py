@@ -15,8 +15,9 @@ Feature-map widths (multiply-adds per image from ``count_flops``):
 | ``nin_mnist``, ``nin_fashion_mnist`` | 28×28×1 | 64-64-64 (5), 96-96-96 (5), 96-96-10 (3) | 275,626 | 46.0 M |
 
 The paper used "the same network as CIFAR-10 with fewer feature maps" for MNIST without giving
-widths; the 64/96/96 choice keeps the layout and costs a fifth of the CIFAR network, so it trains
-in minutes on a laptop CPU.
+widths; the 64/96/96 choice keeps the layout at a fifth of the CIFAR network's multiply-adds, and
+a training step is about 5× faster on CPU (measured 2.7 s against 13.1 s per 128-image step on
+two heavily shared cores).
 """
 
 from __future__ import annotations
