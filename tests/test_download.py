@@ -96,6 +96,9 @@ def test_good_download_is_verified_and_then_served_from_cache(server, tmp_path):
     assert path.read_bytes() == PAYLOAD
     again = download.fetch("p/a.bin", PAYLOAD_SHA.upper(), [url])
     assert again == path and server.hits["/good/a.bin"] == 1
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     assert _leftovers(tmp_path / "cache") == []
 
 
