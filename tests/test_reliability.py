@@ -1,0 +1,52 @@
+"""Faults from RELIABILITY.md that no module's own tests cover: each ends in a clear error.
+
+The other faults of the table are tested beside their modules (tests/test_download.py,
+test_zoo.py, test_caffe.py, test_data.py, test_train.py, test_export.py); see RELIABILITY.md.
+"""
+
+import io
+import os
+import tarfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+
+from nin_keras.errors import DataError
+
+
+def _tar_with_member(path, name: str, payload: bytes = b"x"):
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+@pytest.mark.parametrize("member", ["/etc/cron.d/evil", "/tmp/train/cat/1.png"])
+def test_archive_member_with_absolute_path_is_refused(tmp_path, member):
+    from nin_keras.data import archive
+
+    evil = _tar_with_member(tmp_path / "evil.tar.gz", member)
+    with pytest.raises(DataError, match="unsafe member path"):
+        list(archive.iter_files(evil))
+
+
+def test_keras_file_with_lambda_is_refused_in_safe_mode(tmp_path):
+    """A ``.keras`` file given to the visualizer may carry code; safe mode refuses it unrun."""
+    from nin_keras.visualize.sources import load_model
+
+    marker = tmp_path / "code-ran"
+    inputs = keras.Input((4,))
+    # The lambda writes a file when called: loading must refuse before building the model.
+    # (Built from source so it closes over no variables, which Keras could not serialize.)
+    touch = eval(f"lambda x: (open({str(marker)!r}, 'w').close(), x)[1]")
+    outputs = keras.layers.Lambda(touch)(inputs)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    marker.unlink()
+    with pytest.raises(ValueError, match="Lambda|safe_mode|unsafe"):
+        load_model(path)
+    assert not marker.exists()
