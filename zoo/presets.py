@@ -525,9 +525,17 @@ def pretrained_config(folder: str | os.PathLike, tag: str, evaluated_on: str = "
         command=str(metadata.get("command") or ""),
         paper_error=metadata.get("paper_error"),
         license=str(metadata.get("license") or ""),
-        source=str(metadata.get("source") or ""),
-        evaluated_on=evaluated_on,
+        source=_one_line(metadata.get("source")),
+        evaluated_on=evaluated_on or _one_line(metadata.get("evaluated_on")),
     )
+
+
+
+def _one_line(value: Any) -> str:
+    """A metadata value as one line of text (structured values as compact JSON)."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    return json.dumps(value, sort_keys=True, default=_json_default)
 
 
 if __name__ == "__main__":
