@@ -452,3 +452,17 @@ def test_pipeline_batches_preprocesses_and_prefetches_to_device(tmp_path):
     assert [len(b[1]) for b in make_pipeline(dataset, 4, drop_remainder=True)] == [4, 4]
     with pytest.raises(ValueError, match="batch_size"):
         make_pipeline(dataset, 0)
+
+
+def test_pipeline_cache_gives_the_same_batches(tmp_path):
+    rng = np.random.default_rng(11)
+    images, labels = random_images(rng, 10, (4, 4, 3)), np.arange(10)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    gcn = GlobalContrastNormalization(scale=55.0)
+    plain = np.concatenate([b for b, _ in make_pipeline(dataset, 4, [gcn]).as_numpy_iterator()])
+    for cache in (True, str(tmp_path / "cache")):
+        cached = make_pipeline(dataset, 4, [gcn], cache=cache)
+        for _ in range(2):  # the second epoch reads the cache
+            np.testing.assert_array_equal(
+                np.concatenate([b for b, _ in cached.as_numpy_iterator()]), plain)
+    assert list(tmp_path.glob("cache*"))
