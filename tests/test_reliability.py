@@ -50,3 +50,31 @@ def test_keras_file_with_lambda_is_refused_in_safe_mode(tmp_path):
     with pytest.raises(ValueError, match="Lambda|safe_mode|unsafe"):
         load_model(path)
     assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def mnist_network():
+    from nin_keras.models import nin_mnist
+
+    return nin_mnist()
+
+
+@pytest.mark.parametrize(
+    "images, words",
+    [
+        (np.full((2, 28, 28, 1), np.nan, np.float32), "NaN or infinite"),
+        (np.full((2, 28, 28, 1), -np.inf, np.float32), "NaN or infinite"),
+        (np.full((2, 28, 28, 1), "7"), "dtype"),
+        (np.ones((2, 28, 28, 1), bool), "dtype"),
+        (np.zeros((2, 28, 28, 3), np.uint8), r"shape \(N, 28, 28, 1\)"),
+        (np.zeros((2, 28, 28), np.uint8), r"shape \(N, 28, 28, 1\)"),
+        (np.zeros((0, 28, 28, 1), np.uint8), "non-empty"),
+    ],
+    ids=["nan", "inf", "strings", "bool", "channels", "rank", "empty"],
+)
+def test_evaluation_rejects_bad_images_naming_the_problem(mnist_network, images, words):
+    # NaN images used to give NaN probabilities whose argmax (class 0) counted as correct.
+    from nin_keras.train.evaluate import evaluate_model
+
+    with pytest.raises(ValueError, match=words):
+        evaluate_model(mnist_network, images, np.zeros(len(images), np.int64))

@@ -39,6 +39,7 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"images and labels must be non-empty and of equal length, got {len(images)} and {len(labels)}")
+    images = _checked_images(images, model)
     probabilities = predict_probabilities(model, images, batch_size)
     labels = np.asarray(labels, dtype=np.int64)
     accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == labels))
@@ -49,6 +50,22 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
         "loss": float(-np.mean(np.log(picked))),
         "examples": int(len(labels)),
     }
+
+
+def _checked_images(images: np.ndarray, model: keras.Model) -> np.ndarray:
+    """``images`` as an array the model takes, or a ValueError naming what is wrong with them.
+
+    NaN pixels would otherwise give NaN probabilities whose argmax (class 0) can count as correct.
+    """
+    images = np.asarray(images)
+    if images.dtype == bool or images.dtype.kind not in "uif":
+        raise ValueError(f"`images` must be a uint8 or float array, got dtype {images.dtype}")
+    expected = tuple(model.input_shape[1:])
+    if images.ndim != len(expected) + 1 or any(e not in (None, d) for e, d in zip(expected, images.shape[1:])):
+        raise ValueError(f"`images` must have shape (N, {', '.join(map(str, expected))}), got {images.shape}")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        raise ValueError("`images` contain NaN or infinite values")
+    return images
 
 
 def evaluate_preset(
