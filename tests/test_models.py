@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -151,7 +152,8 @@ def test_weights_argument(tmp_path):
         models.nin_mnist(weights="nin_mnist.caffe")
     with pytest.raises(FileNotFoundError, match="`weights`"):
         models.nin_mnist(weights=tmp_path / "missing.weights.h5")
-    with pytest.raises(WeightsMismatchError):
+    with pytest.raises(WeightsMismatchError), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Keras warns about the layers it skips first
         models.nin_mnist(classes=3, weights=path)
 
 

@@ -24,7 +24,8 @@ def confidence_map_model(model: keras.Model, head: str = "head") -> keras.Model:
     rebuilt or copied, so later weight updates of ``model`` show in the new model.
 
     Args:
-        model: a built functional model containing a ``GlobalAveragePoolingHead``.
+        model: a built functional model with a ``GlobalAveragePoolingHead`` among its own layers
+            (for an inference model that wraps a network, pass the network).
         head: name of that layer.
 
     Returns:
