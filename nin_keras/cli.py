@@ -162,12 +162,11 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     if args.kind == "curves":
-        written = [visualize.plot_training_curves(args.metrics, out / "curves.png")]
+        written = [visualize.plot_training_curves(args.metrics, out)]
     else:
         loaded = sources.load_model(args.model)
         if args.kind == "filters":
-            layer, _ = visualize.first_layer_filters(loaded.model, args.layer)
-            written = [visualize.plot_filters(loaded.model, layer, out / f"filters_{layer}.png")]
+            written = [visualize.plot_filters(loaded.model, args.layer, out)]
         else:
             labels = None
             if args.images:
@@ -180,15 +179,14 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
                 images, labels = sources.dataset_images(dataset, args.split, count, args.data_dir, seed=args.seed)
             names = loaded.class_names
             if args.kind == "confidence":
-                written = [visualize.plot_confidence_maps(loaded.model, images, out / "confidence_maps.png", labels, names)]
+                written = [visualize.plot_confidence_maps(loaded.model, images, out, labels, names)]
             elif args.kind == "cam":
-                written = [visualize.plot_class_activation_maps(loaded.model, images, out / "cam.png", labels, names, top=args.top)]
+                written = [visualize.plot_class_activation_maps(loaded.model, images, out, labels, names, top=args.top)]
             else:
                 written = [
-                    visualize.plot_deconv(loaded.model, images[: args.show], args.layer, args.channel,
-                                          out / f"deconv_{args.layer}_c{args.channel}.png"),
-                    visualize.plot_top_patches(loaded.model, images, args.layer, args.channel, k=min(args.top_k, len(images)),
-                                               path=out / f"top{args.top_k}_{args.layer}_c{args.channel}.png"),
+                    visualize.plot_deconv(loaded.model, images[: args.show], args.layer, args.channel, out),
+                    visualize.plot_top_patches(loaded.model, images, args.layer, args.channel,
+                                               k=min(args.top_k, len(images)), path=out),
                 ]
     for path in written:
         print(path)

@@ -17,7 +17,6 @@ from nin_keras import layers as nl
 from nin_keras import models, visualize
 from nin_keras.cli import main
 from nin_keras.errors import NinKerasError
-from nin_keras.visualize import deconvnet
 
 CIFAR_JPEG = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -280,7 +279,7 @@ def test_max_pool_switches_point_at_each_window_maximum(layer_fn, shape):
     layer = layer_fn()
     x = np.random.default_rng(5).normal(size=shape).astype("float32")
     pooled = keras.ops.convert_to_numpy(layer(x))
-    rows, cols = visualize.max_pool_switches(x, deconvnet._window(layer), pooled.shape[1:3])
+    rows, cols = visualize.max_pool_switches(layer, x)
     n = np.arange(shape[0])[:, None, None, None]
     c = np.arange(shape[3])[None, None, None, :]
     np.testing.assert_array_equal(x[n, rows, cols, c], pooled)
@@ -484,26 +483,30 @@ def test_filter_png_and_default_output_folder(tmp_path, monkeypatch, random_nin)
         visualize.plot_filters(random_nin, layer="mlpconv2")
 
 
-def _history():
+@pytest.fixture(scope="module")
+def training_run(tmp_path_factory):
+    """A run folder with the training loop's own metrics.csv / metrics.json for 10 epochs."""
+    from nin_keras.train.history import write_history
+
     rng = np.random.default_rng(16)
-    return [
+    history = [
         {"epoch": e, "loss": 2.0 / e, "accuracy": 0.5 + 0.04 * e, "val_loss": 2.2 / e + rng.uniform(0, 0.05),
          "val_accuracy": 0.45 + 0.04 * e, "learning_rate": 0.1 * 0.5 ** (e // 4), "seconds": 12.5}
         for e in range(1, 11)
     ]
+    run = tmp_path_factory.mktemp("run")
+    write_history(run, history)
+    return run, history
 
 
-def test_curves_from_training_metrics_files(tmp_path):
-    from nin_keras.train.history import write_history
-
-    history = _history()
-    write_history(tmp_path / "run", history)  # the training loop's own metrics.csv / metrics.json
+def test_curves_from_training_metrics_files(tmp_path, training_run):
+    run, history = training_run
     for name in ("metrics.csv", "metrics.json"):
-        rows = visualize.load_metrics(tmp_path / "run" / name)
+        rows = visualize.load_metrics(run / name)
         assert len(rows) == len(history)
         for row, expected in zip(rows, history):
             assert row == pytest.approx(expected)
-        _assert_png(visualize.plot_training_curves(tmp_path / "run" / name, tmp_path / f"{name}.png"), (1200, 360))
+    _assert_png(visualize.plot_training_curves(run / "metrics.json", tmp_path / "curves.png"), (1200, 360))
     # Keras's History.history layout (columns, no epoch) is read too.
     columns = {k: [row[k] for row in history] for k in ("loss", "accuracy", "learning_rate")}
     (tmp_path / "keras.json").write_text(json.dumps(columns))
@@ -516,17 +519,37 @@ def test_curves_from_training_metrics_files(tmp_path):
 
 
 # ---------------------------------------------------------------- CLI
-def test_cli_visualize_curves_and_filters(tmp_path, random_nin, capsys):
-    from nin_keras.train.history import write_history
-
-    write_history(tmp_path / "run", _history())
-    assert main(["visualize", "curves", str(tmp_path / "run" / "metrics.csv"), "--output", str(tmp_path / "out")]) == 0
+def test_cli_visualize_curves_and_filters(tmp_path, training_run, capsys):
+    run, _ = training_run
+    assert main(["visualize", "curves", str(run / "metrics.csv"), "--output", str(tmp_path / "out")]) == 0
     _assert_png(tmp_path / "out" / "curves.png", (1200, 360))
-    model_path = tmp_path / "nin.keras"
-    random_nin.save(model_path)
-    assert main(["visualize", "filters", "--model", str(model_path), "--output", str(tmp_path / "out")]) == 0
-    _assert_png(tmp_path / "out" / "filters_mlpconv1.png", (14 * 32, 14 * 32))
-    assert "filters_mlpconv1.png" in capsys.readouterr().out
+    keras.utils.set_random_seed(19)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(16, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+    model.save(tmp_path / "small.keras")
+    assert main(["visualize", "filters", "--model", str(tmp_path / "small.keras"), "--output", str(tmp_path / "out")]) == 0
+    _assert_png(tmp_path / "out" / "filters_conv.png", (4 * 32, 4 * 32))
+    assert str(tmp_path / "out" / "filters_conv.png") in capsys.readouterr().out
+
+    images = _random_images(3, size=8, seed=20).astype("uint8")
+    files = []
+    for n, image in enumerate(images):
+        files.append(str(tmp_path / f"{n}.png"))
+        Image.fromarray(image).save(files[-1])
+    common = ["--model", str(tmp_path / "small.keras"), "--images", *files, "--output", str(tmp_path / "out")]
+    assert main(["visualize", "cam", *common, "--top", "2"]) == 0
+    _assert_png(tmp_path / "out" / "cam.png", (3 * 96, 3 * 96))
+    conv = keras.Model(inputs, model.get_layer("conv").output)
+    channel = _live_channel(conv, images.astype("float32"))
+    assert main(["visualize", "deconv", *common, "--layer", "conv", "--channel", str(channel)]) == 0
+    _assert_png(tmp_path / "out" / f"deconv_conv_c{channel}.png", (4 * 96, 3 * 96))
+    _assert_png(tmp_path / "out" / f"top3_conv_c{channel}.png", (4 * 96, 2 * 96))  # 3 patches: 2 x 2 grid
+    # A file of the wrong size is the user's to fix: one line on stderr, exit status 1.
+    Image.fromarray(np.zeros((9, 8, 3), "uint8")).save(tmp_path / "odd.png")
+    assert main(["visualize", "cam", *common[:2], "--images", str(tmp_path / "odd.png")]) == 1
+    assert "the model takes 8x8" in capsys.readouterr().err
 
 
 def _zoo_names():

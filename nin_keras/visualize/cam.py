@@ -97,7 +97,8 @@ def plot_class_activation_maps(
         model: see :func:`class_activation_maps`.
         images: batch ``(N, H, W, C)`` as ``model`` takes it (raw pixels for an inference model, or
             whitened images together with ``whitening``).
-        path: destination PNG; default ``nin_keras_visualize/cam.png``.
+        path: a ``.png`` file, or a folder for the file ``cam.png``; default the folder
+            ``nin_keras_visualize``.
         labels: true classes, one per image, or None.
         class_names: one name per class; indices are shown otherwise.
         top: how many classes per image, best first.

@@ -149,7 +149,8 @@ def plot_confidence_maps(
         model: see :func:`class_confidence_maps`.
         images: batch ``(N, H, W, C)`` as ``model`` takes it: raw ``[0, 255]`` pixels for an
             inference model (shown as they are), or whitened images together with ``whitening``.
-        path: destination PNG; default ``nin_keras_visualize/confidence_maps.png``.
+        path: a ``.png`` file, or a folder for the file ``confidence_maps.png``; default the folder
+            ``nin_keras_visualize``.
         labels, class_names, classes, cell: see :func:`plot_class_maps`.
         whitening: the ``ZCAWhitening`` layer that whitened ``images``, to show them un-whitened.
 

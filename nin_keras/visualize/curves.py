@@ -73,7 +73,8 @@ def plot_training_curves(
 
     Args:
         metrics: a metrics file (see :func:`load_metrics`) or the rows themselves.
-        path: destination PNG; default ``nin_keras_visualize/curves.png``.
+        path: a ``.png`` file, or a folder for the file ``curves.png``; default the folder
+            ``nin_keras_visualize``.
 
     Returns:
         The path written.

@@ -29,11 +29,14 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.patches import Rectangle
 
-from nin_keras.layers import CaffePooling2D, MLPConv
-from nin_keras.layers.augment import RandomPadCrop
-from nin_keras.layers.contrast import GlobalContrastNormalization
-from nin_keras.layers.lcn import LocalContrastNormalization
-from nin_keras.layers.zca import ZCAWhitening
+from nin_keras.layers import (
+    CaffePooling2D,
+    GlobalContrastNormalization,
+    LocalContrastNormalization,
+    MLPConv,
+    RandomPadCrop,
+    ZCAWhitening,
+)
 from nin_keras.visualize import rendering
 from nin_keras.visualize.layer_chain import find_layer, flatten_chain, run_chain
 
@@ -121,21 +124,32 @@ def _whitening_layer(chain: Sequence[keras.layers.Layer], start: int) -> ZCAWhit
     return found[-1] if found else None
 
 
-def max_pool_switches(inputs: np.ndarray, window: _Window, out_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Where each max-pooling window found its maximum (the deconvnet's "switches").
+def _is_max_pooling(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.MaxPooling2D) or (isinstance(layer, CaffePooling2D) and layer.mode == "max")
+
+
+def max_pool_switches(layer: keras.layers.Layer, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each window of a max-pooling ``layer`` finds its maximum in ``inputs`` (the "switches").
 
     Positions outside the input (padding, or windows clipped at the border) never win. Ties go to
     the first position in row-major order, as in Caffe and TensorFlow.
 
     Args:
-        inputs: the pooling layer's input ``(N, H, W, C)``.
-        window: its geometry.
-        out_size: its output ``(rows, cols)``.
+        layer: a ``MaxPooling2D`` or a max ``CaffePooling2D`` (channels last).
+        inputs: its input ``(N, H, W, C)``.
 
     Returns:
-        ``(rows, cols)``: two int arrays of shape ``(N, out_rows, out_cols, C)``, the input
-        coordinates of each window's maximum.
+        ``(rows, cols)``: two int arrays of the layer's output shape ``(N, out_rows, out_cols, C)``,
+        the input coordinates of each window's maximum.
+
+    Example:
+        >>> rows, cols = max_pool_switches(CaffePooling2D(3, 2), x)
+        >>> pooled = x[np.arange(len(x))[:, None, None, None], rows, cols, np.arange(x.shape[3])]
     """
+    if not _is_max_pooling(layer):
+        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) is not a max pooling layer")
+    window = _window(layer)
+    out_size = layer.compute_output_shape(inputs.shape)[1:3]
     (kh, kw), (sh, sw) = window.size, window.strides
     (out_h, out_w), (height, width) = out_size, inputs.shape[1:3]
     top, left = window.pad_before((height, width), out_size)
@@ -176,8 +190,12 @@ def _batch_norm_scale(norm: keras.layers.BatchNormalization) -> np.ndarray:
     return scale
 
 
-def _reverse(layer: keras.layers.Layer, signal: np.ndarray, inputs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-    """Run one layer backwards, deconvnet style: from its output space to its input space."""
+def _reverse(layer: keras.layers.Layer, signal: np.ndarray, inputs: np.ndarray, switches) -> np.ndarray:
+    """Run one layer backwards, deconvnet style: from its output space to its input space.
+
+    ``inputs`` is the layer's input on the forward pass; ``switches`` its recorded max-pooling
+    switches (None for other layers).
+    """
     if isinstance(layer, MLPConv):
         last = len(layer.kernels) - 1
         for i in range(last, -1, -1):
@@ -195,11 +213,9 @@ def _reverse(layer: keras.layers.Layer, signal: np.ndarray, inputs: np.ndarray, 
         if _rectifies(layer.activation, layer.name):
             signal = np.maximum(signal, 0.0)
         return _conv_transpose(signal, layer.kernel, layer.strides, layer.padding, inputs.shape)
-    if isinstance(layer, (CaffePooling2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-        is_max = layer.mode == "max" if isinstance(layer, CaffePooling2D) else isinstance(layer, keras.layers.MaxPooling2D)
-        if is_max:
-            switches = max_pool_switches(inputs, _window(layer), outputs.shape[1:3])
-            return _unpool(signal, switches, inputs.shape)
+    if _is_max_pooling(layer):
+        return _unpool(signal, switches, inputs.shape)
+    if isinstance(layer, (CaffePooling2D, keras.layers.AveragePooling2D)):
         # Average pooling is linear: its transpose (the gradient) spreads each value evenly
         # over its window, with the layer's own divisor.
         x = tf.constant(inputs)
@@ -271,11 +287,12 @@ def deconv_projection(
     positions = np.asarray(positions, dtype=int).reshape(-1, 2)
     if len(positions) != len(activations):
         raise ValueError(f"positions: expected {len(activations)} (row, col) pairs, got {len(positions)}")
+    switches = {i: max_pool_switches(chain[i], outputs[i]) for i in range(start, target + 1) if _is_max_pooling(chain[i])}
     batch = np.arange(len(positions))
     signal = np.zeros_like(activations)
     signal[batch, positions[:, 0], positions[:, 1], channel] = activations[batch, positions[:, 0], positions[:, 1], channel]
     for i in range(target, start - 1, -1):
-        signal = _reverse(chain[i], signal, outputs[i], outputs[i + 1])
+        signal = _reverse(chain[i], signal, outputs[i], switches.get(i))
     return signal, positions
 
 
@@ -397,7 +414,8 @@ def plot_deconv(
 
     Args:
         model, images, layer, channel: as for :func:`deconv_projection`.
-        path: destination PNG; default ``nin_keras_visualize/deconv_<layer>_c<channel>.png``.
+        path: a ``.png`` file, or a folder for the file ``deconv_<layer>_c<channel>.png``; default the folder
+            ``nin_keras_visualize``.
         whitening: the ``ZCAWhitening`` that whitened ``images``; by default, a ``ZCAWhitening``
             in the model's preprocessing (its inputs are then raw pixels and shown as they are).
         cell: pixels per square cell; the PNG is ``4 * cell`` wide and ``N * cell`` high.
@@ -454,7 +472,8 @@ def plot_top_patches(
         model, layer, channel: as for :func:`deconv_projection`.
         images: the image set searched, ``(N, H, W, C)``, ``N >= k``.
         k: how many patches (9 in the paper).
-        path: destination PNG; default ``nin_keras_visualize/top<k>_<layer>_c<channel>.png``.
+        path: a ``.png`` file, or a folder for the file ``top<k>_<layer>_c<channel>.png``; default the folder
+            ``nin_keras_visualize``.
         whitening: as for :func:`plot_deconv`.
         cell: pixels per cell; the PNG is ``2 * ceil(sqrt(k)) * cell`` wide and
             ``ceil(k / ceil(sqrt(k))) * cell`` high.

@@ -54,7 +54,8 @@ def plot_filters(
     Args:
         model: any model with a ``Conv2D`` or ``MLPConv``.
         layer: name of the convolution to draw; the first one by default.
-        path: destination PNG; default ``nin_keras_visualize/filters_<layer>.png``.
+        path: a ``.png`` file, or a folder for the file ``filters_<layer>.png``; default the folder
+            ``nin_keras_visualize``.
         cell: pixels per filter; the PNG is ``cols * cell`` by ``rows * cell`` with
             ``cols = ceil(sqrt(filters))`` and ``rows = ceil(filters / cols)``.
 

@@ -26,8 +26,14 @@ DPI = 100
 
 
 def output_path(path: str | os.PathLike | None, default_name: str) -> Path:
-    """``path`` if given, else ``nin_keras_visualize/<default_name>``."""
-    return Path(path) if path is not None else Path(DEFAULT_OUTPUT_DIR) / default_name
+    """Where a picture goes: ``path`` if it names a ``.png`` file, else ``<path>/<default_name>``.
+
+    ``path=None`` means the folder ``nin_keras_visualize`` in the working directory.
+    """
+    if path is None:
+        return Path(DEFAULT_OUTPUT_DIR) / default_name
+    path = Path(path)
+    return path if path.suffix.lower() == ".png" else path / default_name
 
 
 def font_size(cell: int) -> int:
