@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from train_step import RESULT_PREFIX, compile_for_training, random_batch, run_in_subprocess  # noqa: E402
+from train_step import RESULT_PREFIX, TimeBudget, compile_for_training, random_batch  # noqa: E402
 
 EPOCH_IMAGES = 50_000
 COLUMNS = [
@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="batch sweep at the base image size")
     parser.add_argument("--image-sizes", type=int, nargs="+", help="image-size sweep at the base batch size")
     parser.add_argument("--steps", type=int, help="timed steps per configuration (median reported)")
+    parser.add_argument("--budget-s", type=float, help="skip the remaining configurations once this many "
+                        "seconds would likely be exceeded")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -103,11 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, values in (("--batch-sizes", batch_sizes), ("--image-sizes", image_sizes)):
         if any(v < 1 for v in values):
             parser.error(f"{name} must be positive, got {values}")
+    budget = TimeBudget(args.budget_s)
     rows = []
     for batch, size in configurations(batch_sizes, image_sizes, batch_sizes[0], image_sizes[0]):
         config = {"batch_size": batch, "image_size": size, "warmup": 1, "steps": steps}
         print(f"[scaling] {config}", file=sys.stderr, flush=True)
-        result = run_in_subprocess(Path(__file__), config)
+        result = budget.run(Path(__file__), config)
         print(f"[scaling] {json.dumps(result)}", file=sys.stderr, flush=True)
         rows.append({"batch_size": batch, "image_size": size, "steps": steps, **result})
     command = "python benchmarks/scaling.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
@@ -124,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     print(path)
-    return 0 if all(row.get("status") == "ok" for row in rows) else 1
+    return 0 if all(row.get("status") == "ok" or row["status"].startswith("skipped") for row in rows) else 1
 
 
 if __name__ == "__main__":
