@@ -375,9 +375,9 @@ def train(
             if bar:
                 print(flush=True)
             break
-        row = {"epoch": epoch + 1, "loss": partial[0] / partial[2], "accuracy": partial[1] / partial[2]}
+        row = {"epoch": epoch + 1, "loss": float(partial[0] / partial[2]), "accuracy": float(partial[1] / partial[2])}
         if len(x_val):
-            row.update({f"val_{k}": v for k, v in loop.evaluate(x_val, y_val).items()})
+            row.update({f"val_{k}": float(v) for k, v in loop.evaluate(x_val, y_val).items()})
         row.update(learning_rate=learning_rate, seconds=round(time.time() - t0, 2))
         schedule.on_epoch_end(epoch, row)
         state["history"].append(row)
@@ -398,13 +398,13 @@ def train(
 def _finish(recipe, model, preprocess, out_dir, history, extra, data_dir, verbose):
     """Measure the test split through the inference model and write the preset (chief only)."""
     from nin_keras.data import dataset_info
-    from nin_keras.zoo import get_model_entry, inference_model, save_preset
+    from nin_keras.zoo import build_model, get_model_entry, inference_model, save_preset
     from nin_keras.zoo.registry import architecture_of
 
     architecture, kwargs = architecture_of(model)
     if recipe.get("mixed_precision"):
         # The preset is a float32 network: rebuild under the default policy and copy the weights.
-        float_model = _build_model({"name": architecture, "kwargs": kwargs}, model.input_shape[1:], False)
+        float_model = build_model(architecture, **kwargs)
         float_model.set_weights(model.get_weights())
         model = float_model
     x_test, y_test = load_arrays(recipe["dataset"], "test", data_dir)

@@ -1,0 +1,348 @@
+"""Tests of nin_keras.train: schedules, recipes, a real short run, kill/resume, multi-worker, mixed precision.
+
+The runs use ``maxout_mnist`` (a registered zoo model whose MLP costs 1.2 M multiply-adds per
+image) on a slice of ``../shared/datasets/mnist.npz`` so that whole training processes take
+seconds. Subprocess runs go through the real ``nin-keras train`` command line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nin_keras.train import schedules
+from nin_keras.train.recipes import list_recipes, load_recipe, validate_recipe
+
+MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist.npz"
+needs_mnist = pytest.mark.skipif(not MNIST.exists(), reason=f"{MNIST} not present (no MNIST to train on)")
+
+# 1,000 training images (200 more held out), batches of 50: 20 steps per epoch.
+STEPS_PER_EPOCH = 20
+CHECKPOINT_EVERY = 4
+
+
+def tiny_recipe(**overrides) -> dict:
+    recipe = load_recipe("maxout_mnist")
+    recipe["dataset"] = {"name": "mnist", "source": "local", "train_examples": 1200, "test_examples": 500}
+    recipe.update(
+        name="maxout_mnist_tiny",
+        validation={"holdout": 200},
+        epochs=3,
+        batch_size=50,
+        schedule={"name": "cosine", "warmup_epochs": 0.5},
+        checkpoint_every_steps=CHECKPOINT_EVERY,
+    )
+    recipe.update(overrides)
+    return recipe
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def test_plateau_rule_matches_hand_computed_sequence():
+    s = schedules.PlateauSchedule(0.1, patience=2, min_delta=0.01, min_fraction=0.01)
+    accuracies = [0.50, 0.60, 0.605, 0.609, 0.70, 0.70, 0.70, 0.705, 0.75, 0.75, 0.75]
+    # Hand-computed: best/wait per epoch; a wait of 2 divides the rate by 10 (floor 0.001),
+    # and a plateau at the floor ends the run.
+    #  e0 .50 best  e1 .60 best  e2 .605 w1  e3 .609 w2 -> 0.01   e4 .70 best
+    #  e5 .70 w1    e6 .70 w2 -> 0.001 (floor)  e7 .705 w1 (gain < min_delta)  e8 .75 best
+    #  e9 .75 w1    e10 .75 w2 at the floor -> stop
+    expected_rates = [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.001, 0.001]
+    expected_stop = [False] * 10 + [True]
+    rates, stops = [], []
+    for epoch, acc in enumerate(accuracies):
+        s.on_epoch_end(epoch, {"accuracy": acc})
+        rates.append(s.learning_rate(epoch + 1, 0))
+        stops.append(s.should_stop())
+    np.testing.assert_allclose(rates, expected_rates, rtol=1e-12)
+    assert stops == expected_stop
+
+
+def test_plateau_state_round_trip_and_bad_monitor():
+    a = schedules.PlateauSchedule(0.1, patience=1)
+    for epoch, acc in enumerate([0.5, 0.5, 0.6]):
+        a.on_epoch_end(epoch, {"accuracy": acc})
+    b = schedules.PlateauSchedule(0.1, patience=1)
+    b.set_state(json.loads(json.dumps(a.get_state())))
+    for epoch, acc in enumerate([0.6, 0.6], start=3):
+        a.on_epoch_end(epoch, {"accuracy": acc})
+        b.on_epoch_end(epoch, {"accuracy": acc})
+        assert a.learning_rate(epoch, 0) == b.learning_rate(epoch, 0)
+    with pytest.raises(ValueError, match="monitors 'accuracy'"):
+        a.on_epoch_end(9, {"val_accuracy": 1.0})
+
+
+def test_cosine_and_one_cycle_against_formulas():
+    steps, epochs = 10, 4
+    cos = schedules.CosineSchedule(0.2, steps, epochs, warmup_epochs=1, final_fraction=0.1)
+    total = steps * epochs
+    for k in range(total):
+        t = (k + 1) / total
+        want = 0.2 * t / 0.25 if t <= 0.25 else 0.02 + 0.5 * 0.18 * (1 + math.cos(math.pi * (t - 0.25) / 0.75))
+        assert cos.learning_rate(k // steps, k % steps) == pytest.approx(want)
+    one = schedules.OneCycleSchedule(1.0, steps, epochs, pct_start=0.25, div_factor=10, final_div_factor=100)
+    assert one.learning_rate(0, 0) == pytest.approx(0.1)
+    assert one.learning_rate(1, 0) == pytest.approx(1.0)
+    assert one.learning_rate(epochs - 1, steps - 1) == pytest.approx(1.0 + (0.01 - 1.0) * (39 / 40 - 0.25) / 0.75)
+    with pytest.raises(ValueError, match="schedule name 'step'"):
+        schedules.make_schedule({"name": "step"}, 0.1, 10, 2)
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def test_every_zoo_recipe_is_valid_and_buildable():
+    import keras
+
+    from nin_keras.train.loop import build_layers
+    from nin_keras.zoo import list_models
+
+    names = list_recipes()
+    assert {"nin_cifar10", "nin_cifar100", "nin_svhn", "nin_mnist", "nin_mnist_fast",
+            "nin_fashion_mnist_fast", "maxout_mnist", "nin_cifar10_fast"} <= set(names)
+    for name in names:
+        recipe = load_recipe(name)
+        assert recipe["name"] == name
+        assert recipe["model"]["name"] in list_models()
+        for layer in build_layers(recipe.get("preprocessing", []) + recipe.get("augmentation", [])):
+            assert isinstance(layer, keras.layers.Layer)
+    paper = load_recipe("nin_cifar10")
+    assert paper["optimizer"]["momentum"] == 0.9 and paper["batch_size"] == 128
+    assert paper["schedule"]["name"] == "plateau" and paper["schedule"]["min_fraction"] == 0.01
+
+
+def test_recipe_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nin_mnist_fast"):
+        load_recipe("nin_mnist_fsat")
+    broken = {k: v for k, v in tiny_recipe().items() if k != "seed"}
+    with pytest.raises(ValueError, match="seed"):
+        validate_recipe(broken)
+    with pytest.raises(ValueError, match="batch_size"):
+        validate_recipe(tiny_recipe(batch_size=0))
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(tiny_recipe(optimiser={})))
+    with pytest.raises(ValueError, match="optimiser"):
+        load_recipe(path)
+
+
+# --------------------------------------------------------------------------- in-process runs
+
+
+@needs_mnist
+def test_short_training_improves_accuracy_and_writes_everything(tmp_path):
+    from nin_keras.train import evaluate_preset, train
+
+    result = train(tiny_recipe(), tmp_path, verbose=0, command="pytest")
+    history = result.history
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["val_accuracy"] > max(0.5, history[0]["val_accuracy"])
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert result.test_metrics["accuracy"] > 0.6  # chance is 0.1
+    rows = (tmp_path / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["command"] == "pytest" and len(metrics["history"]) == 3
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The preset's inference model (raw uint8 in) reproduces the recorded test number.
+    again = evaluate_preset(result.preset_dir, data_dir=None, source="local", limit=500)
+    assert again["accuracy"] == pytest.approx(result.test_metrics["accuracy"])
+    meta = json.loads((result.preset_dir / "metadata.json").read_text())
+    assert meta["command"] == "pytest" and meta["paper_error"] == 0.94
+    assert meta["metrics"]["test_error"] == pytest.approx(result.test_metrics["error_percent"], abs=1e-3)
+
+
+@needs_mnist
+def test_mixed_precision_path_runs_on_cpu(tmp_path):
+    import keras
+
+    from nin_keras.train import train
+    from nin_keras.zoo import load_preset
+
+    result = train(tiny_recipe(epochs=1, mixed_precision=True), tmp_path, verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert np.isfinite(result.history[0]["loss"])
+    state = np.load(tmp_path / "checkpoint.npz")
+    paths = [str(p) for p in state["optimizer_paths"]]
+    assert any("loss_scale_optimizer/dynamic_scale" in p for p in paths)
+    assert load_preset(result.preset_dir).model.dtype_policy.name == "float32"
+
+
+@needs_mnist
+def test_resume_rejects_a_different_recipe(tmp_path):
+    from nin_keras.train import train
+
+    train(tiny_recipe(epochs=1), tmp_path, verbose=0, max_steps=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(tiny_recipe(epochs=1, batch_size=40), tmp_path, verbose=0)
+
+
+# --------------------------------------------------------------------------- subprocess runs
+
+# Runs ``nin-keras`` in a child; NIN_TEST_HANG=step:K or save:K makes the child stop dead after
+# its K-th optimizer step, or halfway through writing its K-th checkpoint, and wait there for
+# the test's SIGKILL (a marker file says it got there).
+CHILD = r"""
+import io, os, sys, time
+import numpy as np
+
+def hang():
+    open(os.environ["NIN_TEST_MARKER"], "w").close()
+    while True:
+        time.sleep(1)
+
+mode = os.environ.get("NIN_TEST_HANG", "")
+if mode.startswith("step:"):
+    from nin_keras.train import loop
+    at, calls, original = int(mode[5:]), [0], loop._Loop.train_step
+    def train_step(self, batch, learning_rate):
+        out = original(self, batch, learning_rate)
+        calls[0] += 1
+        if calls[0] == at:
+            hang()
+        return out
+    loop._Loop.train_step = train_step
+elif mode.startswith("save:"):
+    at, calls, real = int(mode[5:]), [0], np.savez
+    def savez(f, **arrays):
+        calls[0] += 1
+        if calls[0] < at:
+            return real(f, **arrays)
+        buffer = io.BytesIO()
+        real(buffer, **arrays)
+        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        f.flush()
+        hang()
+    np.savez = savez
+
+from nin_keras.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _train_command(recipe_path: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-c", CHILD, "train", str(recipe_path), "--out", str(out), "--quiet", *extra]
+
+
+def _digest(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("weights digest: ")]
+    assert lines, output[-3000:]
+    return lines[-1].split(": ")[1]
+
+
+def _run_until_hang(command: list[str], marker: Path, env: dict, timeout: float = 240) -> None:
+    """Start ``command``, wait for it to reach its hang point, then kill -9 it."""
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + timeout
+    while not marker.exists():
+        if child.poll() is not None:
+            pytest.fail(f"child exited with {child.returncode} before the kill point:\n{child.stdout.read()[-3000:]}")
+        if time.time() > deadline:
+            child.kill()
+            pytest.fail("child never reached the kill point")
+        time.sleep(0.1)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    marker.unlink()
+
+
+def _checkpoint_state(out: Path) -> dict:
+    with np.load(out / "checkpoint.npz") as data:
+        return json.loads(str(data["state"]))
+
+
+@needs_mnist
+def test_kill_mid_epoch_and_mid_checkpoint_then_resume_matches_uninterrupted_run(tmp_path):
+    recipe_path = tmp_path / "tiny.json"
+    recipe_path.write_text(json.dumps(tiny_recipe()))
+    reference, resumed, marker = tmp_path / "reference", tmp_path / "resumed", tmp_path / "marker"
+
+    # The uninterrupted reference run goes on beside the interrupted one.
+    uninterrupted = subprocess.Popen(_train_command(recipe_path, reference), env=_env(),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    # 1. kill -9 in the middle of epoch 2 (after step 30; the last checkpoint is at step 28).
+    command = _train_command(recipe_path, resumed)
+    _run_until_hang(command, marker, _env(NIN_TEST_HANG="step:30", NIN_TEST_MARKER=str(marker)))
+    state = _checkpoint_state(resumed)
+    assert (state["epoch"], state["step"], state["global_step"]) == (1, 8, 28)
+    assert 30 - state["global_step"] <= CHECKPOINT_EVERY
+    assert len(state["history"]) == 1
+
+    # 2. The same command resumes; kill -9 it halfway through writing its 2nd checkpoint
+    #    (step 36): the file on disk is still the complete one from step 32.
+    _run_until_hang(command, marker, _env(NIN_TEST_HANG="save:2", NIN_TEST_MARKER=str(marker)))
+    state = _checkpoint_state(resumed)
+    assert (state["epoch"], state["step"], state["global_step"]) == (1, 12, 32)
+    assert list(resumed.glob(".checkpoint.npz.*.part*")), "the half-written temporary should be left behind"
+
+    # 3. The same command again finishes the run.
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not list(resumed.glob(".checkpoint.npz.*.part*"))
+    final = _checkpoint_state(resumed)
+    assert (final["epoch"], final["global_step"], final["finished"]) == (3, 3 * STEPS_PER_EPOCH, True)
+    assert [row["epoch"] for row in final["history"]] == [1, 2, 3]
+
+    out, _ = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, out[-3000:]
+    reference_state = _checkpoint_state(reference)
+    # Same data order, dropout masks, optimizer state and schedule: the same run, bit for bit.
+    assert _digest(done.stdout) == _digest(out)
+    for a, b in zip(final["history"], reference_state["history"]):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@needs_mnist
+def test_two_worker_multiworker_run_on_loopback_agrees(tmp_path):
+    recipe_path = tmp_path / "tiny.json"
+    recipe_path.write_text(json.dumps(tiny_recipe(epochs=1)))
+    out = tmp_path / "run"
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    children = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        command = _train_command(recipe_path, out, "--strategy", "multiworker")
+        children.append(subprocess.Popen(command, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for child in children:
+        try:
+            outputs.append(child.communicate(timeout=300)[0])
+        except subprocess.TimeoutExpired:
+            for c in children:
+                c.kill()
+            pytest.fail("multi-worker training did not finish")
+        assert child.returncode == 0, outputs[-1][-3000:]
+    assert _digest(outputs[0]) == _digest(outputs[1])
+    state = _checkpoint_state(out)
+    assert state["global_step"] == STEPS_PER_EPOCH and len(state["history"]) == 1
+    assert (out / "preset" / "model.weights.h5").exists()  # written by the chief only
