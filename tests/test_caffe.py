@@ -423,3 +423,82 @@ def test_custom_mapping_and_uncovered_convolutions(real_model):
         caffe_to_keras_weights(nin_cifar10(), _without(real_model, "cccp6"), partial)
     with pytest.raises(WeightsMismatchError, match="mlpconv3 has only 3 convolutions"):
         caffe_to_keras_weights(nin_cifar10(), real_model, {**NIN_LAYER_MAPPING, "cccp6": ("mlpconv3", 3)})
+
+
+# --- nin-keras import-caffe and the published preset --------------------------------------------
+
+PUBLISHED = Path(__file__).resolve().parents[1] / "zoo" / "weights" / "nin_cifar10.caffe"
+
+
+def test_import_caffe_writes_a_preset(imported, tmp_path, capsys):
+    from nin_keras.cli import main
+    from nin_keras.zoo import load_preset
+
+    out = tmp_path / "preset"
+    assert main(["import-caffe", str(CAFFEMODEL), "--arch", "nin_cifar10", "--out", str(out), "--no-preprocessing", "--license", "BSD"]) == 0
+    assert str(out) in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metadata.json", "model.weights.h5"]
+    preset = load_preset(out)
+    assert preset.architecture == "nin_cifar10" and preset.preprocessing == []
+    assert preset.metadata["source_sha256"] == SHA256 and preset.metadata["license"] == "BSD"
+    assert "V1LayerParameter" in preset.metadata["source"]
+    assert preset.metadata["import_command"].startswith("nin-keras import-caffe ")
+    for got, want in zip(preset.model.get_weights(), imported.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    # An existing folder is not replaced without --overwrite.
+    assert main(["import-caffe", str(CAFFEMODEL), "--arch", "nin_cifar10", "--out", str(out), "--no-preprocessing"]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "make_file, arch, message",
+    [
+        (lambda real: b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "nin_cifar10", "not a valid .caffemodel"),
+        (lambda real: real[: len(real) // 2], "nin_cifar10", "truncated"),
+        (lambda real: real, "nin_cifar100", "'cccp6'"),  # the right file, the wrong architecture
+    ],
+)
+def test_import_caffe_failures_write_nothing(real_bytes, tmp_path, capsys, make_file, arch, message):
+    from nin_keras.cli import main
+
+    source = tmp_path / "in.caffemodel"
+    source.write_bytes(make_file(real_bytes))
+    out = tmp_path / "out" / "preset"
+    assert main(["import-caffe", str(source), "--arch", arch, "--out", str(out), "--no-preprocessing"]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.fixture(scope="module")
+def published():
+    if not (PUBLISHED / "metadata.json").exists():
+        pytest.skip(f"{PUBLISHED} not present")
+    from nin_keras.zoo import load_preset
+
+    return load_preset(PUBLISHED)
+
+
+def test_published_preset_is_the_caffe_model_with_gcn_zca(published, imported):
+    from nin_keras.layers import GlobalContrastNormalization, ZCAWhitening
+
+    for got, want in zip(published.model.get_weights(), imported.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    gcn, zca = published.preprocessing
+    assert isinstance(gcn, GlobalContrastNormalization) and gcn.scale == 55.0
+    assert isinstance(zca, ZCAWhitening) and zca.filter_bias == 0.1 and zca.whitening.dtype == "float16"
+    whitening = keras.ops.convert_to_numpy(zca.whitening).astype(np.float32)
+    np.testing.assert_allclose(whitening, whitening.T, atol=1e-3 * np.abs(whitening).max())  # ZCA is symmetric
+    assert all(p.stat().st_size < 20e6 for p in PUBLISHED.iterdir())
+    assert published.metadata["source_sha256"] == SHA256
+    assert published.metadata["metrics"]["test_error"] < 25  # measured on CIFAR-10 (JPEG copy)
+
+
+@pytest.mark.slow
+def test_published_preset_full_test_accuracy(published):
+    """The whole CIFAR-10 (JPEG copy) test split through the preset's raw-image model."""
+    from nin_keras.train import evaluate_preset
+
+    result = evaluate_preset(PUBLISHED, "cifar10", "test")
+    assert result["examples"] == 10_000
+    assert result["accuracy"] > 0.78
+    assert result["error_percent"] == pytest.approx(published.metadata["metrics"]["test_error"], abs=0.01)
