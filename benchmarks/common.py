@@ -6,6 +6,7 @@ Every benchmark script writes ``benchmarks/results/<name>.json`` through ``write
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -37,11 +38,17 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-    for module in ("numpy", "tensorflow", "keras", "onnxruntime", "ai_edge_litert"):
-        try:
-            info[module] = __import__(module).__version__
-        except Exception:  # a missing optional runtime is recorded, not fatal
-            info[module] = None
+    # Installed versions from package metadata: importing TensorFlow just to read it costs seconds.
+    distributions = {"numpy": ("numpy",), "tensorflow": ("tensorflow", "tensorflow-cpu"), "keras": ("keras",),
+                     "onnxruntime": ("onnxruntime",), "ai_edge_litert": ("ai-edge-litert",)}
+    for module, names in distributions.items():
+        info[module] = None  # a missing optional runtime is recorded, not fatal
+        for name in names:
+            try:
+                info[module] = importlib.metadata.version(name)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
     return info
 
 
