@@ -275,6 +275,22 @@ def run(variants: Sequence[str], quick: bool, runs: int | None = None,
     return rows, peak
 
 
+def summarize(rows: list[dict[str, Any]], peak: float) -> str:
+    """One sentence on the baseline and the fastest variant, for the report."""
+    ok = [row for row in rows if row.get("status") == "ok"]
+    base = next((row for row in ok if row["variant"] == "baseline"), None)
+    if base is None:
+        return "The baseline did not run."
+    best = max(ok, key=lambda row: row["library_images_per_s"])
+    return (
+        f"Baseline (batch {base['batch_size']}): library {base['library_images_per_s']:.1f} images/s, stock "
+        f"{base['stock_images_per_s']:.1f}: ratio {base['ratio']:.3f} (CPU-time ratio {base['cpu_ratio']:.3f}); "
+        f"{base['achieved_gflops']:.1f} GFLOP/s = {100 * base['fraction_of_peak']:.0f}% of the {peak:.0f} GFLOP/s "
+        f"matmul peak. Fastest: {best['variant']}, {best['library_images_per_s']:.1f} images/s "
+        f"({100 * best['fraction_of_peak']:.0f}% of peak)."
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
@@ -294,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train_step", rows, command,
         title="Training step: NIN CIFAR-10, library layers vs stock keras.layers",
         columns=COLUMNS,
+        summary=summarize(rows, peak),
         matmul_peak_gflops=peak,
         quick=args.quick,
         notes=(
