@@ -135,6 +135,81 @@ def test_recipe_errors_name_the_problem(tmp_path):
         load_recipe(path)
 
 
+# --------------------------------------------------------------------------- checkpoints and data order
+
+
+def _small_model(units: int = 4):
+    import keras
+
+    inputs = keras.Input((3,))
+    x = keras.layers.Dense(units, name="dense")(inputs)
+    x = keras.layers.Dropout(0.5, name="drop")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(x))
+
+
+def test_checkpoint_round_trip_corruption_and_mismatch(tmp_path):
+    import keras
+
+    from nin_keras.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_digest
+
+    model, optimizer = _small_model(), keras.optimizers.SGD(0.1, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+    optimizer.variables[-1].assign(np.full(optimizer.variables[-1].shape, 0.25))
+    path = save_checkpoint(tmp_path / "c.npz", model, optimizer, {"epoch": 2, "history": [{"loss": 0.5}]})
+    assert not list(tmp_path.glob(".c.npz.*"))  # the temporary was renamed into place
+
+    copy, copy_optimizer = _small_model(), keras.optimizers.SGD(0.1, momentum=0.9)
+    copy_optimizer.build(copy.trainable_variables)
+    assert weights_digest(copy) != weights_digest(model)
+    state = load_checkpoint(path, copy, copy_optimizer)
+    assert state == {"epoch": 2, "history": [{"loss": 0.5}]}
+    assert weights_digest(copy) == weights_digest(model)
+    for a, b in zip(optimizer.variables, copy_optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(truncated, copy, copy_optimizer)
+    wider, wider_optimizer = _small_model(units=5), keras.optimizers.SGD(0.1, momentum=0.9)
+    wider_optimizer.build(wider.trainable_variables)
+    with pytest.raises(CheckpointError, match="dense/kernel"):
+        load_checkpoint(path, wider, wider_optimizer)
+
+
+def test_epoch_pipeline_is_seeded_and_a_resumed_epoch_sees_the_same_batches():
+    import keras
+    import tensorflow as tf
+
+    from nin_keras.train.loop import _Loop, build_layers
+
+    recipe = tiny_recipe(batch_size=4)
+    recipe["augmentation"] = [{"module": "nin_keras.layers", "class_name": "RandomPadCrop",
+                               "config": {"padding": 2}, "registered_name": "nin_keras>RandomPadCrop"}]
+    model, optimizer = _small_model(), keras.optimizers.SGD(0.1)
+    preprocess = build_layers(recipe["preprocessing"])
+    loop = _Loop(recipe, tf.distribute.get_strategy(), model, optimizer, preprocess, verbose=0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8)
+    labels = np.arange(20, dtype=np.int64)
+
+    def batches(epoch, skip=0):
+        return [(x.numpy(), y.numpy()) for x, y in loop.dataset(images, labels, epoch, skip=skip)]
+
+    first = batches(epoch=1)
+    assert len(first) == 5 and sorted(np.concatenate([y for _, y in first])) == list(range(20))
+    again, resumed, other = batches(epoch=1), batches(epoch=1, skip=2), batches(epoch=2)
+    for (xa, ya), (xb, yb) in zip(first, again):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    for (xa, ya), (xb, yb) in zip(first[2:], resumed):
+        np.testing.assert_array_equal(xa, xb)  # same order and the same random crops
+        np.testing.assert_array_equal(ya, yb)
+    assert not all(np.array_equal(ya, yb) for (_, ya), (_, yb) in zip(first, other))
+    # The crops are real: some batch differs from the merely rescaled images.
+    assert any(not np.allclose(x, images[y] / 255.0) for x, y in first)
+
+
 # --------------------------------------------------------------------------- in-process runs
 
 
@@ -162,13 +237,13 @@ def test_short_training_improves_accuracy_and_writes_everything(tmp_path):
 
 
 @needs_mnist
-def test_mixed_precision_path_runs_on_cpu(tmp_path):
+def test_mixed_precision_under_mirrored_strategy_runs_on_cpu(tmp_path):
     import keras
 
     from nin_keras.train import train
     from nin_keras.zoo import load_preset
 
-    result = train(tiny_recipe(epochs=1, mixed_precision=True), tmp_path, verbose=0)
+    result = train(tiny_recipe(epochs=1, mixed_precision=True), tmp_path, strategy="mirrored", verbose=0)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     assert np.isfinite(result.history[0]["loss"])
     state = np.load(tmp_path / "checkpoint.npz")
