@@ -1,8 +1,10 @@
 """Real images for the parity check (test split) and int8 calibration (training split).
 
-Images come from :func:`nin_keras.data.load_dataset` as raw uint8 ``[N, H, W, C]``; a seeded
+Images come from the local copy of the model's data set (:func:`nin_keras.data.load_dataset`
+with ``source="local"``: an export never downloads) as raw uint8 ``[N, H, W, C]``; a seeded
 shuffle over the whole split picks them, so class-ordered sources (image folders) still give a
-class-balanced sample. A model with no data set is checked on seeded random images.
+class-balanced sample. A model with no data set, or none on disk, is checked on seeded random
+images, and the parity report says so.
 """
 
 from __future__ import annotations
@@ -25,15 +27,26 @@ def parity_images(dataset: str | None, count: int,
     """
     if count < 1:
         raise ValueError(f"parity_samples must be at least 1, got {count}")
-    if dataset is None:
-        images = np.random.default_rng(SEED).integers(0, 256, (count, *input_shape), np.uint8)
-        return images, None, f"{count} seeded random uint8 images (the model has no data set)"
-    images, labels = _take(dataset, "test", count)
-    return images, labels, f"{dataset} test split, {len(images)} images (seeded sample)"
+    from nin_keras.errors import DataError
+
+    why = "the model has no data set"
+    if dataset is not None:
+        try:
+            images, labels = _take(dataset, "test", count)
+            return images, labels, f"{dataset} test split, {len(images)} images (seeded sample)"
+        except DataError:
+            why = f"no local copy of {dataset}"
+    images = np.random.default_rng(SEED).integers(0, 256, (count, *input_shape), np.uint8)
+    return images, None, f"{count} seeded random uint8 images ({why})"
 
 
 def calibration_images(dataset: str | None, count: int) -> tuple[np.ndarray, str]:
-    """``(uint8 images [count, H, W, C], description)`` from the training split for calibration."""
+    """``(uint8 images [count, H, W, C], description)`` from the training split for calibration.
+
+    Raises:
+        ValueError: no data set is known.
+        DataError: the data set has no local copy.
+    """
     if dataset is None:
         raise ValueError("quantize='int8' needs representative_data or a model with a data set")
     if count < 1:
@@ -57,7 +70,7 @@ def class_names(dataset: str | None, classes: int) -> list[str]:
 def _take(dataset: str, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
     from nin_keras.data import load_dataset
 
-    ds = load_dataset(dataset, split)
+    ds = load_dataset(dataset, split, source="local")
     size = int(ds.cardinality())
     buffer = size if size > 0 else 60_000
     ds = ds.shuffle(buffer, seed=SEED, reshuffle_each_iteration=False).take(count)

@@ -1,0 +1,456 @@
+"""Tests for nin_keras.export: SavedModel / TFLite / ONNX export, parity, metadata, Predictor, CLI.
+
+Every artifact is re-run in a fresh Python process with only its own runtime (TensorFlow,
+LiteRT or ONNX Runtime) and compared with the Keras model in this process. Real images come from
+the local data sets in ../shared (MNIST, the CIFAR-10 JPEG copy); tests needing them skip when
+they are absent. Full ZCA-baked CIFAR-10 exports take minutes on 2 cores and are marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("tf2onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("ai_edge_litert")
+
+from nin_keras import cli  # noqa: E402
+from nin_keras.errors import DataError, ExportError  # noqa: E402
+from nin_keras.export import ParityTolerance, Predictor, export, parity_report  # noqa: E402
+from nin_keras.export import samples  # noqa: E402
+from nin_keras.export.metadata import metadata_path, weights_sha256  # noqa: E402
+from nin_keras.io_utils import sha256_file  # noqa: E402
+from nin_keras.zoo import presets, registry  # noqa: E402
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+# BatchNorm variants differ from their plain twins by folded BatchNormalization layers only:
+# exporting them too doubles the cost, so they run with -m slow.
+FAST_ARCHITECTURES = [n for n in registry.list_models() if not n.endswith("_bn")]
+SLOW_ARCHITECTURES = [n for n in registry.list_models() if n.endswith("_bn")]
+
+# Runs in a fresh interpreter with nothing but the artifact's runtime: no nin_keras import.
+RUNTIME_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    images = np.load(sys.argv[1])
+    results = {}
+    for i, path in enumerate(sys.argv[3:]):
+        if path.endswith(".tflite"):
+            from ai_edge_litert.interpreter import Interpreter
+            interpreter = Interpreter(model_path=path)
+            detail = interpreter.get_input_details()[0]
+            assert list(detail["shape_signature"][:1]) == [-1], detail["shape_signature"]
+            interpreter.resize_tensor_input(detail["index"], list(images.shape))
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(detail["index"], images)
+            interpreter.invoke()
+            out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        elif path.endswith(".onnx"):
+            import onnx, onnxruntime
+            onnx.checker.check_model(onnx.load(path))
+            session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+            assert session.get_inputs()[0].shape[0] == "batch", session.get_inputs()[0].shape
+            out = session.run(["probabilities"], {"images": images})[0]
+        else:
+            import tensorflow as tf
+            serve = tf.saved_model.load(path).signatures["serving_default"]
+            out = serve(images=tf.constant(images))["probabilities"].numpy()
+        results[str(i)] = out
+    np.savez(sys.argv[2], **results)
+""")
+
+
+def run_fresh(paths: list[Path], images: np.ndarray, tmp: Path) -> list[np.ndarray]:
+    """Probabilities of each artifact on ``images``, computed in one fresh Python process."""
+    np.save(tmp / "images.npy", np.ascontiguousarray(images, np.float32))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", RUNTIME_SCRIPT, str(tmp / "images.npy"),
+                           str(tmp / "out.npz"), *map(str, paths)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with np.load(tmp / "out.npz") as out:
+        return [out[str(i)] for i in range(len(paths))]
+
+
+def keras_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model(np.asarray(images, np.float32), training=False))
+
+
+def real_images(dataset: str, count: int, shape) -> tuple[np.ndarray, np.ndarray]:
+    images, labels, described = samples.parity_images(dataset, count, shape)
+    if labels is None:
+        pytest.skip(f"no local copy of {dataset}: {described}")
+    return images, labels
+
+
+def pretrained_preset(name: str):
+    """The published preset ``name`` if the zoo has weights for it here, else skip."""
+    if name not in registry.list_models(pretrained=True):
+        pytest.skip(f"no published weights for {name} in this checkout")
+    return presets.load_preset(name)
+
+
+def tiny_model(name: str = "tiny") -> keras.Model:
+    """A 8x8x3 inference model from stock layers: scale, conv, GAP, softmax."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                             keras.layers.Conv2D(6, 3, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(4, activation="softmax")], name=name)
+
+
+# --------------------------------------------------------------------------- parity rules
+
+
+def test_parity_report_float_bounds_and_ties():
+    rng = np.random.default_rng(0)
+    reference = rng.dirichlet(np.ones(5), size=20)
+    passed = parity_report(reference, reference + 5e-5)
+    assert passed["passed"] and passed["max_abs_diff"] == pytest.approx(5e-5)
+    failed = parity_report(reference, reference + 2e-4)
+    assert not failed["passed"] and "max" in failed["failures"][0]
+    # A swapped top-1 on a clear winner fails; a swap between exact ties does not.
+    swapped = reference.copy()
+    swapped[0] = np.roll(reference[0], 1)
+    assert parity_report(reference, swapped)["top1_mismatches"] == 1
+    tied = np.tile([0.3, 0.3, 0.2, 0.1, 0.1], (3, 1))
+    flipped = tied.copy()
+    flipped[:, 1] += 1e-6
+    report = parity_report(tied, flipped)
+    assert report["passed"] and report["top1_agreement"] == 0.0 and report["top1_mismatches"] == 0
+
+
+def test_parity_report_quantized_agreement_and_accuracy():
+    rng = np.random.default_rng(1)
+    reference = rng.dirichlet(np.ones(10), size=200)
+    labels = reference.argmax(1).copy()
+    labels[:20] = (labels[:20] + 1) % 10  # Keras accuracy 90%
+    candidate = reference.copy()
+    candidate[20:28] = np.roll(candidate[20:28], 1, axis=1)  # 8 changed predictions
+    changed = (candidate.argmax(1) != reference.argmax(1)).sum()
+    report = parity_report(reference, candidate, labels, quantize="int8")
+    assert report["top1_agreement"] == pytest.approx(1 - changed / 200)
+    assert report["keras_accuracy"] == pytest.approx(90.0)
+    expected = 100 * np.mean(candidate.argmax(1) == labels)
+    assert report["artifact_accuracy"] == pytest.approx(expected)
+    assert report["accuracy_drop"] == pytest.approx(90.0 - expected)
+    assert report["passed"] is bool(changed / 200 <= 0.05 and 90.0 - expected <= 1.0)
+    strict = parity_report(reference, candidate, labels, quantize="int8",
+                           tolerance=ParityTolerance(max_accuracy_drop=0.0))
+    assert not strict["passed"] and any("accuracy drop" in f for f in strict["failures"])
+
+
+# --------------------------------------------------------------------------- every architecture
+
+
+def _export_architecture(name: str, tmp_path: Path) -> None:
+    model = registry.build_model(name)
+    paths = export(model, ("tflite",), tmp_path, parity_samples=8)
+    info = json.loads(metadata_path(paths["tflite"]).read_text())
+    assert info["parity"]["passed"] and info["parity"]["count"] == 8
+    assert info["parity"]["max_abs_diff"] <= 1e-4
+    assert info["sha256"] == sha256_file(paths["tflite"])
+    assert info["bytes"] == paths["tflite"].stat().st_size
+    assert info["input"]["shape"] == [None, *model.input_shape[1:]]
+    assert info["source"]["weights_sha256"] == weights_sha256(
+        presets.inference_model(model, input_dtype="float32"))
+    assert len(info["class_names"]) == model.output_shape[-1]
+    assert info["dataset"] == registry.get_model_entry(name).dataset
+
+
+@pytest.mark.parametrize("name", FAST_ARCHITECTURES)
+def test_every_architecture_exports_to_tflite_with_parity(name, tmp_path):
+    _export_architecture(name, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW_ARCHITECTURES)
+def test_batchnorm_architectures_export_to_tflite_with_parity(name, tmp_path):
+    _export_architecture(name, tmp_path)
+
+
+# --------------------------------------------------------------------------- three formats, fresh process
+
+
+@pytest.fixture(scope="module")
+def float_exports(tmp_path_factory):
+    """NIN MNIST (raw pixels in) and NIN CIFAR-10 (network only: the ZCA-baked export is slow)
+    exported to all three formats; pretrained weights where the zoo has them."""
+    out = tmp_path_factory.mktemp("float_exports")
+    cases = {}
+    for name, include_preprocessing in (("nin_mnist", True), ("nin_cifar10", False)):
+        if name in registry.list_models(pretrained=True):
+            preset = presets.load_preset(name)
+            network, preprocessing = preset.model, preset.preprocessing
+        else:
+            keras.utils.set_random_seed(0)
+            network = registry.build_model(name)
+            preprocessing = samples_preprocessing(name)
+        inference = presets.inference_model(network, preprocessing, input_dtype="float32")
+        paths = export(inference, FORMATS, out / name, parity_samples=32,
+                       include_preprocessing=include_preprocessing)
+        dataset = registry.get_model_entry(name).dataset
+        images, labels = real_images(dataset, 40, network.input_shape[1:])
+        if include_preprocessing:
+            inputs, keras_model = images.astype(np.float32), inference
+        else:
+            stack = keras.Sequential([keras.Input(network.input_shape[1:]), *preprocessing])
+            inputs, keras_model = keras_probabilities(stack, images), network
+        cases[name] = dict(paths=paths, inputs=inputs, labels=labels,
+                           reference=keras_probabilities(keras_model, inputs))
+    # A fresh process per model runs its three artifacts on a batch of 40.
+    for name in cases:
+        outputs = run_fresh([cases[name]["paths"][fmt] for fmt in FORMATS], cases[name]["inputs"],
+                            out / name)
+        cases[name]["fresh"] = dict(zip(FORMATS, outputs))
+    return cases
+
+
+def samples_preprocessing(name: str) -> list[keras.layers.Layer]:
+    """The data set's preprocessing layers, ZCA fitted on a few real training images."""
+    from nin_keras.data import dataset_info
+    from nin_keras.layers import ZCAWhitening
+
+    layers = dataset_info(registry.get_model_entry(name).dataset).preprocessing_layers()
+    for i, layer in enumerate(layers):
+        if isinstance(layer, ZCAWhitening):
+            stack = keras.Sequential([keras.Input((32, 32, 3)), *layers[:i]])
+            try:
+                train, _ = samples.calibration_images("cifar10", 256)
+            except DataError:
+                pytest.skip("no local CIFAR-10 to fit ZCA on")
+            layer.adapt(keras_probabilities(stack, train))
+    return layers
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", ["nin_mnist", "nin_cifar10"])
+def test_artifact_in_fresh_process_matches_keras(float_exports, name, fmt):
+    case = float_exports[name]
+    fresh, reference = case["fresh"][fmt], case["reference"]
+    assert fresh.shape == reference.shape == (40, 10)
+    assert np.abs(fresh - reference).max() <= 1e-4
+    np.testing.assert_array_equal(fresh.argmax(1), reference.argmax(1))
+    info = json.loads(metadata_path(case["paths"][fmt]).read_text())
+    assert info["format"] == fmt and info["parity"]["passed"]
+    assert info["input"]["shape"][0] is None and info["output"]["shape"] == [None, 10]
+    assert info["include_preprocessing"] is (name == "nin_mnist")
+    assert [layer["class_name"] for layer in info["preprocessing"]] == (
+        ["Rescaling"] if name == "nin_mnist" else ["GlobalContrastNormalization", "ZCAWhitening"])
+    assert info["parity"]["images"].startswith(registry.get_model_entry(name).dataset + " test")
+
+
+def test_predictor_top1_matches_keras_on_image_files(float_exports, tmp_path):
+    from PIL import Image
+
+    case = float_exports["nin_mnist"]
+    images = case["inputs"][:6].astype(np.uint8)
+    files = []
+    for i, image in enumerate(images):
+        files.append(tmp_path / f"digit{i}.png")
+        Image.fromarray(image[..., 0]).save(files[-1])
+    expected = case["reference"][:6].argmax(1)
+    names = [str(d) for d in range(10)]
+    for fmt in FORMATS:
+        predictor = Predictor(case["paths"][fmt])
+        assert predictor.format == fmt
+        top = predictor.predict([str(f) for f in files], top_k=3)
+        assert [t[0][0] for t in top] == [names[c] for c in expected]
+        assert all(len(t) == 3 and t[0][1] >= t[1][1] >= t[2][1] for t in top)
+        # Arrays: one HW image, one HWC image, a batch; all give the same answer as the files.
+        np.testing.assert_allclose(predictor.predict_proba(images[0, ..., 0]),
+                                   predictor.predict_proba(images[:1]), atol=1e-6)
+        np.testing.assert_allclose(predictor.predict_proba(images),
+                                   case["reference"][:6], atol=1e-4)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((0, 28, 28, 1), np.uint8), "empty"),
+    (np.zeros((2, 32, 32, 3), np.uint8), "shape"),
+    (np.zeros((2, 28, 28, 1), np.int32), "dtype"),
+    (np.full((1, 28, 28, 1), np.nan, np.float32), "NaN"),
+    (np.full((1, 28, 28, 1), 300.0, np.float32), "range"),
+    ([], "empty"),
+])
+def test_predictor_rejects_bad_input(float_exports, bad, message):
+    predictor = Predictor(float_exports["nin_mnist"]["paths"]["onnx"])
+    with pytest.raises(ValueError, match=message):
+        predictor.predict(bad)
+
+
+def test_predictor_rejects_bad_files_and_paths(float_exports, tmp_path):
+    predictor = Predictor(float_exports["nin_mnist"]["paths"]["tflite"])
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="broken.png"):
+        predictor.predict([str(tmp_path / "broken.png")])
+    with pytest.raises(ValueError, match="top_k"):
+        predictor.predict(np.zeros((1, 28, 28, 1), np.uint8), top_k=0)
+    with pytest.raises(ValueError, match="does not exist"):
+        Predictor(tmp_path / "missing.onnx")
+    (tmp_path / "model.h5").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a SavedModel"):
+        Predictor(tmp_path / "model.h5")
+
+
+# --------------------------------------------------------------------------- quantization
+
+
+def test_int8_exports_report_agreement_and_accuracy(tmp_path):
+    """Full-integer TFLite and static QDQ ONNX on real MNIST: agreement and accuracy recorded and
+    recomputed here from the artifacts' own outputs."""
+    if "nin_mnist" in registry.list_models(pretrained=True):
+        preset = presets.load_preset("nin_mnist")
+        inference = preset.inference_model(input_dtype="float32")
+        tolerance = ParityTolerance()  # a trained model must meet the documented bounds
+    else:
+        keras.utils.set_random_seed(0)
+        inference = presets.inference_model(registry.build_model("nin_mnist"),
+                                            [keras.layers.Rescaling(1 / 255)], input_dtype="float32")
+        tolerance = ParityTolerance(min_top1_agreement=0.0, max_accuracy_drop=100.0)
+    images, labels = real_images("mnist", 64, (28, 28, 1))
+    paths = export(inference, ("tflite", "onnx"), tmp_path, quantize="int8",
+                   parity_data=(images, labels), calibration_samples=32, tolerance=tolerance)
+    reference = keras_probabilities(inference, images)
+    outputs = run_fresh([paths["tflite"], paths["onnx"]], images, tmp_path)
+    for fmt, out in zip(("tflite", "onnx"), outputs):
+        assert paths[fmt].name == f"{inference.name}.int8.{fmt}"
+        info = json.loads(metadata_path(paths[fmt]).read_text())
+        parity = info["parity"]
+        assert info["quantization"]["mode"] == "int8"
+        assert info["quantization"]["calibration"]["images"] == 32
+        assert "train" in info["quantization"]["calibration"]["source"]
+        assert parity["top1_agreement"] == pytest.approx(np.mean(out.argmax(1) == reference.argmax(1)))
+        assert parity["artifact_accuracy"] == pytest.approx(100 * np.mean(out.argmax(1) == labels))
+        assert parity["keras_accuracy"] == pytest.approx(100 * np.mean(reference.argmax(1) == labels))
+    assert json.loads(metadata_path(paths["tflite"]).read_text())["quantization"]["ops"]["integer"]
+    # int8 stores weights in a quarter of the float32 bytes (plus scales).
+    floats = export(inference, ("onnx",), tmp_path / "float", parity_data=(images, labels))
+    assert paths["onnx"].stat().st_size < 0.4 * floats["onnx"].stat().st_size
+
+
+def test_float16_and_dynamic_tflite_pass_their_bounds(tmp_path):
+    model = tiny_model()
+    images = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), np.uint8)
+    paths = export(model, ("tflite",), tmp_path, quantize="float16", parity_data=(images, None))
+    info = json.loads(metadata_path(paths["tflite"]).read_text())
+    assert info["parity"]["atol"] == ParityTolerance().float16_atol and info["parity"]["passed"]
+    dynamic = export(model, ("tflite", "onnx"), tmp_path, quantize="dynamic",
+                     parity_data=(images, None), tolerance=ParityTolerance(min_top1_agreement=0.5))
+    assert {p.name for p in dynamic.values()} == {"tiny.dynamic.tflite", "tiny.dynamic.onnx"}
+
+
+def test_quantize_argument_checks(tmp_path):
+    with pytest.raises(ValueError, match="float16"):
+        export(tiny_model(), ("onnx",), tmp_path, quantize="float16")
+    with pytest.raises(ValueError, match="quantize"):
+        export(tiny_model(), ("tflite",), tmp_path, quantize="int4")
+    with pytest.raises(ValueError, match="formats"):
+        export(tiny_model(), ("coreml",), tmp_path)
+    with pytest.raises(ValueError, match="representative_data"):
+        export(tiny_model(), ("tflite",), tmp_path, quantize="int8",
+               parity_data=(np.zeros((2, 8, 8, 3), np.uint8), None))
+    assert not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- failures leave nothing
+
+
+@keras.saving.register_keras_serializable(package="nin_keras_tests")
+class MatrixInverse(keras.layers.Layer):
+    """Inverts a per-image matrix: TensorFlow's MatrixInverse has no TFLite built-in kernel."""
+
+    def call(self, x):
+        square = keras.ops.reshape(x, (-1, 4, 4))
+        eye = keras.ops.eye(4)
+        return keras.ops.reshape(keras.ops.linalg.inv(square + 300 * eye), (-1, 16))
+
+
+def test_flex_ops_are_rejected_and_leave_nothing(tmp_path):
+    model = keras.Sequential([keras.Input((4, 4, 1)), MatrixInverse(),
+                              keras.layers.Dense(3, activation="softmax")], name="flexy")
+    images = np.random.default_rng(0).integers(0, 256, (4, 4, 4, 1), np.uint8)
+    with pytest.raises(ExportError, match="Flex|SELECT_TF_OPS"):
+        export(model, ("tflite",), tmp_path, parity_data=(images, None))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_failed_parity_leaves_no_artifact_and_keeps_the_old_one(fmt, tmp_path):
+    model = tiny_model()
+    images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), np.uint8)
+    impossible = ParityTolerance(float32_atol=-1.0)
+    with pytest.raises(ExportError, match="parity"):
+        export(model, (fmt,), tmp_path, parity_data=(images, None), tolerance=impossible)
+    assert list(tmp_path.iterdir()) == []
+    # A good export, then a failing one over it: the good artifact and metadata survive intact.
+    path = export(model, (fmt,), tmp_path, parity_data=(images, None))[fmt]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    digest = json.loads(metadata_path(path).read_text())["sha256"]
+    with pytest.raises(ExportError):
+        export(model, (fmt,), tmp_path, parity_data=(images, None), tolerance=impossible)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert json.loads(metadata_path(path).read_text())["sha256"] == digest
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_export_then_predict_matches_keras(tmp_path, capsys):
+    from PIL import Image
+
+    keras.utils.set_random_seed(0)
+    network = registry.build_model("nin_mnist")
+    preset = presets.save_preset(network, tmp_path / "preset", {"dataset": "mnist"},
+                                 [keras.layers.Rescaling(1 / 255)])
+    out = tmp_path / "out"
+    assert cli.main(["export", str(preset), "--formats", "tflite,onnx", "--out", str(out),
+                     "--parity-samples", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert "tflite" in printed and "onnx" in printed and "top-1 agreement 1.0000" in printed
+    images, _ = real_images("mnist", 3, (28, 28, 1))
+    files = [tmp_path / f"{i}.png" for i in range(3)]
+    for file, image in zip(files, images):
+        Image.fromarray(image[..., 0]).save(file)
+    expected = keras_probabilities(presets.load_preset(preset).inference_model("float32"),
+                                   images).argmax(1)
+    for artifact in sorted(out.glob("*.onnx")) + sorted(out.glob("*.tflite")):
+        assert cli.main(["predict", str(artifact), *map(str, files), "--top-k", "2", "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert [r["top_k"][0]["label"] for r in result] == [str(c) for c in expected]
+    assert cli.main(["predict", str(artifact), str(tmp_path / "nope.png")]) == 1
+    assert "nope.png" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- pretrained, full size (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_pretrained_nin_cifar10_with_preprocessing_baked_in(quantize, tmp_path):
+    """The acceptance path: raw CIFAR-10 (JPEG copy) pixels in, all formats, fresh process."""
+    preset = pretrained_preset("nin_cifar10")
+    inference = preset.inference_model(input_dtype="float32")
+    formats = FORMATS if quantize is None else ("tflite", "onnx")
+    paths = export("nin_cifar10", formats, tmp_path, quantize=quantize)
+    images, labels = real_images("cifar10", 200, (32, 32, 3))
+    reference = keras_probabilities(inference, images)
+    outputs = run_fresh([paths[f] for f in formats], images, tmp_path)
+    for fmt, out in zip(formats, outputs):
+        info = json.loads(metadata_path(paths[fmt]).read_text())
+        assert info["source"]["preset"] == "nin_cifar10" and info["class_names"][3] == "cat"
+        if quantize is None:
+            assert np.abs(out - reference).max() <= 1e-4
+            np.testing.assert_array_equal(out.argmax(1), reference.argmax(1))
+        else:
+            assert np.mean(out.argmax(1) == reference.argmax(1)) >= 0.95
+            assert info["parity"]["accuracy_drop"] <= ParityTolerance().max_accuracy_drop
