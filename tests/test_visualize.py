@@ -45,11 +45,13 @@ def pretrained_nin():
     """The pretrained nin_cifar10 preset as an inference model (uint8 images in)."""
     from nin_keras import zoo
 
-    try:
-        preset = zoo.load_preset("nin_cifar10")
-    except (NinKerasError, ValueError, OSError) as err:
-        pytest.skip(f"pretrained nin_cifar10 preset not available: {err}")
-    return preset.inference_model(input_dtype="float32")
+    errors = []
+    for name in ("nin_cifar10", "nin_cifar10.caffe"):  # default weights, else the imported Caffe ones
+        try:
+            return zoo.load_preset(name).inference_model(input_dtype="float32")
+        except (NinKerasError, ValueError, OSError) as err:
+            errors.append(f"{name}: {err}")
+    pytest.skip(f"no pretrained nin_cifar10 preset: {'; '.join(errors)}")
 
 
 @pytest.fixture(scope="module")
@@ -420,7 +422,7 @@ def test_branching_models_are_rejected():
         visualize.deconv_projection(model, _random_images(1, size=8), "add", 0)
 
 
-def test_inference_model_with_whitening_projects_in_network_input_space():
+def test_inference_model_with_whitening_projects_in_network_input_space(tmp_path):
     """Preprocessing (cast, GCN, ZCA) is where the projection stops; the pictures un-whiten it."""
     from nin_keras import zoo
 
@@ -442,6 +444,8 @@ def test_inference_model_with_whitening_projects_in_network_input_space():
     lo = gcn_images.min(axis=(1, 2, 3), keepdims=True)
     hi = gcn_images.max(axis=(1, 2, 3), keepdims=True)
     np.testing.assert_allclose(shown, (gcn_images - lo) / (hi - lo), atol=2e-3)
+    # With whitening the deconv picture gains an un-whitened projection column (5 instead of 4).
+    _assert_png(visualize.plot_deconv(model, images, "mlpconv2", channel, tmp_path, cell=64), (5 * 64, 2 * 64))
 
 
 # ---------------------------------------------------------------- PNG files

@@ -119,11 +119,6 @@ def _network_start(chain: Sequence[keras.layers.Layer], target: int) -> int:
     return start
 
 
-def _whitening_layer(chain: Sequence[keras.layers.Layer], start: int) -> ZCAWhitening | None:
-    found = [layer for layer in chain[:start] if isinstance(layer, ZCAWhitening)]
-    return found[-1] if found else None
-
-
 def _is_max_pooling(layer: keras.layers.Layer) -> bool:
     return isinstance(layer, keras.layers.MaxPooling2D) or (isinstance(layer, CaffePooling2D) and layer.mode == "max")
 
@@ -379,13 +374,11 @@ def top_activations(
     return [TopActivation(int(i), float(values[i]), (int(positions[i, 0]), int(positions[i, 1]))) for i in best]
 
 
-def _display_projections(projections: np.ndarray, whitening: keras.layers.Layer | None) -> np.ndarray:
-    """Projections as images in ``[0, 1]``: un-whitened, zero at grey, scaled per image."""
+def _unwhiten(projections: np.ndarray, whitening: ZCAWhitening) -> np.ndarray:
+    """Map projections from whitened space back to image space: the inverse's linear part only
+    (a projection is a pattern, not an image, so the data mean is not added back)."""
     p = np.asarray(projections, dtype="float32")
-    if whitening is not None:
-        # The projection is a direction in whitened space: map it back without the mean.
-        p = np.asarray(whitening.inverse_transform(p)) - np.asarray(whitening.inverse_transform(np.zeros_like(p)))
-    return rendering.centered(p)
+    return np.asarray(whitening.inverse_transform(p)) - np.asarray(whitening.inverse_transform(np.zeros_like(p)))
 
 
 def _crop(images: np.ndarray, field: tuple[tuple[int, int], tuple[int, int]], size: tuple[int, int], fill: float) -> np.ndarray:
@@ -409,45 +402,54 @@ def plot_deconv(
 ) -> Path:
     """Draw each image beside the projection of its strongest ``channel`` activation in ``layer``.
 
-    Columns: the input (receptive field of the projected unit outlined), the projection over the
-    whole input, and both cropped to the receptive field.
+    Columns: the input (receptive field of the projected unit outlined); the projection in the
+    network's input space (zero is grey, each stretched on its own); for a whitened model, the
+    projection un-whitened into image space (it spreads beyond the field, as the inverse
+    whitening is not local); then input and projection cropped to the receptive field.
 
     Args:
         model, images, layer, channel: as for :func:`deconv_projection`.
         path: a ``.png`` file, or a folder for the file ``deconv_<layer>_c<channel>.png``; default the folder
             ``nin_keras_visualize``.
-        whitening: the ``ZCAWhitening`` that whitened ``images``; by default, a ``ZCAWhitening``
-            in the model's preprocessing (its inputs are then raw pixels and shown as they are).
-        cell: pixels per square cell; the PNG is ``4 * cell`` wide and ``N * cell`` high.
+        whitening: the ``ZCAWhitening`` that whitened ``images`` (they are shown un-whitened); by
+            default the ``ZCAWhitening`` in the model's preprocessing, if any (its images are raw
+            pixels, shown as they are).
+        cell: pixels per square cell; the PNG is ``5 * cell`` wide with whitening (else
+            ``4 * cell``) and ``N * cell`` high.
 
     Returns:
         The path written.
     """
     projections, positions = deconv_projection(model, images, layer, channel)
     shown = rendering.display_images(images, whitening)
-    shown_projections = _display_projections(projections, whitening or _model_whitening(model, layer))
-    fig, axes = rendering.new_grid(len(images), 4, cell)
+    whitening = whitening or _model_whitening(model, layer)
+    columns = [("input", None), ("projection", rendering.centered(projections))]
+    if whitening is not None:
+        columns.append(("un-whitened", rendering.centered(_unwhiten(projections, whitening))))
+    fig, axes = rendering.new_grid(len(images), len(columns) + 2, cell)
     font = rendering.font_size(cell)
     for row, position in enumerate(positions):
-        field = receptive_field(model, layer, position)
-        (r0, r1), (c0, c1) = field
+        (r0, r1), (c0, c1) = receptive_field(model, layer, position)
         rendering.show_image(axes[row, 0], shown[row])
         axes[row, 0].add_patch(
             Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, edgecolor="red", linewidth=1.5)
         )
-        rendering.show_image(axes[row, 1], shown_projections[row])
-        rendering.show_image(axes[row, 2], shown[row, r0:r1, c0:c1])
-        rendering.show_image(axes[row, 3], shown_projections[row, r0:r1, c0:c1])
-        if row == 0:
-            for ax, title in zip(axes[0], ("input", "projection", "input, field", "projection, field")):
-                ax.set_title(title, fontsize=font)
+        for col, (_, pictures) in enumerate(columns[1:], start=1):
+            rendering.show_image(axes[row, col], pictures[row])
+        rendering.show_image(axes[row, -2], shown[row, r0:r1, c0:c1])
+        rendering.show_image(axes[row, -1], columns[1][1][row, r0:r1, c0:c1])
+    for ax, (title, _) in zip(axes[0], [*columns, ("input, field", None), ("projection, field", None)]):
+        ax.set_title(title, fontsize=font)
     default = f"deconv_{layer}_c{channel}.png"
     return rendering.save_png(fig, rendering.output_path(path, default))
 
 
 def _model_whitening(model: keras.Model, layer: str) -> ZCAWhitening | None:
+    """The ``ZCAWhitening`` among the preprocessing in front of the network, if any."""
     chain = flatten_chain(model)
-    return _whitening_layer(chain, _network_start(chain, find_layer(chain, layer)))
+    start = _network_start(chain, find_layer(chain, layer))
+    found = [each for each in chain[:start] if isinstance(each, ZCAWhitening)]
+    return found[-1] if found else None
 
 
 def plot_top_patches(
@@ -474,7 +476,7 @@ def plot_top_patches(
         k: how many patches (9 in the paper).
         path: a ``.png`` file, or a folder for the file ``top<k>_<layer>_c<channel>.png``; default the folder
             ``nin_keras_visualize``.
-        whitening: as for :func:`plot_deconv`.
+        whitening: the ``ZCAWhitening`` that whitened ``images``, to show their patches un-whitened.
         cell: pixels per cell; the PNG is ``2 * ceil(sqrt(k)) * cell`` wide and
             ``ceil(k / ceil(sqrt(k))) * cell`` high.
         batch_size: images per forward pass during the search.
@@ -487,7 +489,7 @@ def plot_top_patches(
     chosen = np.asarray(images)[index]
     projections, _ = deconv_projection(model, chosen, layer, channel, positions=np.array([t.position for t in top]))
     shown = rendering.display_images(chosen, whitening)
-    shown_projections = _display_projections(projections, whitening or _model_whitening(model, layer))
+    shown_projections = rendering.centered(projections)
     fields = [receptive_field(model, layer, t.position) for t in top]
     # The unclipped field size: the largest one, reached away from the borders.
     size = (max(r1 - r0 for (r0, r1), _ in fields), max(c1 - c0 for _, (c0, c1) in fields))
