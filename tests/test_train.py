@@ -234,6 +234,11 @@ def test_short_training_improves_accuracy_and_writes_everything(tmp_path):
     meta = json.loads((result.preset_dir / "metadata.json").read_text())
     assert meta["command"] == "pytest" and meta["paper_error"] == 0.94
     assert meta["metrics"]["test_error"] == pytest.approx(result.test_metrics["error_percent"], abs=1e-3)
+    # Rerunning with a larger epoch count extends the finished run instead of starting over.
+    longer = train(tiny_recipe(epochs=4, description="longer"), tmp_path, verbose=0)
+    assert longer.resumed_from == {"epoch": 3, "step": 0}
+    assert [row["epoch"] for row in longer.history] == [1, 2, 3, 4]
+    assert longer.history[:3] == history
 
 
 @needs_mnist
@@ -374,7 +379,7 @@ def test_kill_mid_epoch_and_mid_checkpoint_then_resume_matches_uninterrupted_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not list(resumed.glob(".checkpoint.npz.*.part*"))
     final = _checkpoint_state(resumed)
-    assert (final["epoch"], final["global_step"], final["finished"]) == (3, 3 * STEPS_PER_EPOCH, True)
+    assert (final["epoch"], final["global_step"]) == (3, 3 * STEPS_PER_EPOCH)
     assert [row["epoch"] for row in final["history"]] == [1, 2, 3]
 
     out, _ = uninterrupted.communicate(timeout=300)

@@ -382,7 +382,9 @@ def train(
         schedule.on_epoch_end(epoch, row)
         state["history"].append(row)
         state.update(epoch=epoch + 1, step=0, partial=[0.0, 0.0, 0.0], partial_seconds=0.0)
-        state["finished"] = schedule.should_stop() or state["epoch"] >= recipe["epochs"]
+        # Only the schedule ends a run for good; reaching ``epochs`` does not, so rerunning with a
+        # larger --epochs extends a finished run.
+        state["finished"] = schedule.should_stop()
         save()
         if chief:
             write_history(out_dir, state["history"], extra)
@@ -446,9 +448,16 @@ def _build_model(model_config: Mapping[str, Any], input_shape: tuple, mixed_prec
         keras.config.set_dtype_policy(previous)
 
 
+# Keys a resumed run may change: the planned length and the documentation.
+_RESUMABLE_CHANGES = ("epochs", "description", "notes", "paper")
+
+
 def _check_same_recipe(saved: Mapping[str, Any], current: Mapping[str, Any], checkpoint: Path) -> None:
-    """A checkpoint may only be continued by the recipe that wrote it (epochs may grow)."""
-    changed = sorted(k for k in set(saved) | set(current) if k != "epochs" and saved.get(k) != current.get(k))
+    """A checkpoint may only be continued by the recipe that wrote it (``epochs`` and the
+    documentation keys may change; a step-based schedule then stretches to the new length)."""
+    changed = sorted(
+        k for k in set(saved) | set(current) if k not in _RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+    )
     if changed:
         raise ValueError(
             f"{checkpoint} was written by a different recipe (keys {changed} differ); "
