@@ -64,6 +64,13 @@ def test_quick_train_step_writes_the_expected_fields(quick_results):
     assert row["achieved_gflops"] == pytest.approx(row["library_images_per_s"] * 6 * nin_cifar10_macs(32) / 1e9)
     assert payload["matmul_peak_gflops"] == max(r["matmul_gflops"] for r in payload["rows"])
     assert row["fraction_of_peak"] == pytest.approx(row["achieved_gflops"] / payload["matmul_peak_gflops"])
+    # The same per CPU second of the process.
+    macs = nin_cifar10_macs(32)
+    assert row["achieved_gflops_per_cpu_s"] == pytest.approx(6 * macs / (row["library_cpu_ms_per_image"] / 1e3) / 1e9)
+    assert row["cpu_ratio"] == pytest.approx(row["stock_cpu_ms_per_image"] / row["library_cpu_ms_per_image"])
+    assert row["cpu_fraction_of_peak"] == pytest.approx(
+        row["achieved_gflops_per_cpu_s"] / payload["matmul_peak_gflops_per_cpu_s"])
+    assert payload["summary"].startswith("Baseline (batch 8)")
     assert set(payload["columns"]) <= set(row)
 
 
