@@ -511,10 +511,14 @@ def test_curves_from_training_metrics_files(tmp_path, training_run):
         for row, expected in zip(rows, history):
             assert row == pytest.approx(expected)
     _assert_png(visualize.plot_training_curves(run / "metrics.json", tmp_path / "curves.png"), (1200, 360))
-    # Keras's History.history layout (columns, no epoch) is read too.
-    columns = {k: [row[k] for row in history] for k in ("loss", "accuracy", "learning_rate")}
-    (tmp_path / "keras.json").write_text(json.dumps(columns))
-    assert [row["epoch"] for row in visualize.load_metrics(tmp_path / "keras.json")] == list(range(1, 11))
+    # Keras's History.history layout (columns, no epoch, maybe Keras 2's "lr") is read and drawn too.
+    (tmp_path / "keras.json").write_text(json.dumps({"loss": [1.0, 0.5, 0.4], "accuracy": [0.6, 0.8, 0.9]}))
+    rows = visualize.load_metrics(tmp_path / "keras.json")
+    assert rows == [{"epoch": 1, "loss": 1.0, "accuracy": 0.6}, {"epoch": 2, "loss": 0.5, "accuracy": 0.8},
+                    {"epoch": 3, "loss": 0.4, "accuracy": 0.9}]
+    _assert_png(visualize.plot_training_curves(rows, tmp_path / "no_lr.png"), (1200, 360))
+    (tmp_path / "keras2.csv").write_text("epoch,loss,lr\n0,1.5,0.1\n1,1.0,0.05\n")
+    assert visualize.load_metrics(tmp_path / "keras2.csv")[1] == {"epoch": 1.0, "loss": 1.0, "learning_rate": 0.05}
     with pytest.raises(NinKerasError, match="does not exist"):
         visualize.load_metrics(tmp_path / "missing.csv")
     (tmp_path / "empty.csv").write_text("epoch,loss\n")

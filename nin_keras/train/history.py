@@ -63,11 +63,13 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) 
     for key, label in (("accuracy", "train"), ("val_accuracy", "validation")):
         if key in history[0]:
             ax_err.plot(epochs, [100 * (1 - row[key]) for row in history], marker=".", label=label)
-    rates = [row["learning_rate"] for row in history]
-    ax_lr.plot(epochs, rates, marker=".")
     ax_loss.set(title="loss", xlabel="epoch")
     ax_err.set(title="error rate (%)", xlabel="epoch", yscale="log")
-    ax_lr.set(title="learning rate (end of epoch)", xlabel="epoch", yscale="log" if min(rates) > 0 else "linear")
+    ax_lr.set(title="learning rate (end of epoch)", xlabel="epoch")
+    if "learning_rate" in history[0]:  # metrics files from other tools may not record it
+        rates = [row["learning_rate"] for row in history]
+        ax_lr.plot(epochs, rates, marker=".")
+        ax_lr.set(yscale="log" if min(rates) > 0 else "linear")
     for ax in (ax_loss, ax_err):
         ax.legend()
         ax.grid(alpha=0.3)

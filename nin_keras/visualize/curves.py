@@ -24,7 +24,7 @@ def load_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
 
     JSON may be ``{"history": [rows]}`` (what training writes), a list of rows, or Keras's
     ``History.history`` layout ``{"loss": [...], ...}``. Numeric strings become floats; empty
-    CSV cells are dropped from their row.
+    CSV cells are dropped from their row; an ``lr`` column is renamed ``learning_rate``.
 
     Returns:
         One dict per epoch, each with an ``epoch`` key (numbered from 1 when the file has none).
@@ -45,6 +45,8 @@ def load_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         raise DataError(f"metrics file {path} cannot be read: {err}") from err
     if not rows:
         raise DataError(f"metrics file {path} holds no epochs")
+    # Keras 2's CSVLogger and History called the learning rate "lr".
+    rows = [{("learning_rate" if k == "lr" else k): v for k, v in row.items()} for row in rows]
     return [{"epoch": i, **row} for i, row in enumerate(rows, start=1)]
 
 
