@@ -161,7 +161,6 @@ class _Loop:
     """The state and steps of one run (kept together so ``train`` reads top to bottom)."""
 
     def __init__(self, recipe, strategy, model, optimizer, preprocess, verbose):
-        self.recipe = recipe
         self.strategy = strategy
         self.model = model
         self.optimizer = optimizer
