@@ -42,15 +42,17 @@ def cifar_test_images():
 
 @pytest.fixture(scope="module")
 def pretrained_nin():
-    """The pretrained nin_cifar10 preset as an inference model (uint8 images in)."""
+    """The pretrained nin_cifar10 preset as an inference model (raw [0, 255] float images in)."""
     from nin_keras import zoo
 
     errors = []
-    for name in ("nin_cifar10", "nin_cifar10.caffe"):  # default weights, else the imported Caffe ones
-        try:
-            return zoo.load_preset(name).inference_model(input_dtype="float32")
-        except (NinKerasError, ValueError, OSError) as err:
-            errors.append(f"{name}: {err}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NIN_KERAS_OFFLINE", "1")  # bundled or cached weights only: tests never download
+        for name in ("nin_cifar10", "nin_cifar10.caffe"):  # default weights, else the imported Caffe ones
+            try:
+                return zoo.load_preset(name).inference_model(input_dtype="float32")
+            except (NinKerasError, ValueError, OSError) as err:
+                errors.append(f"{name}: {err}")
     pytest.skip(f"no pretrained nin_cifar10 preset: {'; '.join(errors)}")
 
 
