@@ -104,14 +104,17 @@ def render_section(payload: dict[str, Any], common_machine: dict[str, Any] | Non
     machine = payload.get("machine")
     if machine and machine != common_machine:
         parts.append(f"Machine: {machine_line(machine)}.\n")
-    if payload.get("summary"):
-        parts.append(f"**{payload['summary']}**\n")
+    summary = payload.get("summary")
+    if isinstance(summary, str) and summary:
+        parts.append(f"**{summary}**\n")
     fields = {k: v for k, v in payload.items() if k not in _LAID_OUT}
+    if isinstance(summary, dict):  # a summary of named numbers reads best as fields
+        fields = {**summary, **fields}
     if fields:
         parts.append("\n".join(f"- {key}: {format_value(value)}" for key, value in fields.items()) + "\n")
     parts.append(render_table(payload["rows"], payload.get("columns")))
-    if payload.get("notes"):
-        parts.append(f"{payload['notes']}\n")
+    notes = payload.get("notes") or []
+    parts += [f"{note}\n" for note in ([notes] if isinstance(notes, str) else notes)]
     return "\n".join(parts)
 
 

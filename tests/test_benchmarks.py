@@ -99,7 +99,8 @@ def test_report_renders_each_result_as_a_table(tmp_path, monkeypatch):
     path = tmp_path / "inference.json"
     path.write_text(json.dumps({"benchmark": "inference", "command": "python benchmarks/inference.py",
                                 "rows": [{"format": "onnx", "latency_ms": 3.14159},
-                                         {"format": "tflite", "images_per_s": 1234567.0}]}))
+                                         {"format": "tflite", "images_per_s": 1234567.0}],
+                                "summary": {"fastest": "onnx"}, "notes": ["first note", "second note"]}))
     text = report.render_report(report.load_results(tmp_path))
     lines = text.splitlines()
     assert "| variant | ratio | step_s |" in lines
@@ -108,6 +109,7 @@ def test_report_renders_each_result_as_a_table(tmp_path, monkeypatch):
     assert "| format | latency_ms | images_per_s |" in lines
     assert "| onnx | 3.142 |  |" in lines and "| tflite |  | 1,234,567 |" in lines
     assert "`python benchmarks/inference.py`" in text
+    assert "- fastest: onnx" in lines and "first note" in lines and "second note" in lines
     # Sections follow the report order whatever the file names.
     assert text.index("python benchmarks/train_step.py") < text.index("python benchmarks/inference.py")
     out = report.write_report(tmp_path, tmp_path / "README.md")
