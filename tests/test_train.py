@@ -210,6 +210,64 @@ def test_epoch_pipeline_is_seeded_and_a_resumed_epoch_sees_the_same_batches():
     assert any(not np.allclose(x, images[y] / 255.0) for x, y in first)
 
 
+def test_l2_weight_decay_is_caffe_style_and_decoupled_decay_skips_biases():
+    import keras
+    import tensorflow as tf
+
+    from nin_keras.train.loop import _Loop, build_layers, build_optimizer
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (8, 2, 2, 1), dtype=np.uint8)
+    labels = rng.integers(0, 2, 8).astype(np.int64)
+
+    def one_step(weight_decay):
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((2, 2, 1))
+        model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
+        recipe = tiny_recipe(batch_size=8, weight_decay=weight_decay, loss={"label_smoothing": 0.0})
+        optimizer = build_optimizer({"name": "sgd", "learning_rate": 0.5}, weight_decay, mixed_precision=False)
+        optimizer.build(model.trainable_variables)
+        loop = _Loop(recipe, tf.distribute.get_strategy(), model, optimizer, build_layers(recipe["preprocessing"]), 0)
+        before = [np.asarray(v) for v in model.trainable_variables]
+        loop.train_step(next(iter(loop.dataset(images, labels, epoch=0))), 0.5)
+        return before, [np.asarray(v) for v in model.trainable_variables]
+
+    (w0, b0), (w_plain, b_plain) = one_step({"value": 0.0, "mode": "l2"})
+    _, (w_l2, b_l2) = one_step({"value": 0.1, "mode": "l2"})
+    _, (w_dec, b_dec) = one_step({"value": 0.1, "mode": "decoupled"})
+    # Caffe: w <- w - lr * (grad + wd * w); biases are not decayed.
+    np.testing.assert_allclose(w_l2, w_plain - 0.5 * 0.1 * w0, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(b_l2, b_plain, rtol=1e-6)
+    # Decoupled (SGDW): w <- w - lr * wd * w - lr * grad, also skipping biases.
+    np.testing.assert_allclose(w_dec, w_plain - 0.5 * 0.1 * w0, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(b_dec, b_plain, rtol=1e-6)
+    assert isinstance(build_optimizer({"name": "sgd", "learning_rate": 0.1}, None, mixed_precision=True),
+                      keras.optimizers.LossScaleOptimizer)
+    with pytest.raises(ValueError, match="bad optimizer 'sgd'"):
+        build_optimizer({"name": "sgd", "learning_rate": 0.1, "momentom": 0.9}, None, mixed_precision=False)
+
+
+def test_training_arrays_splits_and_holdout(monkeypatch):
+    from nin_keras.train import loop
+
+    def fake_load(dataset, split, data_dir=None):
+        n = {"train": 10, "extra": 5, "valid": 3}[split]
+        offset = {"train": 0, "extra": 100, "valid": 200}[split]
+        return np.zeros((n, 2, 2, 1), np.uint8), np.arange(offset, offset + n, dtype=np.int64)
+
+    monkeypatch.setattr(loop, "load_arrays", fake_load)
+    _, y_train, _, y_val = loop.training_arrays(tiny_recipe(validation={"holdout": 4}))
+    assert list(y_train) == list(range(6)) and list(y_val) == [6, 7, 8, 9]
+    svhn_like = tiny_recipe(validation={"split": "valid"})
+    svhn_like["dataset"]["train_splits"] = ["train", "extra"]
+    _, y_train, _, y_val = loop.training_arrays(svhn_like)
+    assert list(y_train) == list(range(10)) + list(range(100, 105)) and list(y_val) == [200, 201, 202]
+    _, y_train, x_val, _ = loop.training_arrays(tiny_recipe(validation={}))
+    assert len(y_train) == 10 and len(x_val) == 0
+    with pytest.raises(ValueError, match="holdout"):
+        loop.training_arrays(tiny_recipe(validation={"holdout": 10}))
+
+
 # --------------------------------------------------------------------------- in-process runs
 
 
