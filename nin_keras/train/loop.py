@@ -22,6 +22,10 @@ and optimizer are built in ``strategy.scope()``, batches come from
 ``strategy.experimental_distribute_dataset``, and each replica's loss is divided by the
 *global* batch size so that summing gradients across replicas gives the mean gradient.
 
+Under ``MultiWorkerMirroredStrategy`` the chief (worker 0) writes the checkpoint, metrics and
+preset; every worker resumes from ``out_dir/checkpoint.npz``, so ``out_dir`` must be a folder all
+workers see (a shared filesystem), as with Keras's ``BackupAndRestore``.
+
 Weight decay (recipe ``weight_decay``):
 
 - ``"mode": "l2"`` (the paper's, Caffe's ``weight_decay``): ``0.5 * value * sum(kernel**2)``
@@ -418,6 +422,7 @@ def _finish(recipe, model, preprocess, out_dir, history, extra, data_dir, verbos
         "metrics": {"test_error": round(test["error_percent"], 4), "test_accuracy": round(100 * test["accuracy"], 4),
                     "test_loss": round(test["loss"], 6), "test_examples": test["examples"]},
         "command": extra.get("command"),
+        "evaluated_on": f"{recipe['dataset'].get('label', info.name)} test split",
         "paper_error": paper_error,
         "recipe": recipe,
         "epochs_trained": len(history),

@@ -7,7 +7,7 @@ A recipe names everything a training run depends on, so the same file reproduces
   "name": "nin_mnist_fast",
   "description": "...",
   "model": {"name": "nin_mnist", "kwargs": {"batch_norm": true}},
-  "dataset": {"name": "mnist", "source": "auto"},
+  "dataset": {"name": "mnist", "source": "auto"},   # optional "label": how results are named
   "validation": {"holdout": 5000},            # last N training images, or {"holdout": 0}
   "preprocessing": [<keras layer config>, ...],
   "augmentation": [<keras layer config>, ...],
