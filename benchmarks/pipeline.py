@@ -143,10 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     if args.quick:
         rng = np.random.default_rng(0)
-        train = rng.integers(0, 256, (2000, 32, 32, 3), dtype=np.uint8)
+        train = rng.integers(0, 256, (1000, 12, 12, 3), dtype=np.uint8)
         test = train[:200]
-        source = "random uint8 images (--quick)"
-        n_images = 512
+        source = "random uint8 12x12x3 images (--quick)"
+        n_images = 256
     else:
         def to_array(split):
             return np.stack([x for x, _ in load_dataset("cifar10", split, "local").as_numpy_iterator()])
@@ -155,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = "CIFAR-10 (JPEG copy), ../shared/datasets/cifar10-jpeg.tar.gz"
         n_images = args.images
     load_s = time.perf_counter() - start
+    shape = train.shape[1:]
+    size = int(np.prod(shape))
+    described = "x".join(map(str, shape))
 
     # ZCA fit on the full training split, streaming GCN-ed batches.
     gcn = GlobalContrastNormalization(scale=55.0)
@@ -163,21 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     zca.adapt(batches)
     fit_s = time.perf_counter() - start
-    rows.append({"task": f"ZCA fit: GCN + adapt on {len(train):,} x 3072", "implementation": "ZCAWhitening.adapt",
+    rows.append({"task": f"ZCA fit: GCN + adapt on {len(train):,} x {size}", "implementation": "ZCAWhitening.adapt",
                  "seconds": round(fit_s, 2)})
     notes.append(f"Data: {source} (loading/decoding took {load_s:.1f} s, from the decoded-array "
                  f"cache when present).")
 
     # float16 matrices: file size and output change.
     zca16 = ZCAWhitening(filter_bias=0.1, matrix_dtype="float16")
-    zca16.build((None, 32, 32, 3))
+    zca16.build((None, *shape))
     for target, weight in zip(zca16.weights, zca.weights):
         target.assign(weight.numpy().astype(target.dtype))
     test_gcn = gcn(test)
     out32, out16 = np.asarray(zca(test_gcn)), np.asarray(zca16(test_gcn))
     with tempfile.TemporaryDirectory() as folder:
-        size32 = keras_file_size([gcn, zca], (32, 32, 3), Path(folder), "f32")
-        size16 = keras_file_size([gcn, zca16], (32, 32, 3), Path(folder), "f16")
+        size32 = keras_file_size([gcn, zca], shape, Path(folder), "f32")
+        size16 = keras_file_size([gcn, zca16], shape, Path(folder), "f16")
     float16 = {
         "keras_file_bytes_float32": size32, "keras_file_bytes_float16": size16,
         "relative_l2_change": float(np.linalg.norm(out16 - out32) / np.linalg.norm(out32)),
@@ -192,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipeline = make_pipeline(dataset, batch_size, [gcn, zca], augment, training=True, shuffle=0)
     check = next(iter(make_pipeline(dataset, batch_size, [gcn, zca])))[0].numpy()
     mean, whitening = zca.mean.numpy(), zca.whitening.numpy()
-    flat = subset[:batch_size].reshape(-1, 3072).astype(np.float64)
+    flat = subset[:batch_size].reshape(-1, size).astype(np.float64)
     flat -= flat.mean(axis=1, keepdims=True)
     flat /= np.sqrt((flat**2).sum(axis=1, keepdims=True)) / 55.0
     reference = ((flat - mean) @ whitening).reshape(check.shape)
@@ -204,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cifar_np = throughput(lambda: numpy_cifar_epoch(subset, mean, whitening, numpy_rng, batch_size),
                           n_images, repeats)
     for impl, result in (("tf.data (make_pipeline)", cifar_tf), ("NumPy", cifar_np)):
-        rows.append({"task": "GCN + ZCA + pad-crop + flip, 32x32x3", "implementation": impl, **result})
+        rows.append({"task": f"GCN + ZCA + pad-crop + flip, {described}", "implementation": impl, **result})
     # Epochs after the first, with the deterministic GCN + ZCA output cached.
     cached = make_pipeline(dataset, batch_size, [gcn, zca], augment, training=True, shuffle=0,
                            cache=True)
@@ -222,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lcn_tf = throughput(lambda: consume(lcn_pipeline), n_images, repeats)
     lcn_np = throughput(lambda: numpy_lcn(subset, batch_size), n_images, repeats)
     for impl, result in (("tf.data (make_pipeline)", lcn_tf), ("NumPy", lcn_np)):
-        rows.append({"task": "LCN 7x7 sigma 2, 32x32x3", "implementation": impl, **result})
+        rows.append({"task": f"LCN 7x7 sigma 2, {described}", "implementation": impl, **result})
 
     train_ips = training_images_per_s(batch_size, steps=2 if args.quick else 5)
     if train_ips is not None:
