@@ -1,7 +1,9 @@
 """Shared drawing helpers: headless matplotlib figures of exact pixel size, saved atomically.
 
-Every picture the visualizations write is a grid of square cells: ``cell`` pixels per cell, so a
-figure with ``rows × cols`` cells is exactly ``cols * cell`` by ``rows * cell`` pixels.
+Figures are ``matplotlib.figure.Figure`` objects drawn straight to PNG (Agg), never through
+``pyplot``: no display is needed and the caller's matplotlib backend and state are left alone.
+Most pictures are grids of square cells, ``cell`` pixels each, so a figure with ``rows × cols``
+cells is exactly ``cols * cell`` by ``rows * cell`` pixels.
 """
 
 from __future__ import annotations
@@ -10,14 +12,11 @@ import os
 from pathlib import Path
 
 import keras
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: never open a window, never need a display
-
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-
-from nin_keras.io_utils import atomic_write  # noqa: E402
+from nin_keras.io_utils import atomic_write
 
 DEFAULT_OUTPUT_DIR = "nin_keras_visualize"
 """Folder the PNG files go to when no path is given (relative to the working directory)."""
@@ -41,12 +40,12 @@ def font_size(cell: int) -> int:
     return max(5, cell // 14)
 
 
-def new_figure(width: int, height: int) -> plt.Figure:
+def new_figure(width: int, height: int) -> Figure:
     """An empty figure of exactly ``width × height`` pixels."""
-    return plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    return Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
 
 
-def new_grid(rows: int, cols: int, cell: int) -> tuple[plt.Figure, np.ndarray]:
+def new_grid(rows: int, cols: int, cell: int) -> tuple[Figure, np.ndarray]:
     """A figure of ``rows × cols`` axes in cells of ``cell`` pixels square, ticks hidden.
 
     Args:
@@ -71,14 +70,11 @@ def new_grid(rows: int, cols: int, cell: int) -> tuple[plt.Figure, np.ndarray]:
     return fig, axes
 
 
-def save_png(fig: plt.Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as a PNG at ``path`` (atomically, folders created) and close it."""
+def save_png(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (atomically, folders created)."""
     path = Path(path)
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI)
-    finally:
-        plt.close(fig)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
     return path
 
 
@@ -119,7 +115,7 @@ def display_images(images: np.ndarray, whitening: keras.layers.Layer | None = No
     return np.clip(x / 255.0, 0.0, 1.0)
 
 
-def show_image(ax: plt.Axes, image: np.ndarray) -> None:
+def show_image(ax: Axes, image: np.ndarray) -> None:
     """Draw one ``(H, W, C)`` image in ``[0, 1]``; one channel is drawn in grey."""
     if image.shape[-1] == 1:
         ax.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -135,13 +131,13 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return tf.image.resize(maps, size, method="bilinear").numpy()
 
 
-def overlay(ax: plt.Axes, image: np.ndarray, heat: np.ndarray, vmin: float, vmax: float) -> None:
+def overlay(ax: Axes, image: np.ndarray, heat: np.ndarray, vmin: float, vmax: float) -> None:
     """Draw ``image`` (``(H, W, C)`` in ``[0, 1]``) with ``heat`` (``(H, W)``) on top in jet."""
     show_image(ax, image)
     ax.imshow(heat, cmap="jet", alpha=0.5, vmin=vmin, vmax=vmax, interpolation="bilinear")
 
 
-def mark(ax: plt.Axes, color: str) -> None:
+def mark(ax: Axes, color: str) -> None:
     """Frame an axes in ``color`` (used for the true and the predicted class)."""
     for spine in ax.spines.values():
         spine.set_edgecolor(color)
