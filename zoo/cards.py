@@ -148,8 +148,9 @@ def render(names: Iterable[str] | None = None) -> str:
         "",
         "1. Train (`nin-keras train RECIPE`) or convert; the run writes a preset with `save_preset`.",
         "2. Copy the preset folder to `zoo/weights/<model>.<tag>/`.",
-        "3. Add a `PretrainedConfig` to the model in `zoo/models.py`, with",
-        "   `files=presets.preset_file_specs(folder)` written out, the measured metrics and the command.",
+        "3. Add its `PretrainedConfig` to the model in `zoo/models.py`:",
+        "   `python -m nin_keras.zoo.presets zoo/weights/<model>.<tag> <tag>` prints it (files, sha256,",
+        "   metrics and the command that measured them, from the preset's metadata).",
         "4. Regenerate this file: `python -m nin_keras.zoo.cards`.",
         "",
     ]
