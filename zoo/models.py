@@ -17,10 +17,29 @@ from typing import Any
 import keras
 
 from nin_keras import models
-from nin_keras.zoo.registry import register_model
+from nin_keras.zoo.registry import PretrainedConfig, WeightsFile, register_model
+
+# The authors' own Caffe NIN, converted by `nin-keras import-caffe` (see the preset's metadata.json).
+NIN_CIFAR10_CAFFE = PretrainedConfig(
+    tag="caffe",
+    files=(
+        WeightsFile("config.json", "0bbb738fb6cee95065d151cff5e9dc7a69883c15fed7237a8d238d0facc2e9d0", 107),
+        WeightsFile("metadata.json", "94ab27d795fc413e2d14442e4eae7c79719886f3aac3ca3b2d632476c8c3c27e", 5166),
+        WeightsFile("model.weights.h5", "b787dea9ee3c5e4a34e964d5f9c7967a2bd1d4287851cb44ccaad142cdab7ac0", 3898088),
+        WeightsFile("preprocessing.weights.h5", "7d814ec465f53286300cbcac8051feecb2803030afb5a8136aefbcee964aed2c", 18899696),
+    ),
+    dataset="cifar10",
+    preprocessing="GlobalContrastNormalization → ZCAWhitening",
+    metrics={"test_error": 19.47, "test_accuracy": 80.53, "test_loss": 0.9463},
+    command="nin-keras eval zoo/weights/nin_cifar10.caffe --data cifar10",
+    paper_error=10.41,
+    license="BSD (per the Caffe Model Zoo entry)",
+    source="the authors' Caffe model (Caffe Model Zoo gist mavenlin/e56253735ef32c3c296d) via nin-keras import-caffe",
+    evaluated_on="CIFAR-10 (JPEG copy) test split",
+)
 
 
-@register_model(dataset="cifar10", paper_error=10.41)
+@register_model(dataset="cifar10", paper_error=10.41, pretrained=[NIN_CIFAR10_CAFFE])
 def nin_cifar10(**kwargs: Any) -> keras.Model:
     """NIN for CIFAR-10, layer for layer the original Caffe model (Table 1)."""
     return models.nin_cifar10(**kwargs)
