@@ -21,6 +21,8 @@ import numpy as np
 from nin_keras.errors import ExportError
 from nin_keras.export import metadata as meta
 from nin_keras.export import samples
+from nin_keras.export import onnx as onnx_format
+from nin_keras.export import tflite as tflite_format
 from nin_keras.export.onnx import DEFAULT_OPSET, convert_onnx, load_onnx, quantize_onnx
 from nin_keras.export.parity import ParityTolerance, parity_report
 from nin_keras.export.savedmodel import load_savedmodel, write_savedmodel
@@ -29,10 +31,10 @@ from nin_keras.export.tflite import convert_tflite, load_tflite, op_types
 from nin_keras.io_utils import atomic_dir, atomic_write
 
 FORMATS = ("savedmodel", "tflite", "onnx")
-QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+QUANTIZE_MODES = tflite_format.QUANTIZE_MODES
 #: Which quantization modes each format implements; SavedModel is always float32.
-SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": QUANTIZE_MODES,
-                          "onnx": (None, "dynamic", "int8")}
+SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": tflite_format.QUANTIZE_MODES,
+                          "onnx": onnx_format.QUANTIZE_MODES}
 
 
 @dataclasses.dataclass
@@ -159,9 +161,12 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
         if mode == "int8":
             quant["calibration"] = {"images": int(len(calibration)), "source": calibration_source}
         info = {**common, "format": fmt, "quantization": quant}
-        writer = {"savedmodel": _write_savedmodel, "tflite": _write_tflite,
-                  "onnx": _write_onnx}[fmt]
-        writer(module, path, mode, calibration, inputs, info, check, opset)
+        if fmt == "savedmodel":
+            _write_savedmodel(module, path, inputs, info, check)
+        elif fmt == "tflite":
+            _write_tflite(module, path, mode, calibration, inputs, info, check)
+        else:
+            _write_onnx(module, path, mode, calibration, opset, inputs, info, check)
         written[fmt] = path
     return written
 
@@ -260,6 +265,13 @@ def _check_formats(formats: Iterable[str], quantize: str | None) -> tuple[str, .
 
 def _model_inputs(source: ExportSource, raw: np.ndarray) -> np.ndarray:
     raw = np.asarray(raw, np.float32)
+    # Caught here, bad images would surface later as a baffling parity or converter failure.
+    expected = tuple((source.preprocess or source.model).inputs[0].shape[1:])
+    if raw.ndim != len(expected) + 1 or any(e not in (None, d) for e, d in zip(expected, raw.shape[1:])):
+        raise ValueError(f"parity/calibration images must have shape (N, {', '.join(map(str, expected))}), "
+                         f"got {raw.shape}")
+    if not np.isfinite(raw).all():
+        raise ValueError("parity/calibration images contain NaN or infinite values")
     if source.preprocess is None:
         return raw
     return batched(lambda x: keras.ops.convert_to_numpy(source.preprocess(x)), raw)
@@ -283,14 +295,14 @@ def _finish(artifact_tmp: Path, path: Path, info: dict, report: dict) -> None:
                                .isoformat(timespec="seconds")})
 
 
-def _write_savedmodel(module, path, mode, calibration, inputs, info, check, opset):
+def _write_savedmodel(module, path, inputs, info, check):
     with atomic_dir(path, overwrite=True) as tmp:
         write_savedmodel(module, tmp)
-        report = _verify(load_savedmodel(tmp), inputs, mode, check, "savedmodel")
+        report = _verify(load_savedmodel(tmp), inputs, None, check, "savedmodel")
         _finish(tmp, path, info, report)
 
 
-def _write_tflite(module, path, mode, calibration, inputs, info, check, opset):
+def _write_tflite(module, path, mode, calibration, inputs, info, check):
     flatbuffer = convert_tflite(module, mode, calibration)
     with atomic_write(path) as tmp:
         tmp.write_bytes(flatbuffer)
@@ -300,7 +312,7 @@ def _write_tflite(module, path, mode, calibration, inputs, info, check, opset):
         _finish(tmp, path, info, report)
 
 
-def _write_onnx(module, path, mode, calibration, inputs, info, check, opset):
+def _write_onnx(module, path, mode, calibration, opset, inputs, info, check):
     import onnx
 
     proto = convert_onnx(module, opset)

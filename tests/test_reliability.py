@@ -78,3 +78,32 @@ def test_evaluation_rejects_bad_images_naming_the_problem(mnist_network, images,
 
     with pytest.raises(ValueError, match=words):
         evaluate_model(mnist_network, images, np.zeros(len(images), np.int64))
+
+
+@pytest.mark.parametrize(
+    "images, words",
+    [
+        (np.full((2, 8, 8, 3), np.nan, np.float32), "NaN or infinite"),
+        (np.full((2, 8, 8, 3), np.inf, np.float32), "NaN or infinite"),
+        (np.zeros((0, 8, 8, 3), np.uint8), "empty|representative_data is required"),
+        (np.zeros((2, 9, 9, 3), np.uint8), r"shape \(N, 8, 8, 3\)"),
+        (np.zeros((2, 8, 8), np.uint8), r"shape \(N, 8, 8, 3\)"),
+        (np.full((2, 8, 8, 3), "pixel"), "convert string"),
+    ],
+    ids=["nan", "inf", "empty", "shape", "rank", "strings"],
+)
+@pytest.mark.parametrize("argument", ["parity_data", "representative_data"])
+def test_export_rejects_bad_images_before_writing_anything(tmp_path, images, words, argument):
+    """Parity and int8 calibration images are checked before any conversion; nothing is written."""
+    from nin_keras.export import export
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")], name="tiny")
+    good = np.zeros((2, 8, 8, 3), np.uint8)
+    kwargs = {"parity_data": (images, None), "representative_data": good} if argument == "parity_data" \
+        else {"parity_data": (good, None), "representative_data": images}
+    with pytest.raises(ValueError, match=words):
+        export(model, ("tflite",), tmp_path / "out", quantize="int8", **kwargs)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
