@@ -21,8 +21,6 @@ import numpy as np
 from nin_keras.errors import ExportError
 from nin_keras.export import metadata as meta
 from nin_keras.export import samples
-from nin_keras.export import onnx as onnx_format
-from nin_keras.export import tflite as tflite_format
 from nin_keras.export.onnx import DEFAULT_OPSET, convert_onnx, load_onnx, quantize_onnx
 from nin_keras.export.parity import ParityTolerance, parity_report
 from nin_keras.export.savedmodel import load_savedmodel, write_savedmodel
@@ -31,10 +29,10 @@ from nin_keras.export.tflite import convert_tflite, load_tflite, op_types
 from nin_keras.io_utils import atomic_dir, atomic_write
 
 FORMATS = ("savedmodel", "tflite", "onnx")
-QUANTIZE_MODES = tflite_format.QUANTIZE_MODES
+QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 #: Which quantization modes each format implements; SavedModel is always float32.
-SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": tflite_format.QUANTIZE_MODES,
-                          "onnx": onnx_format.QUANTIZE_MODES}
+SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": QUANTIZE_MODES,
+                          "onnx": (None, "dynamic", "int8")}
 
 
 @dataclasses.dataclass
@@ -161,12 +159,9 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
         if mode == "int8":
             quant["calibration"] = {"images": int(len(calibration)), "source": calibration_source}
         info = {**common, "format": fmt, "quantization": quant}
-        if fmt == "savedmodel":
-            _write_savedmodel(module, path, inputs, info, check)
-        elif fmt == "tflite":
-            _write_tflite(module, path, mode, calibration, inputs, info, check)
-        else:
-            _write_onnx(module, path, mode, calibration, opset, inputs, info, check)
+        writer = {"savedmodel": _write_savedmodel, "tflite": _write_tflite,
+                  "onnx": _write_onnx}[fmt]
+        writer(module, path, mode, calibration, inputs, info, check, opset)
         written[fmt] = path
     return written
 
@@ -295,14 +290,14 @@ def _finish(artifact_tmp: Path, path: Path, info: dict, report: dict) -> None:
                                .isoformat(timespec="seconds")})
 
 
-def _write_savedmodel(module, path, inputs, info, check):
+def _write_savedmodel(module, path, mode, calibration, inputs, info, check, opset):
     with atomic_dir(path, overwrite=True) as tmp:
         write_savedmodel(module, tmp)
-        report = _verify(load_savedmodel(tmp), inputs, None, check, "savedmodel")
+        report = _verify(load_savedmodel(tmp), inputs, mode, check, "savedmodel")
         _finish(tmp, path, info, report)
 
 
-def _write_tflite(module, path, mode, calibration, inputs, info, check):
+def _write_tflite(module, path, mode, calibration, inputs, info, check, opset):
     flatbuffer = convert_tflite(module, mode, calibration)
     with atomic_write(path) as tmp:
         tmp.write_bytes(flatbuffer)
@@ -312,7 +307,7 @@ def _write_tflite(module, path, mode, calibration, inputs, info, check):
         _finish(tmp, path, info, report)
 
 
-def _write_onnx(module, path, mode, calibration, opset, inputs, info, check):
+def _write_onnx(module, path, mode, calibration, inputs, info, check, opset):
     import onnx
 
     proto = convert_onnx(module, opset)
