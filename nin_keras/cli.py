@@ -157,40 +157,44 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     """Write confidence-map, CAM, deconvnet, filter or training-curve PNGs (see nin_keras.visualize)."""
     from pathlib import Path
 
-    from nin_keras import visualize
-    from nin_keras.visualize import sources
-
-    out = Path(args.output)
-    if args.kind == "curves":
-        written = [visualize.plot_training_curves(args.metrics, out)]
-    else:
-        loaded = sources.load_model(args.model)
-        if args.kind == "filters":
-            written = [visualize.plot_filters(loaded.model, args.layer, out)]
-        else:
-            labels = None
-            if args.images:
-                images = sources.read_images(args.images, loaded.model.input_shape[1:])
-            else:
-                dataset = args.data or loaded.dataset
-                if dataset is None:
-                    raise ValueError("--data is needed: the model does not say which data set it was trained on")
-                count = args.count or (500 if args.kind == "deconv" else 8)
-                images, labels = sources.dataset_images(dataset, args.split, count, args.data_dir, seed=args.seed)
-            names = loaded.class_names
-            if args.kind == "confidence":
-                written = [visualize.plot_confidence_maps(loaded.model, images, out, labels, names)]
-            elif args.kind == "cam":
-                written = [visualize.plot_class_activation_maps(loaded.model, images, out, labels, names, top=args.top)]
-            else:
-                written = [
-                    visualize.plot_deconv(loaded.model, images[: args.show], args.layer, args.channel, out),
-                    visualize.plot_top_patches(loaded.model, images, args.layer, args.channel,
-                                               k=min(args.top_k, len(images)), path=out),
-                ]
+    try:
+        written = _visualize(args, Path(args.output))
+    except ValueError as err:
+        # A layer, channel or count the model does not have, or a model without the needed layers.
+        print(f"nin-keras visualize {args.kind}: error: {err}", file=sys.stderr)
+        return 2
     for path in written:
         print(path)
     return 0
+
+
+def _visualize(args: argparse.Namespace, out) -> list:
+    """The PNG files ``nin-keras visualize <kind>`` asks for, written into ``out``."""
+    from nin_keras import visualize
+    from nin_keras.visualize import sources
+
+    if args.kind == "curves":
+        return [visualize.plot_training_curves(args.metrics, out)]
+    loaded = sources.load_model(args.model)
+    if args.kind == "filters":
+        return [visualize.plot_filters(loaded.model, args.layer, out)]
+    labels = None
+    if args.images:
+        images = sources.read_images(args.images, loaded.model.input_shape[1:])
+    else:
+        dataset = args.data or loaded.dataset
+        if dataset is None:
+            raise ValueError("--data is needed: the model does not say which data set it was trained on")
+        count = args.count or (500 if args.kind == "deconv" else 8)
+        images, labels = sources.dataset_images(dataset, args.split, count, args.data_dir, seed=args.seed)
+    if args.kind == "confidence":
+        return [visualize.plot_confidence_maps(loaded.model, images, out, labels, loaded.class_names)]
+    if args.kind == "cam":
+        return [visualize.plot_class_activation_maps(loaded.model, images, out, labels, loaded.class_names, top=args.top)]
+    return [
+        visualize.plot_deconv(loaded.model, images[: args.show], args.layer, args.channel, out),
+        visualize.plot_top_patches(loaded.model, images, args.layer, args.channel, k=min(args.top_k, len(images)), path=out),
+    ]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
