@@ -44,11 +44,11 @@ import common  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
 
 RESULT_PREFIX = "RESULT "
 
-# Each variant changes one thing from the baseline (channels last, no XLA, oneDNN on, TF's
-# default thread pools, batch 128).
+# Each variant changes one thing from the baseline (channels last, no XLA, oneDNN on, Grappler's
+# op fusion on, TF's default thread pools, batch 128).
 BASELINE: dict[str, Any] = {
-    "layout": "channels_last", "jit_compile": False, "onednn": "1", "intra_op_threads": 0,
-    "inter_op_threads": 0, "batch_size": 128,
+    "layout": "channels_last", "jit_compile": False, "onednn": "1", "fusion": True,
+    "intra_op_threads": 0, "inter_op_threads": 0, "batch_size": 128,
 }
 VARIANTS: dict[str, dict[str, Any]] = {  # in the order they run (XLA last: its CPU steps are slow)
     "baseline": {"runs": 5},
@@ -58,10 +58,11 @@ VARIANTS: dict[str, dict[str, Any]] = {  # in the order they run (XLA last: its 
     "batch_256": {"batch_size": 256},
     "threads_2x1": {"intra_op_threads": 2, "inter_op_threads": 1},
     "threads_1x1": {"intra_op_threads": 1, "inter_op_threads": 1},
+    "fusion_off": {"fusion": False},
     "jit_compile": {"jit_compile": True, "runs": 2},
 }
 COLUMNS = [
-    "variant", "layout", "jit_compile", "onednn", "intra_op_threads", "inter_op_threads",
+    "variant", "layout", "jit_compile", "onednn", "fusion", "intra_op_threads", "inter_op_threads",
     "batch_size", "library_images_per_s", "stock_images_per_s", "ratio", "cpu_ratio", "achieved_gflops",
     "fraction_of_peak", "cpu_fraction_of_peak", "matmul_gflops", "load_avg_1m", "status",
 ]
@@ -148,12 +149,14 @@ def load_avg() -> float | None:
         return None
 
 
-def configure_tensorflow(intra_op_threads: int, inter_op_threads: int) -> None:
-    """Set TF's thread pools (0 = TF's default); must run before TensorFlow executes any op."""
+def configure_tensorflow(intra_op_threads: int, inter_op_threads: int, fusion: bool = True) -> None:
+    """Set TF's thread pools (0 = TF's default) and Grappler's remapper, which fuses e.g.
+    convolution + bias + ReLU into one kernel; must run before TensorFlow executes any op."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    tf.config.optimizer.set_experimental_options({"remapping": fusion})
 
 
 def run_in_subprocess(script: Path, config: dict[str, Any], env: dict[str, str] | None = None,
@@ -206,7 +209,7 @@ class TimeBudget:
 
 def worker(config: dict[str, Any]) -> dict[str, Any]:
     """Time the library and stock models alternately under one variant's settings."""
-    configure_tensorflow(config["intra_op_threads"], config["inter_op_threads"])
+    configure_tensorflow(config["intra_op_threads"], config["inter_op_threads"], config["fusion"])
     import keras
 
     from nin_keras.models import count_flops, nin_cifar10
