@@ -53,12 +53,12 @@ BASELINE: dict[str, Any] = {
 VARIANTS: dict[str, dict[str, Any]] = {  # in the order they run (XLA last: its CPU steps are slow)
     "baseline": {"runs": 5},
     "onednn_off": {"onednn": "0"},
+    "fusion_off": {"fusion": False},
     "channels_first": {"layout": "channels_first"},
     "batch_64": {"batch_size": 64},
     "batch_256": {"batch_size": 256},
     "threads_2x1": {"intra_op_threads": 2, "inter_op_threads": 1},
     "threads_1x1": {"intra_op_threads": 1, "inter_op_threads": 1},
-    "fusion_off": {"fusion": False},
     "jit_compile": {"jit_compile": True, "runs": 2},
 }
 COLUMNS = [
