@@ -17,14 +17,16 @@ Measures, in one run:
   machine shared with other processes the wall-clock rates measure how much of the cores this
   process got, the CPU-time rates how well it used them.
 
-Each variant (data layout, XLA, oneDNN, thread counts, batch size) runs in its own subprocess,
-because oneDNN and thread pools are fixed when TensorFlow starts. The machine's peak is the highest
-matmul rate any variant's process measured, and every row's fraction of peak is against it.
+Each variant (data layout, XLA, oneDNN, Grappler op fusion, thread counts, batch size) runs in its
+own subprocess, because oneDNN and thread pools are fixed when TensorFlow starts. The machine's
+peak is the highest matmul rate any variant's process measured; every row's fraction of peak is
+against it. ``--budget-s`` bounds the whole run on a busy machine (later variants are skipped).
 
 Usage:
     python benchmarks/train_step.py            # all variants, writes results/train_step.json
     python benchmarks/train_step.py --quick    # tiny smoke run
     python benchmarks/train_step.py --variants baseline jit_compile
+    python benchmarks/train_step.py --budget-s 540
 """
 
 from __future__ import annotations
