@@ -90,13 +90,24 @@ def blob_legacy(array: np.ndarray) -> bytes:
     return b"".join(vint(f, d) for f, d in zip((1, 2, 3, 4), dims)) + ld(5, array.astype("<f4").tobytes())
 
 
-def layer_new(name: str, type_: str, blobs: list[bytes], bottom=(), top=()) -> bytes:
+# Field numbers of caffe.proto's ConvolutionParameter and PoolingParameter.
+CONV_PARAM_FIELDS = {"num_output": 1, "pad": 3, "kernel_size": 4, "group": 5, "stride": 6, "kernel_h": 11, "kernel_w": 12}
+POOL_PARAM_FIELDS = {"pool": 1, "kernel_size": 2, "stride": 3, "pad": 4}
+
+
+def layer_new(name: str, type_: str, blobs: list[bytes], bottom=(), top=(), params=None) -> bytes:
+    """A LayerParameter; ``params`` (name -> values) goes to convolution_param or pooling_param."""
+    param_bytes = b""
+    if params:
+        fields, number = (POOL_PARAM_FIELDS, 121) if type_ == "Pooling" else (CONV_PARAM_FIELDS, 106)
+        param_bytes = ld(number, b"".join(vint(fields[k], v) for k, values in params.items() for v in values))
     return (
         ld(1, name.encode())
         + ld(2, type_.encode())
         + b"".join(ld(3, b.encode()) for b in bottom)
         + b"".join(ld(4, t.encode()) for t in top)
         + b"".join(ld(7, b) for b in blobs)
+        + param_bytes
     )
 
 
@@ -371,10 +382,11 @@ def test_new_layer_format_imports_like_v1(real_model, imported):
     layers = []
     for layer in real_model.layers:
         blobs = [blob_new(layer.blobs[0]), blob_new(layer.blobs[1].ravel())] if layer.blobs else []
-        layers.append(layer_new(layer.name, layer.type, blobs, layer.bottom, layer.top))
+        layers.append(layer_new(layer.name, layer.type, blobs, layer.bottom, layer.top, layer.params))
     new_format = parse_caffemodel(net(layers, v1=False), "re-encoded")
     assert new_format.format == "LayerParameter"
     assert new_format.layer("cccp6").blobs[1].shape == (10,)
+    assert new_format.layer("pool2").params == {"pool": (1,), "kernel_size": (3,), "stride": (2,)}
     model = load_caffe_weights(nin_cifar10(classifier_activation=None), new_format)
     for got, want in zip(model.get_weights(), imported.get_weights()):
         np.testing.assert_array_equal(got, want)
@@ -412,6 +424,40 @@ def test_mismatched_architecture_is_reported_and_assigns_nothing(real_model, bui
         load_caffe_weights(model, edit(real_model) if edit else real_model)
     for got, want in zip(model.get_weights(), before):
         np.testing.assert_array_equal(got, want)
+
+
+def _with_params(model: CaffeModel, name: str, **params) -> CaffeModel:
+    def edit(layer):
+        return dataclasses.replace(layer, params={**layer.params, **params}) if layer.name == name else layer
+
+    return dataclasses.replace(model, layers=tuple(edit(l) for l in model.layers))
+
+
+def test_real_file_layer_parameters(real_model):
+    assert real_model.layer("conv1").params == {"num_output": (192,), "pad": (2,), "kernel_size": (5,)}
+    assert real_model.layer("conv3").params["pad"] == (1,)
+    assert real_model.layer("pool1").params == {"pool": (0,), "kernel_size": (3,), "stride": (2,)}
+    assert real_model.layer("pool3").params == {"pool": (1,), "kernel_size": (8,), "stride": (1,)}
+    assert real_model.layer("relu1").params == {}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: _with_params(m, "conv2", pad=(0,)), "Caffe layer 'conv2' -> mlpconv2 convolution 0: Caffe pad (0, 0), the Keras convolution needs (2, 2)"),
+        (lambda m: _with_params(m, "conv3", pad_h=(1,), pad_w=(0,)), "'conv3' -> mlpconv3 convolution 0: Caffe pad (1, 0)"),
+        (lambda m: _with_params(m, "cccp3", stride=(2,)), "'cccp3' -> mlpconv2 convolution 1: Caffe stride (2, 2), the Keras convolution needs (1, 1)"),
+        (lambda m: _with_params(m, "cccp1", group=(2,)), "'cccp1' -> mlpconv1 convolution 1: Caffe group 2"),
+        (lambda m: _with_params(m, "pool1", pool=(1,)), "Caffe layer 'pool1' -> pool1: Caffe pool average, the Keras layer has max"),
+        (lambda m: _with_params(m, "pool2", kernel_size=(2,)), "'pool2' -> pool2: Caffe kernel_size (2, 2), the Keras layer has (3, 3)"),
+        (lambda m: _with_params(m, "pool3", pool=(0,)), "'pool3' -> head: Caffe max pooling, the head averages"),
+        (lambda m: _with_params(m, "pool3", kernel_size=(4,)), "'pool3' -> head: Caffe window (4, 4) does not cover the (8, 8) maps"),
+        (lambda m: _without(m, "pool2"), "the Caffe model has 2 Pooling layers ['pool1', 'pool3']"),
+    ],
+)
+def test_convolution_and_pooling_parameters_are_checked(real_model, edit, message):
+    with pytest.raises(WeightsMismatchError, match=re.escape(message)):
+        caffe_to_keras_weights(nin_cifar10(), edit(real_model))
 
 
 def test_custom_mapping_and_uncovered_convolutions(real_model):

@@ -12,12 +12,17 @@ onto the Keras layers of ``nin_keras.models`` as:
 
 Each Caffe convolution holds two blobs: weights ``(out, in, kh, kw)``, transposed here to Keras's
 ``(kh, kw, in, out)``, and a bias of ``out`` values (stored as ``(out,)`` or, in old files, as
-``(1, 1, 1, out)``). Caffe's pooling (output size rounded up, averages over the part of the window
-inside the image) is not a weight: the architecture's ``CaffePooling2D`` layers reproduce it.
+``(1, 1, 1, out)``). Its stride, padding and group must match the Keras convolution (Keras
+``"same"`` padding is Caffe's ``pad = (k - 1) / 2`` for odd ``k``; cccp layers have none).
 
-Every shape is checked before anything is assigned, so a mismatch leaves the model untouched and
-the :class:`~nin_keras.errors.WeightsMismatchError` names the Caffe layer, the blob and both
-shapes.
+Caffe's ``Pooling`` layers, in network order, correspond to the model's ``CaffePooling2D`` layers in
+order (``pool1``, ``pool2``), which reproduce Caffe's pooling (output size rounded up, averages over
+the part of the window inside the image); a final average pooling over the whole map is the
+``GlobalAveragePoolingHead``. Pooling type, window and stride are checked too.
+
+Everything is checked before anything is assigned, so a mismatch leaves the model untouched and
+the :class:`~nin_keras.errors.WeightsMismatchError` names the Caffe layer, the blob or parameter,
+and both values.
 
 Example:
     >>> from nin_keras.models import nin_cifar10
@@ -32,9 +37,9 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from nin_keras.caffe.reader import CaffeModel, read_caffemodel
+from nin_keras.caffe.reader import CaffeLayer, CaffeModel, read_caffemodel
 from nin_keras.errors import WeightsMismatchError
-from nin_keras.layers import MLPConv
+from nin_keras.layers import CaffePooling2D, GlobalAveragePoolingHead, MLPConv
 
 #: Caffe layer name -> (Keras MLPConv layer name, index of the convolution inside it).
 NIN_LAYER_MAPPING: dict[str, tuple[str, int]] = {
@@ -66,6 +71,68 @@ def _target_layer(model: keras.Model, name: str, caffe_name: str) -> MLPConv:
     return layer
 
 
+def _pair(caffe_layer: CaffeLayer, name: str, default: int | None) -> tuple[int | None, int | None]:
+    """A (rows, cols) Caffe parameter from ``<name>_h``/``<name>_w`` or ``<name>``/``kernel_size``."""
+    params = caffe_layer.params
+    prefix = "kernel" if name == "kernel_size" else name
+    if f"{prefix}_h" in params or f"{prefix}_w" in params:
+        return (params.get(f"{prefix}_h", (default,))[-1], params.get(f"{prefix}_w", (default,))[-1])
+    values = params.get(name, (default,))
+    return values[0], values[-1]
+
+
+def _check_convolution(caffe_layer: CaffeLayer, layer: MLPConv, index: int, where: str) -> None:
+    kernel = layer.kernel_size if index == 0 else (1, 1)
+    strides = layer.strides if index == 0 else (1, 1)
+    if index == 0 and layer.padding == "same":
+        if any(k % 2 == 0 for k in kernel) or strides != (1, 1):
+            raise WeightsMismatchError(
+                f"{where}: Keras 'same' padding with kernel {kernel} and strides {strides} has no Caffe equivalent"
+            )
+        pad = tuple((k - 1) // 2 for k in kernel)
+    else:
+        pad = (0, 0)
+    for name, want, default in (("stride", strides, 1), ("pad", pad, 0)):
+        got = _pair(caffe_layer, name, default)
+        if got != tuple(want):
+            raise WeightsMismatchError(f"{where}: Caffe {name} {got}, the Keras convolution needs {tuple(want)}")
+    group = caffe_layer.params.get("group", (1,))[-1]
+    if group != 1:
+        raise WeightsMismatchError(f"{where}: Caffe group {group}; Keras MLPConv convolutions are ungrouped")
+
+
+_POOL_MODES = {0: "max", 1: "average"}
+
+
+def _check_pooling(model: keras.Model, caffe_model: CaffeModel) -> None:
+    """Caffe Pooling layers, in order, against the CaffePooling2D layers and the GAP head."""
+    caffe_pools = [layer for layer in caffe_model.layers if layer.type == "Pooling"]
+    keras_pools = [layer for layer in model.layers if isinstance(layer, CaffePooling2D)]
+    heads = [layer for layer in model.layers if isinstance(layer, GlobalAveragePoolingHead)]
+    if len(caffe_pools) != len(keras_pools) + len(heads):
+        raise WeightsMismatchError(
+            f"the Caffe model has {len(caffe_pools)} Pooling layers {[l.name for l in caffe_pools]}, model "
+            f"{model.name!r} has {len(keras_pools)} CaffePooling2D layers and {len(heads)} global-average heads"
+        )
+    for caffe_layer, layer in zip(caffe_pools, keras_pools + heads):
+        where = f"Caffe layer {caffe_layer.name!r} -> {layer.name}"
+        mode = _POOL_MODES.get(caffe_layer.params.get("pool", (0,))[-1], "stochastic")
+        if isinstance(layer, GlobalAveragePoolingHead):
+            if mode != "average":
+                raise WeightsMismatchError(f"{where}: Caffe {mode} pooling, the head averages")
+            maps = tuple(layer.input.shape[1:3])
+            window = _pair(caffe_layer, "kernel_size", None)
+            if not caffe_layer.params.get("global_pooling", (0,))[-1] and None not in maps and window != maps:
+                raise WeightsMismatchError(f"{where}: Caffe window {window} does not cover the {maps} maps")
+            continue
+        expected = {"pool": mode, "kernel_size": _pair(caffe_layer, "kernel_size", None),
+                    "stride": _pair(caffe_layer, "stride", 1), "pad": _pair(caffe_layer, "pad", 0)}
+        keras_side = {"pool": layer.mode, "kernel_size": layer.pool_size, "stride": layer.strides, "pad": (0, 0)}
+        for name, got in expected.items():
+            if got != keras_side[name]:
+                raise WeightsMismatchError(f"{where}: Caffe {name} {got}, the Keras layer has {keras_side[name]}")
+
+
 def caffe_to_keras_weights(
     model: keras.Model,
     caffe_model: CaffeModel,
@@ -83,8 +150,9 @@ def caffe_to_keras_weights(
 
     Raises:
         WeightsMismatchError: a mapped layer is missing on either side, a Caffe layer with blobs
-            is not in the mapping, a Keras convolution gets no weights, or a blob's shape differs
-            from the Keras variable's (the message names the layer, the blob and both shapes).
+            is not in the mapping, a Keras convolution gets no weights, a blob's shape differs
+            from the Keras variable's (the message names the layer, the blob and both shapes), or
+            a convolution's stride/pad/group or a pooling layer's type/window/stride differs.
     """
     pairs: list[tuple[keras.Variable, np.ndarray]] = []
     filled: set[tuple[str, int]] = set()
@@ -119,6 +187,7 @@ def caffe_to_keras_weights(
             raise WeightsMismatchError(
                 f"{where}: blob 1 (bias) has shape {bias.shape}, the Keras bias needs {tuple(bias_var.shape)}"
             )
+        _check_convolution(caffe_layer, layer, index, where)
         pairs.append((kernel_var, weights.transpose(2, 3, 1, 0)))
         pairs.append((bias_var, bias.reshape(-1)))
         filled.add((keras_name, index))
@@ -130,6 +199,7 @@ def caffe_to_keras_weights(
         unfilled = [i for i in range(len(layer.kernels)) if (keras_name, i) not in filled]
         if unfilled:
             raise WeightsMismatchError(f"Keras layer {keras_name!r} convolutions {unfilled} get no Caffe weights")
+    _check_pooling(model, caffe_model)
     return pairs
 
 

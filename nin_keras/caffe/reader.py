@@ -6,8 +6,12 @@ the schema that carries learned weights:
 ```
 NetParameter        name = 1 (string), layers = 2 (V1LayerParameter, old format),
                     layer = 100 (LayerParameter, current format)
-V1LayerParameter    bottom = 2, top = 3, name = 4 (string), type = 5 (enum), blobs = 6 (BlobProto)
-LayerParameter      name = 1, type = 2 (string), bottom = 3, top = 4, blobs = 7 (BlobProto)
+V1LayerParameter    bottom = 2, top = 3, name = 4 (string), type = 5 (enum), blobs = 6 (BlobProto),
+                    convolution_param = 10, pooling_param = 19
+LayerParameter      name = 1, type = 2 (string), bottom = 3, top = 4, blobs = 7 (BlobProto),
+                    convolution_param = 106, pooling_param = 121
+ConvolutionParameter, PoolingParameter: their integer fields (see ``CONVOLUTION_FIELDS``,
+                    ``POOLING_FIELDS``)
 BlobProto           num = 1, channels = 2, height = 3, width = 4 (legacy 4-d shape),
                     data = 5 (float, packed or not), shape = 7 (BlobShape),
                     double_data = 8 (double, packed or not)
@@ -15,7 +19,7 @@ BlobShape           dim = 1 (int64, packed or not)
 ```
 
 Every other field is skipped by its wire type, as protobuf readers do. The reader only descends
-into these four message levels, so nesting depth is fixed by the schema, and every loop advances
+into these message levels, so nesting depth is fixed by the schema, and every loop advances
 by at least one byte, so it ends on any input. Any malformed input raises
 :class:`~nin_keras.errors.CaffeFormatError` naming the file and the byte offset.
 
@@ -30,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -100,6 +104,10 @@ class CaffeLayer:
         blobs: the learned parameters as float32 arrays in Caffe's layout and shape (for a
             convolution: weights ``(out, in, kh, kw)``, then bias, often ``(1, 1, 1, out)`` in
             old files).
+        params: the integer fields of the layer's ``convolution_param`` or ``pooling_param``
+            as stored, each a tuple (repeated fields may hold several values), e.g.
+            ``{"num_output": (192,), "pad": (2,), "kernel_size": (5,)}``; empty for other layers.
+            Caffe's defaults apply to absent fields (stride 1, pad 0, group 1, pool MAX = 0).
     """
 
     name: str
@@ -107,6 +115,7 @@ class CaffeLayer:
     bottom: tuple[str, ...]
     top: tuple[str, ...]
     blobs: tuple[np.ndarray, ...]
+    params: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,14 +270,35 @@ def _blob(r: _Reader, span: slice, where: str) -> np.ndarray:
     return data.reshape(shape)
 
 
-# (name, type, bottom, top, blobs) field numbers of the two layer messages.
-_V1_FIELDS = (4, 5, 2, 3, 6)
-_V2_FIELDS = (1, 2, 3, 4, 7)
+# (name, type, bottom, top, blobs, convolution_param, pooling_param) field numbers of the two
+# layer messages.
+_V1_FIELDS = (4, 5, 2, 3, 6, 10, 19)
+_V2_FIELDS = (1, 2, 3, 4, 7, 106, 121)
+
+#: ConvolutionParameter integer fields by number.
+CONVOLUTION_FIELDS = {
+    1: "num_output", 2: "bias_term", 3: "pad", 4: "kernel_size", 5: "group", 6: "stride",
+    9: "pad_h", 10: "pad_w", 11: "kernel_h", 12: "kernel_w", 13: "stride_h", 14: "stride_w",
+}
+#: PoolingParameter integer fields by number (``pool``: 0 MAX, 1 AVE, 2 STOCHASTIC).
+POOLING_FIELDS = {
+    1: "pool", 2: "kernel_size", 3: "stride", 4: "pad", 5: "kernel_h", 6: "kernel_w",
+    7: "stride_h", 8: "stride_w", 9: "pad_h", 10: "pad_w", 12: "global_pooling",
+}
+
+
+def _params(r: _Reader, span: slice, names: Mapping[int, str], where: str) -> dict[str, tuple[int, ...]]:
+    values: dict[str, list[int]] = {}
+    for field, wire, value, offset in r.fields(span.start, span.stop):
+        if field in names:
+            r.expect(field, wire, (_VARINT, _LENGTH), offset, f"{where} {names[field]}")
+            values.setdefault(names[field], []).extend(r.varints(value))
+    return {name: tuple(v) for name, v in values.items()}
 
 
 def _layer(r: _Reader, span: slice, index: int, v1: bool) -> CaffeLayer:
-    name_f, type_f, bottom_f, top_f, blobs_f = _V1_FIELDS if v1 else _V2_FIELDS
-    name, type_, bottom, top, blob_spans = "", "", [], [], []
+    name_f, type_f, bottom_f, top_f, blobs_f, conv_f, pool_f = _V1_FIELDS if v1 else _V2_FIELDS
+    name, type_, bottom, top, blob_spans, params = "", "", [], [], [], {}
     for field, wire, value, offset in r.fields(span.start, span.stop):
         if field == name_f:
             r.expect(field, wire, (_LENGTH,), offset, f"layer {index} name")
@@ -285,9 +315,13 @@ def _layer(r: _Reader, span: slice, index: int, v1: bool) -> CaffeLayer:
         elif field == blobs_f:
             r.expect(field, wire, (_LENGTH,), offset, f"layer {index} blob")
             blob_spans.append(value)
+        elif field in (conv_f, pool_f):
+            what = f"layer {index} {'convolution' if field == conv_f else 'pooling'}_param"
+            r.expect(field, wire, (_LENGTH,), offset, what)
+            params.update(_params(r, value, CONVOLUTION_FIELDS if field == conv_f else POOLING_FIELDS, what))
     label = f"layer {index} ({name or 'unnamed'})"
     blobs = tuple(_blob(r, span, f"{label} blob {i}") for i, span in enumerate(blob_spans))
-    return CaffeLayer(name=name, type=type_, bottom=tuple(bottom), top=tuple(top), blobs=blobs)
+    return CaffeLayer(name=name, type=type_, bottom=tuple(bottom), top=tuple(top), blobs=blobs, params=params)
 
 
 def parse_caffemodel(data: bytes, source: str = "<bytes>") -> CaffeModel:
