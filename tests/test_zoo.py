@@ -449,3 +449,25 @@ def test_published_nin_mnist_reaches_its_recorded_accuracy():
     error = 100 * np.mean(np.argmax(probabilities, axis=1) != labels.numpy())
     published = entry.pretrained[entry.default_tag].metrics["test_error"]
     assert abs(error - published) <= 0.02, (error, published)
+
+
+def test_bundled_weights_load_offline_and_fine_tune(monkeypatch):
+    """Every published tag ships in the package: it loads with the network forbidden."""
+    monkeypatch.setenv(download.ENV_OFFLINE, "1")
+    published_models = zoo.list_models(pretrained=True)
+    if not published_models:
+        pytest.skip("no published weights registered")
+    for name in published_models:
+        entry = zoo.get_model_entry(name)
+        for tag in entry.pretrained:
+            assert (download.BUNDLED_WEIGHTS_DIR / entry.preset_name(tag)).is_dir()
+    name = published_models[0]
+    entry = zoo.get_model_entry(name)
+    preset = zoo.load_preset(name)
+    assert preset.path == download.BUNDLED_WEIGHTS_DIR / entry.preset_name(entry.default_tag)
+    classes = preset.model.output_shape[-1] + 3
+    tuned = zoo.create_model(name, pretrained=True, classes=classes)
+    assert tuned.output_shape[-1] == classes
+    body = [layer.name for layer in zoo.create_model(name, include_top=False).layers if layer.weights]
+    for layer in body:
+        assert _same_weights(tuned.get_layer(layer), preset.model.get_layer(layer))
