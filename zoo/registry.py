@@ -8,8 +8,8 @@ against.
 
 Example:
     >>> from nin_keras import zoo
-    >>> zoo.list_models("cifar10*")
-    ['nin_cifar10', 'nin_cifar10_bn', ...]
+    >>> zoo.list_models("nin_cifar10*")
+    ['nin_cifar10', 'nin_cifar100', 'nin_cifar100_bn', 'nin_cifar10_bn']
     >>> model = zoo.create_model("nin_mnist", pretrained=True)          # published weights
     >>> tuned = zoo.create_model("nin_mnist", pretrained=True, classes=5)  # body reused, new classifier
 """
