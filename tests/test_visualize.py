@@ -237,9 +237,13 @@ def _np_project_tiny_nin(model, image, channel, pool_mode):
 
 
 # ---------------------------------------------------------------- deconvnet
-def _live_channel(model, images):
-    """The channel whose weakest per-image maximum is largest: it fires on every image."""
-    outputs = model.predict(images, verbose=0)
+def _live_channel(model, images, layer=None):
+    """The channel of ``layer`` (default: the output) whose weakest per-image maximum is largest."""
+    if layer is None:
+        outputs = model.predict(images, verbose=0)
+    else:
+        chain = visualize.layer_chain.flatten_chain(model)
+        outputs = visualize.layer_chain.run_chain(chain, images, stop=visualize.layer_chain.find_layer(chain, layer))[-1]
     return int(outputs.max(axis=(1, 2)).min(axis=0).argmax())
 
 
@@ -314,17 +318,28 @@ def test_receptive_fields_of_nin_match_hand_derivation(random_nin, layer):
         assert visualize.receptive_field(random_nin, layer, position) == expected
 
 
-@pytest.mark.parametrize("layer, channel", [("mlpconv1", 7), ("pool1", 3), ("mlpconv2", 11), ("mlpconv3", 4)])
-def test_projection_is_nonzero_only_inside_the_receptive_field(random_nin, layer, channel):
-    images = _random_images(3, seed=6)
-    projections, positions = visualize.deconv_projection(random_nin, images, layer, channel)
+def _assert_inside_fields(model, images, layer, channel):
+    projections, positions = visualize.deconv_projection(model, images, layer, channel)
     assert projections.shape == images.shape
     for projection, position in zip(projections, positions):
-        (r0, r1), (c0, c1) = visualize.receptive_field(random_nin, layer, position)
+        (r0, r1), (c0, c1) = visualize.receptive_field(model, layer, position)
         outside = projection.copy()
         outside[r0:r1, c0:c1] = 0
         assert np.abs(projection[r0:r1, c0:c1]).max() > 0
         assert np.abs(outside).max() == 0
+
+
+@pytest.mark.parametrize("layer", ["mlpconv1", "pool1", "mlpconv2", "mlpconv3"])
+def test_projection_is_nonzero_only_inside_the_receptive_field(random_nin, layer):
+    images = _random_images(3, seed=6)
+    _assert_inside_fields(random_nin, images, layer, _live_channel(random_nin, images, layer))
+
+
+def test_pretrained_projection_is_nonzero_only_inside_the_receptive_field(pretrained_nin, cifar_test_images):
+    """Through the preset's inference model: cast, GCN and ZCA in front, projections in whitened space."""
+    images = cifar_test_images[0][::4].astype("float32")
+    for layer in ("mlpconv1", "mlpconv2", "pool2", "mlpconv3"):
+        _assert_inside_fields(pretrained_nin, images, layer, _live_channel(pretrained_nin, images, layer))
 
 
 def test_top_activations_are_each_images_strongest_and_sorted(random_nin):
