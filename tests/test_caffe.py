@@ -453,6 +453,7 @@ def test_real_file_layer_parameters(real_model):
         (lambda m: _with_params(m, "pool3", pool=(0,)), "'pool3' -> head: Caffe max pooling, the head averages"),
         (lambda m: _with_params(m, "pool3", kernel_size=(4,)), "'pool3' -> head: Caffe window (4, 4) does not cover the (8, 8) maps"),
         (lambda m: _without(m, "pool2"), "the Caffe model has 2 Pooling layers ['pool1', 'pool3']"),
+        (lambda m: _without(m, "relu_cccp6"), "'cccp6' -> mlpconv3 convolution 2: Caffe has no ReLU after it, the Keras convolution does"),
     ],
 )
 def test_convolution_and_pooling_parameters_are_checked(real_model, edit, message):

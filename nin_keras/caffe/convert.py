@@ -13,7 +13,8 @@ onto the Keras layers of ``nin_keras.models`` as:
 Each Caffe convolution holds two blobs: weights ``(out, in, kh, kw)``, transposed here to Keras's
 ``(kh, kw, in, out)``, and a bias of ``out`` values (stored as ``(out,)`` or, in old files, as
 ``(1, 1, 1, out)``). Its stride, padding and group must match the Keras convolution (Keras
-``"same"`` padding is Caffe's ``pad = (k - 1) / 2`` for odd ``k``; cccp layers have none).
+``"same"`` padding is Caffe's ``pad = (k - 1) / 2`` for odd ``k``; cccp layers have none), and so
+must the ReLU after it (a Caffe ``ReLU`` layer reading the convolution's output).
 
 Caffe's ``Pooling`` layers, in network order, correspond to the model's ``CaffePooling2D`` layers in
 order (``pool1``, ``pool2``), which reproduce Caffe's pooling (output size rounded up, averages over
@@ -81,7 +82,7 @@ def _pair(caffe_layer: CaffeLayer, name: str, default: int | None) -> tuple[int 
     return values[0], values[-1]
 
 
-def _check_convolution(caffe_layer: CaffeLayer, layer: MLPConv, index: int, where: str) -> None:
+def _check_convolution(caffe_layer: CaffeLayer, caffe_relu: bool, layer: MLPConv, index: int, where: str) -> None:
     kernel = layer.kernel_size if index == 0 else (1, 1)
     strides = layer.strides if index == 0 else (1, 1)
     if index == 0 and layer.padding == "same":
@@ -96,6 +97,13 @@ def _check_convolution(caffe_layer: CaffeLayer, layer: MLPConv, index: int, wher
         got = _pair(caffe_layer, name, default)
         if got != tuple(want):
             raise WeightsMismatchError(f"{where}: Caffe {name} {got}, the Keras convolution needs {tuple(want)}")
+    last = index == len(layer.kernels) - 1
+    keras_relu = layer.activation is keras.activations.relu and not (layer.linear_last and last)
+    if caffe_relu != keras_relu:
+        raise WeightsMismatchError(
+            f"{where}: Caffe {'applies a' if caffe_relu else 'has no'} ReLU after it, "
+            f"the Keras convolution {'does not' if caffe_relu else 'does'}"
+        )
     group = caffe_layer.params.get("group", (1,))[-1]
     if group != 1:
         raise WeightsMismatchError(f"{where}: Caffe group {group}; Keras MLPConv convolutions are ungrouped")
@@ -152,7 +160,7 @@ def caffe_to_keras_weights(
         WeightsMismatchError: a mapped layer is missing on either side, a Caffe layer with blobs
             is not in the mapping, a Keras convolution gets no weights, a blob's shape differs
             from the Keras variable's (the message names the layer, the blob and both shapes), or
-            a convolution's stride/pad/group or a pooling layer's type/window/stride differs.
+            a convolution's stride/pad/group/ReLU or a pooling layer's type/window/stride differs.
     """
     pairs: list[tuple[keras.Variable, np.ndarray]] = []
     filled: set[tuple[str, int]] = set()
@@ -187,7 +195,8 @@ def caffe_to_keras_weights(
             raise WeightsMismatchError(
                 f"{where}: blob 1 (bias) has shape {bias.shape}, the Keras bias needs {tuple(bias_var.shape)}"
             )
-        _check_convolution(caffe_layer, layer, index, where)
+        caffe_relu = any(l.type == "ReLU" and l.bottom == caffe_layer.top for l in caffe_model.layers)
+        _check_convolution(caffe_layer, caffe_relu, layer, index, where)
         pairs.append((kernel_var, weights.transpose(2, 3, 1, 0)))
         pairs.append((bias_var, bias.reshape(-1)))
         filled.add((keras_name, index))
