@@ -8,3 +8,6 @@ Example:
 
 from nin_keras.caffe.convert import NIN_LAYER_MAPPING, caffe_to_keras_weights, load_caffe_weights
 from nin_keras.caffe.reader import CaffeLayer, CaffeModel, parse_caffemodel, read_caffemodel
+
+__all__ = ["CaffeLayer", "CaffeModel", "NIN_LAYER_MAPPING", "caffe_to_keras_weights", "load_caffe_weights",
+           "parse_caffemodel", "read_caffemodel"]
