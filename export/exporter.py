@@ -21,18 +21,26 @@ import numpy as np
 from nin_keras.errors import ExportError
 from nin_keras.export import metadata as meta
 from nin_keras.export import samples
+from nin_keras.export import onnx as onnx_format
+from nin_keras.export import tflite as tflite_format
 from nin_keras.export.onnx import DEFAULT_OPSET, convert_onnx, load_onnx, quantize_onnx
 from nin_keras.export.parity import ParityTolerance, parity_report
 from nin_keras.export.savedmodel import load_savedmodel, write_savedmodel
 from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, Runner, ServingModule, batched
 from nin_keras.export.tflite import convert_tflite, load_tflite, op_types
 from nin_keras.io_utils import atomic_dir, atomic_write
+from nin_keras.layers import (GlobalContrastNormalization, LocalContrastNormalization,
+                              ZCAWhitening)
 
 FORMATS = ("savedmodel", "tflite", "onnx")
-QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+QUANTIZE_MODES = tflite_format.QUANTIZE_MODES
+#: Layer types that count as preprocessing: split off by ``include_preprocessing=False``, and
+#: kept float32 inside int8 artifacts.
+PREPROCESSING_LAYERS = (GlobalContrastNormalization, ZCAWhitening, LocalContrastNormalization,
+                        keras.layers.Rescaling)
 #: Which quantization modes each format implements; SavedModel is always float32.
-SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": QUANTIZE_MODES,
-                          "onnx": (None, "dynamic", "int8")}
+SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": tflite_format.QUANTIZE_MODES,
+                          "onnx": onnx_format.QUANTIZE_MODES}
 
 
 @dataclasses.dataclass
@@ -159,9 +167,12 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
         if mode == "int8":
             quant["calibration"] = {"images": int(len(calibration)), "source": calibration_source}
         info = {**common, "format": fmt, "quantization": quant}
-        writer = {"savedmodel": _write_savedmodel, "tflite": _write_tflite,
-                  "onnx": _write_onnx}[fmt]
-        writer(module, path, mode, calibration, inputs, info, check, opset)
+        if fmt == "savedmodel":
+            _write_savedmodel(module, path, inputs, info, check)
+        elif fmt == "tflite":
+            _write_tflite(module, path, mode, calibration, inputs, info, check)
+        else:
+            _write_onnx(module, path, mode, calibration, opset, inputs, info, check)
         written[fmt] = path
     return written
 
@@ -216,14 +227,10 @@ def split_preprocessing(model: keras.Model) -> tuple[list[keras.layers.Layer], k
     layers -> one network model) and ``keras.Sequential`` stacks; a model without leading
     preprocessing layers is all network.
     """
-    from nin_keras import layers as nin_layers
-
-    kinds = (nin_layers.GlobalContrastNormalization, nin_layers.ZCAWhitening,
-             nin_layers.LocalContrastNormalization, keras.layers.Rescaling)
     body = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     leading = []
     for layer in body:
-        if not isinstance(layer, kinds):
+        if not isinstance(layer, PREPROCESSING_LAYERS):
             break
         leading.append(layer)
     rest = body[len(leading):]
@@ -290,15 +297,15 @@ def _finish(artifact_tmp: Path, path: Path, info: dict, report: dict) -> None:
                                .isoformat(timespec="seconds")})
 
 
-def _write_savedmodel(module, path, mode, calibration, inputs, info, check, opset):
+def _write_savedmodel(module, path, inputs, info, check):
     with atomic_dir(path, overwrite=True) as tmp:
         write_savedmodel(module, tmp)
-        report = _verify(load_savedmodel(tmp), inputs, mode, check, "savedmodel")
+        report = _verify(load_savedmodel(tmp), inputs, None, check, "savedmodel")
         _finish(tmp, path, info, report)
 
 
-def _write_tflite(module, path, mode, calibration, inputs, info, check, opset):
-    flatbuffer = convert_tflite(module, mode, calibration)
+def _write_tflite(module, path, mode, calibration, inputs, info, check):
+    flatbuffer = convert_tflite(module, mode, calibration, _float_layers(module))
     with atomic_write(path) as tmp:
         tmp.write_bytes(flatbuffer)
         report = _verify(load_tflite(tmp), inputs, mode, check, "tflite")
@@ -307,20 +314,25 @@ def _write_tflite(module, path, mode, calibration, inputs, info, check, opset):
         _finish(tmp, path, info, report)
 
 
-def _write_onnx(module, path, mode, calibration, inputs, info, check, opset):
+def _write_onnx(module, path, mode, calibration, opset, inputs, info, check):
     import onnx
 
     proto = convert_onnx(module, opset)
     if mode is not None:
-        proto = quantize_onnx(proto, mode, calibration)
-        info["quantization"]["method"] = ("static QDQ, per-channel int8 weights, int8 "
-                                          "activations, min/max calibration" if mode == "int8"
-                                          else "dynamic int8 weights")
+        proto = quantize_onnx(proto, mode, calibration, _float_layers(module))
+        info["quantization"]["method"] = (
+            "static QDQ, per-channel int8 weights, uint8 activations, min/max calibration; "
+            "preprocessing layers float32" if mode == "int8" else "dynamic int8 weights")
     info["opset"] = opset
     with atomic_write(path) as tmp:
         onnx.save(proto, tmp)
         report = _verify(load_onnx(tmp), inputs, mode, check, "onnx")
         _finish(tmp, path, info, report)
+
+
+def _float_layers(module: ServingModule) -> list[str]:
+    """Layers kept float32 in int8 artifacts: the baked-in preprocessing (see tflite.py)."""
+    return [layer.name for layer in module.model.layers if isinstance(layer, PREPROCESSING_LAYERS)]
 
 
 def _versions() -> dict[str, str | None]:

@@ -9,16 +9,19 @@ disk. The batch dimension is renamed to the symbolic ``batch``.
 Quantization (``quantize``) uses ``onnxruntime.quantization`` after ``quant_pre_process``
 (shape inference and graph optimization):
 
-- ``"int8"``: static QDQ, int8 weights per output channel, activations calibrated (min/max) on
-  real training images.
+- ``"int8"``: static QDQ, int8 weights per output channel, uint8 activations (ONNX Runtime's fast
+  U8S8 path on x86) calibrated (min/max) on real training images. Nodes of ``float_layers`` (the
+  baked-in preprocessing) stay float32, as in the TFLite exporter.
 - ``"dynamic"``: int8 weights, activations quantized at run time (no calibration).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -40,7 +43,6 @@ def convert_onnx(module: ServingModule, opset: int = DEFAULT_OPSET):
     Raises:
         ExportError: tf2onnx cannot convert the graph, or the result fails ``onnx.checker``.
     """
-    import onnx
     import tensorflow as tf
     import tf2onnx
 
@@ -74,13 +76,14 @@ def check_onnx(model) -> None:
 
 
 def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = None,
-                  batch_size: int = 16):
+                  float_layers: Sequence[str] = (), batch_size: int = 16):
     """Quantize a float ONNX model with ``onnxruntime.quantization``; return the new ModelProto.
 
     Args:
         model: float ``onnx.ModelProto`` from :func:`convert_onnx`.
         quantize: ``"int8"`` (static QDQ, needs ``calibration_data``) or ``"dynamic"``.
         calibration_data: float32 ``[N, H, W, C]`` real training images in the input space.
+        float_layers: names of Keras layers whose nodes stay float32 (``"int8"`` only).
         batch_size: calibration batch size.
     """
     import onnx
@@ -108,11 +111,16 @@ def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = No
         # Static shapes except the batch: ONNX shape inference suffices (no sympy needed).
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
         if quantize == "int8":
+            # Node names are the TF op names: ".../<layer name>_<n>/<op>".
+            scope = re.compile("|".join(rf"/{re.escape(name)}(_\d+)?/" for name in float_layers))
+            excluded = [node.name for node in onnx.load(prepared).graph.node
+                        if float_layers and scope.search(node.name)]
             quantize_static(str(prepared), str(quantized),
                             _Reader(np.asarray(calibration_data, np.float32)),
                             quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            nodes_to_exclude=excluded)
         else:
             quantize_dynamic(str(prepared), str(quantized), weight_type=QuantType.QInt8)
         result = onnx.load(quantized)

@@ -164,7 +164,5 @@ class Predictor:
         if self.format == "tflite":
             from ai_edge_litert.interpreter import Interpreter
             return tuple(int(d) for d in Interpreter(str(self.path)).get_input_details()[0]["shape"][1:])
-        import tensorflow as tf
-        spec = tf.saved_model.load(str(self.path)).signatures["serving_default"] \
-            .structured_input_signature[1]
+        spec = self._run.loaded.signatures["serving_default"].structured_input_signature[1]
         return tuple(int(d) for d in next(iter(spec.values())).shape[1:])

@@ -1,0 +1,171 @@
+"""Inference benchmark: Keras, SavedModel, TFLite (LiteRT) and ONNX Runtime, float and int8.
+
+For NIN CIFAR-10 (the pretrained preset, preprocessing baked in: raw pixels in) it measures, in
+one run on this machine:
+
+- latency at batch 1 (median of many single-image calls) and throughput at batch 64
+  (images/s from the median batch time) for Keras ``model.predict``, a compiled ``tf.function``
+  call (graph mode, and XLA ``jit_compile=True``), the SavedModel's ``serving_default``, TFLite
+  float32 / int8 (full integer) and ONNX Runtime float32 / int8 (static QDQ);
+- LiteRT with 1 and 2 threads (XNNPACK), ONNX Runtime with 1 and 2 intra-op threads and with
+  basic vs all graph optimizations;
+- each artifact's accuracy on CIFAR-10 (JPEG copy) test images and its top-1 agreement with Keras.
+
+Artifacts come from ``nin_keras.export.export`` (so each passed its parity check first) and are
+written to a temporary folder.
+
+Usage:
+    python benchmarks/inference.py                 # writes results/inference.json
+    python benchmarks/inference.py --quick         # random-weight model, few images (smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from nin_keras.export import ParityTolerance, export  # noqa: E402
+from nin_keras.export import samples  # noqa: E402
+from nin_keras.export.onnx import load_onnx  # noqa: E402
+from nin_keras.export.savedmodel import load_savedmodel  # noqa: E402
+from nin_keras.export.tflite import load_tflite  # noqa: E402
+
+COLUMNS = ["runtime", "artifact", "settings", "latency_b1_ms", "throughput_b64_ips",
+           "accuracy", "agreement", "size_mb"]
+
+
+def source_model(preset: str, quick: bool) -> tuple[Any, keras.Model]:
+    """``(what export() takes, the float32-input Keras inference model)``."""
+    from nin_keras.zoo import presets, registry
+
+    if quick:
+        keras.utils.set_random_seed(0)
+        model = presets.inference_model(registry.build_model("nin_cifar10"),
+                                        [keras.layers.Rescaling(1 / 255)], input_dtype="float32",
+                                        name="nin_cifar10_random")
+        return model, model
+    return preset, presets.load_preset(preset).inference_model(input_dtype="float32")
+
+
+def measure(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray,
+            reference_top1: np.ndarray | None, repeats: int) -> dict[str, Any]:
+    """Latency at batch 1, throughput at batch 64, accuracy and agreement on ``images``."""
+    one, batch = images[:1], images[:64]
+    latency = common.time_call(lambda: run(one), repeats=repeats * 10, warmup=3)
+    throughput = common.time_call(lambda: run(batch), repeats=repeats, warmup=1)
+    top1 = np.concatenate([np.asarray(run(images[i:i + 64])).argmax(-1)
+                           for i in range(0, len(images), 64)])
+    return {
+        "latency_b1_ms": 1e3 * latency["median_s"],
+        "throughput_b64_ips": len(batch) / throughput["median_s"],
+        "accuracy": 100.0 * float(np.mean(top1 == labels)),
+        "agreement": None if reference_top1 is None else float(np.mean(top1 == reference_top1)),
+        "_top1": top1,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="nin_cifar10", help="zoo name or preset folder")
+    parser.add_argument("--images", type=int, default=2000, help="CIFAR-10 test images for accuracy")
+    parser.add_argument("--repeats", type=int, default=10, help="timed batch-64 calls (x10 at batch 1)")
+    parser.add_argument("--quick", action="store_true", help="random-weight model, few images")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.repeats = 128, 2
+
+    exported_from, keras_model = source_model(args.preset, args.quick)
+    images, labels, described = samples.parity_images("cifar10", args.images, (32, 32, 3))
+    if labels is None:
+        raise SystemExit(f"inference benchmark needs the local CIFAR-10 copy: {described}")
+    images = images.astype(np.float32)
+
+    rows: list[dict[str, Any]] = []
+
+    def add(runtime: str, artifact: str, settings: str, run, size: int | None = None) -> None:
+        reference = rows[0]["_top1"] if rows else None
+        row = {"runtime": runtime, "artifact": artifact, "settings": settings,
+               **measure(run, images, labels, reference, args.repeats),
+               "size_mb": None if size is None else size / 1e6}
+        rows.append(row)
+        print(f"{runtime:<14} {artifact:<18} {settings:<22} {row['latency_b1_ms']:8.2f} ms "
+              f"{row['throughput_b64_ips']:8.0f} img/s  acc {row['accuracy']:.2f}%", flush=True)
+
+    add("keras", "model.predict", "batch_size=64",
+        lambda x: keras_model.predict(x, batch_size=64, verbose=0))
+    graph = tf.function(lambda x: keras_model(x, training=False))
+    add("keras", "tf.function", "graph", lambda x: graph(tf.constant(x)).numpy())
+    xla = tf.function(lambda x: keras_model(x, training=False), jit_compile=True)
+    add("keras", "tf.function", "jit_compile=True (XLA)", lambda x: xla(tf.constant(x)).numpy())
+
+    with tempfile.TemporaryDirectory(prefix="nin_keras_bench_") as tmp:
+        floats = export(exported_from, ("savedmodel", "tflite", "onnx"), tmp)
+        # Random weights give near-uniform outputs whose int8 top-1 is arbitrary: no bounds then.
+        loose = ParityTolerance(min_top1_agreement=0.0, max_accuracy_drop=100.0)
+        int8 = export(exported_from, ("tflite", "onnx"), tmp, quantize="int8",
+                      tolerance=loose if args.quick else ParityTolerance())
+        size = lambda p: sum(f.stat().st_size for f in Path(p).rglob("*") if f.is_file()) \
+            if Path(p).is_dir() else Path(p).stat().st_size  # noqa: E731
+        add("tensorflow", "SavedModel", "serving_default", load_savedmodel(floats["savedmodel"]),
+            size(floats["savedmodel"]))
+        for name, paths in (("float32", floats), ("int8", int8)):
+            for threads in (1, 2):
+                add("litert", f"tflite {name}", f"XNNPACK, {threads} thread(s)",
+                    load_tflite(paths["tflite"], num_threads=threads), size(paths["tflite"]))
+            for threads in (1, 2):
+                for level in ("basic", "all"):
+                    add("onnxruntime", f"onnx {name}", f"{threads} thread(s), opt={level}",
+                        load_onnx(paths["onnx"], num_threads=threads, graph_optimization=level),
+                        size(paths["onnx"]))
+
+    for row in rows:
+        del row["_top1"]
+    compiled = max(r["throughput_b64_ips"] for r in rows if r["artifact"] == "tf.function")
+    keras_accuracy = rows[0]["accuracy"]
+    int8_rows = [r for r in rows if "int8" in r["artifact"]]
+    float_rows = [r for r in rows if r["runtime"] in ("tensorflow", "litert", "onnxruntime")
+                  and "int8" not in r["artifact"]]
+    best_int8 = max(int8_rows, key=lambda r: r["throughput_b64_ips"])
+    best_float = max(float_rows, key=lambda r: r["throughput_b64_ips"])
+    fastest_b1 = min(int8_rows, key=lambda r: r["latency_b1_ms"])
+    summary = {
+        "compiled_keras_ips": compiled,
+        "best_int8": f"{best_int8['artifact']} ({best_int8['settings']})",
+        "best_int8_speedup_b64": best_int8["throughput_b64_ips"] / compiled,
+        "best_int8_latency_b1_ms": fastest_b1["latency_b1_ms"],
+        "best_int8_accuracy_drop": keras_accuracy - best_int8["accuracy"],
+        "best_float": f"{best_float['artifact']} ({best_float['settings']})",
+        "best_float_vs_compiled_keras": best_float["throughput_b64_ips"] / compiled,
+        "goals": "int8 >= 4x compiled Keras at batch 64, < 1.5 ms at batch 1, accuracy within "
+                 "0.5 points of float; best float >= compiled Keras",
+    }
+    command = shlex.join(["python", "benchmarks/inference.py", *(argv or sys.argv[1:])])
+    path = common.write_result(
+        "inference", rows, command, title="Inference: Keras vs SavedModel, TFLite and ONNX Runtime",
+        columns=COLUMNS, summary=summary, images=described,
+        model=str(exported_from if isinstance(exported_from, str) else exported_from.name),
+        notes=["latency: median of single-image calls; throughput: 64 / median batch-64 time",
+               "accuracy in percent on CIFAR-10 (JPEG copy) test images; agreement: top-1 equal "
+               "to Keras model.predict",
+               "raw pixels in: GCN + ZCA are inside every artifact"])
+    print(path)
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
