@@ -55,7 +55,8 @@ def convert_tflite(module: ServingModule, quantize: str | None = None,
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.frozen_function()])
+    frozen = module.frozen_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     # Built-ins only: never let the converter fall back to Flex (SELECT_TF_OPS).
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize is not None:
@@ -71,7 +72,7 @@ def convert_tflite(module: ServingModule, quantize: str | None = None,
                                                tf.lite.OpsSet.TFLITE_BUILTINS]
     try:
         if quantize == "int8" and float_layers:
-            flatbuffer = _selective_int8(module, converter, samples, float_layers)
+            flatbuffer = _selective_int8(frozen, converter, samples, float_layers)
         else:
             flatbuffer = converter.convert()
     except Exception as err:  # the converter raises ConverterError or plain exceptions
@@ -93,12 +94,11 @@ def _builtin_names() -> dict[int, str]:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
-def _selective_int8(module: ServingModule, converter, samples: np.ndarray,
-                    float_layers: Sequence[str]) -> bytes:
+def _selective_int8(frozen, converter, samples: np.ndarray, float_layers: Sequence[str]) -> bytes:
     """Full-integer conversion with the ops of ``float_layers`` denylisted (kept float32)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    float_model = tf.lite.TFLiteConverter.from_concrete_functions([module.frozen_function()])
+    float_model = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     interpreter = Interpreter(model_content=float_model.convert())
     tensors = interpreter.get_tensor_details()
     # Op output tensors are named after the TF ops: ".../<layer name>_<n>/<op>".

@@ -270,6 +270,20 @@ def test_predictor_top1_matches_keras_on_image_files(float_exports, tmp_path):
                                    case["reference"][:6], atol=1e-4)
 
 
+def test_predictor_without_metadata_reads_the_artifact(float_exports, tmp_path):
+    import shutil
+
+    case = float_exports["nin_mnist"]
+    images = case["inputs"][:4].astype(np.uint8)
+    for fmt, path in case["paths"].items():
+        bare = tmp_path / path.name
+        (shutil.copytree if path.is_dir() else shutil.copy)(path, bare)
+        predictor = Predictor(bare)
+        assert predictor.metadata == {} and predictor.input_shape == (28, 28, 1)
+        top = predictor.predict(images, top_k=1)
+        assert [t[0][0] for t in top] == [str(c) for c in case["reference"][:4].argmax(1)]
+
+
 @pytest.mark.parametrize("bad, message", [
     (np.zeros((0, 28, 28, 1), np.uint8), "empty"),
     (np.zeros((2, 32, 32, 3), np.uint8), "shape"),
