@@ -13,7 +13,8 @@ Quantization (``quantize``) uses ``onnxruntime.quantization`` after ``quant_pre_
   channel, uint8 activations (ONNX Runtime's fast U8S8 path on x86) calibrated (min/max) on real
   training images. Nodes of ``float_layers`` (the baked-in preprocessing) stay float32, as in the
   TFLite exporter.
-- ``"dynamic"``: int8 weights, activations quantized at run time (no calibration).
+- ``"dynamic"``: int8 weights, activations quantized at run time (no calibration); the
+  ``float_layers`` stay float32 here too.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = No
         model: float ``onnx.ModelProto`` from :func:`convert_onnx`.
         quantize: ``"int8"`` (static QDQ, needs ``calibration_data``) or ``"dynamic"``.
         calibration_data: float32 ``[N, H, W, C]`` real training images in the input space.
-        float_layers: names of Keras layers whose nodes stay float32 (``"int8"`` only).
+        float_layers: names of Keras layers whose nodes stay float32.
         batch_size: calibration batch size.
     """
     import onnx
@@ -116,11 +117,11 @@ def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = No
         onnx.save(model, float_path)
         # Static shapes except the batch: ONNX shape inference suffices (no sympy needed).
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        # Node names are the TF op names: ".../<layer name>_<n>/<op>".
+        scope = re.compile("|".join(rf"/{re.escape(name)}(_\d+)?/" for name in float_layers))
+        excluded = [node.name for node in onnx.load(prepared).graph.node
+                    if float_layers and scope.search(node.name)]
         if quantize == "int8":
-            # Node names are the TF op names: ".../<layer name>_<n>/<op>".
-            scope = re.compile("|".join(rf"/{re.escape(name)}(_\d+)?/" for name in float_layers))
-            excluded = [node.name for node in onnx.load(prepared).graph.node
-                        if float_layers and scope.search(node.name)]
             quantize_static(str(prepared), str(quantized),
                             _Reader(np.asarray(calibration_data, np.float32)),
                             quant_format=QuantFormat.QDQ, per_channel=True,
@@ -129,7 +130,8 @@ def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = No
                             op_types_to_quantize=list(STATIC_INT8_OPS),
                             nodes_to_exclude=excluded)
         else:
-            quantize_dynamic(str(prepared), str(quantized), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(prepared), str(quantized), weight_type=QuantType.QInt8,
+                             nodes_to_exclude=excluded)
         result = onnx.load(quantized)
     check_onnx(result)
     return result
