@@ -205,9 +205,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from nin_keras.export.metadata import metadata_path
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    paths = export(args.model, formats, args.out, quantize=args.quantize,
-                   include_preprocessing=not args.no_preprocessing, opset=args.opset,
-                   parity_samples=args.parity_samples, calibration_samples=args.calibration_samples)
+    try:
+        paths = export(args.model, formats, args.out, quantize=args.quantize,
+                       include_preprocessing=not args.no_preprocessing, opset=args.opset,
+                       parity_samples=args.parity_samples,
+                       calibration_samples=args.calibration_samples)
+    except ValueError as err:  # unknown model, no weights, bad formats/quantize: the user's to fix
+        print(f"nin-keras export: error: {err}", file=sys.stderr)
+        return 1
     for fmt, path in paths.items():
         info = json.loads(metadata_path(path).read_text())
         parity = info["parity"]
