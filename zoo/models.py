@@ -39,6 +39,44 @@ NIN_CIFAR10_CAFFE = PretrainedConfig(
 )
 
 
+# Trained here: `nin-keras train nin_mnist_fast` (log and curves in zoo/runs/nin_mnist_fast/).
+NIN_MNIST_FAST = PretrainedConfig(
+    tag="fast",
+    files=(
+        WeightsFile("config.json", "e431f52743d25712f3f75da7b346bc3d98aa049e3c7e415716839301c688a96d", 233),
+        WeightsFile("metadata.json", "8fb43d7b0e73ef4c22267392312cd456cd9940eb68b8f0972bb934a621f62185", 6238),
+        WeightsFile("model.weights.h5", "6d02b87e9bd831400d7634740d3f950bb8a5298b070e3fbbc00be1ef57379484", 1172392),
+        WeightsFile("preprocessing.weights.h5", "aadc86fb00e241095a2638bf7aa0e24003d8a818c1932b2d3ee2d3c3aca95202", 8888),
+    ),
+    dataset="mnist",
+    preprocessing="Rescaling",
+    metrics={"test_error": 0.44, "test_accuracy": 99.56, "test_loss": 0.085401, "test_examples": 10000},
+    command="nin-keras train nin_mnist_fast --out runs/nin_mnist_fast",
+    paper_error=0.47,
+    license="BSD-3-Clause",
+    source="trained with nin-keras recipe 'nin_mnist_fast'",
+    evaluated_on="mnist test split",
+)
+
+# Trained here: `nin-keras train maxout_mnist` (log and curves in zoo/runs/maxout_mnist/).
+MAXOUT_MNIST_COSINE = PretrainedConfig(
+    tag="cosine",
+    files=(
+        WeightsFile("config.json", "7646c73ee0592b557d9d698f7f5c318629e6b4a4e831ddd2c29ddbddb068b03e", 191),
+        WeightsFile("metadata.json", "ddf57105d19771aacc6431e424986aa6d537a8ca3498603c2bb2a36b22969948", 10680),
+        WeightsFile("model.weights.h5", "ed93da7fc2a91f78891fd8ff7be156aeb5482a88fbfe76cc680ebbf800fff885", 4960312),
+        WeightsFile("preprocessing.weights.h5", "aadc86fb00e241095a2638bf7aa0e24003d8a818c1932b2d3ee2d3c3aca95202", 8888),
+    ),
+    dataset="mnist",
+    preprocessing="Rescaling",
+    metrics={"test_error": 1.29, "test_accuracy": 98.71, "test_loss": 0.047438, "test_examples": 10000},
+    command="nin-keras train maxout_mnist --out runs/maxout_mnist",
+    paper_error=0.94,
+    license="BSD-3-Clause",
+    source="trained with nin-keras recipe 'maxout_mnist'",
+    evaluated_on="mnist test split",
+)
+
 @register_model(dataset="cifar10", paper_error=10.41, pretrained=[NIN_CIFAR10_CAFFE])
 def nin_cifar10(**kwargs: Any) -> keras.Model:
     """NIN for CIFAR-10, layer for layer the original Caffe model (Table 1)."""
@@ -57,7 +95,7 @@ def nin_svhn(**kwargs: Any) -> keras.Model:
     return models.nin_svhn(**kwargs)
 
 
-@register_model(dataset="mnist", paper_error=0.47)
+@register_model(dataset="mnist", paper_error=0.47, pretrained=[NIN_MNIST_FAST])
 def nin_mnist(**kwargs: Any) -> keras.Model:
     """NIN for MNIST: the CIFAR-10 layout with fewer maps (Table 4)."""
     return models.nin_mnist(**kwargs)
@@ -69,7 +107,7 @@ def nin_fashion_mnist(**kwargs: Any) -> keras.Model:
     return models.nin_fashion_mnist(**kwargs)
 
 
-@register_model(dataset="mnist", paper_error=0.94)
+@register_model(dataset="mnist", paper_error=0.94, pretrained=[MAXOUT_MNIST_COSINE])
 def maxout_mnist(**kwargs: Any) -> keras.Model:
     """Permutation-invariant maxout MLP for MNIST (Goodfellow et al. 2013, Table 1)."""
     return models.maxout_mnist(**kwargs)
