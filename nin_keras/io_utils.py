@@ -32,7 +32,6 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; published files get the usual mode
     os.chmod(tmp_path, 0o666 & ~_UMASK)
     try:
         yield tmp_path
@@ -53,7 +52,6 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    os.chmod(tmp_path, 0o777 & ~_umask())
     os.chmod(tmp_path, 0o777 & ~_UMASK)
     try:
         yield tmp_path
@@ -67,12 +65,6 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     finally:
         if tmp_path.exists():
             shutil.rmtree(tmp_path, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
