@@ -405,9 +405,14 @@ def test_create_model_pretrained_in_a_fresh_process_downloads_verifies_and_loads
 
 
 def test_cards_tabulate_counts_and_say_which_models_have_no_weights(published):
-    text = cards.render(["nin_mnist", "nin_svhn", TEST_MODEL])
+    bare = f"{TEST_MODEL}_bare"
+    registry.register_model(zoo_models.nin_mnist, name=bare, dataset="mnist", paper_error=0.47)
+    try:
+        text = cards.render([bare, "nin_svhn", TEST_MODEL])
+    finally:
+        registry.unregister_model(bare)
     params = sum(int(np.prod(w.shape)) for w in zoo.create_model("nin_mnist").weights)
-    assert f"| `nin_mnist` | none (not trained here) | — | 0.47% | {params:,} |" in text
+    assert f"| `{bare}` | none (not trained here) | — | 0.47% | {params:,} |" in text
     assert "| `nin_svhn` | none (no data here) | — | 2.35% |" in text
     size = sum(p.stat().st_size for p in published[1].iterdir())
     assert f"| `{TEST_MODEL}.t` | test | 1.50% |" in text and f"{size / 1e6:.1f} MB" in text

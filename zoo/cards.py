@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -84,11 +85,26 @@ def _dataset_rows(summaries: Sequence[ModelSummary]) -> list[str]:
         for tag, cfg in entry.pretrained.items():
             error = cfg.metrics.get("test_error")
             where = f" ({cfg.evaluated_on})" if cfg.evaluated_on else ""
+            counts, variant = _published_architecture(entry.preset_name(tag), common)
             rows.append(
-                f"| `{s.name}.{tag}` | {cfg.source} | {_percent(error)}{where} | {_percent(cfg.paper_error)} | "
-                f"{common} | {_megabytes(cfg.size)} | {cfg.preprocessing} |"
+                f"| `{s.name}.{tag}`{variant} | {cfg.source} | {_percent(error)}{where} | {_percent(cfg.paper_error)} | "
+                f"{counts} | {_megabytes(cfg.size)} | {cfg.preprocessing} |"
             )
     return rows
+
+
+def _published_architecture(preset: str, default_counts: str) -> tuple[str, str]:
+    """Params/MACs and builder arguments of a bundled preset (its weights may be a variant, e.g.
+    with batch norm); the architecture's defaults when the preset is not bundled."""
+    folder = download.BUNDLED_WEIGHTS_DIR / preset
+    try:
+        metadata = json.loads((folder / "metadata.json").read_text())
+        kwargs = json.loads((folder / "config.json").read_text()).get("kwargs", {})
+        counts = f"{metadata['params']:,} | {metadata['flops'] / 1e6:.1f} M"
+    except (OSError, ValueError, KeyError, TypeError):
+        return default_counts, ""
+    shown = [f"{k}={v}" for k, v in sorted(kwargs.items()) if k not in ("include_top", "input_shape", "name")]
+    return counts, f" ({', '.join(shown)})" if shown else ""
 
 
 def render(names: Iterable[str] | None = None) -> str:
