@@ -333,13 +333,17 @@ def test_pretrained_offline_without_cache_is_a_clear_error(published, monkeypatc
         zoo.create_model(TEST_MODEL, pretrained=True)
 
 
+class _QuietFileHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
 @pytest.fixture
 def loopback(tmp_path):
     """A static HTTP server on 127.0.0.1 serving ``tmp_path / "www"``."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
+    handler = functools.partial(_QuietFileHandler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
