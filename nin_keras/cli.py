@@ -101,55 +101,22 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_import_caffe(args: argparse.Namespace) -> int:
     """Convert a Caffe NIN ``.caffemodel`` into a preset: weights, fitted preprocessing, metadata."""
-    import os
     import shlex
-    from pathlib import Path
 
-    from nin_keras.caffe import load_caffe_weights, read_caffemodel
-    from nin_keras.data import dataset_info
-    from nin_keras.io_utils import sha256_file
-    from nin_keras.layers import ZCAWhitening
-    from nin_keras.zoo import build_model, get_model_entry, save_preset
+    from nin_keras.zoo.caffe_import import import_caffe_preset
 
-    if Path(args.out).exists() and not args.overwrite:
-        raise FileExistsError(f"--out {args.out} already exists (pass --overwrite to replace it)")
-    entry = get_model_entry(args.arch)
-    caffe_model = read_caffemodel(args.file)  # every format and shape check runs before any write
-    model = load_caffe_weights(build_model(args.arch), caffe_model)
-    info = dataset_info(entry.dataset)
-    preprocessing, note = [], "none fitted: inputs must be preprocessed as the Caffe model's training data was"
-    if not args.no_preprocessing:
-        from nin_keras.train.arrays import load_arrays
-        from nin_keras.train.loop import fit_preprocessing
-
-        preprocessing = [
-            # One matrix, no stored inverse: a 3072-d float16 ZCA stays under 20 MB.
-            ZCAWhitening.from_config({**layer.get_config(), "matrix_dtype": args.zca_dtype, "store_inverse": False})
-            if isinstance(layer, ZCAWhitening) else layer
-            for layer in info.preprocessing_layers()
-        ]
-        images, _ = load_arrays({"name": info.name, "source": args.source}, "train", args.data_dir)
-        fit_preprocessing(preprocessing, images)
-        note = f"{info.preprocessing} ({info.name} train split, {len(images)} images, source {args.source!r})"
     words = ["nin-keras", "import-caffe", args.file, "--arch", args.arch, "--out", args.out]
     if args.no_preprocessing:
         words.append("--no-preprocessing")
     else:
         words += ["--zca-dtype", args.zca_dtype, "--source", args.source] + (["--data-dir", args.data_dir] if args.data_dir else [])
     words += [f"--{flag}={value}" for flag, value in (("license", args.license), ("origin", args.origin)) if value]
-    origin = f" from {args.origin}" if args.origin else ""
-    metadata = {
-        "dataset": info.name,
-        "class_names": list(info.class_names),
-        "paper_error": entry.paper_error,
-        "source": f"Caffe model {os.path.basename(args.file)} ({caffe_model.format}, net {caffe_model.name!r}){origin}",
-        "source_sha256": sha256_file(args.file),
-        "license": args.license,
-        "preprocessing_fitted": note,
-        "import_command": shlex.join(words),
-    }
-    out = save_preset(model, args.out, metadata, preprocessing, overwrite=args.overwrite)
-    print(f"preset: {out} ({model.count_params():,} parameters from {caffe_model.format} {args.file})")
+    out = import_caffe_preset(
+        args.file, args.arch, args.out, fit=not args.no_preprocessing, zca_dtype=args.zca_dtype,
+        source=args.source, data_dir=args.data_dir, license=args.license, origin=args.origin,
+        overwrite=args.overwrite, command=shlex.join(words),
+    )
+    print(f"preset: {out}")
     return 0
 
 

@@ -31,6 +31,7 @@ _EXPORTS = {
     "inference_model": "presets",
     "transfer_weights": "presets",
     "fetch": "download",
+    "import_caffe_preset": "caffe_import",
 }
 
 __all__ = sorted(_EXPORTS)

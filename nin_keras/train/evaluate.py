@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nin_keras.train.arrays import load_arrays
+from nin_keras.data.arrays import load_arrays
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:

@@ -49,7 +49,7 @@ import numpy as np
 import tensorflow as tf
 
 from nin_keras.train import strategy as strategy_lib
-from nin_keras.train.arrays import load_arrays
+from nin_keras.data.arrays import fit_preprocessing, load_arrays
 from nin_keras.train.evaluate import evaluate_model
 from nin_keras.train.checkpoint import load_checkpoint, save_checkpoint, weights_digest
 from nin_keras.train.history import write_history
@@ -108,21 +108,6 @@ def build_layers(configs: Sequence[Mapping[str, Any]]) -> list[keras.layers.Laye
     import nin_keras.layers  # noqa: F401  (registers the nin_keras layer classes)
 
     return [keras.layers.deserialize(dict(c)) for c in configs]
-
-
-def fit_preprocessing(layers: Sequence[keras.layers.Layer], images: np.ndarray, chunk: int = 2048) -> None:
-    """Fit every layer that has ``adapt`` (e.g. ``ZCAWhitening``) on ``images`` passed through the layers before it."""
-    for i, layer in enumerate(layers):
-        if not hasattr(layer, "adapt"):
-            continue
-
-        def upstream(batch, before=layers[:i]):
-            x = tf.cast(batch, "float32")
-            for previous in before:
-                x = previous(x)
-            return x
-
-        layer.adapt(tf.data.Dataset.from_tensor_slices(images).batch(chunk).map(upstream))
 
 
 def build_optimizer(

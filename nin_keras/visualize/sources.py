@@ -77,7 +77,7 @@ def dataset_images(
     Returns:
         ``(images float32 (count, H, W, C) raw pixels, labels int64 (count,))``, in split order.
     """
-    from nin_keras.train.arrays import load_arrays
+    from nin_keras.data.arrays import load_arrays
 
     images, labels = load_arrays({"name": name}, split, data_dir)
     if not 1 <= count <= len(images):

@@ -1,11 +1,13 @@
-"""Whole data set splits in memory, as NumPy arrays."""
+"""Whole data set splits in memory as NumPy arrays, and fitting preprocessing layers on them."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 
 def load_arrays(dataset: Mapping[str, Any], split: str, data_dir: str | os.PathLike | None = None):
@@ -31,3 +33,18 @@ def load_arrays(dataset: Mapping[str, Any], split: str, data_dir: str | os.PathL
         images.append(x)
         labels.append(y)
     return np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int64)
+
+
+def fit_preprocessing(layers: Sequence[keras.layers.Layer], images: np.ndarray, chunk: int = 2048) -> None:
+    """Fit every layer that has ``adapt`` (e.g. ``ZCAWhitening``) on ``images`` passed through the layers before it."""
+    for i, layer in enumerate(layers):
+        if not hasattr(layer, "adapt"):
+            continue
+
+        def upstream(batch, before=layers[:i]):
+            x = tf.cast(batch, "float32")
+            for previous in before:
+                x = previous(x)
+            return x
+
+        layer.adapt(tf.data.Dataset.from_tensor_slices(images).batch(chunk).map(upstream))
