@@ -58,6 +58,26 @@ NIN_MNIST_FAST = PretrainedConfig(
     evaluated_on="mnist test split",
 )
 
+# Trained here: `nin-keras train nin_fashion_mnist_fast` (log and curves in zoo/runs/nin_fashion_mnist_fast/).
+# 92.62% test accuracy: short of the 93.5% goal within the 8-epoch CPU budget.
+NIN_FASHION_MNIST_FAST = PretrainedConfig(
+    tag="fast",
+    files=(
+        WeightsFile("config.json", "13541dc13aad132059f6bdd178e72a96f1086bff3f71ca4e1afe145dfcea9c7b", 240),
+        WeightsFile("metadata.json", "39417721460d1e4397d1953d53d3e1e94dfb304c556dc1cf3bc0b3437a4dbbf4", 7181),
+        WeightsFile("model.weights.h5", "5c841c0cb0a7290264c88fa8d557e5c73e4cb4660d11e518ece521edaa92d4ed", 1172392),
+        WeightsFile("preprocessing.weights.h5", "aadc86fb00e241095a2638bf7aa0e24003d8a818c1932b2d3ee2d3c3aca95202", 8888),
+    ),
+    dataset="fashion_mnist",
+    preprocessing="Rescaling",
+    metrics={"test_error": 7.38, "test_accuracy": 92.62, "test_loss": 0.264979, "test_examples": 10000},
+    command="nin-keras train nin_fashion_mnist_fast --out runs/nin_fashion_mnist_fast",
+    paper_error=None,
+    license="BSD-3-Clause",
+    source="trained with nin-keras recipe 'nin_fashion_mnist_fast'",
+    evaluated_on="fashion_mnist test split",
+)
+
 # Trained here: `nin-keras train maxout_mnist` (log and curves in zoo/runs/maxout_mnist/).
 MAXOUT_MNIST_COSINE = PretrainedConfig(
     tag="cosine",
@@ -101,7 +121,7 @@ def nin_mnist(**kwargs: Any) -> keras.Model:
     return models.nin_mnist(**kwargs)
 
 
-@register_model(dataset="fashion_mnist")
+@register_model(dataset="fashion_mnist", pretrained=[NIN_FASHION_MNIST_FAST])
 def nin_fashion_mnist(**kwargs: Any) -> keras.Model:
     """NIN for Fashion-MNIST: the MNIST network (not in the paper)."""
     return models.nin_fashion_mnist(**kwargs)
