@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import shutil
@@ -39,6 +40,22 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_orphaned_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that ``atomic_write(path)`` calls killed mid-write left beside
+    ``path`` (``kill -9`` skips their cleanup), and return them.
+
+    Call it only while holding a lock that every writer of ``path`` takes, so that no live
+    writer's temporary file is among them.
+    """
+    path = Path(path)
+    removed = []
+    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.part{glob.escape(path.suffix)}"):
+        with contextlib.suppress(FileNotFoundError):
+            orphan.unlink()
+            removed.append(orphan)
+    return removed
 
 
 @contextlib.contextmanager

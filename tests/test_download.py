@@ -209,6 +209,25 @@ def test_two_processes_fetching_at_once_share_one_verified_file(server, tmp_path
     assert _leftovers(tmp_path / "cache") == []
 
 
+def test_kill_9_during_a_download_leaves_no_temporary_after_the_next_fetch(server, tmp_path):
+    code = "import sys; from nin_keras.zoo import download; download.fetch('k/f.bin', sys.argv[1], [sys.argv[2]])"
+    env = {**os.environ, download.ENV_HOME: str(tmp_path / "cache")}
+    folder = tmp_path / "cache" / "k"
+    proc = subprocess.Popen([sys.executable, "-c", code, PAYLOAD_SHA, f"{server.url}/slow/k/f.bin"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not any(p.stat().st_size for p in folder.glob(".f.bin.*.part.bin")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert _leftovers(tmp_path / "cache") != [], "the killed download left no temporary (nothing to clean)"
+    assert not (folder / "f.bin").exists()
+
+    path = download.fetch("k/f.bin", PAYLOAD_SHA, [f"{server.url}/good/k/f.bin"])
+    assert path.read_bytes() == PAYLOAD
+    assert _leftovers(tmp_path / "cache") == []
+
+
 def test_resolve_files_prefers_a_verified_bundled_copy(server, monkeypatch, tmp_path):
     bundled = tmp_path / "bundled"
     (bundled / "m.v1").mkdir(parents=True)

@@ -36,7 +36,7 @@ import filelock
 
 from nin_keras import __version__
 from nin_keras.errors import DownloadError, HashMismatchError
-from nin_keras.io_utils import atomic_write, sha256_file
+from nin_keras.io_utils import atomic_write, remove_orphaned_temporaries, sha256_file
 
 ENV_HOME = "NIN_KERAS_HOME"
 ENV_MIRROR = "NIN_KERAS_MIRROR"
@@ -123,6 +123,8 @@ def fetch(
     target = root.joinpath(*relative.parts)
     target.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(target) + ".lock", timeout=LOCK_TIMEOUT):
+        # Every writer holds this lock, so temporaries found now belong to killed processes.
+        remove_orphaned_temporaries(target)
         if target.is_file():
             if sha256 is None:
                 return target
