@@ -322,7 +322,8 @@ def _write_onnx(module, path, mode, calibration, opset, inputs, info, check):
         proto = quantize_onnx(proto, mode, calibration, _float_layers(module))
         info["quantization"]["method"] = (
             f"static QDQ on {', '.join(onnx_format.STATIC_INT8_OPS)}: per-channel int8 weights, "
-            "uint8 activations, min/max calibration; preprocessing layers float32"
+            f"uint8 activations, {onnx_format.CALIBRATION_METHOD.lower()} calibration; "
+            "preprocessing layers float32"
             if mode == "int8" else "dynamic int8 weights")
     info["opset"] = opset
     with atomic_write(path) as tmp:

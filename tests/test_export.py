@@ -343,9 +343,29 @@ def test_int8_exports_report_agreement_and_accuracy(tmp_path):
         assert parity["artifact_accuracy"] == pytest.approx(100 * np.mean(out.argmax(1) == labels))
         assert parity["keras_accuracy"] == pytest.approx(100 * np.mean(reference.argmax(1) == labels))
     assert json.loads(metadata_path(paths["tflite"]).read_text())["quantization"]["ops"]["integer"]
+    # The ONNX body runs in int8 from the first convolution to the classifier's global average:
+    # after ONNX Runtime's QDQ fusion, one QuantizeLinear in, one DequantizeLinear out, no float
+    # convolution or ReLU between them.
+    fused = onnx_runtime_graph(paths["onnx"], tmp_path / "fused.onnx")
+    assert fused.count("QuantizeLinear") == 1 and fused.count("DequantizeLinear") == 1, fused
+    assert "Conv" not in fused and "Relu" not in fused and fused.count("QLinearConv") == 9, fused
+    assert fused.index("QuantizeLinear") < fused.index("QLinearConv")
+    assert fused.index("DequantizeLinear") > len(fused) - 1 - fused[::-1].index("QLinearConv")
     # int8 stores weights in a quarter of the float32 bytes (plus scales).
     floats = export(inference, ("onnx",), tmp_path / "float", parity_data=(images, labels))
     assert paths["onnx"].stat().st_size < 0.4 * floats["onnx"].stat().st_size
+
+
+def onnx_runtime_graph(path: Path, optimized: Path) -> list[str]:
+    """Op types of ``path`` after ONNX Runtime's hardware-independent graph optimizations."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [node.op_type for node in onnx.load(optimized).graph.node]
 
 
 def test_float16_and_dynamic_tflite_pass_their_bounds(tmp_path):
