@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # GCN + ZCA + augmentation.
     subset, labels = train[:n_images], np.zeros(n_images, np.int64)
     dataset = tf.data.Dataset.from_tensor_slices((subset, labels))
-    augment = [RandomPadCrop(4, seed=0), keras.layers.RandomFlip("horizontal", seed=1)]
+    augment = [RandomPadCrop(4, horizontal_flip=True, seed=0)]
     pipeline = make_pipeline(dataset, batch_size, [gcn, zca], augment, training=True, shuffle=0)
     check = next(iter(make_pipeline(dataset, batch_size, [gcn, zca])))[0].numpy()
     mean, whitening = zca.mean.numpy(), zca.whitening.numpy()

@@ -257,15 +257,18 @@ def test_gcn_bad_arguments():
 
 
 # ---------------------------------------------------------------- augmentation
-def crop_offsets(inputs, outputs, padding):
-    """For each output, the (dy, dx) with outputs[i] == zero-padded inputs[i] cropped at (dy, dx)."""
+def crop_offsets(inputs, outputs, padding, flips=(False,)):
+    """For each output, the (dy, dx, mirrored) with outputs[i] == zero-padded inputs[i] cropped
+    at (dy, dx), then mirrored left-right if ``mirrored`` (searched over ``flips``)."""
     h, w = inputs.shape[1:3]
     padded = np.pad(inputs, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     offsets = []
     for image, out in zip(padded, outputs):
-        matches = [(dy, dx) for dy in range(2 * padding + 1) for dx in range(2 * padding + 1)
-                   if np.array_equal(image[dy:dy + h, dx:dx + w], out)]
-        assert matches, "output is not a zero-padded crop of its input"
+        matches = [(dy, dx, mirrored) for dy in range(2 * padding + 1)
+                   for dx in range(2 * padding + 1) for mirrored in flips
+                   if np.array_equal(image[dy:dy + h, dx:dx + w][:, ::-1] if mirrored
+                                     else image[dy:dy + h, dx:dx + w], out)]
+        assert matches, "output is not a (mirrored) zero-padded crop of its input"
         offsets.append(matches[0])
     return offsets
 
@@ -279,14 +282,34 @@ def test_random_pad_crop_is_a_seeded_zero_padded_translation(rng):
     np.testing.assert_array_equal(RandomPadCrop(2, seed=7)(x, training=False), x)
     with pytest.raises(ValueError, match="padding"):
         RandomPadCrop(-1)
+    with pytest.raises(ValueError, match="horizontal_flip"):
+        RandomPadCrop(2, horizontal_flip="yes")
 
 
-def test_pipeline_augmentation_is_seeded_and_varies_between_batches(rng):
+@pytest.mark.parametrize("padding", [0, 2])
+def test_random_pad_crop_with_flip_is_a_crop_then_a_mirror(rng, padding):
+    # Distinct values in every row, so a mirrored crop never equals an unmirrored one.
+    x = rng.uniform(1, 2, size=(256, 6, 5, 3)).astype(np.float32)
+    layer = RandomPadCrop(padding, horizontal_flip=True, seed=7)
+    y = np.asarray(layer(x, training=True))
+    drawn = crop_offsets(x, y, padding, flips=(False, True))
+    assert len(set(drawn)) == 2 * (2 * padding + 1) ** 2  # every shift, mirrored or not
+    # The flips are the layer's own draws: transform_images with them reproduces the output.
+    offsets = np.array([[dy - padding for dy, _, _ in drawn], [dx - padding for _, dx, _ in drawn]])
+    mirrored = np.array([[m] for _, _, m in drawn])
+    np.testing.assert_array_equal(
+        layer.transform_images(x, {"offsets": offsets.astype(np.int32), "mirrored": mirrored}), y)
+    np.testing.assert_array_equal(layer(x, training=False), x)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_pipeline_augmentation_is_seeded_and_varies_between_batches(rng, fused):
     batch = rng.uniform(1, 2, size=(16, 6, 6, 1)).astype(np.float32)
     dataset = tf.data.Dataset.from_tensor_slices((np.tile(batch, (4, 1, 1, 1)), np.arange(64)))
 
     def run(training=True):
-        augment = [RandomPadCrop(2, seed=3), keras.layers.RandomFlip("horizontal", seed=4)]
+        augment = ([RandomPadCrop(2, horizontal_flip=True, seed=3)] if fused else
+                   [RandomPadCrop(2, seed=3), keras.layers.RandomFlip("horizontal", seed=4)])
         return [b for b, _ in make_pipeline(dataset, 16, augmentation=augment, training=training,
                                             shuffle=0).as_numpy_iterator()]
 
@@ -297,6 +320,29 @@ def test_pipeline_augmentation_is_seeded_and_varies_between_batches(rng):
         assert not np.array_equal(a, b)  # same images, new draws for every batch
     for out in run(training=False):
         np.testing.assert_array_equal(out, batch)
+
+
+def test_cached_pipeline_is_seeded_across_builds_and_epochs(rng):
+    images = rng.uniform(1, 2, size=(100, 6, 5, 3)).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(100)))
+    gcn = GlobalContrastNormalization(scale=55.0)
+
+    def epochs(n=2):
+        pipeline = make_pipeline(dataset, 16, [gcn], [RandomPadCrop(2, horizontal_flip=True, seed=5)],
+                                 shuffle=100, seed=9, training=True, cache=True)
+        return [list(pipeline.as_numpy_iterator()) for _ in range(n)]
+
+    first, second = epochs(), epochs()
+    for epoch_a, epoch_b in zip(first, second):
+        for (xa, ya), (xb, yb) in zip(epoch_a, epoch_b, strict=True):
+            np.testing.assert_array_equal(xa, xb)  # a new pipeline repeats the same batches
+            np.testing.assert_array_equal(ya, yb)
+    labels = [np.concatenate([y for _, y in epoch]) for epoch in first]
+    assert sorted(labels[0]) == list(range(100)) and labels[0].tolist() != labels[1].tolist()
+    # Every batch is its examples' preprocessed images, cropped and mirrored.
+    (preprocessed, _), = make_pipeline(dataset, 100, [gcn]).as_numpy_iterator()
+    for x, y in first[0]:
+        crop_offsets(preprocessed[y], x, 2, flips=(False, True))
 
 
 # ---------------------------------------------------------------- one implementation, three paths

@@ -65,8 +65,7 @@ class DatasetInfo:
     def augmentation_layers(self, seed: int | None = None) -> list[keras.layers.Layer]:
         """The paper's training-time augmentation layers (an empty list when there is none)."""
         if self.name in ("cifar10", "cifar100"):
-            flip_seed = None if seed is None else seed + 1
-            return [RandomPadCrop(4, seed=seed), keras.layers.RandomFlip("horizontal", seed=flip_seed)]
+            return [RandomPadCrop(4, horizontal_flip=True, seed=seed)]
         return []
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -17,13 +19,23 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
     """Shuffle, batch, preprocess, augment and prefetch ``(image, label)`` examples.
 
     Order: ``shuffle`` (examples) -> ``batch`` -> one vectorized ``map`` applying the
-    ``preprocessing`` layers to whole batches (parallel, order kept) -> when ``training``,
-    one ``map`` applying the ``augmentation`` layers (sequential, so that seeded layers give the
-    same crops and flips on every run) -> ``prefetch(AUTOTUNE)``, or ``prefetch_to_device`` when a
-    ``device`` is named. With ``cache``, preprocessing runs first (batched, then unbatched) and
-    its output is cached, so from the second epoch on only shuffling, batching and augmentation
-    run: GCN + ZCA are deterministic and their 3072 x 3072 matmul dominates a CIFAR pipeline
-    on CPU.
+    ``preprocessing`` layers to whole batches (parallel, order kept) -> when ``training``, the
+    ``augmentation`` layers -> ``prefetch(AUTOTUNE)``, or ``prefetch_to_device`` when a
+    ``device`` is named.
+
+    Augmentation layers that follow the Keras image-layer protocol (``get_random_transformation``
+    and ``transform_images``, e.g. ``RandomPadCrop``, ``keras.layers.RandomFlip``) draw their
+    random parameters in one sequential ``map``, so seeded layers give the same crops and flips
+    on every run, and transform the images in a parallel, XLA-compiled ``map``; other layers run
+    in a sequential ``map``.
+
+    With ``cache=True``, the preprocessed examples are computed once, in batches, into one
+    in-memory array (CIFAR-10 train: 614 MB in float32), and every epoch shuffles and batches
+    indices into it and gathers each batch: from the second epoch on only that gather and the
+    augmentation run (GCN + ZCA are deterministic and their 3072 x 3072 matmul dominates a
+    CIFAR pipeline on CPU). With a path, the preprocessed examples are cached in files there
+    (``tf.data.Dataset.cache``) and read back one by one each epoch, for data that does not fit
+    in memory. Either way the batches are the same as without ``cache``.
 
     The layers are the same objects a model uses (e.g. a fitted ``ZCAWhitening``), so the
     pipeline and a saved model cannot disagree; they are built here, eagerly, from the dataset's
@@ -39,8 +51,8 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
         seed: Seed of the shuffle (the augmentation layers carry their own seeds).
         training: Whether to shuffle by default and to augment.
         drop_remainder: Drop a last, smaller batch.
-        cache: ``True`` caches the preprocessed examples in memory (CIFAR-10 train: 614 MB in
-            float32), a path caches them in files there (``tf.data.Dataset.cache``).
+        cache: ``True`` keeps the preprocessed examples in memory (computed when the pipeline is
+            made), a path caches them in files there.
         device: E.g. ``"/gpu:0"``: prefetch batches into that device's memory (must be the last
             transformation, so iterate the result directly).
 
@@ -61,32 +73,52 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
     batch_size = int(batch_size)
     if shuffle is None:
         shuffle = 10_000 if training else 0
-    if cache:
-        dataset = _map(dataset.batch(batch_size), preprocessing, training=False, parallel=True)
-        dataset = dataset.unbatch().cache("" if cache is True else str(cache))
-        preprocessing = ()
-    if shuffle:
-        dataset = dataset.shuffle(int(shuffle), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = _map(dataset, preprocessing, training=False, parallel=True)
+    if cache is True:
+        images, labels = _materialize(
+            _map(dataset.batch(batch_size), preprocessing, training=False, parallel=True))
+        # Shuffling indices orders the examples exactly as shuffling the examples would.
+        indices = tf.data.Dataset.range(len(labels))
+        if shuffle:
+            indices = indices.shuffle(int(shuffle), seed=seed, reshuffle_each_iteration=True)
+        dataset = indices.batch(batch_size, drop_remainder=drop_remainder).map(
+            lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+    else:
+        if cache:
+            dataset = _map(dataset.batch(batch_size), preprocessing, training=False, parallel=True)
+            dataset = dataset.unbatch().cache(str(cache))
+            preprocessing = ()
+        if shuffle:
+            dataset = dataset.shuffle(int(shuffle), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        dataset = _map(dataset, preprocessing, training=False, parallel=True)
     if training:
-        dataset = _map(dataset, augmentation, training=True, parallel=False)
+        dataset = _augment(dataset, augmentation)
     if device is not None:
         return dataset.apply(tf.data.experimental.prefetch_to_device(device))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _map(dataset: tf.data.Dataset, layers: Sequence[keras.layers.Layer], training: bool,
-         parallel: bool) -> tf.data.Dataset:
-    """Apply ``layers`` to the images of a batched dataset, building them first (eagerly:
-    variables cannot be created inside a ``map`` function)."""
-    if not layers:
-        return dataset
-    shape = tuple(dataset.element_spec[0].shape)
+def _materialize(batches: tf.data.Dataset) -> tuple[tf.Tensor, tf.Tensor]:
+    """All ``(images, labels)`` batches of a finite dataset, concatenated into two tensors."""
+    images, labels = zip(*batches)
+    return tf.concat(images, axis=0), tf.concat(labels, axis=0)
+
+
+def _build(layers: Sequence[keras.layers.Layer], shape: tuple) -> None:
+    """Build ``layers`` eagerly from an input shape (variables cannot be created inside a ``map``
+    function)."""
     for layer in layers:
         if not layer.built:
             layer.build(shape)
         shape = tuple(layer.compute_output_shape(shape))
+
+
+def _map(dataset: tf.data.Dataset, layers: Sequence[keras.layers.Layer], training: bool,
+         parallel: bool) -> tf.data.Dataset:
+    """Apply ``layers`` to the images of a batched dataset."""
+    if not layers:
+        return dataset
+    _build(layers, tuple(dataset.element_spec[0].shape))
 
     def apply(images, labels):
         for layer in layers:
@@ -96,3 +128,43 @@ def _map(dataset: tf.data.Dataset, layers: Sequence[keras.layers.Layer], trainin
     if parallel:
         return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.map(apply)
+
+
+def _augment(dataset: tf.data.Dataset, layers: Sequence[keras.layers.Layer]) -> tf.data.Dataset:
+    """Apply augmentation ``layers`` (``training=True``) to a batched dataset, reproducibly.
+
+    A layer's seed generator is state, so draws must happen in order; for consecutive layers
+    with ``get_random_transformation``/``transform_images``, only the cheap drawing runs in a
+    sequential ``map`` and the pixel work in a parallel one, compiled with XLA (which fuses the
+    index arithmetic into the gather: about twice as fast on CPU).
+    """
+    _build(layers, tuple(dataset.element_spec[0].shape))
+    for splits, group in itertools.groupby(layers, key=_splits):
+        group = list(group)
+        if not splits:
+            dataset = _map(dataset, group, training=True, parallel=False)
+            continue
+
+        def draw(images, labels, group=group):
+            # Python numbers in a transformation (e.g. RandomFlip's static shape) become tensors
+            # so that it can travel as a dataset element.
+            transformations = tuple(layer.get_random_transformation(images, training=True)
+                                    for layer in group)
+            return images, labels, tf.nest.map_structure(tf.convert_to_tensor, transformations)
+
+        @tf.function(jit_compile=True)
+        def transform(images, transformations, group=group):
+            for layer, transformation in zip(group, transformations):
+                images = layer.transform_images(images, transformation, training=True)
+            return images
+
+        dataset = dataset.map(draw).map(
+            lambda images, labels, transformations, transform=transform: (
+                transform(images, transformations), labels),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset
+
+
+def _splits(layer: keras.layers.Layer) -> bool:
+    """Whether ``layer`` draws (``get_random_transformation``) apart from transforming."""
+    return hasattr(layer, "get_random_transformation") and hasattr(layer, "transform_images")
