@@ -362,6 +362,8 @@ def test_tf_data_layer_and_reloaded_model_agree(rng, tmp_path):
 
     dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(40, np.int64)))
     piped = np.concatenate([b for b, _ in make_pipeline(dataset, 16, layers).as_numpy_iterator()])
+    uncompiled = np.concatenate([b for b, _ in make_pipeline(dataset, 16, layers, jit_compile=False)
+                                 .as_numpy_iterator()])
 
     model = keras.Sequential([keras.Input((8, 8, 3), dtype="uint8"), *layers])
     model.save(tmp_path / "pre.keras")
@@ -369,6 +371,7 @@ def test_tf_data_layer_and_reloaded_model_agree(rng, tmp_path):
     assert [type(layer).__name__ for layer in reloaded.layers] == [type(la).__name__ for la in layers]
     # Same ops and weights; only float32 summation order differs with the batch size.
     assert_close(piped, direct)
+    assert_close(uncompiled, direct)
     assert_close(reloaded.predict(images, batch_size=40, verbose=0), direct)
 
 
