@@ -96,7 +96,7 @@ def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = No
         quantize: ``"int8"`` (static QDQ, needs ``calibration_data``) or ``"dynamic"``.
         calibration_data: float32 ``[N, H, W, C]`` real training images in the input space.
         float_layers: names of Keras layers whose nodes stay float32.
-        batch_size: calibration batch size.
+        batch_size: largest calibration batch (the largest divisor of the image count up to it).
     """
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
@@ -110,8 +110,10 @@ def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = No
 
     class _Reader(CalibrationDataReader):
         def __init__(self, images: np.ndarray):
-            self._batches = iter([images[i:i + batch_size]
-                                  for i in range(0, len(images), batch_size)])
+            # Equal batches: the percentile calibrator stacks every batch's activations into
+            # one array and fails on a shorter last batch.
+            size = max(d for d in range(1, min(batch_size, len(images)) + 1) if len(images) % d == 0)
+            self._batches = iter([images[i:i + size] for i in range(0, len(images), size)])
 
         def get_next(self):
             batch = next(self._batches, None)

@@ -368,6 +368,15 @@ def onnx_runtime_graph(path: Path, optimized: Path) -> list[str]:
     return [node.op_type for node in onnx.load(optimized).graph.node]
 
 
+@pytest.mark.parametrize("count", [13, 37])  # a prime, and one leaving a short last batch of 16
+def test_int8_onnx_calibrates_on_any_number_of_images(tmp_path, count):
+    images = np.random.default_rng(0).integers(0, 256, (count, 8, 8, 3), np.uint8)
+    paths = export(tiny_model(), ("onnx",), tmp_path, quantize="int8", representative_data=images,
+                   parity_data=(images, None), tolerance=ParityTolerance(min_top1_agreement=0.5))
+    info = json.loads(metadata_path(paths["onnx"]).read_text())
+    assert info["quantization"]["calibration"]["images"] == count and info["parity"]["passed"]
+
+
 def test_float16_and_dynamic_tflite_pass_their_bounds(tmp_path):
     model = tiny_model()
     images = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), np.uint8)
