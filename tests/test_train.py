@@ -257,7 +257,7 @@ def test_training_arrays_splits_and_holdout(monkeypatch):
 
     monkeypatch.setattr(loop, "load_arrays", fake_load)
     _, y_train, _, y_val = loop.training_arrays(tiny_recipe(validation={"holdout": 4}))
-    assert list(y_train) == list(range(6)) and list(y_val) == [6, 7, 8, 9]
+    assert len(y_val) == 4 and sorted([*y_train, *y_val]) == list(range(10))
     svhn_like = tiny_recipe(validation={"split": "valid"})
     svhn_like["dataset"]["train_splits"] = ["train", "extra"]
     _, y_train, _, y_val = loop.training_arrays(svhn_like)
@@ -266,6 +266,20 @@ def test_training_arrays_splits_and_holdout(monkeypatch):
     assert len(y_train) == 10 and len(x_val) == 0
     with pytest.raises(ValueError, match="holdout"):
         loop.training_arrays(tiny_recipe(validation={"holdout": 10}))
+
+
+def test_holdout_is_stratified_and_seeded_even_when_the_source_lists_class_by_class():
+    from nin_keras.train.loop import stratified_holdout
+
+    labels = np.repeat(np.arange(10), [500] * 9 + [300])  # sorted by class, one smaller class
+    held = stratified_holdout(labels, 480, seed=1)
+    assert len(held) == 480 and len(np.unique(held)) == 480
+    counts = np.bincount(labels[held], minlength=10)
+    expected = 480 * np.bincount(labels) / len(labels)  # 50.5 per class, 30.3 for the last
+    assert np.all(np.abs(counts - expected) < 1), counts
+    assert np.array_equal(held, stratified_holdout(labels, 480, seed=1))
+    assert not np.array_equal(held, stratified_holdout(labels, 480, seed=2))
+    assert len(stratified_holdout(labels, 0, seed=1)) == 0
 
 
 # --------------------------------------------------------------------------- in-process runs

@@ -8,7 +8,7 @@ A recipe names everything a training run depends on, so the same file reproduces
   "description": "...",
   "model": {"name": "nin_mnist", "kwargs": {"batch_norm": true}},
   "dataset": {"name": "mnist", "source": "auto"},   # optional "label": how results are named
-  "validation": {"holdout": 5000},            # last N training images, or {"holdout": 0}
+  "validation": {"holdout": 5000},            # N training images, stratified; or {"holdout": 0}
   "preprocessing": [<keras layer config>, ...],
   "augmentation": [<keras layer config>, ...],
   "optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": true},
