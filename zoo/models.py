@@ -39,6 +39,29 @@ NIN_CIFAR10_CAFFE = PretrainedConfig(
 )
 
 
+# Trained here: `nin-keras train nin_cifar10_fast` on the CIFAR-10 JPEG copy, a CPU budget of 2 epochs
+# (48 min of summed epoch time on the shared 2-core machine, about 8 of them paused for benchmarks);
+# log and curves in zoo/runs/nin_cifar10_fast/. The ZCA matrix was re-stored in float16 afterwards
+# (see metadata.json), and the test accuracy re-measured on the stored preset.
+NIN_CIFAR10_FAST = PretrainedConfig(
+    tag="fast",
+    files=(
+        WeightsFile("config.json", "904660a6ce7b44a04b89c93b8c7f70e1de78809f5086c8cb6d4950ccaed83af9", 234),
+        WeightsFile("metadata.json", "60d323119c06b50b8ccb898546f30dbb6afb4bf85209d36d5086b4e442708a77", 7449),
+        WeightsFile("model.weights.h5", "632e39c306b5c38501ff12388dcb85cbae6cd6403e14b27345b3229d2b2603b4", 3950024),
+        WeightsFile("preprocessing.weights.h5", "887c78b7602ec7fa89b583afcd54a189598c28b2d3dff92fec4b22af05dbaf7e", 18899696),
+    ),
+    dataset="cifar10",
+    preprocessing="GlobalContrastNormalization → ZCAWhitening",
+    metrics={"test_error": 29.21, "test_accuracy": 70.79, "test_loss": 0.888905, "test_examples": 10000},
+    command="nin-keras eval zoo/weights/nin_cifar10.fast --data cifar10",
+    paper_error=8.81,
+    license="BSD-3-Clause",
+    source="trained with nin-keras recipe 'nin_cifar10_fast' (2 epochs)",
+    evaluated_on="CIFAR-10 (JPEG copy) test split",
+)
+
+
 # Trained here: `nin-keras train nin_mnist_fast` (log and curves in zoo/runs/nin_mnist_fast/).
 NIN_MNIST_FAST = PretrainedConfig(
     tag="fast",
@@ -99,7 +122,7 @@ MAXOUT_MNIST_COSINE = PretrainedConfig(
     evaluated_on="mnist test split",
 )
 
-@register_model(dataset="cifar10", paper_error=10.41, pretrained=[NIN_CIFAR10_CAFFE])
+@register_model(dataset="cifar10", paper_error=10.41, pretrained=[NIN_CIFAR10_CAFFE, NIN_CIFAR10_FAST])
 def nin_cifar10(**kwargs: Any) -> keras.Model:
     """NIN for CIFAR-10, layer for layer the original Caffe model (Table 1)."""
     return models.nin_cifar10(**kwargs)
