@@ -225,7 +225,7 @@ def test_l2_weight_decay_is_caffe_style_and_decoupled_decay_skips_biases():
         inputs = keras.Input((2, 2, 1))
         model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
         recipe = tiny_recipe(batch_size=8, weight_decay=weight_decay, loss={"label_smoothing": 0.0})
-        optimizer = build_optimizer({"name": "sgd", "learning_rate": 0.5}, weight_decay, mixed_precision=False)
+        optimizer = build_optimizer({"name": "sgd", "learning_rate": 0.5}, weight_decay)
         optimizer.build(model.trainable_variables)
         loop = _Loop(recipe, tf.distribute.get_strategy(), model, optimizer, build_layers(recipe["preprocessing"]), 0)
         before = [np.asarray(v) for v in model.trainable_variables]
@@ -241,10 +241,12 @@ def test_l2_weight_decay_is_caffe_style_and_decoupled_decay_skips_biases():
     # Decoupled (SGDW): w <- w - lr * wd * w - lr * grad, also skipping biases.
     np.testing.assert_allclose(w_dec, w_plain - 0.5 * 0.1 * w0, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(b_dec, b_plain, rtol=1e-6)
-    assert isinstance(build_optimizer({"name": "sgd", "learning_rate": 0.1}, None, mixed_precision=True),
+    assert isinstance(build_optimizer({"name": "sgd", "learning_rate": 0.1}, None, "mixed_float16"),
                       keras.optimizers.LossScaleOptimizer)
+    assert not isinstance(build_optimizer({"name": "sgd", "learning_rate": 0.1}, None, "mixed_bfloat16"),
+                          keras.optimizers.LossScaleOptimizer)
     with pytest.raises(ValueError, match="bad optimizer 'sgd'"):
-        build_optimizer({"name": "sgd", "learning_rate": 0.1, "momentom": 0.9}, None, mixed_precision=False)
+        build_optimizer({"name": "sgd", "learning_rate": 0.1, "momentom": 0.9}, None)
 
 
 def test_training_arrays_splits_and_holdout(monkeypatch):
@@ -314,19 +316,28 @@ def test_short_training_improves_accuracy_and_writes_everything(tmp_path):
 
 
 @needs_mnist
-def test_mixed_precision_under_mirrored_strategy_runs_on_cpu(tmp_path):
+@pytest.mark.parametrize("mixed_precision", [True, "mixed_bfloat16"])
+def test_mixed_precision_under_mirrored_strategy_runs_on_cpu(tmp_path, mixed_precision):
     import keras
 
     from nin_keras.train import train
     from nin_keras.zoo import load_preset
 
-    result = train(tiny_recipe(epochs=1, mixed_precision=True), tmp_path, strategy="mirrored", verbose=0)
+    result = train(tiny_recipe(epochs=1, mixed_precision=mixed_precision), tmp_path, strategy="mirrored", verbose=0)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     assert np.isfinite(result.history[0]["loss"])
     state = np.load(tmp_path / "checkpoint.npz")
     paths = [str(p) for p in state["optimizer_paths"]]
-    assert any(p.endswith("/dynamic_scale") for p in paths)  # the loss-scale state is checkpointed
+    # float16 needs loss scaling, and its state is checkpointed; bfloat16 has float32's range.
+    assert any(p.endswith("/dynamic_scale") for p in paths) == (mixed_precision is True)
     assert load_preset(result.preset_dir).model.dtype_policy.name == "float32"
+
+
+def test_recipe_rejects_an_unknown_mixed_precision_policy():
+    from nin_keras.train.recipes import validate_recipe
+
+    with pytest.raises(ValueError, match="'mixed_precision' must be one of"):
+        validate_recipe(tiny_recipe(mixed_precision="bfloat16"))
 
 
 @needs_mnist

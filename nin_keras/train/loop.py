@@ -53,7 +53,7 @@ from nin_keras.data.arrays import fit_preprocessing, load_arrays
 from nin_keras.train.evaluate import evaluate_model
 from nin_keras.train.checkpoint import load_checkpoint, save_checkpoint, weights_digest
 from nin_keras.train.history import write_history
-from nin_keras.train.recipes import validate_recipe
+from nin_keras.train.recipes import mixed_precision_policy, validate_recipe
 from nin_keras.train.schedules import make_schedule
 
 CHECKPOINT = "checkpoint.npz"
@@ -132,10 +132,11 @@ def build_layers(configs: Sequence[Mapping[str, Any]]) -> list[keras.layers.Laye
 
 
 def build_optimizer(
-    config: Mapping[str, Any], weight_decay: Mapping[str, Any] | None, mixed_precision: bool
+    config: Mapping[str, Any], weight_decay: Mapping[str, Any] | None, policy: str | None = None
 ) -> keras.optimizers.Optimizer:
     """The recipe's optimizer (``{"name": "sgd", "learning_rate": ..., ...}``), with decoupled
-    weight decay when asked, wrapped in a ``LossScaleOptimizer`` under mixed precision."""
+    weight decay when asked, wrapped in a ``LossScaleOptimizer`` under the ``mixed_float16``
+    dtype ``policy`` (float16 gradients underflow without loss scaling; bfloat16 ones do not)."""
     options = dict(config)
     name = options.pop("name")
     if weight_decay and weight_decay.get("mode", "l2") == "decoupled":
@@ -146,7 +147,7 @@ def build_optimizer(
         raise ValueError(f"bad optimizer {name!r} with options {options}: {e}") from None
     if "weight_decay" in options:
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    if mixed_precision:
+    if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
@@ -331,10 +332,10 @@ def train(
         input_shape = layer.compute_output_shape(input_shape)
     input_shape = tuple(input_shape[1:])
 
-    mixed = bool(recipe.get("mixed_precision", False))
+    policy = mixed_precision_policy(recipe)
     with strategy.scope():
-        model = _build_model(recipe["model"], input_shape, mixed)
-        optimizer = build_optimizer(recipe["optimizer"], recipe.get("weight_decay"), mixed)
+        model = _build_model(recipe["model"], input_shape, policy)
+        optimizer = build_optimizer(recipe["optimizer"], recipe.get("weight_decay"), policy)
         optimizer.build(model.trainable_variables)
     schedule = make_schedule(recipe["schedule"], recipe["optimizer"]["learning_rate"], steps_per_epoch, recipe["epochs"])
     loop = _Loop(recipe, strategy, model, optimizer, preprocess, verbose if chief else 0)
@@ -413,7 +414,7 @@ def _finish(recipe, model, preprocess, out_dir, history, extra, data_dir, verbos
     from nin_keras.zoo.registry import architecture_of
 
     architecture, kwargs = architecture_of(model)
-    if recipe.get("mixed_precision"):
+    if mixed_precision_policy(recipe):
         # The preset is a float32 network: rebuild under the default policy and copy the weights.
         float_model = build_model(architecture, **kwargs)
         float_model.set_weights(model.get_weights())
@@ -444,14 +445,14 @@ def _finish(recipe, model, preprocess, out_dir, history, extra, data_dir, verbos
     return test, preset_dir
 
 
-def _build_model(model_config: Mapping[str, Any], input_shape: tuple, mixed_precision: bool) -> keras.Model:
-    """The recipe's architecture, under the ``mixed_float16`` policy when asked (the policy is
-    global in Keras, so it is set only while the layers are created)."""
+def _build_model(model_config: Mapping[str, Any], input_shape: tuple, policy: str | None) -> keras.Model:
+    """The recipe's architecture, under the mixed-precision dtype ``policy`` when one is given
+    (the policy is global in Keras, so it is set only while the layers are created)."""
     from nin_keras.zoo import create_model
 
     previous = keras.config.dtype_policy()
-    if mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
+    if policy:
+        keras.config.set_dtype_policy(policy)
     try:
         return create_model(model_config["name"], input_shape=input_shape, **model_config.get("kwargs", {}))
     finally:

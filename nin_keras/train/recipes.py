@@ -16,7 +16,7 @@ A recipe names everything a training run depends on, so the same file reproduces
   "schedule": {"name": "one_cycle", ...},          # see nin_keras.train.schedules
   "loss": {"label_smoothing": 0.1},
   "epochs": 12, "batch_size": 128, "seed": 1,
-  "mixed_precision": false,
+  "mixed_precision": false,                      # or true / "mixed_float16", "mixed_bfloat16"
   "checkpoint_every_steps": 100,
   "paper": {"test_error": 0.47, "source": "Lin et al. 2014, Table 4"}
 }
@@ -50,6 +50,18 @@ OPTIONAL = (
     "paper",
     "notes",
 )
+
+
+#: ``mixed_precision`` values and the Keras dtype policy each trains under. ``true`` is float16 (GPUs,
+#: with loss scaling); bfloat16 keeps float32's exponent range, so it needs no loss scaling, and
+#: runs on CPUs with AMX (oneDNN) and on TPUs.
+MIXED_PRECISION_POLICIES = {False: None, True: "mixed_float16", "mixed_float16": "mixed_float16",
+                            "mixed_bfloat16": "mixed_bfloat16"}
+
+
+def mixed_precision_policy(recipe: dict[str, Any]) -> str | None:
+    """The Keras dtype policy a recipe trains under (``None``: float32)."""
+    return MIXED_PRECISION_POLICIES[recipe.get("mixed_precision", False)]
 
 
 def recipes_dir() -> Path:
@@ -99,6 +111,9 @@ def validate_recipe(recipe: dict[str, Any], source: str = "recipe") -> None:
         raise ValueError(f"{source}: 'model' and 'dataset' need a 'name'")
     if "learning_rate" not in recipe["optimizer"]:
         raise ValueError(f"{source}: 'optimizer' needs a 'learning_rate'")
+    if recipe.get("mixed_precision", False) not in MIXED_PRECISION_POLICIES:
+        raise ValueError(f"{source}: 'mixed_precision' must be one of {list(MIXED_PRECISION_POLICIES)}, "
+                         f"got {recipe['mixed_precision']!r}")
     mode = recipe.get("weight_decay", {}).get("mode", "l2")
     if mode not in ("l2", "decoupled"):
         raise ValueError(f"{source}: weight_decay mode must be 'l2' or 'decoupled', got {mode!r}")
