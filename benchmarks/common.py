@@ -22,6 +22,21 @@ RESULTS_DIR_ENV = "NIN_KERAS_BENCH_RESULTS"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+#: CPU features that decide which kernels the runtimes pick: int8 speed differs by several times
+#: between AVX2 alone, AVX-512 VNNI and AMX (oneDNN and ONNX Runtime use AMX tiles where present).
+SPEED_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> list[str]:
+    """The :data:`SPEED_FEATURES` this CPU reports in ``/proc/cpuinfo`` (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return [f for f in SPEED_FEATURES if f in flags]
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, core count and library versions, recorded with every result."""
     cpu = platform.processor() or "unknown"
@@ -34,6 +49,7 @@ def machine_info() -> dict[str, Any]:
         pass
     info: dict[str, Any] = {
         "cpu": cpu,
+        "isa": " ".join(cpu_features()) or "unknown",
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
