@@ -126,6 +126,23 @@ def test_classes_input_shape_and_variable_size():
     assert out.shape == (2, 7)
 
 
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_classifier_stays_float32_under_mixed_bfloat16(name):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = BUILDERS[name]()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    body, classifier = model.layers[-2], model.layers[-1]
+    assert body.compute_dtype == "bfloat16"  # the body computes in bfloat16 ...
+    assert classifier.compute_dtype == "float32"  # ... the softmax in float32
+    probabilities = model(np.random.default_rng(0).random((2, *model.input_shape[1:]), "float32"))
+    assert keras.backend.standardize_dtype(probabilities.dtype) == "float32"
+    # bfloat16 keeps 8 significant bits; float32 probabilities sum to 1 far more closely.
+    np.testing.assert_allclose(np.sum(np.asarray(probabilities), axis=-1), 1.0, atol=1e-5)
+
+
 def test_confidence_map_model_shares_weights():
     model = models.nin_cifar10()
     maps_model = models.confidence_map_model(model)

@@ -40,7 +40,8 @@ def build_nin_fc(
     if include_top:
         if fc_dropout > 0:
             x = keras.layers.Dropout(fc_dropout, name="fc_dropout")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="fc")(x)
+        # float32 under mixed precision too: a bfloat16/float16 softmax rounds the probabilities.
+        x = keras.layers.Dense(classes, activation=classifier_activation, dtype="float32", name="fc")(x)
     return keras.Model(inputs, x, name=name)
 
 

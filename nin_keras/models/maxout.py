@@ -117,6 +117,7 @@ def build_maxout(
         x = keras.layers.Dense(
             classes, activation=classifier_activation,
             kernel_constraint=keras.constraints.MaxNorm(spec.classifier_max_norm, axis=0),
+            dtype="float32",  # the softmax stays float32 under mixed precision
             name="predictions",
         )(x)
     return keras.Model(inputs, x, name=name)

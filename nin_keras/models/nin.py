@@ -102,7 +102,8 @@ def build_nin(
     x = nin_body(inputs, spec, batch_norm, dropout)
     if include_top:
         x = classifier_mlpconv(spec, classes, batch_norm)(x)
-        x = GlobalAveragePoolingHead(activation=classifier_activation, name="head")(x)
+        # float32 under mixed precision too: a bfloat16/float16 softmax rounds the probabilities.
+        x = GlobalAveragePoolingHead(activation=classifier_activation, dtype="float32", name="head")(x)
     return keras.Model(inputs, x, name=name)
 
 
