@@ -52,7 +52,7 @@ def test_quick_train_step_writes_the_expected_fields(quick_results):
     payload = quick_results["train_step"]
     assert payload["benchmark"] == "train_step" and payload["quick"] is True
     assert "--quick" in payload["command"]
-    assert {"cpu", "cores", "tensorflow", "keras"} <= set(payload["machine"])
+    assert {"cpu", "isa", "cores", "tensorflow", "keras"} <= set(payload["machine"])
     (row,) = payload["rows"]
     assert row["variant"] == "baseline" and row["status"] == "ok"
     assert row["parameters"] == 966_986
@@ -145,3 +145,11 @@ def test_stock_network_computes_the_library_network():
     expected = stock_maps.predict(images, verbose=0)
     assert expected.shape == (2, 8, 8, 10) and expected.std() > 0
     np.testing.assert_allclose(library_maps.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_features_reads_the_flags_line(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f amx_int8 avx512_vnni\n")
+    # In SPEED_FEATURES order, and only those (fpu and sse2 are not listed).
+    assert common.cpu_features(cpuinfo) == ["avx2", "avx512f", "avx512_vnni", "amx_int8"]
+    assert common.cpu_features(tmp_path / "missing") == []
