@@ -307,6 +307,16 @@ CHANNELS_FIRST_CASES = {
 }
 
 
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+def test_add_channel_bias_when_width_equals_channels(fmt):
+    from nin_keras.layers._args import add_channel_bias
+
+    x = RNG.normal(size=(2, 4, 5, 4) if fmt == "channels_first" else (2, 5, 4, 4)).astype("float32")
+    bias = RNG.normal(size=4).astype("float32")
+    expected = x + (bias.reshape(1, 4, 1, 1) if fmt == "channels_first" else bias)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(add_channel_bias(x, bias, fmt)), expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("name", sorted(CHANNELS_FIRST_CASES))
 def test_channels_first_equals_channels_last(name):
     factory, needs_nchw_conv = CHANNELS_FIRST_CASES[name]

@@ -1,4 +1,5 @@
-"""Argument checks shared by the nin_keras layers: every failure is a ValueError naming the argument."""
+"""Argument checks and shape helpers shared by the nin_keras layers: every failure is a ValueError
+naming the argument."""
 
 from __future__ import annotations
 
@@ -63,6 +64,20 @@ def check_min_rank(input_shape: Sequence[int | None], rank: int, layer: str) -> 
 def channel_axis(fmt: str, rank: int) -> int:
     """The channel axis of a rank-``rank`` tensor in data format ``fmt``."""
     return 1 if fmt == "channels_first" else rank - 1
+
+
+def add_channel_bias(x, bias, fmt: str):
+    """``x + bias`` over the channel axis of a 4-D ``x`` in data format ``fmt``.
+
+    Keras 3.15's TensorFlow ``ops.add(x, reshape(bias, (1, C, 1, 1)))`` turns into
+    ``tf.nn.bias_add`` in NHWC whenever the last axis of ``x`` also has size C, so a channels_first
+    map whose width equals its channel count got the bias added along its width (stock
+    ``keras.layers.Conv2D`` does the same). With the reshaped bias as the first operand the
+    shortcut never applies, and broadcasting adds it along the channels.
+    """
+    if fmt == "channels_last":
+        return keras.ops.add(x, bias)
+    return keras.ops.add(keras.ops.reshape(bias, (1, -1, 1, 1)), x)
 
 
 def known_dim(dim: int | None, name: str) -> int:

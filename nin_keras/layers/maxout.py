@@ -198,7 +198,7 @@ class MaxoutConv2D(_MaxoutBase):
         z = ops.conv(inputs, self.kernel, self.strides, self.padding, data_format=self.data_format)
         axis = _args.channel_axis(self.data_format, 4)
         if self.bias is not None:
-            z = ops.add(z, ops.reshape(self.bias, (1, -1, 1, 1) if axis == 1 else (1, 1, 1, -1)))
+            z = _args.add_channel_bias(z, self.bias, self.data_format)
         return max_over_pieces(z, self.units, self.pieces, axis=axis)
 
     def compute_output_shape(self, input_shape):

@@ -117,7 +117,6 @@ class MLPConv(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         x = inputs
-        bias_shape = (1, -1, 1, 1) if self.data_format == "channels_first" else (1, 1, 1, -1)
         last = len(self.filters) - 1
         for i, kernel in enumerate(self.kernels):
             if i == 0:
@@ -127,7 +126,7 @@ class MLPConv(keras.layers.Layer):
             if self.batch_norm:
                 x = self.norms[i](x, training=training)
             else:
-                x = ops.add(x, ops.reshape(self.biases[i], bias_shape))
+                x = _args.add_channel_bias(x, self.biases[i], self.data_format)
             if not (self.linear_last and i == last):
                 x = self.activation(x)
         return x
