@@ -441,23 +441,25 @@ def test_cli_models_prints_counts_and_tags(capsys):
     assert cli.main(["models", "no_such_model"]) == 1
 
 
-@pytest.mark.slow
-def test_published_nin_mnist_reaches_its_recorded_accuracy():
-    """Acceptance: the published weights, with the zoo's own preprocessing, on the MNIST test split."""
-    entry = registry.get_model_entry("nin_mnist")
-    if not entry.pretrained:
-        pytest.skip("no published nin_mnist weights registered yet")
-    from nin_keras.data import load_dataset
+PUBLISHED_PRESETS = [f"{name}.{tag}" for name in zoo.list_models(pretrained=True)
+                     for tag in zoo.get_model_entry(name).pretrained]
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", PUBLISHED_PRESETS)
+def test_published_weights_reach_their_recorded_accuracy(preset):
+    """Acceptance: each published weight set, with the zoo's own preprocessing, on its whole test split."""
+    from nin_keras.errors import DataError
+    from nin_keras.train import evaluate_preset
+
+    name, tag = preset.split(".")
+    published = zoo.get_model_entry(name).pretrained[tag].metrics["test_error"]
     try:
-        images, labels = next(iter(load_dataset("mnist", "test").batch(10_000)))
-    except Exception as err:  # DataError / FileNotFoundError when ../shared is absent
-        pytest.skip(f"MNIST test split not available: {err}")
-    preset = zoo.load_preset("nin_mnist")
-    probabilities = preset.inference_model().predict(images.numpy(), batch_size=500, verbose=0)
-    error = 100 * np.mean(np.argmax(probabilities, axis=1) != labels.numpy())
-    published = entry.pretrained[entry.default_tag].metrics["test_error"]
-    assert abs(error - published) <= 0.02, (error, published)
+        result = evaluate_preset(preset)
+    except (DataError, FileNotFoundError) as err:  # ../shared or the Debian package absent
+        pytest.skip(f"test split not available: {err}")
+    assert result["examples"] == 10_000
+    assert abs(result["error_percent"] - published) <= 0.02, (result["error_percent"], published)
 
 
 def test_bundled_weights_load_offline_and_fine_tune(monkeypatch):

@@ -81,22 +81,21 @@ NIN_MNIST_FAST = PretrainedConfig(
     evaluated_on="mnist test split",
 )
 
-# Trained here: `nin-keras train nin_fashion_mnist_fast` for the recipe's 8 epochs, then rerun with
-# `--epochs 14`, which continued from the checkpoint on the one-cycle schedule recomputed for 14
-# epochs (the rate restarted at 0.048 and annealed to 0 again); log and curves in
-# zoo/runs/nin_fashion_mnist_fast/. 92.99% test accuracy: short of the 93.5% goal.
+# Trained here: `nin-keras train nin_fashion_mnist_fast`, one 30-epoch one-cycle run (about 2 min an
+# epoch on the 2-core Xeon with AMX); log and curves in zoo/runs/nin_fashion_mnist_fast/. 94.04% test
+# accuracy (goal >= 93.5%).
 NIN_FASHION_MNIST_FAST = PretrainedConfig(
     tag="fast",
     files=(
         WeightsFile("config.json", "13541dc13aad132059f6bdd178e72a96f1086bff3f71ca4e1afe145dfcea9c7b", 240),
-        WeightsFile("metadata.json", "1ceebe55f33680ef36d6b5f03a8a9e291d2afc4bce8a6c7f7d34c636771a75e1", 8639),
-        WeightsFile("model.weights.h5", "2eedc973419be9b8cde2e9d5abe3a5b89a81dc28ba29181576f9074dc2776233", 1172392),
+        WeightsFile("metadata.json", "6003b1de5d11020fb85b2555f04e3840ef90894e61b7e6fe95d0cb1754c5a913", 12510),
+        WeightsFile("model.weights.h5", "a5b39385f2f9e1f279abcfcfc1a496ebfac1f27c9c972ea2402b78e0f5820334", 1172392),
         WeightsFile("preprocessing.weights.h5", "aadc86fb00e241095a2638bf7aa0e24003d8a818c1932b2d3ee2d3c3aca95202", 8888),
     ),
     dataset="fashion_mnist",
     preprocessing="Rescaling",
-    metrics={"test_error": 7.01, "test_accuracy": 92.99, "test_loss": 0.253212, "test_examples": 10000},
-    command="nin-keras train nin_fashion_mnist_fast --epochs 14 --out runs/nin_fashion_mnist_fast",
+    metrics={"test_error": 5.96, "test_accuracy": 94.04, "test_loss": 0.237617, "test_examples": 10000},
+    command="nin-keras train nin_fashion_mnist_fast --out runs/nin_fashion_mnist_fast",
     paper_error=None,
     license="BSD-3-Clause",
     source="trained with nin-keras recipe 'nin_fashion_mnist_fast'",
