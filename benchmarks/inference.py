@@ -1,4 +1,4 @@
-"""Inference benchmark: Keras, SavedModel, TFLite (LiteRT) and ONNX Runtime, float and int8.
+"""Inference benchmark: Keras, SavedModel, TFLite (LiteRT), ONNX Runtime and OpenVINO, float and int8.
 
 For NIN CIFAR-10 (the pretrained preset, preprocessing baked in: raw pixels in) it measures, in
 one run on this machine:
@@ -6,9 +6,10 @@ one run on this machine:
 - latency at batch 1 (median of many single-image calls) and throughput at batch 64
   (images/s from the median batch time) for Keras ``model.predict``, a compiled ``tf.function``
   call (graph mode, and XLA ``jit_compile=True``), the SavedModel's ``serving_default``, TFLite
-  float32 / int8 (full integer) and ONNX Runtime float32 / int8 (static QDQ);
+  float32 / int8 (full integer), and the ONNX float32 / int8 (static QDQ) files under ONNX Runtime
+  and under OpenVINO (non-quantized ops in float32);
 - LiteRT with 1 and 2 threads (XNNPACK), ONNX Runtime with 1 and 2 intra-op threads and with
-  basic vs all graph optimizations;
+  basic vs all graph optimizations, OpenVINO with 1 and 2 threads;
 - each artifact's accuracy on CIFAR-10 (JPEG copy) test images and its top-1 agreement with Keras;
 - the network alone (``include_preprocessing=False``: GCN + ZCA done by the caller), compiled
   Keras and the int8 artifacts with 2 threads: how fast int8 gets without the float whitening
@@ -44,6 +45,7 @@ from nin_keras.export import ParityTolerance, export  # noqa: E402
 from nin_keras.export import samples  # noqa: E402
 from nin_keras.export.exporter import split_preprocessing  # noqa: E402
 from nin_keras.export.onnx import load_onnx  # noqa: E402
+from nin_keras.export.openvino import load_openvino  # noqa: E402
 from nin_keras.export.savedmodel import load_savedmodel  # noqa: E402
 from nin_keras.export.tflite import load_tflite  # noqa: E402
 
@@ -140,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     add("onnxruntime", f"onnx {name}", f"{threads} thread(s), opt={level}",
                         load_onnx(paths["onnx"], num_threads=threads, graph_optimization=level),
                         size(paths["onnx"]))
+            for threads in (1, 2):
+                add("openvino", f"onnx {name}", f"{threads} thread(s), f32",
+                    load_openvino(paths["onnx"], num_threads=threads), size(paths["onnx"]))
 
         network_graph = tf.function(lambda x: network(x, training=False))
         add("keras", "tf.function", "graph", lambda x: network_graph(tf.constant(x)).numpy(),
@@ -153,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         add("onnxruntime", "onnx int8", "2 thread(s), opt=all",
             load_onnx(bare_int8["onnx"], num_threads=2, graph_optimization="all"),
             size(bare_int8["onnx"]), network_only=True)
+        add("openvino", "onnx int8", "2 thread(s), f32", load_openvino(bare_int8["onnx"], num_threads=2),
+            size(bare_int8["onnx"]), network_only=True)
 
     for row in rows:
         del row["_top1"]
@@ -161,8 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     compiled = max(r["throughput_b64_ips"] for r in raw_rows if r["artifact"] == "tf.function")
     keras_accuracy = rows[0]["accuracy"]
     int8_rows = [r for r in raw_rows if "int8" in r["artifact"]]
-    float_rows = [r for r in raw_rows if r["runtime"] in ("tensorflow", "litert", "onnxruntime")
-                  and "int8" not in r["artifact"]]
+    float_rows = [r for r in raw_rows if r["runtime"] != "keras" and "int8" not in r["artifact"]]
     bare_compiled = next(r["throughput_b64_ips"] for r in bare_rows if r["runtime"] == "keras")
     bare_int8 = max((r for r in bare_rows if "int8" in r["artifact"]), key=lambda r: r["throughput_b64_ips"])
     best_int8 = max(int8_rows, key=lambda r: r["throughput_b64_ips"])
@@ -170,13 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     fastest_b1 = min(int8_rows, key=lambda r: r["latency_b1_ms"])
     summary = {
         "compiled_keras_ips": compiled,
-        "best_int8": f"{best_int8['artifact']} ({best_int8['settings']})",
+        "best_int8": f"{best_int8['artifact']} on {best_int8['runtime']} ({best_int8['settings']})",
         "best_int8_speedup_b64": best_int8["throughput_b64_ips"] / compiled,
         "best_int8_latency_b1_ms": fastest_b1["latency_b1_ms"],
         "best_int8_accuracy_drop": keras_accuracy - best_int8["accuracy"],
-        "best_float": f"{best_float['artifact']} ({best_float['settings']})",
+        "best_float": f"{best_float['artifact']} on {best_float['runtime']} ({best_float['settings']})",
         "best_float_vs_compiled_keras": best_float["throughput_b64_ips"] / compiled,
-        "network_only_best_int8": f"{bare_int8['artifact']} ({bare_int8['settings']})",
+        "network_only_best_int8": f"{bare_int8['artifact']} on {bare_int8['runtime']} ({bare_int8['settings']})",
         "network_only_int8_vs_network_only_keras": bare_int8["throughput_b64_ips"] / bare_compiled,
         "network_only_int8_vs_compiled_keras": bare_int8["throughput_b64_ips"] / compiled,
         "goals": "int8 >= 4x compiled Keras at batch 64, < 1.5 ms at batch 1, accuracy within "
@@ -184,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     command = shlex.join(["python", "benchmarks/inference.py", *(argv or sys.argv[1:])])
     path = common.write_result(
-        "inference", rows, command, title="Inference: Keras vs SavedModel, TFLite and ONNX Runtime",
+        "inference", rows, command, title="Inference: Keras vs SavedModel, TFLite, ONNX Runtime and OpenVINO",
         columns=COLUMNS, summary=summary, images=described,
         model=str(exported_from if isinstance(exported_from, str) else exported_from.name),
         notes=["latency: median of single-image calls; throughput: 64 / median batch-64 time",

@@ -32,8 +32,12 @@ def artifact_format(path: str | os.PathLike) -> str:
     return formats[path.suffix]
 
 
+#: Runtimes that run each format; the first is the default.
+RUNTIMES = {"savedmodel": ("tensorflow",), "tflite": ("litert",), "onnx": ("onnxruntime", "openvino")}
+
+
 class Predictor:
-    """Classify images with an exported artifact in its own runtime (TF, LiteRT or ONNX Runtime).
+    """Classify images with an exported artifact in its own runtime (TF, LiteRT, ONNX Runtime or OpenVINO).
 
     Class names, the input shape and whether the artifact takes raw pixels come from the
     metadata JSON beside the artifact (written by :func:`nin_keras.export.export`); without it,
@@ -42,6 +46,8 @@ class Predictor:
     Args:
         path: a SavedModel folder, a ``.tflite`` file or a ``.onnx`` file.
         num_threads: CPU threads for the runtime (``None``: the runtime's default).
+        runtime: for ``.onnx`` files, ``"onnxruntime"`` (default) or ``"openvino"``
+            (:func:`nin_keras.export.openvino.load_openvino`).
 
     Example:
         >>> predictor = Predictor("out/nin_cifar10.int8.onnx")
@@ -49,9 +55,14 @@ class Predictor:
         [[('frog', 0.93), ('cat', 0.04)], [('ship', 0.88), ('airplane', 0.07)]]
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None,
+                 runtime: str | None = None):
         self.path = Path(path)
         self.format = artifact_format(self.path)
+        self.runtime = runtime or RUNTIMES[self.format][0]
+        if self.runtime not in RUNTIMES[self.format]:
+            raise ValueError(f"runtime {self.runtime!r} does not run {self.format} artifacts; "
+                             f"use one of {RUNTIMES[self.format]}")
         self.metadata: dict[str, Any] = read_metadata(self.path) or {}
         if self.format == "savedmodel":
             from nin_keras.export.savedmodel import load_savedmodel
@@ -59,6 +70,9 @@ class Predictor:
         elif self.format == "tflite":
             from nin_keras.export.tflite import load_tflite
             self._run = load_tflite(self.path, num_threads=num_threads)
+        elif self.runtime == "openvino":
+            from nin_keras.export.openvino import load_openvino
+            self._run = load_openvino(self.path, num_threads=num_threads)
         else:
             from nin_keras.export.onnx import load_onnx
             self._run = load_onnx(self.path, num_threads=num_threads)

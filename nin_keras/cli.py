@@ -198,7 +198,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from nin_keras.deploy import Predictor
 
     try:
-        predictor = Predictor(args.artifact, num_threads=args.threads)
+        predictor = Predictor(args.artifact, num_threads=args.threads, runtime=args.runtime)
         results = predictor.predict(args.images, top_k=args.top_k)
     except ValueError as err:  # bad artifact path or image: the user's to fix
         print(f"nin-keras predict: error: {err}", file=sys.stderr)
@@ -310,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files of the model's input size")
     predict.add_argument("--top-k", type=int, default=5, help="classes per image (default: %(default)s)")
     predict.add_argument("--threads", type=int, help="runtime CPU threads (default: the runtime's choice)")
+    predict.add_argument("--runtime", choices=("onnxruntime", "openvino"),
+                         help="runtime for a .onnx artifact (default: onnxruntime)")
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=_cmd_predict)
     return parser

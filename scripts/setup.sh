@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 . .venv/bin/activate
-if ! python -c "import nin_keras, tensorflow, onnxruntime, tf2onnx, ai_edge_litert, hypothesis, scipy" 2>/dev/null; then
+if ! python -c "import nin_keras, tensorflow, onnxruntime, openvino, tf2onnx, ai_edge_litert, hypothesis, scipy" 2>/dev/null; then
   python -m pip install -q --upgrade pip
   python -m pip install -q -e ".[dev]"
 fi

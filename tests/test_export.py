@@ -246,6 +246,21 @@ def test_artifact_in_fresh_process_matches_keras(float_exports, name, fmt):
     assert info["parity"]["images"].startswith(registry.get_model_entry(name).dataset + " test")
 
 
+@pytest.mark.parametrize("name", ["nin_mnist", "nin_cifar10"])
+def test_openvino_runs_the_onnx_artifact_like_keras(float_exports, name):
+    from nin_keras.export.openvino import load_openvino
+
+    case = float_exports[name]
+    run = load_openvino(case["paths"]["onnx"], num_threads=1)
+    out = run(case["inputs"])
+    assert np.abs(out - case["reference"]).max() <= 1e-4  # float32 precision is the default
+    np.testing.assert_array_equal(out.argmax(1), case["reference"].argmax(1))
+    # The batch stays dynamic: a smaller batch after the first gives the same rows.
+    np.testing.assert_allclose(run(case["inputs"][:3]), out[:3], atol=1e-6)
+    with pytest.raises(ValueError, match="precision"):
+        load_openvino(case["paths"]["onnx"], precision="int4")
+
+
 def test_predictor_top1_matches_keras_on_image_files(float_exports, tmp_path):
     from PIL import Image
 
@@ -257,9 +272,10 @@ def test_predictor_top1_matches_keras_on_image_files(float_exports, tmp_path):
         Image.fromarray(image[..., 0]).save(files[-1])
     expected = case["reference"][:6].argmax(1)
     names = [str(d) for d in range(10)]
-    for fmt in FORMATS:
-        predictor = Predictor(case["paths"][fmt])
-        assert predictor.format == fmt
+    predictors = [Predictor(case["paths"][fmt]) for fmt in FORMATS]
+    predictors.append(Predictor(case["paths"]["onnx"], runtime="openvino"))
+    for predictor in predictors:
+        assert predictor.runtime in ("tensorflow", "litert", "onnxruntime", "openvino")
         top = predictor.predict([str(f) for f in files], top_k=3)
         assert [t[0][0] for t in top] == [names[c] for c in expected]
         assert all(len(t) == 3 and t[0][1] >= t[1][1] >= t[2][1] for t in top)
@@ -310,6 +326,8 @@ def test_predictor_rejects_bad_files_and_paths(float_exports, tmp_path):
     (tmp_path / "model.h5").write_bytes(b"")
     with pytest.raises(ValueError, match="not a SavedModel"):
         Predictor(tmp_path / "model.h5")
+    with pytest.raises(ValueError, match="runtime 'openvino' does not run tflite"):
+        Predictor(float_exports["nin_mnist"]["paths"]["tflite"], runtime="openvino")
 
 
 # --------------------------------------------------------------------------- quantization
@@ -351,6 +369,11 @@ def test_int8_exports_report_agreement_and_accuracy(tmp_path):
     assert "Conv" not in fused and "Relu" not in fused and fused.count("QLinearConv") == 9, fused
     assert fused.index("QuantizeLinear") < fused.index("QLinearConv")
     assert fused.index("DequantizeLinear") > len(fused) - 1 - fused[::-1].index("QLinearConv")
+    # OpenVINO runs the same QDQ graph with its own int8 kernels.
+    from nin_keras.export.openvino import load_openvino
+
+    openvino = load_openvino(paths["onnx"])(images)
+    assert np.mean(openvino.argmax(1) == reference.argmax(1)) >= tolerance.min_top1_agreement
     # int8 stores weights in a quarter of the float32 bytes (plus scales).
     floats = export(inference, ("onnx",), tmp_path / "float", parity_data=(images, labels))
     assert paths["onnx"].stat().st_size < 0.4 * floats["onnx"].stat().st_size
