@@ -56,7 +56,8 @@ def machine_info() -> dict[str, Any]:
     }
     # Installed versions from package metadata: importing TensorFlow just to read it costs seconds.
     distributions = {"numpy": ("numpy",), "tensorflow": ("tensorflow", "tensorflow-cpu"), "keras": ("keras",),
-                     "onnxruntime": ("onnxruntime",), "ai_edge_litert": ("ai-edge-litert",)}
+                     "onnxruntime": ("onnxruntime",), "ai_edge_litert": ("ai-edge-litert",),
+                     "openvino": ("openvino",)}
     for module, names in distributions.items():
         info[module] = None  # a missing optional runtime is recorded, not fatal
         for name in names:
