@@ -3,8 +3,8 @@
 OpenVINO reads an ONNX file directly, including the QDQ int8 graphs of :func:`quantize_onnx
 <nin_keras.export.onnx.quantize_onnx>`, and runs their convolutions on oneDNN's int8 kernels
 (AVX-512 VNNI, and AMX tiles on CPUs that have them). On the 2-core Xeon with AMX this project was
-benchmarked on, the int8 NIN CIFAR-10 ran several times faster under OpenVINO than under ONNX
-Runtime or LiteRT (``benchmarks/README.md``), with the same accuracy.
+benchmarked on, the int8 NIN CIFAR-10 ran more than twice as fast under OpenVINO as under ONNX
+Runtime or LiteRT at batch 64 (``benchmarks/README.md``), at the same accuracy.
 
 Ops that are not quantized (the baked-in GCN and ZCA whitening, the softmax) run in float32:
 ``precision="f32"`` is the default because OpenVINO's own default on CPUs with bfloat16 support is
