@@ -22,8 +22,8 @@ RESULTS_DIR_ENV = "NIN_KERAS_BENCH_RESULTS"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-#: CPU features that decide which kernels the runtimes pick: int8 speed differs by several times
-#: between AVX2 alone, AVX-512 VNNI and AMX (oneDNN and ONNX Runtime use AMX tiles where present).
+#: CPU features that decide which kernels the runtimes pick: int8 and bfloat16 speed differ by
+#: several times between AVX2 alone, AVX-512 VNNI and AMX (oneDNN uses AMX tiles where present).
 SPEED_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 

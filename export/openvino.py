@@ -1,16 +1,15 @@
 """OpenVINO as a second runtime for the ``.onnx`` artifacts (no conversion step, no other file).
 
 OpenVINO reads an ONNX file directly, including the QDQ int8 graphs of :func:`quantize_onnx
-<nin_keras.export.onnx.quantize_onnx>`, and runs their convolutions on oneDNN's int8 kernels
-(AVX-512 VNNI, and AMX tiles on CPUs that have them). On the 2-core Xeon with AMX this project was
+<nin_keras.export.onnx.quantize_onnx>`, and runs their convolutions in int8 with its CPU plugin's
+own kernels. On the 2-core Xeon (AVX-512 VNNI, AMX) this project was
 benchmarked on, the int8 NIN CIFAR-10 ran more than twice as fast under OpenVINO as under ONNX
-Runtime or LiteRT at batch 64 (``benchmarks/README.md``), at the same accuracy.
+Runtime or LiteRT at batch 64 (``benchmarks/README.md``), at comparable accuracy.
 
 Ops that are not quantized (the baked-in GCN and ZCA whitening, the softmax) run in float32:
 ``precision="f32"`` is the default because OpenVINO's own default on CPUs with bfloat16 support is
 to run them in bfloat16, which cost NIN CIFAR-10 0.3 (float model) and 0.45 (int8 model) points of
-accuracy on 2,000 CIFAR-10 (JPEG copy) test images in a one-off check, the whitening matrix being the
-sensitive part.
+accuracy on 2,000 CIFAR-10 (JPEG copy) test images in a one-off check.
 """
 
 from __future__ import annotations

@@ -333,11 +333,12 @@ def test_mixed_precision_under_mirrored_strategy_runs_on_cpu(tmp_path, mixed_pre
     assert load_preset(result.preset_dir).model.dtype_policy.name == "float32"
 
 
-def test_recipe_rejects_an_unknown_mixed_precision_policy():
+@pytest.mark.parametrize("value", ["bfloat16", 1, ["mixed_bfloat16"]])
+def test_recipe_rejects_an_unknown_mixed_precision_policy(value):
     from nin_keras.train.recipes import validate_recipe
 
     with pytest.raises(ValueError, match="'mixed_precision' must be one of"):
-        validate_recipe(tiny_recipe(mixed_precision="bfloat16"))
+        validate_recipe(tiny_recipe(mixed_precision=value))
 
 
 @needs_mnist

@@ -111,7 +111,8 @@ def validate_recipe(recipe: dict[str, Any], source: str = "recipe") -> None:
         raise ValueError(f"{source}: 'model' and 'dataset' need a 'name'")
     if "learning_rate" not in recipe["optimizer"]:
         raise ValueError(f"{source}: 'optimizer' needs a 'learning_rate'")
-    if recipe.get("mixed_precision", False) not in MIXED_PRECISION_POLICIES:
+    mixed = recipe.get("mixed_precision", False)
+    if not isinstance(mixed, (bool, str)) or mixed not in MIXED_PRECISION_POLICIES:
         raise ValueError(f"{source}: 'mixed_precision' must be one of {list(MIXED_PRECISION_POLICIES)}, "
                          f"got {recipe['mixed_precision']!r}")
     mode = recipe.get("weight_decay", {}).get("mode", "l2")
