@@ -177,6 +177,66 @@ def test_checkpoint_round_trip_corruption_and_mismatch(tmp_path):
         load_checkpoint(path, wider, wider_optimizer)
 
 
+def test_checkpoint_without_its_state_or_a_variable_is_a_checkpoint_error(tmp_path):
+    import keras
+
+    from nin_keras.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    model, optimizer = _small_model(), keras.optimizers.SGD(0.1)
+    optimizer.build(model.trainable_variables)
+    path = save_checkpoint(tmp_path / "c.npz", model, optimizer, {"epoch": 1})
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    before = [np.array(v) for v in model.get_weights()]
+    for key, message in (("state", "no 'state' entry"), ("model/0001", "no 'model/0001' entry")):
+        damaged = tmp_path / f"without-{key.replace('/', '-')}.npz"
+        np.savez(damaged, **{k: v for k, v in arrays.items() if k != key})
+        other = _small_model()
+        other.set_weights(before)
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(damaged, other, optimizer)
+        # Nothing was half-loaded: the checks run before the first assignment.
+        for a, b in zip(other.get_weights(), before):
+            np.testing.assert_array_equal(a, b)
+    bad_json = tmp_path / "bad-state.npz"
+    np.savez(bad_json, **{**arrays, "state": np.array("{not json")})
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(bad_json, model, optimizer)
+
+
+def test_weight_average_matches_the_hand_computed_recurrence():
+    import keras
+
+    from nin_keras.train.ema import WeightAverage
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.BatchNormalization(),
+                              keras.layers.Dropout(0.5, seed=1)])
+    tracked = [v for v in model.variables if "float" in str(v.dtype)]
+    assert len(tracked) == 6  # kernel, bias, gamma, beta, moving mean and variance; not the seed state
+    rng = np.random.default_rng(0)
+    for warmup, decay in ((False, 0.75), (True, 0.9)):
+        average = WeightAverage(model, decay=decay, warmup=warmup)
+        assert len(average.shadow) == 6
+        expected = [np.array(v.numpy(), np.float64) for v in tracked]
+        for t in range(1, 6):
+            values = [rng.normal(size=v.shape) for v in tracked]
+            for v, value in zip(tracked, values):
+                v.assign(value)
+            average.update()
+            d = min(decay, (1 + t) / (10 + t)) if warmup else decay
+            expected = [d * e + (1 - d) * value for e, value in zip(expected, values)]
+        for shadow, e in zip(average.shadow, expected):
+            np.testing.assert_allclose(shadow.numpy(), e, rtol=1e-5, atol=1e-6)
+        last = [v.numpy().copy() for v in tracked]
+        with average.applied():
+            for v, e in zip(tracked, expected):
+                np.testing.assert_allclose(v.numpy(), e, rtol=1e-5, atol=1e-6)
+        for v, value in zip(tracked, last):
+            np.testing.assert_array_equal(v.numpy(), value)  # swapped back exactly
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
 def test_epoch_pipeline_is_seeded_and_a_resumed_epoch_sees_the_same_batches():
     import keras
     import tensorflow as tf
@@ -436,7 +496,8 @@ def _checkpoint_state(out: Path) -> dict:
 @needs_mnist
 def test_kill_mid_epoch_and_mid_checkpoint_then_resume_matches_uninterrupted_run(tmp_path):
     recipe_path = tmp_path / "tiny.json"
-    recipe_path.write_text(json.dumps(tiny_recipe()))
+    # With a weight average: its shadow and counter must resume too (they are in the digest).
+    recipe_path.write_text(json.dumps(tiny_recipe(ema={"decay": 0.9, "warmup": True})))
     reference, resumed, marker = tmp_path / "reference", tmp_path / "resumed", tmp_path / "marker"
 
     # The uninterrupted reference run goes on beside the interrupted one.

@@ -9,7 +9,9 @@ checkpoint intact. It holds
   draws the same dropout masks as an uninterrupted one);
 - ``optimizer/NNNN``: every optimizer variable (iteration counter, learning rate, momentum
   slots, loss-scale state);
-- ``model_paths`` / ``optimizer_paths``: the variable paths, named in error messages;
+- ``ema/NNNN``: the weight average's counter and shadow variables, when the run keeps one
+  (``nin_keras.train.ema.WeightAverage``);
+- ``model_paths`` / ``optimizer_paths`` / ``ema_paths``: the variable paths, named in error messages;
 - ``state``: a JSON string with the loop's position (epoch, step), schedule state, partial
   epoch metrics and history.
 
@@ -24,7 +26,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -41,23 +43,32 @@ def _values(variables: list) -> list[np.ndarray]:
     return [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in variables]
 
 
+def _groups(model, optimizer, extra: Mapping[str, Sequence] | None) -> list[tuple[str, Sequence]]:
+    return [("model", model.variables), ("optimizer", optimizer.variables), *(extra or {}).items()]
+
+
 def save_checkpoint(
-    path: str | os.PathLike, model: keras.Model, optimizer: keras.optimizers.Optimizer, state: dict[str, Any]
+    path: str | os.PathLike,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    state: dict[str, Any],
+    extra: Mapping[str, Sequence] | None = None,
 ) -> Path:
-    """Write model, optimizer and loop ``state`` to ``path`` atomically.
+    """Write model, optimizer, ``extra`` variable groups and loop ``state`` to ``path`` atomically.
 
     Args:
         path: destination ``.npz`` file.
         model: the model being trained.
         optimizer: its optimizer, already built.
         state: JSON-serializable loop state.
+        extra: more named groups of variables (``{"ema": average.variables}``).
 
     Returns:
         The path written.
     """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
-    for prefix, variables in (("model", model.variables), ("optimizer", optimizer.variables)):
+    for prefix, variables in _groups(model, optimizer, extra):
         for i, value in enumerate(_values(variables)):
             arrays[f"{prefix}/{i:04d}"] = value
         arrays[f"{prefix}_paths"] = np.array([v.path for v in variables])
@@ -69,9 +80,13 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | os.PathLike, model: keras.Model, optimizer: keras.optimizers.Optimizer
+    path: str | os.PathLike,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    extra: Mapping[str, Sequence] | None = None,
 ) -> dict[str, Any]:
-    """Assign a checkpoint's values to ``model`` and ``optimizer``; return its loop state.
+    """Assign a checkpoint's values to ``model``, ``optimizer`` and the ``extra`` groups; return
+    its loop state.
 
     Raises:
         CheckpointError: the file is unreadable, or its variables do not match in number or shape
@@ -83,28 +98,43 @@ def load_checkpoint(
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    try:
+        state = json.loads(str(_entry(arrays, "state", path)))
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"checkpoint {path}: its loop state is not valid JSON ({e})") from None
     # Variables are matched by position and shape: auto-generated names (``seed_generator_3``)
     # depend on how many layers the process created before, so paths are only reported.
-    for prefix, variables in (("model", model.variables), ("optimizer", optimizer.variables)):
+    # Every shape is checked before the first assignment, so a mismatch leaves the model as it was.
+    assignments = []
+    for prefix, variables in _groups(model, optimizer, extra):
         saved = [str(p) for p in arrays.get(f"{prefix}_paths", [])]
         if len(saved) != len(variables):
             raise CheckpointError(
                 f"checkpoint {path} holds {len(saved)} {prefix} variables, this {prefix} has {len(variables)}"
             )
         for i, variable in enumerate(variables):
-            value = arrays[f"{prefix}/{i:04d}"]
+            value = _entry(arrays, f"{prefix}/{i:04d}", path)
             if tuple(value.shape) != tuple(variable.shape):
                 raise CheckpointError(
                     f"checkpoint {path}: {prefix} variable {variable.path} (saved as {saved[i]}) has shape "
                     f"{tuple(variable.shape)}, the checkpoint {tuple(value.shape)}"
                 )
-            variable.assign(value)
-    return json.loads(str(arrays["state"]))
+            assignments.append((variable, value))
+    for variable, value in assignments:
+        variable.assign(value)
+    return state
 
 
-def weights_digest(model: keras.Model) -> str:
-    """sha256 over the bytes of every model variable: equal digests mean identical weights."""
+def _entry(arrays: Mapping[str, np.ndarray], key: str, path: Path) -> np.ndarray:
+    if key not in arrays:
+        raise CheckpointError(f"checkpoint {path} has no {key!r} entry (not written by nin-keras, or damaged)")
+    return arrays[key]
+
+
+def weights_digest(model: keras.Model, extra_variables: Sequence = ()) -> str:
+    """sha256 over the bytes of every model variable (and of ``extra_variables``, such as a
+    weight average's): equal digests mean identical weights."""
     digest = hashlib.sha256()
-    for value in _values(model.variables):
+    for value in _values([*model.variables, *extra_variables]):
         digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()

@@ -38,6 +38,7 @@ Weight decay (recipe ``weight_decay``):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -52,6 +53,7 @@ from nin_keras.train import strategy as strategy_lib
 from nin_keras.data.arrays import fit_preprocessing, load_arrays
 from nin_keras.train.evaluate import evaluate_model
 from nin_keras.train.checkpoint import load_checkpoint, save_checkpoint, weights_digest
+from nin_keras.train.ema import WeightAverage
 from nin_keras.train.history import write_history
 from nin_keras.train.recipes import mixed_precision_policy, validate_recipe
 from nin_keras.train.schedules import make_schedule
@@ -171,10 +173,11 @@ def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 class _Loop:
     """The state and steps of one run (kept together so ``train`` reads top to bottom)."""
 
-    def __init__(self, recipe, strategy, model, optimizer, preprocess, verbose):
+    def __init__(self, recipe, strategy, model, optimizer, average, preprocess, verbose):
         self.strategy = strategy
         self.model = model
         self.optimizer = optimizer
+        self.average = average
         self.preprocess = preprocess
         self.augment_configs = recipe.get("augmentation", [])
         self.verbose = verbose
@@ -250,6 +253,8 @@ class _Loop:
     def _distributed_train_step(self, batch, learning_rate):
         self.optimizer.learning_rate.assign(learning_rate)
         sums = self.strategy.run(self._replica_train_step, args=batch)
+        if self.average is not None:
+            self.average.update()
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
 
     def _replica_eval_step(self, x, y):
@@ -265,11 +270,17 @@ class _Loop:
         return np.array([float(s) for s in self._train_step(batch, tf.constant(learning_rate, "float32"))])
 
     def evaluate(self, images, labels) -> dict[str, float]:
-        """Mean loss (no label smoothing) and accuracy over arrays, with the training strategy."""
+        """Mean loss (no label smoothing) and accuracy over arrays, with the training strategy,
+        of the weight average when the run keeps one (the weights it publishes)."""
         totals = np.zeros(3)
-        for batch in self.dataset(images, labels):
-            totals += np.array([float(s) for s in self._eval_step(batch)])
+        with self.average.applied() if self.average is not None else contextlib.nullcontext():
+            for batch in self.dataset(images, labels):
+                totals += np.array([float(s) for s in self._eval_step(batch)])
         return {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]}
+
+    def checkpoint_groups(self) -> dict[str, list]:
+        """Variables a checkpoint holds besides the model's and the optimizer's."""
+        return {"ema": self.average.variables} if self.average is not None else {}
 
 
 def train(
@@ -337,15 +348,16 @@ def train(
         model = _build_model(recipe["model"], input_shape, policy)
         optimizer = build_optimizer(recipe["optimizer"], recipe.get("weight_decay"), policy)
         optimizer.build(model.trainable_variables)
+        average = WeightAverage(model, **recipe["ema"]) if recipe.get("ema") else None
     schedule = make_schedule(recipe["schedule"], recipe["optimizer"]["learning_rate"], steps_per_epoch, recipe["epochs"])
-    loop = _Loop(recipe, strategy, model, optimizer, preprocess, verbose if chief else 0)
+    loop = _Loop(recipe, strategy, model, optimizer, average, preprocess, verbose if chief else 0)
 
     state = {"epoch": 0, "step": 0, "global_step": 0, "partial": [0.0, 0.0, 0.0], "history": [],
              "schedule": schedule.get_state(), "finished": False, "recipe": recipe}
     resumed_from = None
     checkpoint = out_dir / CHECKPOINT
     if checkpoint.exists():
-        state = load_checkpoint(checkpoint, model, optimizer)
+        state = load_checkpoint(checkpoint, model, optimizer, loop.checkpoint_groups())
         _check_same_recipe(state["recipe"], recipe, checkpoint)
         state["recipe"] = recipe
         schedule.set_state(state["schedule"])
@@ -356,7 +368,7 @@ def train(
     def save():
         state["schedule"] = schedule.get_state()
         if chief:
-            save_checkpoint(checkpoint, model, optimizer, state)
+            save_checkpoint(checkpoint, model, optimizer, state, loop.checkpoint_groups())
 
     extra = {"recipe": recipe, "command": command, "strategy": type(strategy).__name__}
     while not state["finished"] and state["epoch"] < recipe["epochs"]:
@@ -401,25 +413,38 @@ def train(
         if bar:
             print("  " + "  ".join(f"{k}: {v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
 
+    digest = weights_digest(model, [v for group in loop.checkpoint_groups().values() for v in group])
     test_metrics = preset_dir = None
     if chief:
-        test_metrics, preset_dir = _finish(recipe, model, preprocess, out_dir, state["history"], extra, data_dir, verbose)
-    return TrainResult(out_dir, state["history"], test_metrics, preset_dir, weights_digest(model), resumed_from)
+        test_metrics, preset_dir = _finish(recipe, model, average, preprocess, out_dir, state["history"], extra, data_dir, verbose)
+    return TrainResult(out_dir, state["history"], test_metrics, preset_dir, digest, resumed_from)
 
 
-def _finish(recipe, model, preprocess, out_dir, history, extra, data_dir, verbose):
-    """Measure the test split through the inference model and write the preset (chief only)."""
+def _finish(recipe, model, average, preprocess, out_dir, history, extra, data_dir, verbose):
+    """Measure the test split through the inference model and write the preset (chief only).
+
+    With a weight average, the preset holds the averaged weights; the last step's weights are
+    measured too (``test_without_ema`` in ``metrics.json``), which is what the average gave.
+    """
     from nin_keras.data import dataset_info
     from nin_keras.zoo import build_model, get_model_entry, inference_model, save_preset
     from nin_keras.zoo.registry import architecture_of
 
     architecture, kwargs = architecture_of(model)
-    if mixed_precision_policy(recipe):
+    x_test, y_test = load_arrays(recipe["dataset"], "test", data_dir)
+
+    def float32_network():
         # The preset is a float32 network: rebuild under the default policy and copy the weights.
+        if not mixed_precision_policy(recipe):
+            return model
         float_model = build_model(architecture, **kwargs)
         float_model.set_weights(model.get_weights())
-        model = float_model
-    x_test, y_test = load_arrays(recipe["dataset"], "test", data_dir)
+        return float_model
+
+    if average is not None:
+        extra = {**extra, "test_without_ema": evaluate_model(inference_model(float32_network(), preprocess), x_test, y_test)}
+        average.copy_to_model()
+    model = float32_network()
     test = evaluate_model(inference_model(model, preprocess), x_test, y_test)
     paper_error = (recipe.get("paper") or {}).get("test_error", get_model_entry(architecture).paper_error)
     info = dataset_info(recipe["dataset"]["name"])

@@ -15,6 +15,7 @@ A recipe names everything a training run depends on, so the same file reproduces
   "weight_decay": {"value": 5e-4, "mode": "l2"},   # or "decoupled"
   "schedule": {"name": "one_cycle", ...},          # see nin_keras.train.schedules
   "loss": {"label_smoothing": 0.1},
+  "ema": {"decay": 0.999, "warmup": true},        # optional weight average, published instead
   "epochs": 12, "batch_size": 128, "seed": 1,
   "mixed_precision": false,                      # or true / "mixed_float16", "mixed_bfloat16"
   "checkpoint_every_steps": 100,
@@ -45,6 +46,7 @@ OPTIONAL = (
     "augmentation",
     "weight_decay",
     "loss",
+    "ema",
     "mixed_precision",
     "checkpoint_every_steps",
     "paper",
@@ -115,6 +117,10 @@ def validate_recipe(recipe: dict[str, Any], source: str = "recipe") -> None:
     if not isinstance(mixed, (bool, str)) or mixed not in MIXED_PRECISION_POLICIES:
         raise ValueError(f"{source}: 'mixed_precision' must be one of {list(MIXED_PRECISION_POLICIES)}, "
                          f"got {recipe['mixed_precision']!r}")
+    ema = recipe.get("ema")
+    if ema is not None and (not isinstance(ema, dict) or set(ema) - {"decay", "warmup"}
+                            or not isinstance(ema.get("decay"), (int, float)) or not 0 < ema["decay"] < 1):
+        raise ValueError(f"{source}: 'ema' must be {{'decay': d in (0, 1), 'warmup': bool}}, got {ema!r}")
     mode = recipe.get("weight_decay", {}).get("mode", "l2")
     if mode not in ("l2", "decoupled"):
         raise ValueError(f"{source}: weight_decay mode must be 'l2' or 'decoupled', got {mode!r}")
