@@ -10,3 +10,4 @@ from nin_keras.layers.augment import RandomPadCrop
 from nin_keras.layers.contrast import GlobalContrastNormalization
 from nin_keras.layers.lcn import LocalContrastNormalization
 from nin_keras.layers.zca import ZCAWhitening
+from nin_keras.layers.conv_whitening import ConvWhitening
