@@ -68,7 +68,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from nin_keras.train import evaluate_preset
 
-    r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, limit=args.limit, batch_size=args.batch_size)
+    r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, limit=args.limit, batch_size=args.batch_size,
+                        tta=args.tta)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -76,7 +77,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     published = (r["published"] or {}).get("test_error")
     published = "n/a" if published is None else f"{published:.2f}%"
     print(f"{r['preset']} on {r['dataset']} {r['split']} ({r['examples']} images)")
-    print(f"  accuracy {100 * r['accuracy']:.2f}%   error {r['error_percent']:.2f}%   loss {r['loss']:.4f}")
+    views = "" if r["tta"] == "none" else f"   (test-time augmentation: {r['tta']}; the published figure is single-view)"
+    print(f"  accuracy {100 * r['accuracy']:.2f}%   error {r['error_percent']:.2f}%   loss {r['loss']:.4f}{views}")
     print(f"  paper error {paper}   published error {published}")
     return 0
 
@@ -243,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="evaluate the first N images only")
     evaluate.add_argument("--batch-size", type=int, default=500)
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluate.add_argument("--tta", choices=("none", "flip", "flip_translate"), default="none",
+                          help="test-time augmentation: average over mirrored (and 2-pixel shifted) views")
     evaluate.set_defaults(func=_cmd_eval)
     models = sub.add_parser("models", help="list zoo models: parameters, multiply-adds, paper error, weight tags")
     models.add_argument("pattern", nargs="?", help="name pattern (nin_cifar*) or substring (mnist)")

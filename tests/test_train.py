@@ -237,6 +237,47 @@ def test_weight_average_matches_the_hand_computed_recurrence():
         WeightAverage(model, decay=1.0)
 
 
+def test_test_time_augmentation_against_hand_computed_views():
+    import keras
+
+    from nin_keras.train.evaluate import evaluate_model, predict_probabilities, translate
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(6, 5, 4, 1)).astype(np.uint8)
+    weights = rng.normal(size=(20, 3)) / 50
+    model = keras.Sequential([keras.Input((5, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    model.layers[-1].set_weights([weights, np.zeros(3)])
+
+    def softmax_of(batch):
+        logits = batch.reshape(len(batch), -1).astype(np.float64) @ weights
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    # Shifts by hand: content moves down/right, the border mirrors the edge (without repeating it).
+    moved = translate(images, 2, 2)
+    assert moved[0, 2, 2, 0] == images[0, 0, 0, 0] and moved[0, 4, 3, 0] == images[0, 2, 1, 0]
+    assert moved[0, 0, 0, 0] == images[0, 2, 2, 0] and moved[0, 1, 2, 0] == images[0, 1, 0, 0]
+    back = translate(images, -2, -2)
+    assert back[0, 0, 0, 0] == images[0, 2, 2, 0] and back[0, 4, 3, 0] == images[0, 2, 1, 0]
+
+    def shifted(batch, d):
+        pad = np.pad(batch, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+        return pad[:, 2 - d: 7 - d, 2 - d: 6 - d]
+
+    mirrored = images[:, :, ::-1]
+    expected_flip = (softmax_of(images) + softmax_of(mirrored)) / 2
+    expected_full = sum(0.25 * softmax_of(v) + 0.125 * softmax_of(shifted(v, 2)) + 0.125 * softmax_of(shifted(v, -2))
+                        for v in (images, mirrored))
+    np.testing.assert_allclose(predict_probabilities(model, images), softmax_of(images), rtol=1e-5)
+    np.testing.assert_allclose(predict_probabilities(model, images, tta="flip"), expected_flip, rtol=1e-5)
+    np.testing.assert_allclose(predict_probabilities(model, images, tta="flip_translate"), expected_full, rtol=1e-5)
+    labels = np.argmax(expected_full, axis=1)
+    result = evaluate_model(model, images, labels, tta="flip_translate")
+    assert result["accuracy"] == 1.0 and result["tta"] == "flip_translate"
+    with pytest.raises(ValueError, match="tta"):
+        predict_probabilities(model, images, tta="rotate")
+
+
 def test_epoch_pipeline_is_seeded_and_a_resumed_epoch_sees_the_same_batches():
     import keras
     import tensorflow as tf

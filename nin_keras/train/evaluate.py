@@ -2,6 +2,10 @@
 
 Training's final test numbers and ``nin-keras eval`` both come from ``evaluate_model`` on the
 preset's inference model, so a published number is measured exactly the way a user re-measures it.
+
+Test-time augmentation (``tta``) averages the class probabilities of several views of each raw
+image; a published number is always the plain single-view one, and a TTA figure is reported
+beside it, never instead of it. Exported artifacts stay single-pass.
 """
 
 from __future__ import annotations
@@ -16,16 +20,57 @@ import tensorflow as tf
 from nin_keras.data.arrays import load_arrays
 
 
-def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+TTA_MODES = ("none", "flip", "flip_translate")
+TTA_SHIFT = 2
+
+
+def translate(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``images`` moved ``dy`` pixels down and ``dx`` right; the uncovered border is a mirror
+    image of the edge (reflect padding), so no black bars appear."""
+    pad = max(abs(dy), abs(dx))
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    height, width = images.shape[1:3]
+    return padded[:, pad - dy: pad - dy + height, pad - dx: pad - dx + width]
+
+
+def tta_views(images: np.ndarray, tta: str = "none") -> list[tuple[float, np.ndarray]]:
+    """``(weight, view)`` pairs whose weighted mean of probabilities is the TTA prediction.
+
+    - ``"none"``: the image itself.
+    - ``"flip"``: the image and its horizontal mirror, 1/2 each.
+    - ``"flip_translate"``: each of those at its place (weight 1/4) and moved by
+      ``TTA_SHIFT`` = 2 pixels diagonally either way (1/8 each), as airbench weighs them.
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    if tta == "none":
+        return [(1.0, images)]
+    mirrored = images[:, :, ::-1]
+    if tta == "flip":
+        return [(0.5, images), (0.5, mirrored)]
+    views = []
+    for view in (images, mirrored):
+        views += [(0.25, view), (0.125, translate(view, TTA_SHIFT, TTA_SHIFT)),
+                  (0.125, translate(view, -TTA_SHIFT, -TTA_SHIFT))]
+    return views
+
+
+def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 500, tta: str = "none") -> np.ndarray:
     """Class probabilities for ``images`` in batches (a plain ``tf.function`` call, which works
-    under any distribution strategy the model was built in, unlike ``model.predict``)."""
+    under any distribution strategy the model was built in, unlike ``model.predict``), averaged
+    over the ``tta`` views (``tta_views``) of each image."""
     call = tf.function(lambda x: model(x, training=False))
-    return np.concatenate(
-        [np.asarray(call(images[i : i + batch_size]), dtype=np.float64) for i in range(0, len(images), batch_size)]
-    )
+    views = tta_views(images, tta)
+    total = 0.0
+    for weight, view in views:
+        total = total + weight * np.concatenate(
+            [np.asarray(call(view[i : i + batch_size]), dtype=np.float64) for i in range(0, len(view), batch_size)]
+        )
+    return total
 
 
-def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> dict[str, Any]:
+def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 500,
+                   tta: str = "none") -> dict[str, Any]:
     """Top-1 accuracy, error (%) and mean cross-entropy of a probability-output model.
 
     Args:
@@ -33,6 +78,7 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
         images: ``(N, H, W, C)`` array.
         labels: ``(N,)`` integer labels.
         batch_size: images per forward pass.
+        tta: test-time augmentation, one of ``TTA_MODES`` (see ``tta_views``).
 
     Returns:
         ``{"accuracy", "error_percent", "loss", "examples"}``.
@@ -40,7 +86,7 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"images and labels must be non-empty and of equal length, got {len(images)} and {len(labels)}")
     images = _checked_images(images, model)
-    probabilities = predict_probabilities(model, images, batch_size)
+    probabilities = predict_probabilities(model, images, batch_size, tta)
     labels = np.asarray(labels, dtype=np.int64)
     accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == labels))
     picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
@@ -49,6 +95,7 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
         "error_percent": 100.0 * (1.0 - accuracy),
         "loss": float(-np.mean(np.log(picked))),
         "examples": int(len(labels)),
+        "tta": tta,
     }
 
 
@@ -76,6 +123,7 @@ def evaluate_preset(
     source: str = "auto",
     limit: int | None = None,
     batch_size: int = 500,
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Evaluate a preset (zoo name, folder or URL) on a data set split with its own preprocessing.
 
@@ -86,6 +134,7 @@ def evaluate_preset(
         data_dir, source: passed to ``nin_keras.data.load_dataset``.
         limit: evaluate the first ``limit`` examples only.
         batch_size: images per forward pass.
+        tta: test-time augmentation (``tta_views``); the preset's published figure is single-view.
 
     Returns:
         ``evaluate_model``'s dict plus ``preset``, ``dataset``, ``split``, ``paper_error`` (the
@@ -97,7 +146,7 @@ def evaluate_preset(
     dataset = dataset or loaded.metadata["dataset"]
     block = {"name": dataset, "source": source, f"{split}_examples": limit}
     images, labels = load_arrays(block, split, data_dir)
-    result = evaluate_model(loaded.inference_model(), images, labels, batch_size)
+    result = evaluate_model(loaded.inference_model(), images, labels, batch_size, tta)
     result.update(
         preset=str(preset),
         dataset=dataset,

@@ -446,6 +446,9 @@ def _finish(recipe, model, average, preprocess, out_dir, history, extra, data_di
         average.copy_to_model()
     model = float32_network()
     test = evaluate_model(inference_model(model, preprocess), x_test, y_test)
+    if any(layer.get("config", {}).get("horizontal_flip") for layer in recipe.get("augmentation", [])):
+        # Mirrored views are only fair for a model trained on mirrored images (not for digits).
+        extra = {**extra, "test_tta": evaluate_model(inference_model(model, preprocess), x_test, y_test, tta="flip_translate")}
     paper_error = (recipe.get("paper") or {}).get("test_error", get_model_entry(architecture).paper_error)
     info = dataset_info(recipe["dataset"]["name"])
     metadata = {
