@@ -29,15 +29,15 @@ from nin_keras.export.savedmodel import load_savedmodel, write_savedmodel
 from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, Runner, ServingModule, batched
 from nin_keras.export.tflite import convert_tflite, load_tflite, op_types
 from nin_keras.io_utils import atomic_dir, atomic_write
-from nin_keras.layers import (GlobalContrastNormalization, LocalContrastNormalization,
-                              ZCAWhitening)
+from nin_keras.layers import (ConvWhitening, GlobalContrastNormalization,
+                              LocalContrastNormalization, ZCAWhitening)
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZE_MODES = tflite_format.QUANTIZE_MODES
 #: Layer types that count as preprocessing: split off by ``include_preprocessing=False``, and
 #: kept float32 inside int8 artifacts.
-PREPROCESSING_LAYERS = (GlobalContrastNormalization, ZCAWhitening, LocalContrastNormalization,
-                        keras.layers.Rescaling)
+PREPROCESSING_LAYERS = (GlobalContrastNormalization, ZCAWhitening, ConvWhitening,
+                        LocalContrastNormalization, keras.layers.Rescaling)
 #: Which quantization modes each format implements; SavedModel is always float32.
 SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": tflite_format.QUANTIZE_MODES,
                           "onnx": onnx_format.QUANTIZE_MODES}
@@ -74,7 +74,8 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
            parity_data: tuple[np.ndarray, np.ndarray | None] | None = None,
            dataset: str | None = None, opset: int = DEFAULT_OPSET,
            tolerance: ParityTolerance = ParityTolerance(), parity_samples: int = 500,
-           calibration_samples: int = 200, name: str | None = None) -> dict[str, Path]:
+           calibration_samples: int = 200, name: str | None = None,
+           integer_io: bool = False) -> dict[str, Path]:
     """Export a zoo model or a Keras model to SavedModel / TFLite / ONNX, verified by parity.
 
     Args:
@@ -101,6 +102,11 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
         parity_samples: number of test images for the parity check.
         calibration_samples: number of training images for int8 calibration.
         name: artifact base name (default: the preset or model name).
+        integer_io: with ``quantize="int8"``, quantize everything, preprocessing included:
+            the TFLite artifact becomes integer-only (uint8 raw pixels in, uint8 probabilities
+            out, int8 kernels only, no float tensor; its metadata carries the flash size and
+            tensor arena TensorFlow Lite for Microcontrollers needs), and the ONNX artifact
+            quantizes the preprocessing layers too. Artifacts are named ``*.int8io.*``.
 
     Returns:
         ``{format: artifact path}``; each artifact has ``<artifact>.json`` beside it.
@@ -116,6 +122,8 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
         'nin_cifar10.int8.onnx'
     """
     formats = _check_formats(formats, quantize)
+    if integer_io and quantize != "int8":
+        raise ValueError(f"integer_io needs quantize='int8', got quantize={quantize!r}")
     source = resolve_source(model_or_name, include_preprocessing=include_preprocessing,
                             dataset=dataset, name=name)
     module = ServingModule(source.model)
@@ -160,19 +168,24 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
     written = {}
     for fmt in formats:
         mode = quantize if quantize in SUPPORTED_QUANTIZATION[fmt] else None
-        suffix = "" if mode is None else f".{mode}"
+        suffix = "" if mode is None else f".{mode}io" if integer_io and mode == "int8" else f".{mode}"
         extension = {"savedmodel": ".savedmodel", "tflite": ".tflite", "onnx": ".onnx"}[fmt]
         path = out_dir / f"{source.name}{suffix}{extension}"
         quant = {"mode": mode}
         if mode == "int8":
             quant["calibration"] = {"images": int(len(calibration)), "source": calibration_source}
+            quant["preprocessing"] = "int8" if integer_io else "float32"
         info = {**common, "format": fmt, "quantization": quant}
+        integer_only = integer_io and mode == "int8" and fmt == "tflite"
+        if integer_only:
+            info["input"] = {**info["input"], "dtype": "uint8", "quantization": {"scale": None, "zero_point": None}}
+            info["output"] = {**info["output"], "dtype": "uint8", "quantization": {"scale": None, "zero_point": None}}
         if fmt == "savedmodel":
             _write_savedmodel(module, path, inputs, info, check)
         elif fmt == "tflite":
-            _write_tflite(module, path, mode, calibration, inputs, info, check)
+            _write_tflite(module, path, mode, calibration, inputs, info, check, integer_only)
         else:
-            _write_onnx(module, path, mode, calibration, opset, inputs, info, check)
+            _write_onnx(module, path, mode, calibration, opset, inputs, info, check, integer_io)
         written[fmt] = path
     return written
 
@@ -304,26 +317,42 @@ def _write_savedmodel(module, path, inputs, info, check):
         _finish(tmp, path, info, report)
 
 
-def _write_tflite(module, path, mode, calibration, inputs, info, check):
-    flatbuffer = convert_tflite(module, mode, calibration, _float_layers(module))
+def _write_tflite(module, path, mode, calibration, inputs, info, check, integer_only=False):
+    flatbuffer = convert_tflite(module, mode, calibration, _float_layers(module), integer_io=integer_only)
     with atomic_write(path) as tmp:
         tmp.write_bytes(flatbuffer)
         report = _verify(load_tflite(tmp), inputs, mode, check, "tflite")
         if mode is not None:
             info["quantization"]["ops"] = op_types(flatbuffer)
+        if integer_only:
+            _describe_integer_io(flatbuffer, info)
         _finish(tmp, path, info, report)
 
 
-def _write_onnx(module, path, mode, calibration, opset, inputs, info, check):
+def _describe_integer_io(flatbuffer: bytes, info: dict) -> None:
+    """Input/output quantization and the microcontroller report of an integer-only artifact."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from nin_keras.export.micro import micro_report
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    for key, details in (("input", interpreter.get_input_details()[0]), ("output", interpreter.get_output_details()[0])):
+        scale, zero_point = details["quantization"]
+        info[key]["quantization"] = {"scale": float(scale), "zero_point": int(zero_point),
+                                     "real_value": "(q - zero_point) * scale"}
+    info["micro"] = micro_report(flatbuffer)
+
+
+def _write_onnx(module, path, mode, calibration, opset, inputs, info, check, integer_io=False):
     import onnx
 
     proto = convert_onnx(module, opset)
     if mode is not None:
-        proto = quantize_onnx(proto, mode, calibration, _float_layers(module))
+        proto = quantize_onnx(proto, mode, calibration, () if integer_io else _float_layers(module))
         info["quantization"]["method"] = (
             f"static QDQ on {', '.join(onnx_format.STATIC_INT8_OPS)}: per-channel int8 weights, "
             f"uint8 activations, {onnx_format.CALIBRATION_METHOD.lower()} calibration; "
-            "preprocessing layers float32"
+            + ("preprocessing layers quantized too" if integer_io else "preprocessing layers float32")
             if mode == "int8" else "dynamic int8 weights")
     info["opset"] = opset
     with atomic_write(path) as tmp:

@@ -20,6 +20,14 @@ Quantization modes (``quantize``):
   (``tf.lite.experimental.QuantizationDebugger`` with denylisted nodes): in int8, GCN's norm and
   the 3072 x 3072 ZCA product cost NIN CIFAR-10 1-2 points of accuracy, in float they cost ~4% of
   the multiply-adds. The metadata lists which ops run in integer and which in float.
+
+``integer_io=True`` (with ``"int8"``) makes the artifact *integer-only*, what microcontrollers
+and NPUs run: uint8 input (raw pixels: the calibrated input scale is 1 and the zero point 0 when
+calibration images span 0..255), uint8 output (probability = value / 256), only
+``TFLITE_BUILTINS_INT8`` kernels, and no float tensor anywhere, preprocessing included. The
+converter's promise is not trusted: ``float_tensors`` reads the flatbuffer and the export is
+refused if any tensor is float. Run such files in LiteRT (``load_tflite``) or in TensorFlow Lite
+for Microcontrollers (:mod:`nin_keras.export.micro`).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from nin_keras.errors import ExportError
+from nin_keras.export.micro import dequantize, quantize as quantize_input
 from nin_keras.export.serving import Runner, ServingModule, batched
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
@@ -39,7 +48,7 @@ QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 
 def convert_tflite(module: ServingModule, quantize: str | None = None,
                    representative_data: np.ndarray | None = None,
-                   float_layers: Sequence[str] = ()) -> bytes:
+                   float_layers: Sequence[str] = (), integer_io: bool = False) -> bytes:
     """Convert the serving function to a TFLite flatbuffer with built-in ops only.
 
     Args:
@@ -47,16 +56,21 @@ def convert_tflite(module: ServingModule, quantize: str | None = None,
         quantize: one of ``None``, ``"float16"``, ``"dynamic"``, ``"int8"``.
         representative_data: float32 ``[N, H, W, C]`` images in the model's input space, required
             for ``"int8"`` (a few hundred real training images are plenty).
-        float_layers: names of Keras layers whose ops stay float32 under ``"int8"``.
+        float_layers: names of Keras layers whose ops stay float32 under ``"int8"`` (ignored
+            with ``integer_io``: nothing stays float there).
+        integer_io: integer-only artifact (uint8 in and out, int8 kernels only; needs ``"int8"``).
 
     Returns:
         The ``.tflite`` flatbuffer bytes.
 
     Raises:
-        ExportError: the graph needs ops outside the TFLite built-in set, or conversion failed.
+        ExportError: the graph needs ops outside the TFLite built-in set, an integer-only
+            artifact would keep an op or tensor in float, or conversion failed.
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if integer_io and quantize != "int8":
+        raise ValueError(f"integer_io needs quantize='int8', got quantize={quantize!r}")
     frozen = module.frozen_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     # Built-ins only: never let the converter fall back to Flex (SELECT_TF_OPS).
@@ -72,13 +86,22 @@ def convert_tflite(module: ServingModule, quantize: str | None = None,
         converter.representative_dataset = lambda: ([samples[i:i + 1]] for i in range(len(samples)))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                                                tf.lite.OpsSet.TFLITE_BUILTINS]
+        if integer_io:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.uint8
     try:
-        if quantize == "int8" and float_layers:
+        if quantize == "int8" and float_layers and not integer_io:
             flatbuffer = _selective_int8(frozen, converter, samples, float_layers)
         else:
             flatbuffer = converter.convert()
     except Exception as err:  # the converter raises ConverterError or plain exceptions
         message = str(err)
+        if integer_io and ("quantiz" in message.lower() or "int8" in message.lower()):
+            raise ExportError(
+                f"model {module.model.name!r} has ops without an int8 TFLite kernel, so it cannot be "
+                f"exported integer-only (export it with quantize='int8' alone to keep them float). "
+                f"Converter message: {_first_lines(message)}") from err
         if "Flex" in message or "Select TF" in message or "not supported" in message:
             raise ExportError(
                 f"model {module.model.name!r} uses TensorFlow ops that have no TFLite built-in "
@@ -87,7 +110,33 @@ def convert_tflite(module: ServingModule, quantize: str | None = None,
         raise ExportError(f"TFLite conversion of {module.model.name!r} failed: "
                           f"{_first_lines(message)}") from err
     check_builtin_ops(flatbuffer)
+    if integer_io:
+        check_integer_only(flatbuffer)
     return flatbuffer
+
+
+def float_tensors(flatbuffer: bytes) -> list[str]:
+    """Names of the float (32, 16 or 64 bit) tensors in every subgraph, read from the flatbuffer."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    floats = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.FLOAT64}
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    names = []
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            if tensor.Type() in floats:
+                names.append((tensor.Name() or b"").decode())
+    return names
+
+
+def check_integer_only(flatbuffer: bytes) -> None:
+    """Raise :class:`ExportError` naming the float tensors if the artifact is not integer-only."""
+    floating = float_tensors(flatbuffer)
+    if floating:
+        raise ExportError(f"integer-only TFLite artifact still holds {len(floating)} float tensor(s): "
+                          f"{', '.join(floating[:5])}{' ...' if len(floating) > 5 else ''}")
 
 
 def _builtin_names() -> dict[int, str]:
@@ -171,13 +220,16 @@ def load_tflite(path: str | os.PathLike, num_threads: int | None = None,
             each chunk's batch (the artifact's batch dimension is dynamic).
 
     Returns:
-        ``run(images float32 [N, H, W, C]) -> probabilities float32 [N, classes]``.
+        ``run(images float32 [N, H, W, C]) -> probabilities float32 [N, classes]`` (quantized to
+        and from uint8 for integer-only artifacts).
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-    input_index = interpreter.get_input_details()[0]["index"]
-    output_index = interpreter.get_output_details()[0]["index"]
+    # Integer-only artifacts take and give uint8: the runner quantizes the raw pixels and
+    # dequantizes the probabilities, so every artifact keeps the same float contract.
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    input_index, output_index = source["index"], target["index"]
     current = [None]
 
     def run_chunk(images: np.ndarray) -> np.ndarray:
@@ -197,9 +249,9 @@ def load_tflite(path: str | os.PathLike, num_threads: int | None = None,
                 interpreter.resize_tensor_input(input_index, list(images.shape))
                 interpreter.allocate_tensors()
             current[0] = images.shape
-        interpreter.set_tensor(input_index, np.ascontiguousarray(images, np.float32))
+        interpreter.set_tensor(input_index, quantize_input(images, source))
         interpreter.invoke()
-        return interpreter.get_tensor(output_index).copy()
+        return dequantize(interpreter.get_tensor(output_index), target)
 
     def run(images: np.ndarray) -> np.ndarray:
         return batched(run_chunk, images, batch_size)

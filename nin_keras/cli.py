@@ -178,7 +178,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         paths = export(args.model, formats, args.out, quantize=args.quantize,
                        include_preprocessing=not args.no_preprocessing, opset=args.opset,
                        parity_samples=args.parity_samples,
-                       calibration_samples=args.calibration_samples)
+                       calibration_samples=args.calibration_samples, integer_io=args.integer_io)
     except ValueError as err:  # unknown model, no weights, bad formats/quantize: the user's to fix
         print(f"nin-keras export: error: {err}", file=sys.stderr)
         return 1
@@ -190,6 +190,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"{fmt:<10} {path}  {info['bytes'] / 1e6:.1f} MB  {info['quantization']['mode'] or 'float32'}  "
               f"max|Δ| {parity['max_abs_diff']:.2g}, top-1 agreement {parity['top1_agreement']:.4f}"
               f"{accuracy} on {parity['count']} images")
+        if "micro" in info:
+            fits = [name for name, ok in info["micro"]["fits"].items() if ok]
+            print(f"{'':<10} tflite-micro: flash {info['micro']['flash_bytes'] / 1024:.0f} KiB, tensor arena "
+                  f"{info['micro']['arena_bytes'] / 1024:.0f} KiB; fits: {', '.join(fits) or 'none of the listed MCU classes'}")
     return 0
 
 
@@ -301,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated: savedmodel, tflite, onnx (default: all three)")
     export.add_argument("--quantize", choices=("float16", "dynamic", "int8"),
                         help="float16 (tflite), dynamic or int8 (tflite, onnx); SavedModel stays float32")
+    export.add_argument("--integer-io", action="store_true",
+                        help="with --quantize int8: integer-only TFLite (uint8 pixels in, uint8 out, int8 kernels, "
+                             "no float tensor; tflite-micro flash/arena in its metadata) and fully quantized ONNX")
     export.add_argument("--out", default="exported", help="output folder (default: %(default)s)")
     export.add_argument("--no-preprocessing", action="store_true",
                         help="export the network alone (default: GCN/ZCA/LCN baked in, raw [0, 255] pixels in)")

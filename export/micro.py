@@ -1,0 +1,191 @@
+"""TensorFlow Lite for Microcontrollers: run integer-only ``.tflite`` artifacts in TFLM's own
+interpreter (the ``tflite-micro`` package) and measure what a microcontroller needs for them.
+
+TFLM has no dynamic memory: every tensor lives in one *tensor arena* the application reserves
+up front, and the model itself is a constant array in flash. ``micro_report`` gives both
+figures for an artifact: the flatbuffer's size (flash) and the smallest arena in which TFLM's
+allocator plans all tensors (RAM, found by bisection to 1 KiB with the real allocator, not
+estimated), and checks them against typical microcontroller classes.
+
+Example:
+    >>> report = micro_report(Path("nin_mnist.int8io.tflite").read_bytes())
+    >>> report["arena_bytes"], report["fits"]["1 MB flash / 512 KB RAM"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from nin_keras.errors import ExportError
+from nin_keras.export.serving import Runner
+
+#: Microcontroller classes an artifact is checked against: (flash bytes, RAM bytes). The RAM
+#: figure is compared with the tensor arena alone; the application needs some RAM of its own.
+MCU_CLASSES = {
+    "256 KB flash / 64 KB RAM (Cortex-M0+/M4 class)": (256 * 1024, 64 * 1024),
+    "1 MB flash / 512 KB RAM (Cortex-M7 class)": (1024 * 1024, 512 * 1024),
+    "2 MB flash / 1 MB RAM (Cortex-M7/M55 class)": (2 * 1024 * 1024, 1024 * 1024),
+}
+_ARENA_STEP = 1024
+_ARENA_LIMIT = 256 * 1024 * 1024
+
+
+def _runtime():
+    try:
+        from tflite_micro import runtime
+    except ImportError as err:  # an optional dependency (the "export" extra)
+        raise ExportError("running artifacts on TensorFlow Lite for Microcontrollers needs the "
+                          "'tflite-micro' package (pip install 'nin-keras[export]')") from err
+    return runtime
+
+
+@contextlib.contextmanager
+def _quiet_native_output() -> Iterator[None]:
+    """TFLM's allocator prints every failed attempt to stdout/stderr from C++: mute both fds."""
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        try:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _allocates(runtime, flatbuffer: bytes, arena: int) -> bool:
+    try:
+        with _quiet_native_output():
+            runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _check_flatbuffer(flatbuffer: bytes, source: str) -> None:
+    # TFLM's Python wrapper parses the file with the flatbuffers library before its C++ checks,
+    # and garbage makes that raise struct.error: check the TFLite file identifier first.
+    if len(flatbuffer) < 8 or flatbuffer[4:8] != b"TFL3":
+        raise ExportError(f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)")
+
+
+def arena_bytes(flatbuffer: bytes) -> int:
+    """The smallest tensor arena (a multiple of 1 KiB) in which TFLM allocates the model.
+
+    Raises:
+        ExportError: not a TFLite flatbuffer, or the model does not load in TFLM at all (an op
+            without a TFLM kernel, or an arena above 256 MiB).
+    """
+    _check_flatbuffer(flatbuffer, "the model")
+    runtime = _runtime()
+    high = max(_ARENA_STEP, len(flatbuffer))
+    while not _allocates(runtime, flatbuffer, high):
+        high *= 2
+        if high > _ARENA_LIMIT:
+            raise ExportError("TensorFlow Lite for Microcontrollers cannot allocate this model (an op it "
+                              "has no kernel for, or an arena above 256 MiB)")
+    low = 0  # invariant: low fails (or is 0), high allocates
+    while high - low > _ARENA_STEP:
+        middle = (low + high) // 2 // _ARENA_STEP * _ARENA_STEP or _ARENA_STEP
+        if middle <= low:
+            break
+        if _allocates(runtime, flatbuffer, middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def micro_report(flatbuffer: bytes) -> dict[str, Any]:
+    """Flash size, tensor arena and the microcontroller classes the artifact fits."""
+    arena = arena_bytes(flatbuffer)
+    flash = len(flatbuffer)
+    return {
+        "runtime": f"tflite-micro {_version()}",
+        "flash_bytes": flash,
+        "arena_bytes": arena,
+        "fits": {name: flash <= max_flash and arena <= max_ram for name, (max_flash, max_ram) in MCU_CLASSES.items()},
+        "note": "flash: the flatbuffer alone; RAM: the tensor arena TFLM's allocator needs, measured by bisection "
+                "(the application's own RAM comes on top)",
+    }
+
+
+def _version() -> str:
+    import importlib.metadata as md
+
+    try:
+        return md.version("tflite-micro")
+    except md.PackageNotFoundError:
+        return "unknown"
+
+
+def load_micro(path: str | os.PathLike, arena_size: int | None = None) -> Runner:
+    """Load an integer-only ``.tflite`` file in TFLM's interpreter as a NumPy function.
+
+    TFLM runs one image at a time (its input shape is fixed at batch 1); the function loops.
+
+    Args:
+        path: the ``.tflite`` file (uint8 or int8 input and output).
+        arena_size: tensor arena in bytes (default: ``arena_bytes`` of the file).
+
+    Returns:
+        ``run(images float32 [N, H, W, C] raw pixels) -> probabilities float32 [N, classes]``.
+    """
+    runtime = _runtime()
+    flatbuffer = Path(path).read_bytes()
+    _check_flatbuffer(flatbuffer, str(path))
+    arena = arena_size or arena_bytes(flatbuffer)
+    try:
+        with _quiet_native_output():
+            interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
+    except RuntimeError as err:
+        raise ExportError(f"TensorFlow Lite for Microcontrollers cannot load {path}: {err}") from err
+    source, target = interpreter.get_input_details(0), interpreter.get_output_details(0)
+
+    def run(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        if len(images) == 0:
+            raise ValueError("images is an empty batch")
+        out = []
+        for image in images:
+            interpreter.set_input(quantize(image[None], source), 0)
+            interpreter.invoke()
+            out.append(dequantize(interpreter.get_output(0), target)[0])
+        return np.stack(out)
+
+    return run
+
+
+def _scale_and_zero_point(details: dict) -> tuple[float, int]:
+    params = details.get("quantization_parameters") or {}
+    scales, zero_points = params.get("scales"), params.get("zero_points")
+    if scales is not None and len(scales):
+        return float(scales[0]), int(zero_points[0])
+    scale, zero_point = details.get("quantization", (0.0, 0))
+    return float(scale), int(zero_point)
+
+
+def quantize(values: np.ndarray, details: dict) -> np.ndarray:
+    """Float values -> the integer tensor ``details`` describes (``round(x / scale) + zero_point``,
+    clipped to the dtype); float tensors are passed through as float32."""
+    dtype = np.dtype(details["dtype"])
+    if dtype.kind == "f":
+        return np.ascontiguousarray(values, np.float32)
+    scale, zero_point = _scale_and_zero_point(details)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, details: dict) -> np.ndarray:
+    """An integer tensor -> float32 ``(q - zero_point) * scale``; float tensors unchanged."""
+    if np.dtype(details["dtype"]).kind == "f":
+        return np.asarray(values, np.float32)
+    scale, zero_point = _scale_and_zero_point(details)
+    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
