@@ -197,6 +197,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compact(args: argparse.Namespace) -> int:
+    """Write a copy of a preset whose dense ZCA is distilled into a small ConvWhitening."""
+    import json
+
+    from nin_keras.zoo.compact import make_compact_preset
+
+    folder = make_compact_preset(args.preset, args.out, kernel_size=args.kernel_size, padding=args.padding,
+                                 fit_images=args.fit_images, seed=args.seed, data_dir=args.data_dir,
+                                 overwrite=args.overwrite, command=" ".join(["nin-keras", *sys.argv[1:]]))
+    metadata = json.loads((folder / "metadata.json").read_text())
+    fit = metadata["compact_whitening"]
+    print(f"{folder}: {fit['kernel_size']}x{fit['kernel_size']} {fit['padding']} ConvWhitening fitted on "
+          f"{fit['fit_images']} training images in {fit['fit_seconds']} s; test accuracy "
+          f"{metadata['metrics']['test_accuracy']:.2f}% (dense ZCA: {fit['dense_zca_test_accuracy']}%)")
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     """Print the top-k classes of each image with an exported artifact (SavedModel, .tflite, .onnx)."""
     import json
@@ -298,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     curves = kinds.add_parser("curves", parents=[output], help="training curves from metrics.csv or metrics.json")
     curves.add_argument("metrics", help="metrics file written by nin-keras train")
     visualize.set_defaults(func=_cmd_visualize)
+
+    compact = sub.add_parser("compact", help="distil a preset's dense ZCA into a k x k ConvWhitening (a compact preset)")
+    compact.add_argument("preset", help="zoo name (nin_cifar10.caffe) or preset folder with a ZCAWhitening")
+    compact.add_argument("--out", required=True, help="the new preset folder")
+    compact.add_argument("--kernel-size", type=int, default=7, help="odd kernel size (default: %(default)s)")
+    compact.add_argument("--padding", choices=("symmetric", "reflect", "zeros"), default="symmetric")
+    compact.add_argument("--fit-images", type=int, default=3000, help="training images to fit on (default: %(default)s)")
+    compact.add_argument("--seed", type=int, default=0, help="seed of the fitting subset")
+    compact.add_argument("--data-dir", help="local data folder")
+    compact.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    compact.set_defaults(func=_cmd_compact)
 
     export = sub.add_parser("export", help="export a preset to SavedModel / TFLite / ONNX, parity-checked")
     export.add_argument("model", metavar="NAME_OR_PRESET", help="zoo name with weights (nin_cifar10) or preset folder")

@@ -261,3 +261,27 @@ def round_trip_report(tmp_path_factory):
 def test_save_load_round_trip_in_fresh_process(round_trip_report, name):
     entry = round_trip_report[name]
     assert entry["identical"], entry
+
+
+def test_folding_batch_norm_keeps_the_function_and_gives_the_plain_layout():
+    from nin_keras.models import nin_cifar10
+    from nin_keras.models.folding import fold_batch_norm
+
+    keras.utils.set_random_seed(3)
+    trained = nin_cifar10(batch_norm=True, dropout=0.3)
+    rng = np.random.default_rng(0)
+    for layer in trained.layers:
+        for norm in getattr(layer, "norms", []):
+            size = norm.gamma.shape[0]
+            norm.gamma.assign(rng.uniform(0.5, 1.5, size))
+            norm.beta.assign(rng.normal(0, 0.2, size))
+            norm.moving_mean.assign(rng.normal(0, 0.5, size))
+            norm.moving_variance.assign(rng.uniform(0.2, 2.0, size))
+    plain = fold_batch_norm(trained, lambda: nin_cifar10())
+    assert plain.count_params() == 966_986  # the Caffe layout
+    assert not any(getattr(layer, "batch_norm", False) for layer in plain.layers)
+    images = rng.normal(0, 1, (4, 32, 32, 3)).astype("float32")
+    expected = np.asarray(trained(images, training=False))
+    np.testing.assert_allclose(np.asarray(plain(images, training=False)), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_norm=False"):
+        fold_batch_norm(trained, lambda: nin_cifar10(batch_norm=True))

@@ -289,7 +289,7 @@ def test_epoch_pipeline_is_seeded_and_a_resumed_epoch_sees_the_same_batches():
                                "config": {"padding": 2}, "registered_name": "nin_keras>RandomPadCrop"}]
     model, optimizer = _small_model(), keras.optimizers.SGD(0.1)
     preprocess = build_layers(recipe["preprocessing"])
-    loop = _Loop(recipe, tf.distribute.get_strategy(), model, optimizer, preprocess, verbose=0)
+    loop = _Loop(recipe, tf.distribute.get_strategy(), model, optimizer, None, preprocess, verbose=0)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8)
     labels = np.arange(20, dtype=np.int64)
@@ -328,7 +328,7 @@ def test_l2_weight_decay_is_caffe_style_and_decoupled_decay_skips_biases():
         recipe = tiny_recipe(batch_size=8, weight_decay=weight_decay, loss={"label_smoothing": 0.0})
         optimizer = build_optimizer({"name": "sgd", "learning_rate": 0.5}, weight_decay)
         optimizer.build(model.trainable_variables)
-        loop = _Loop(recipe, tf.distribute.get_strategy(), model, optimizer, build_layers(recipe["preprocessing"]), 0)
+        loop = _Loop(recipe, tf.distribute.get_strategy(), model, optimizer, None, build_layers(recipe["preprocessing"]), 0)
         before = [np.asarray(v) for v in model.trainable_variables]
         loop.train_step(next(iter(loop.dataset(images, labels, epoch=0))), 0.5)
         return before, [np.asarray(v) for v in model.trainable_variables]
