@@ -397,3 +397,284 @@ def test_dripping_server_hits_the_overall_deadline(server, tmp_path):
         download.fetch("d/f.bin", "0" * 64, [f"{server.url}/drip/f.bin"], timeout=5, deadline=1)
     assert time.monotonic() - start < 4
     assert not (tmp_path / "cache" / "d" / "f.bin").exists() and _leftovers(tmp_path / "cache") == []
+
+
+# --------------------------------------------------------------------------- data readers: one value rule
+# Before: idx float32 images in [0, 1] loaded as 0/1, int32 256-511 wrapped to 0-255, .npz float
+# labels 0.2-4.7 became 0-4, while .npz refused any non-uint8 images.
+
+import gzip
+import pickle
+import struct
+import tracemalloc
+import zipfile
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    codes = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
+             np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+    big = array.astype(array.dtype.newbyteorder(">"))
+    header = bytes([0, 0, codes[big.dtype], array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + big.tobytes()
+
+
+def _write_split(kind: str, folder: Path, images: np.ndarray, labels: np.ndarray) -> str:
+    """Write a test split in ``kind``'s publisher format under ``folder``; return the data set name."""
+    if kind == "idx":
+        (folder / "mnist").mkdir(parents=True)
+        (folder / "mnist" / "t10k-images-idx3-ubyte").write_bytes(_idx_bytes(images))
+        (folder / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(labels))
+        return "mnist"
+    if kind == "npz":
+        folder.mkdir(parents=True)
+        np.savez(folder / "mnist.npz", x_test=images, y_test=labels)
+        return "mnist"
+    cifar = folder / "cifar-10-batches-py"  # the publisher's rows of R|G|B planes
+    cifar.mkdir(parents=True)
+    rows = images.transpose(0, 3, 1, 2).reshape(len(images), -1) if images.ndim == 4 else images
+    (cifar / "test_batch").write_bytes(pickle.dumps({b"data": rows, b"labels": labels}, protocol=2))
+    return "cifar10"
+
+
+def _images_for(kind, dtype, low, high, n=4):
+    shape = (n, 32, 32, 3) if kind == "cifar" else (n, 28, 28)
+    return np.random.default_rng(0).uniform(low, high, shape).astype(dtype)
+
+
+@pytest.mark.parametrize("kind", ["idx", "npz", "cifar"])
+@pytest.mark.parametrize("dtype, low, high, words", [
+    ("float32", 0.0, 1.0, "integer pixel values"),
+    ("int32", 256, 512, r"0\.\.255, got 2\d\d\.\.5\d\d"),
+    ("int32", -5, 100, r"0\.\.255, got -\d\.\."),
+], ids=["float-0-1", "int32-256-511", "negative"])
+def test_every_reader_refuses_images_that_do_not_fit_uint8(tmp_path, kind, dtype, low, high, words):
+    from nin_keras.data import load_dataset
+
+    images = _images_for(kind, dtype, low, high)
+    name = _write_split(kind, tmp_path / "data", images, np.zeros(len(images), np.uint8))
+    with pytest.raises(DataError, match=words):
+        load_dataset(name, "test", "local", tmp_path / "data")
+
+
+@pytest.mark.parametrize("kind", ["idx", "npz", "cifar"])
+def test_every_reader_refuses_fractional_labels(tmp_path, kind):
+    from nin_keras.data import load_dataset
+
+    images = _images_for(kind, "uint8", 0, 255, n=5)
+    labels = np.array([0.2, 1.0, 2.5, 3.0, 4.7], ">f4" if kind == "idx" else np.float32)
+    name = _write_split(kind, tmp_path / "data", images, labels)
+    with pytest.raises(DataError, match=r"whole numbers, got 0\.2"):
+        load_dataset(name, "test", "local", tmp_path / "data")
+
+
+@pytest.mark.parametrize("kind", ["idx", "npz", "cifar"])
+def test_every_reader_keeps_integer_pixels_and_whole_labels_exactly(tmp_path, kind):
+    """Wider integer images in 0..255 and integral float labels are the same values: accepted."""
+    from nin_keras.data import load_dataset
+
+    images = _images_for(kind, "int32", 0, 256, n=5)
+    labels = np.array([0, 3, 9, 1, 2], ">f8" if kind == "idx" else np.float64)
+    name = _write_split(kind, tmp_path / "data", images, labels)
+    got_images, got_labels = (np.stack(a) for a in zip(*load_dataset(name, "test", "local", tmp_path / "data")
+                                                       .as_numpy_iterator()))
+    expected = images if images.ndim == 4 else images[..., None]
+    np.testing.assert_array_equal(got_images, expected)
+    assert got_images.dtype == np.uint8
+    np.testing.assert_array_equal(got_labels, [0, 3, 9, 1, 2])
+
+
+# --------------------------------------------------------------------------- data readers: declared sizes
+
+
+class _ArrayBomb:
+    """Unpickles as ``numpy.ndarray((100000, 3072), 'u1')``: 300 MB from ~100 bytes."""
+
+    def __reduce__(self):
+        return (np.ndarray, ((100_000, 3072), "u1"))
+
+
+def test_cifar_pickle_asking_for_a_huge_array_is_refused_before_allocating(tmp_path):
+    from nin_keras.data import load_dataset
+
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    payload = pickle.dumps({b"data": _ArrayBomb(), b"labels": [0]}, protocol=2)
+    assert len(payload) < 200
+    (folder / "test_batch").write_bytes(payload)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="larger than the .*-byte pickle"):
+            load_dataset("cifar10", "test", "local", tmp_path / "data")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 << 20, peak  # NumPy reports its allocations to tracemalloc: 300 MB before
+
+
+def test_tar_member_declaring_gigabytes_is_refused_before_reading(tmp_path):
+    from nin_keras.data import load_dataset
+
+    archive = tmp_path / "data" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+    info.size = 3 << 30  # the header claims 3 GB; a bomb's data would follow
+    with gzip.open(archive, "wb") as out:
+        out.write(info.tobuf(format=tarfile.GNU_FORMAT) + b"\0" * 4096)
+    with pytest.raises(DataError, match="more than the .* this file may expand to"):
+        load_dataset("cifar10", "test", "local", tmp_path / "data")
+
+
+def test_tar_gz_bomb_is_refused_at_the_expansion_limit(tmp_path, monkeypatch):
+    """A real bomb: a 4 MB member of zeros compresses to a few kB (limit lowered to 1 MB here)."""
+    from nin_keras.data import archive
+
+    monkeypatch.setattr(archive, "MIN_EXPANDED_BYTES", 1 << 20)
+    bomb = tmp_path / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz") as tar:
+        info = tarfile.TarInfo("train/cat/zeros.png")
+        info.size = 4 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    assert bomb.stat().st_size < 50_000
+    with pytest.raises(DataError, match="decompression bomb"):
+        list(archive.iter_files(bomb))
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "gz"])
+@pytest.mark.parametrize("shape", [(1 << 16,) * 4, (3_000_000_000,)], ids=["product-wraps-int64", "3-GB"])
+def test_idx_header_declaring_too_much_is_a_data_error(tmp_path, compressed, shape):
+    """(2^16)^4 = 2^64 wrapped to 0 in np.prod: the header-only file gave 'cannot reshape'."""
+    from nin_keras.data.idx import read_idx
+
+    raw = bytes([0, 0, 0x08, len(shape)]) + b"".join(struct.pack(">I", d) for d in shape)  # header only
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(gzip.compress(raw) if compressed else raw)
+    with pytest.raises(DataError, match="decompression bomb" if compressed else "truncated"):
+        read_idx(path)
+
+
+def test_idx_gz_with_more_data_than_its_header_stops_reading(tmp_path):
+    from nin_keras.data.idx import read_idx
+
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(_idx_bytes(np.zeros(10, np.uint8)) + bytes(8 << 20)))  # 8 MB of zeros after
+    with pytest.raises(DataError, match="longer than the 18 bytes its header"):
+        read_idx(path)
+
+
+def test_npz_array_header_larger_than_its_member_is_refused(tmp_path):
+    from nin_keras.data.npz import read_npz_split
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (100_000, 100_000)})
+    path = tmp_path / "mnist.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x_test.npy", header.getvalue() + b"\0" * 100)
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros(1, np.uint8))
+        archive.writestr("y_test.npy", buffer.getvalue())
+    with pytest.raises(DataError, match=r"x_test.npy declares shape \(100000, 100000\)"):
+        read_npz_split(path, "test")
+
+
+def test_npz_bomb_is_refused_at_the_expansion_limit(tmp_path, monkeypatch):
+    from nin_keras.data import archive
+    from nin_keras.data.npz import read_npz_split
+
+    monkeypatch.setattr(archive, "MIN_EXPANDED_BYTES", 1 << 20)
+    path = tmp_path / "mnist.npz"
+    np.savez_compressed(path, x_test=np.zeros((3000, 28, 28), np.uint8), y_test=np.zeros(3000, np.uint8))
+    assert path.stat().st_size < 50_000
+    with pytest.raises(DataError, match="decompression bomb"):
+        read_npz_split(path, "test")
+
+
+# --------------------------------------------------------------------------- fuzzing: only the library's errors escape
+# A seeded loop (reproducible, a few seconds per target), as tests/test_caffe.py fuzzes the Caffe reader.
+
+from nin_keras.errors import NinKerasError
+
+FUZZ_CASES = 150
+
+
+def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
+    """One random edit: flipped bits, a cut, inserted or overwritten bytes, or a repeated slice."""
+    data = bytearray(data)
+    kind = rng.integers(5)
+    where = int(rng.integers(len(data) + 1))
+    if kind == 0 and data:
+        for i in rng.integers(0, len(data), int(rng.integers(1, 9))):
+            data[i] ^= 1 << int(rng.integers(8))
+    elif kind == 1:
+        del data[where:]
+    elif kind == 2:
+        data[where:where] = rng.bytes(int(rng.integers(1, 16)))
+    elif kind == 3:
+        data[where:where + 8] = bytes([int(rng.choice([0, 0xFF]))]) * 8
+    else:
+        data[where:where] = data[max(0, where - 64):where] * int(rng.integers(1, 4))
+    return bytes(data)
+
+
+def _only_library_errors(read, original: bytes, path: Path, seed: int) -> int:
+    """Write ``FUZZ_CASES`` mutations of ``original`` to ``path`` and call ``read()`` on each."""
+    rng = np.random.default_rng(seed)
+    refused = 0
+    for case in range(FUZZ_CASES):
+        mutated = _mutate(original, rng)
+        path.write_bytes(mutated)
+        try:
+            read()
+        except (NinKerasError, ValueError):
+            refused += 1
+        except Exception as err:  # noqa: BLE001 - the point of the test
+            raise AssertionError(f"case {case} (seed {seed}): {type(err).__name__}: {err}; "
+                                 f"bytes {mutated[:80]!r}...") from err
+    return refused
+
+
+def test_fuzz_idx_reader(tmp_path):
+    from nin_keras.data.idx import read_idx
+
+    original = _idx_bytes(np.random.default_rng(1).integers(0, 256, (6, 28, 28), dtype=np.uint8))
+    for name, data, seed in (("raw", original, 11), ("x.gz", gzip.compress(original), 12)):
+        path = tmp_path / name
+        assert _only_library_errors(lambda: read_idx(path), data, path, seed) > 0
+
+
+def test_fuzz_npz_reader(tmp_path):
+    from nin_keras.data.npz import read_npz_split
+
+    path = tmp_path / "mnist.npz"
+    rng = np.random.default_rng(2)
+    for save, seed in ((np.savez, 21), (np.savez_compressed, 22)):
+        save(path, x_test=rng.integers(0, 256, (6, 28, 28), dtype=np.uint8), y_test=np.arange(6))
+        assert _only_library_errors(lambda: read_npz_split(path, "test"), path.read_bytes(), path, seed) > 0
+
+
+def test_fuzz_cifar_python_reader(tmp_path):
+    from nin_keras.data.cifar import read_cifar_python
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [1, 2, 3, 4],
+             b"filenames": [b"a.png", b"b.png", b"c.png", b"d.png"]}
+    pickled = pickle.dumps(batch, protocol=2)
+    path = folder / "test_batch"
+    assert _only_library_errors(lambda: read_cifar_python(folder, "cifar10", "test"), pickled, path, 31) > 0
+    path.write_bytes(pickled)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    assert _only_library_errors(lambda: read_cifar_python(archive, "cifar10", "test"), archive.read_bytes(),
+                                archive, 32) > 0
+
+
+@pytest.mark.parametrize("name, seed", [("config.json", 41), ("metadata.json", 42)])
+def test_fuzz_preset_loader(preset_folder, tmp_path, name, seed):
+    from nin_keras import zoo
+
+    folder = _copy(preset_folder, tmp_path)
+    original = (folder / name).read_bytes()
+    _only_library_errors(lambda: zoo.load_preset(folder), original, folder / name, seed)
