@@ -678,3 +678,122 @@ def test_fuzz_preset_loader(preset_folder, tmp_path, name, seed):
     folder = _copy(preset_folder, tmp_path)
     original = (folder / name).read_bytes()
     _only_library_errors(lambda: zoo.load_preset(folder), original, folder / name, seed)
+
+
+# --------------------------------------------------------------------------- export: half-written output
+
+
+def _tiny_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                             keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(3, activation="softmax")], name="tiny")
+
+
+_PARITY = (np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), np.uint8), None)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    from nin_keras.export import export
+
+    return export(_tiny_model(), ("savedmodel", "tflite", "onnx"), tmp_path_factory.mktemp("artifacts"),
+                  parity_data=_PARITY)
+
+
+@pytest.mark.parametrize("fmt, squatter", [("tflite", "folder"), ("onnx", "savedmodel"), ("savedmodel", "file"),
+                                           ("savedmodel", "folder")])
+def test_export_over_something_that_is_not_its_artifact_is_refused_untouched(tmp_path, fmt, squatter):
+    """Before: IsADirectoryError after writing a .tflite.json describing nothing, or a leftover
+    .tiny.savedmodel.old-PID when a file stood where the SavedModel goes."""
+    from nin_keras.errors import ExportError
+    from nin_keras.export import export
+
+    target = tmp_path / f"tiny.{fmt}"
+    if squatter == "file":
+        target.write_bytes(b"someone's file")
+    else:
+        target.mkdir()
+        (target / ("saved_model.pb" if squatter == "savedmodel" else "notes.txt")).write_bytes(b"keep me")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    with pytest.raises(ExportError, match="not replacing it"):
+        export(_tiny_model(), (fmt,), tmp_path, parity_data=_PARITY)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_export_replaces_its_own_savedmodel_without_leftovers(artifacts):
+    from nin_keras.export import export
+
+    out = artifacts["savedmodel"].parent
+    export(_tiny_model(1), ("savedmodel",), out, parity_data=_PARITY)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "read-only"])
+def test_unwritable_output_folder_is_an_export_error(tmp_path, where):
+    from nin_keras.errors import ExportError
+    from nin_keras.export import export
+
+    if where == "under-a-file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders; the under-a-file case covers the error path")
+        out = tmp_path / "ro"
+        out.mkdir()
+        out.chmod(0o555)
+    with pytest.raises(ExportError, match="cannot write to the output folder"):
+        export(_tiny_model(), ("tflite",), out, parity_data=_PARITY)
+
+
+def test_export_writes_the_artifact_before_its_metadata(tmp_path, monkeypatch):
+    """A kill between the two leaves the new artifact without metadata, never the old metadata."""
+    from nin_keras.export import export, metadata
+
+    path = export(_tiny_model(0), ("tflite",), tmp_path, parity_data=_PARITY)["tflite"]
+    old_digest = json.loads(metadata.metadata_path(path).read_text())["sha256"]
+
+    def killed(artifact, info):
+        assert Path(artifact).is_file() and hashlib.sha256(Path(artifact).read_bytes()).hexdigest() == info["sha256"]
+        raise KeyboardInterrupt  # as if killed right after the rename
+
+    monkeypatch.setattr(metadata, "write_metadata", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export(_tiny_model(1), ("tflite",), tmp_path, parity_data=_PARITY)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() != old_digest  # the new artifact
+    assert not metadata.metadata_path(path).exists()  # and no metadata describing the old one
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "empty"])
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "savedmodel"])
+def test_predictor_on_a_corrupt_artifact_is_an_export_error(artifacts, tmp_path, fmt, damage):
+    from nin_keras.errors import ExportError
+    from nin_keras.export import Predictor
+
+    source = artifacts[fmt]
+    target = tmp_path / source.name
+    if fmt == "savedmodel":
+        shutil.copytree(source, target)
+        damaged = target / "saved_model.pb"
+    else:
+        shutil.copy(source, target)
+        damaged = target
+    original = damaged.read_bytes()
+    damaged.write_bytes({"random": np.random.default_rng(0).bytes(len(original)),
+                         "truncated": original[: len(original) // 2], "empty": b""}[damage])
+    with pytest.raises(ExportError, match=f"{fmt} artifact .*{target.name}"):
+        Predictor(target).predict(_PARITY[0])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_predictor_metadata_with_too_few_class_names_is_an_export_error(artifacts, tmp_path, fmt):
+    from nin_keras.errors import ExportError
+    from nin_keras.export import Predictor, metadata
+
+    target = tmp_path / artifacts[fmt].name
+    shutil.copy(artifacts[fmt], target)
+    info = json.loads(metadata.metadata_path(artifacts[fmt]).read_text())
+    metadata.metadata_path(target).write_text(json.dumps({**info, "class_names": ["a", "b"]}))
+    with pytest.raises(ExportError, match="lists 2 class names, but the artifact has 3 outputs"):
+        Predictor(target).predict(_PARITY[0])
