@@ -2,20 +2,26 @@
 
 The other faults of the table are tested beside their modules (tests/test_download.py,
 test_zoo.py, test_caffe.py, test_data.py, test_train.py, test_export.py); see RELIABILITY.md.
+Each test writes its hostile input itself (files, archives, pickles, a loopback HTTP server).
 """
 
 import contextlib
+import gzip
 import hashlib
 import http.server
 import io
 import json
 import os
+import pickle
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
 import threading
 import time
+import tracemalloc
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,7 +30,7 @@ import keras
 import numpy as np
 import pytest
 
-from nin_keras.errors import DataError, DownloadError, PresetError, WeightsMismatchError
+from nin_keras.errors import DataError, DownloadError, NinKerasError, PresetError, WeightsMismatchError
 
 
 def _tar_with_member(path, name: str, payload: bytes = b"x"):
@@ -367,7 +373,8 @@ def _leftovers(folder):
     return sorted(p.name for p in folder.rglob("*") if p.is_file() and p.name.startswith("."))
 
 
-@pytest.mark.parametrize("mode, words", [("endless", "exceeds the 1000 bytes"), ("huge", "announces 10000000000 bytes")])
+@pytest.mark.parametrize("mode, words", [("endless", "exceeds the 1000 bytes"), ("huge", "announces 10000000000 bytes")],
+                         ids=["endless", "huge"])
 def test_download_stops_at_the_listed_size(server, tmp_path, mode, words):
     """A mirror sending an endless body wrote 314 MB for a file listed at 1.17 MB."""
     from nin_keras.zoo import download
@@ -402,12 +409,6 @@ def test_dripping_server_hits_the_overall_deadline(server, tmp_path):
 # --------------------------------------------------------------------------- data readers: one value rule
 # Before: idx float32 images in [0, 1] loaded as 0/1, int32 256-511 wrapped to 0-255, .npz float
 # labels 0.2-4.7 became 0-4, while .npz refused any non-uint8 images.
-
-import gzip
-import pickle
-import struct
-import tracemalloc
-import zipfile
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -591,8 +592,6 @@ def test_npz_bomb_is_refused_at_the_expansion_limit(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- fuzzing: only the library's errors escape
 # A seeded loop (reproducible, a few seconds per target), as tests/test_caffe.py fuzzes the Caffe reader.
-
-from nin_keras.errors import NinKerasError
 
 FUZZ_CASES = 150
 

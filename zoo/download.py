@@ -108,8 +108,9 @@ def fetch(
     Args:
         file_name: path relative to the cache (and to the mirror), e.g.
             ``"nin_mnist.v1/model.weights.h5"``.
-        sha256: expected hex sha256. ``None`` skips verification (used only for the config and
-            metadata of presets loaded from a bare URL, which no registry vouches for).
+        sha256: expected hex sha256. ``None`` skips the hash check (used only for the config and
+            metadata of presets loaded from a bare URL, which no registry vouches for: they come
+            with ``validate`` instead).
         urls: full URLs of the file, tried after ``$NIN_KERAS_MIRROR``'s.
         cache_dir: cache root; default ``default_cache_dir()``.
         timeout: seconds allowed for each network operation.

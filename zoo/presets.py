@@ -326,8 +326,8 @@ def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
     A zoo name (``"nin_mnist"`` for the default weights, ``"nin_cifar10.caffe"`` for a tag) is
     resolved as described in ``nin_keras.zoo.download`` (bundled, cache, mirror) and every file is
     checked against the registry's sha256. A URL's ``config.json`` and ``metadata.json`` are
-    fetched unverified (no registry vouches for them); its weights are checked against the
-    metadata's sha256.
+    validated instead of hashed (no registry vouches for them; a copy that does not parse never
+    enters the cache), its weights checked against the metadata's sha256 and size.
 
     Raises:
         PresetError: a file is missing, malformed or altered, or a layer class is not registered.
