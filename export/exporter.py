@@ -2,9 +2,13 @@
 
 Every artifact is written to a temporary path beside its final name, loaded in its own runtime,
 checked for parity against the Keras model (:mod:`nin_keras.export.parity`) on real images from
-the model's data set, and only then renamed into place together with its metadata JSON
-(:mod:`nin_keras.export.metadata`). A failed conversion or parity check raises
-:class:`~nin_keras.errors.ExportError` and leaves no file behind.
+the model's data set, and only then renamed into place; its metadata JSON
+(:mod:`nin_keras.export.metadata`) is written after it, and the old metadata is removed just before
+the rename, so a kill at any moment never pairs metadata with an artifact it does not describe.
+A failed conversion or parity check, an output folder that cannot be written and an artifact path
+taken by something else (a folder where a ``.tflite`` goes, a file where a SavedModel goes) raise
+:class:`~nin_keras.errors.ExportError` and leave no file behind; the paths are checked before any
+conversion.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -33,6 +38,7 @@ from nin_keras.layers import (ConvWhitening, GlobalContrastNormalization,
                               LocalContrastNormalization, ZCAWhitening)
 
 FORMATS = ("savedmodel", "tflite", "onnx")
+EXTENSIONS = {"savedmodel": ".savedmodel", "tflite": ".tflite", "onnx": ".onnx"}
 QUANTIZE_MODES = tflite_format.QUANTIZE_MODES
 #: Layer types that count as preprocessing: split off by ``include_preprocessing=False``, and
 #: kept float32 inside int8 artifacts.
@@ -113,7 +119,9 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
 
     Raises:
         ValueError: bad ``formats``/``quantize`` combination or arguments.
-        ExportError: conversion or parity failed (nothing is left behind).
+        ExportError: conversion or parity failed, ``out_dir`` cannot be written, or an artifact
+            path is taken by something that is not an artifact of that format (nothing is left
+            behind).
 
     Example:
         >>> paths = export("nin_cifar10", formats=("tflite", "onnx"), out_dir="artifacts",
@@ -126,6 +134,13 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
         raise ValueError(f"integer_io needs quantize='int8', got quantize={quantize!r}")
     source = resolve_source(model_or_name, include_preprocessing=include_preprocessing,
                             dataset=dataset, name=name)
+    out_dir = Path(out_dir)
+    modes = {fmt: quantize if quantize in SUPPORTED_QUANTIZATION[fmt] else None for fmt in formats}
+    suffixes = {fmt: "" if mode is None else f".{mode}io" if integer_io and mode == "int8" else f".{mode}"
+                for fmt, mode in modes.items()}
+    paths = {fmt: out_dir / f"{source.name}{suffixes[fmt]}{EXTENSIONS[fmt]}"
+             for fmt in formats}
+    _check_outputs(out_dir, paths)
     module = ServingModule(source.model)
 
     raw_shape = tuple(source.model.inputs[0].shape[1:]) if source.preprocess is None \
@@ -164,13 +179,9 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
         "versions": _versions(),
     }
     check = dict(reference=reference, labels=labels, tolerance=tolerance, images=described)
-    out_dir = Path(out_dir)
     written = {}
     for fmt in formats:
-        mode = quantize if quantize in SUPPORTED_QUANTIZATION[fmt] else None
-        suffix = "" if mode is None else f".{mode}io" if integer_io and mode == "int8" else f".{mode}"
-        extension = {"savedmodel": ".savedmodel", "tflite": ".tflite", "onnx": ".onnx"}[fmt]
-        path = out_dir / f"{source.name}{suffix}{extension}"
+        mode, path = modes[fmt], paths[fmt]
         quant = {"mode": mode}
         if mode == "int8":
             quant["calibration"] = {"images": int(len(calibration)), "source": calibration_source}
@@ -180,14 +191,39 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
         if integer_only:
             info["input"] = {**info["input"], "dtype": "uint8", "quantization": {"scale": None, "zero_point": None}}
             info["output"] = {**info["output"], "dtype": "uint8", "quantization": {"scale": None, "zero_point": None}}
-        if fmt == "savedmodel":
-            _write_savedmodel(module, path, inputs, info, check)
-        elif fmt == "tflite":
-            _write_tflite(module, path, mode, calibration, inputs, info, check, integer_only)
-        else:
-            _write_onnx(module, path, mode, calibration, opset, inputs, info, check, integer_io)
+        try:
+            if fmt == "savedmodel":
+                _write_savedmodel(module, path, inputs, info, check)
+            elif fmt == "tflite":
+                _write_tflite(module, path, mode, calibration, inputs, info, check, integer_only)
+            else:
+                _write_onnx(module, path, mode, calibration, opset, inputs, info, check, integer_io)
+        except OSError as err:  # a full disk, a folder made read-only meanwhile
+            raise ExportError(f"cannot write {path}: {type(err).__name__}: {err}") from err
         written[fmt] = path
     return written
+
+
+def _check_outputs(out_dir: Path, paths: dict[str, Path]) -> None:
+    """Before any conversion: ``out_dir`` is a writable folder, and no artifact path is taken by
+    something an export must not replace."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as err:
+        raise ExportError(f"cannot write to the output folder {out_dir}: {type(err).__name__}: {err}") from err
+    for fmt, path in paths.items():
+        if fmt == "savedmodel":
+            if (path.exists() or path.is_symlink()) and not (path.is_dir() and (path / "saved_model.pb").is_file()):
+                raise ExportError(f"{path} exists and is not a SavedModel folder; not replacing it "
+                                  "(remove it or choose another name or out_dir)")
+        elif path.is_dir():
+            kind = "a SavedModel folder" if (path / "saved_model.pb").is_file() else "a folder"
+            raise ExportError(f"{path} is {kind}, not a {EXTENSIONS[fmt]} file; not replacing it "
+                              "(remove it or choose another name or out_dir)")
+        if meta.metadata_path(path).is_dir():
+            raise ExportError(f"{meta.metadata_path(path)} (where the metadata goes) is a folder; not replacing it")
 
 
 def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool = True,
@@ -301,20 +337,25 @@ def _verify(run: Runner, inputs: np.ndarray, mode: str | None, check: dict, fmt:
     return report
 
 
-def _finish(artifact_tmp: Path, path: Path, info: dict, report: dict) -> None:
-    """Write the metadata JSON for the verified artifact at ``artifact_tmp`` (final name ``path``)."""
+def _seal(artifact_tmp: Path, path: Path, info: dict, report: dict) -> dict:
+    """The metadata of the verified artifact at ``artifact_tmp``, to write once it is ``path``.
+
+    Called last inside the artifact's atomic write: the old metadata goes now, so from the rename
+    until the new metadata is written the artifact has none, never one describing something else.
+    """
     digest = meta.artifact_digest(artifact_tmp)
-    meta.write_metadata(path, {**info, "artifact": path.name, "sha256": digest["sha256"],
-                               "bytes": digest["bytes"], "parity": report,
-                               "created": datetime.datetime.now(datetime.timezone.utc)
-                               .isoformat(timespec="seconds")})
+    meta.metadata_path(path).unlink(missing_ok=True)
+    return {**info, "artifact": path.name, "sha256": digest["sha256"], "bytes": digest["bytes"],
+            "parity": report,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
 def _write_savedmodel(module, path, inputs, info, check):
     with atomic_dir(path, overwrite=True) as tmp:
         write_savedmodel(module, tmp)
         report = _verify(load_savedmodel(tmp), inputs, None, check, "savedmodel")
-        _finish(tmp, path, info, report)
+        metadata = _seal(tmp, path, info, report)
+    meta.write_metadata(path, metadata)
 
 
 def _write_tflite(module, path, mode, calibration, inputs, info, check, integer_only=False):
@@ -326,7 +367,8 @@ def _write_tflite(module, path, mode, calibration, inputs, info, check, integer_
             info["quantization"]["ops"] = op_types(flatbuffer)
         if integer_only:
             _describe_integer_io(flatbuffer, info)
-        _finish(tmp, path, info, report)
+        metadata = _seal(tmp, path, info, report)
+    meta.write_metadata(path, metadata)
 
 
 def _describe_integer_io(flatbuffer: bytes, info: dict) -> None:
@@ -358,7 +400,8 @@ def _write_onnx(module, path, mode, calibration, opset, inputs, info, check, int
     with atomic_write(path) as tmp:
         onnx.save(proto, tmp)
         report = _verify(load_onnx(tmp), inputs, mode, check, "onnx")
-        _finish(tmp, path, info, report)
+        metadata = _seal(tmp, path, info, report)
+    meta.write_metadata(path, metadata)
 
 
 def _float_layers(module: ServingModule) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from nin_keras.io_utils import atomic_write, sha256_file
+from nin_keras.io_utils import atomic_write, read_json, sha256_file
 
 SCHEMA_VERSION = 1
 
@@ -73,10 +73,7 @@ def read_metadata(artifact: str | os.PathLike) -> dict[str, Any] | None:
     path = metadata_path(artifact)
     if not path.is_file():
         return None
-    try:
-        metadata = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"metadata file {str(path)!r} is not valid JSON: {err}") from err
+    metadata = read_json(path, f"metadata file {str(path)!r}")
     if not isinstance(metadata, dict) or "format" not in metadata:
         raise ValueError(f"metadata file {str(path)!r} has no 'format' entry")
     return metadata

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from nin_keras.export.metadata import read_metadata
+from nin_keras.errors import ExportError, NinKerasError
+from nin_keras.export.metadata import metadata_path, read_metadata
 
 ImageInput = str | os.PathLike | np.ndarray | Sequence[str | os.PathLike]
 
@@ -43,6 +45,10 @@ class Predictor:
     metadata JSON beside the artifact (written by :func:`nin_keras.export.export`); without it,
     classes are named ``"0"``, ``"1"``, ... and the input is assumed to be raw pixels.
 
+    A corrupt, truncated or empty artifact (``.onnx``, ``.tflite``, a SavedModel's
+    ``saved_model.pb``) raises :class:`~nin_keras.errors.ExportError` naming it, whatever its
+    runtime raised, and so does metadata whose class names do not match the artifact's outputs.
+
     Args:
         path: a SavedModel folder, a ``.tflite`` file or a ``.onnx`` file.
         num_threads: CPU threads for the runtime (``None``: the runtime's default).
@@ -64,22 +70,39 @@ class Predictor:
             raise ValueError(f"runtime {self.runtime!r} does not run {self.format} artifacts; "
                              f"use one of {RUNTIMES[self.format]}")
         self.metadata: dict[str, Any] = read_metadata(self.path) or {}
+        with self._artifact_errors("cannot load"):
+            self._run = self._load(num_threads)
+            self.raw_pixels = self.metadata.get("include_preprocessing", True)
+            shape = self.metadata.get("input", {}).get("shape")
+            self.input_shape = tuple(shape[1:]) if shape else self._probe_input_shape()
+        self.class_names = self.metadata.get("class_names")
+        if self.class_names is not None and not (isinstance(self.class_names, list)
+                                                 and all(isinstance(n, str) for n in self.class_names)):
+            raise ExportError(f"{metadata_path(self.path)}: 'class_names' must be a list of strings")
+
+    def _load(self, num_threads: int | None):
         if self.format == "savedmodel":
             from nin_keras.export.savedmodel import load_savedmodel
-            self._run = load_savedmodel(self.path)
-        elif self.format == "tflite":
+            return load_savedmodel(self.path)
+        if self.format == "tflite":
             from nin_keras.export.tflite import load_tflite
-            self._run = load_tflite(self.path, num_threads=num_threads)
-        elif self.runtime == "openvino":
+            return load_tflite(self.path, num_threads=num_threads)
+        if self.runtime == "openvino":
             from nin_keras.export.openvino import load_openvino
-            self._run = load_openvino(self.path, num_threads=num_threads)
-        else:
-            from nin_keras.export.onnx import load_onnx
-            self._run = load_onnx(self.path, num_threads=num_threads)
-        self.raw_pixels = self.metadata.get("include_preprocessing", True)
-        shape = self.metadata.get("input", {}).get("shape")
-        self.input_shape = tuple(shape[1:]) if shape else self._probe_input_shape()
-        self.class_names = self.metadata.get("class_names")
+            return load_openvino(self.path, num_threads=num_threads)
+        from nin_keras.export.onnx import load_onnx
+        return load_onnx(self.path, num_threads=num_threads)
+
+    @contextlib.contextmanager
+    def _artifact_errors(self, doing: str):
+        """Turn whatever a runtime raises on a broken artifact into ``ExportError`` naming it."""
+        try:
+            yield
+        except NinKerasError:
+            raise
+        except Exception as err:  # ONNX Runtime, LiteRT, OpenVINO and TF each raise their own types
+            raise ExportError(f"{doing} the {self.format} artifact {str(self.path)!r} (corrupt or "
+                              f"truncated?): {type(err).__name__}: {_first_line(err)}") from err
 
     def predict_proba(self, images: ImageInput) -> np.ndarray:
         """Class probabilities ``float32 [N, classes]`` for image files or arrays.
@@ -95,9 +118,13 @@ class Predictor:
                 an unreadable image file.
         """
         batch = self._as_batch(images)
-        probabilities = self._run(batch)
+        with self._artifact_errors("cannot run"):
+            probabilities = self._run(batch)
         if self.class_names is None:
             self.class_names = [str(i) for i in range(probabilities.shape[-1])]
+        if len(self.class_names) != probabilities.shape[-1]:
+            raise ExportError(f"{metadata_path(self.path)} lists {len(self.class_names)} class names, but the "
+                              f"artifact has {probabilities.shape[-1]} outputs")
         return probabilities
 
     def predict(self, images: ImageInput, top_k: int = 5) -> list[list[tuple[str, float]]]:
@@ -180,3 +207,8 @@ class Predictor:
             return tuple(int(d) for d in Interpreter(str(self.path)).get_input_details()[0]["shape"][1:])
         spec = self._run.loaded.signatures["serving_default"].structured_input_signature[1]
         return tuple(int(d) for d in next(iter(spec.values())).shape[1:])
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""

@@ -30,4 +30,5 @@ class DataError(NinKerasError):
 
 
 class ExportError(NinKerasError):
-    """An export failed or its artifact did not pass the parity check."""
+    """An export failed or its artifact did not pass the parity check, or an exported artifact
+    (or its metadata) cannot be loaded or run."""

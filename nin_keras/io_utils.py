@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 # mkstemp/mkdtemp create private (0600/0700) entries; finished files get the usual umask-based
 # modes instead, so a shared cache or a bundled preset stays readable. Read once: os.umask sets it.
@@ -30,7 +32,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    remove_dead_writers_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)
@@ -58,30 +61,101 @@ def remove_orphaned_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def remove_dead_writers_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete what ``atomic_write(path)`` / ``atomic_dir(path)`` calls of processes that no longer
+    run left beside ``path`` (a ``kill -9`` skips their cleanup), and return it.
+
+    Temporaries carry their writer's process id (``.<name>.<pid>.<random>.part...``,
+    ``.<name>.old-<pid>``); only those of dead processes are removed, so a live writer's work is
+    never touched and no lock is needed. (A writer in another PID namespace sharing the folder
+    would look dead: do not share an output folder between containers while writing.)
+    """
+    path = Path(path)
+    removed = []
+    for entry in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        match = _WRITER_PID.match(entry.name[len(path.name) + 2:])
+        if match is None or _process_alive(int(match.group(1) or match.group(2))):
+            continue
+        _remove(entry)
+        removed.append(entry)
+    return removed
+
+
+# After ".<name>.": "<pid>.<random>.part..." (a temporary) or "old-<pid>" (a replaced folder).
+_WRITER_PID = re.compile(r"(?:(\d+)\.[^.]+\.part.*|old-(\d+))$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, link or folder tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success move it into place as ``path``.
 
-    With ``overwrite=True`` an existing ``path`` is replaced only after the new folder is complete.
+    With ``overwrite=True`` an existing ``path`` (folder or file) is replaced only after the new
+    folder is complete. Temporaries that killed writers of ``path`` left are removed first
+    (``remove_dead_writers_temporaries``).
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    remove_dead_writers_temporaries(path)
+    tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent))
     os.chmod(tmp_path, 0o777 & ~_UMASK)
     try:
         yield tmp_path
-        if path.exists():
+        if path.exists() or path.is_symlink():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
             os.replace(tmp_path, path)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         else:
             os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def read_json(path: str | os.PathLike, source: str | None = None, error: type[Exception] = ValueError) -> Any:
+    """Parse a JSON file; anything that is not valid JSON raises ``error`` naming ``source``.
+
+    The one JSON reader for files from outside (presets, artifact metadata): bytes that are not
+    UTF-8, malformed JSON and absurdly deep nesting (``RecursionError`` inside ``json``) all end
+    in ``error``, never in a ``json`` or interpreter exception.
+
+    Args:
+        path: the file.
+        source: how messages name it (default: ``path``), e.g. the URL it came from.
+        error: the exception type to raise (``PresetError`` for presets).
+
+    Returns:
+        The parsed value.
+
+    Example:
+        >>> config = read_json("preset/config.json", error=PresetError)
+    """
+    source = source or os.fspath(path)
+    try:
+        return json.loads(Path(path).read_bytes())
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+        raise error(f"{source} is not valid JSON: {type(err).__name__}: {err}") from err
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

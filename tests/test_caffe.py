@@ -253,6 +253,14 @@ BAD_FILES = {
     "too many axes": (net([layer_new("c", "X", [ld(7, ld(1, varint(1) * 40)) + ld(5, b"\0" * 4)])], False), "40 axes"),
     "ragged packed floats": (net([layer_new("c", "X", [ld(5, b"\0" * 5)])], False), "not a multiple of 4"),
     "float and double": (net([layer_new("c", "X", [ld(7, ld(1, varint(1))) + ld(5, b"\0" * 4) + ld(8, b"\0" * 8)])], False), "both"),
+    # Issue 17: these passed the reader, then import-caffe died with IndexError or kept NaN weights.
+    "empty packed pool": (net([layer_new("p", "Pooling", []) + ld(121, ld(1, b""))], False), "pooling_param pool is an empty packed field"),
+    "empty packed stride": (net([layer_new("p", "Pooling", []) + ld(121, ld(3, b""))], False), "pooling_param stride is an empty packed field"),
+    "empty packed group": (net([layer_new("c", "Convolution", []) + ld(106, ld(5, b""))], False), "convolution_param group is an empty packed field"),
+    "empty packed kernel_size": (net([layer_new("c", "Convolution", []) + ld(106, ld(4, b""))], False), "convolution_param kernel_size is an empty packed field"),
+    "NaN weights": (net([layer_new("c", "Convolution", [blob_new(np.array([1.0, np.nan, 2.0]))])], False), "(c) blob 0 holds 1 NaN or infinite values"),
+    "infinite double weights": (net([layer_new("c", "Convolution", [blob_new(np.array([np.inf, -np.inf]), double=True)])], False), "holds 2 NaN or infinite values"),
+    "double beyond float32": (net([layer_new("c", "Convolution", [blob_new(np.array([1e300]), double=True)])], False), "holds 1 NaN or infinite values"),
 }
 
 
@@ -503,6 +511,8 @@ def test_import_caffe_writes_a_preset(imported, tmp_path, capsys):
         (lambda real: b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "nin_cifar10", "not a valid .caffemodel"),
         (lambda real: real[: len(real) // 2], "nin_cifar10", "truncated"),
         (lambda real: real, "nin_cifar100", "'cccp6'"),  # the right file, the wrong architecture
+        (lambda real: BAD_FILES["empty packed pool"][0], "nin_cifar10", "empty packed field"),  # was IndexError
+        (lambda real: BAD_FILES["NaN weights"][0], "nin_cifar10", "NaN or infinite"),
     ],
 )
 def test_import_caffe_failures_write_nothing(real_bytes, tmp_path, capsys, make_file, arch, message):

@@ -16,32 +16,43 @@ bundled nor cached raises ``DownloadError`` saying where it was looked for.
 
 Downloads go to a temporary file beside the target, are checked against the expected sha256 and
 only then renamed into place, under a cross-process lock (``<file>.lock``): two processes fetching
-the same file end with one verified copy. ``timeout`` is per network operation (connect, each
-read), so a server that stalls raises ``DownloadError`` instead of hanging.
+the same file end with one verified copy. Three bounds keep a hostile or broken server from
+holding the process or filling the disk: ``timeout`` per network operation (connect, each read),
+so a server that stalls raises ``DownloadError``; ``deadline`` for a whole transfer, so one that
+drips a few bytes at a time does too; and ``max_bytes``, the file's size as the registry lists it
+(``DEFAULT_MAX_BYTES`` when unknown), beyond which the transfer stops at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import filelock
 
 from nin_keras import __version__
-from nin_keras.errors import DownloadError, HashMismatchError
+from nin_keras.errors import DownloadError, HashMismatchError, NinKerasError
 from nin_keras.io_utils import atomic_write, remove_orphaned_temporaries, sha256_file
 
 ENV_HOME = "NIN_KERAS_HOME"
 ENV_MIRROR = "NIN_KERAS_MIRROR"
 ENV_OFFLINE = "NIN_KERAS_OFFLINE"
 DEFAULT_TIMEOUT = 30.0
+#: Seconds one transfer may take in total (a 20 MB preset file needs 34 kB/s to make it).
+DEFAULT_DEADLINE = 600.0
+#: Largest file fetched when its size is not known in advance (the registry lists every
+#: published file's size; this bounds the rest, e.g. a URL preset's own files).
+DEFAULT_MAX_BYTES = 1 << 30
 # Waiting for another process's download of the same file: generous, it may be a large file.
 LOCK_TIMEOUT = 600.0
 BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -88,20 +99,31 @@ def fetch(
     timeout: float = DEFAULT_TIMEOUT,
     offline: bool | None = None,
     mirror: bool = True,
+    max_bytes: int | None = None,
+    deadline: float = DEFAULT_DEADLINE,
+    validate: Callable[[Path], Any] | None = None,
 ) -> Path:
     """Return the path of a verified local copy of ``file_name``, downloading it if needed.
 
     Args:
         file_name: path relative to the cache (and to the mirror), e.g.
             ``"nin_mnist.v1/model.weights.h5"``.
-        sha256: expected hex sha256. ``None`` skips verification (used only for the config and
-            metadata of presets loaded from a bare URL, which no registry vouches for).
+        sha256: expected hex sha256. ``None`` skips the hash check (used only for the config and
+            metadata of presets loaded from a bare URL, which no registry vouches for: they come
+            with ``validate`` instead).
         urls: full URLs of the file, tried after ``$NIN_KERAS_MIRROR``'s.
         cache_dir: cache root; default ``default_cache_dir()``.
         timeout: seconds allowed for each network operation.
         offline: never use the network; default from ``$NIN_KERAS_OFFLINE``.
         mirror: try ``$NIN_KERAS_MIRROR`` first (off for files whose path only means something
             in the cache, such as presets loaded from a URL).
+        max_bytes: the most bytes the file may have (its listed size); a server announcing or
+            sending more is cut off. Default ``DEFAULT_MAX_BYTES``.
+        deadline: seconds one transfer may take in total, however steadily bytes arrive.
+        validate: a check of the file's content, for files no hash vouches for: called on each
+            download before it enters the cache and on a cached copy before it is returned.
+            Raising a ``NinKerasError`` rejects the file: a rejected cached copy is deleted and
+            fetched again, a rejected download never enters the cache.
 
     Returns:
         Path of the cached file (``<cache_dir>/<file_name>``).
@@ -110,7 +132,8 @@ def fetch(
         HashMismatchError: every download attempt gave a file with the wrong sha256 (the message
             names the file, the expected and the actual hash).
         DownloadError: offline and not cached, no URL to try, or every URL failed (HTTP error,
-            truncated body, timeout); the message lists each URL's failure.
+            truncated body, timeout, deadline, too large); the message lists each URL's failure.
+        NinKerasError: the type ``validate`` raised, when it rejected every download.
 
     Example:
         >>> path = fetch("nin_mnist.v1/model.weights.h5", "3f5a…", ["https://example.org/nin_mnist.v1/model.weights.h5"])
@@ -118,6 +141,7 @@ def fetch(
     relative = _relative_path(file_name)
     if sha256 is not None:
         sha256 = sha256.lower()
+    max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     offline = is_offline() if offline is None else offline
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = root.joinpath(*relative.parts)
@@ -126,15 +150,10 @@ def fetch(
         # Every writer holds this lock, so temporaries found now belong to killed processes.
         remove_orphaned_temporaries(target)
         if target.is_file():
-            if sha256 is None:
+            problem = _rejection(target, sha256, validate)
+            if problem is None:
                 return target
-            actual = sha256_file(target)
-            if actual == sha256:
-                return target
-            warnings.warn(
-                f"Cached {target} is corrupt (sha256 {actual}, expected {sha256}); fetching it again.",
-                stacklevel=2,
-            )
+            warnings.warn(f"Cached {target} is corrupt ({problem}); fetching it again.", stacklevel=2)
             target.unlink()
         if offline:
             raise DownloadError(
@@ -147,45 +166,87 @@ def fetch(
                 f"No URL to download {file_name} from: this project has no public weight host. Set "
                 f"${ENV_MIRROR} to a base URL (http://, https:// or file://) serving <base>/{relative}."
             )
-        return _download_first(candidates, target, str(relative), sha256, timeout)
+        limits = _Limits(timeout, deadline, max_bytes)
+        return _download_first(candidates, target, str(relative), sha256, limits, validate)
 
 
-def _download_first(urls: Sequence[str], target: Path, file_name: str, sha256: str | None, timeout: float) -> Path:
+def _rejection(path: Path, sha256: str | None, validate: Callable[[Path], Any] | None) -> str | None:
+    """Why the file at ``path`` is not the one wanted (wrong hash, invalid content), or None."""
+    if sha256 is not None:
+        actual = sha256_file(path)
+        if actual != sha256:
+            return f"sha256 {actual}, expected {sha256}"
+    if validate is not None:
+        try:
+            validate(path)
+        except NinKerasError as err:
+            return str(err)
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    """The bounds of one transfer: per-read ``timeout``, total ``deadline``, ``max_bytes``."""
+
+    timeout: float
+    deadline: float
+    max_bytes: int
+
+
+def _download_first(urls: Sequence[str], target: Path, file_name: str, sha256: str | None, limits: _Limits,
+                    validate: Callable[[Path], Any] | None) -> Path:
     """Try each URL in turn; the first verified download is renamed onto ``target``."""
     failures: list[str] = []
-    mismatch: HashMismatchError | None = None
+    rejected: NinKerasError | None = None
     for url in urls:
         try:
             with atomic_write(target) as tmp:
-                _download(url, tmp, timeout)
+                _download(url, tmp, limits)
                 actual = sha256_file(tmp)
                 if sha256 is not None and actual != sha256:
                     raise HashMismatchError(
                         f"sha256 mismatch for {file_name} from {url}: expected {sha256}, got {actual}."
                     )
+                if validate is not None:
+                    validate(tmp)
             return target
-        except HashMismatchError as err:
-            mismatch = err
-            failures.append(str(err))
         except DownloadError as err:
+            if isinstance(err, HashMismatchError):
+                rejected = err
             failures.append(str(err))
+        except NinKerasError as err:  # validate rejected the content
+            rejected = err
+            failures.append(f"{url}: {err}")
     details = "\n  ".join(failures)
-    error = HashMismatchError if mismatch is not None else DownloadError
+    error = type(rejected) if rejected is not None else DownloadError
     raise error(f"Could not download a verified {file_name}. Attempts:\n  {details}")
 
 
-def _download(url: str, dest: Path, timeout: float) -> None:
-    """Stream ``url`` into ``dest``; any HTTP error, short body or timeout raises ``DownloadError``."""
+def _download(url: str, dest: Path, limits: _Limits) -> None:
+    """Stream ``url`` into ``dest``; an HTTP error, short or oversized body, timeout or passed
+    deadline raises ``DownloadError``."""
     request = urllib.request.Request(url, headers={"User-Agent": f"nin-keras/{__version__}"})
     print(f"Downloading {url}", file=sys.stderr)
     received = 0
+    started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
+        with urllib.request.urlopen(request, timeout=limits.timeout) as response, open(dest, "wb") as out:
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
+            if expected is not None and expected > limits.max_bytes:
+                raise DownloadError(f"{url}: the server announces {expected} bytes, more than the "
+                                    f"{limits.max_bytes} expected; not downloading it")
+            # read1 returns whatever has arrived, so the deadline is checked after every read
+            # even when a server drips a few bytes at a time.
+            while chunk := response.read1(_CHUNK):
                 received += len(chunk)
+                if received > limits.max_bytes:
+                    raise DownloadError(f"{url}: the body exceeds the {limits.max_bytes} bytes expected; stopped")
+                out.write(chunk)
+                elapsed = time.monotonic() - started
+                if elapsed > limits.deadline:
+                    raise DownloadError(f"{url}: still downloading after {elapsed:.1f} s ({received} bytes), "
+                                        f"past the {limits.deadline:g} s deadline")
     except urllib.error.HTTPError as err:
         raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
     except http.client.IncompleteRead as err:
@@ -206,6 +267,7 @@ def resolve_files(
     cache_dir: str | os.PathLike | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     offline: bool | None = None,
+    sizes: Mapping[str, int] | None = None,
 ) -> Path:
     """Return a folder holding every file of a registered preset, each verified against ``files``.
 
@@ -217,6 +279,8 @@ def resolve_files(
         files: file name -> expected sha256.
         urls: base URLs of the preset's folder (the file name is appended).
         cache_dir, timeout, offline: as in ``fetch``.
+        sizes: file name -> size in bytes as the registry lists it: the most a download of that
+            file may send (``fetch``'s ``max_bytes``).
     """
     if not files:
         raise ValueError(f"`files` of preset {preset!r} is empty.")
@@ -226,8 +290,10 @@ def resolve_files(
         if not bad:
             return bundled
         warnings.warn(f"Bundled preset {bundled} has missing or altered files {bad}; using the cache instead.", stacklevel=2)
+    sizes = sizes or {}
     paths = [
-        fetch(f"{preset}/{name}", digest, [join_url(base, name) for base in urls], cache_dir, timeout=timeout, offline=offline)
+        fetch(f"{preset}/{name}", digest, [join_url(base, name) for base in urls], cache_dir, timeout=timeout,
+              offline=offline, max_bytes=sizes.get(name))
         for name, digest in files.items()
     ]
     return paths[0].parent

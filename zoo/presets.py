@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ import numpy as np
 import nin_keras
 import nin_keras.layers  # noqa: F401  (registers the library's preprocessing layers for safe loading)
 from nin_keras.errors import PresetError, WeightsMismatchError
-from nin_keras.io_utils import atomic_dir, sha256_file
+from nin_keras.io_utils import atomic_dir, read_json, sha256_file
 from nin_keras.zoo import download, registry
 
 FORMAT = "nin_keras.preset"
@@ -44,6 +45,9 @@ METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.weights.h5"
 PREPROCESSING_FILE = "preprocessing.weights.h5"
 _URL_SCHEMES = ("http://", "https://", "file://")
+#: Largest ``config.json`` / ``metadata.json`` fetched for a URL preset (no registry lists their
+#: sizes; the published ones are under 40 kB).
+MAX_JSON_BYTES = 16 << 20
 
 
 class Preset:
@@ -118,10 +122,7 @@ def _read_json(folder: Path, file_name: str) -> Any:
     path = folder / file_name
     if not path.is_file():
         raise PresetError(f"Preset {folder} has no {file_name}.")
-    try:
-        return json.loads(path.read_bytes())
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
-        raise PresetError(f"{path} is not valid JSON: {err}") from err
+    return read_json(path, error=PresetError)
 
 
 def parse_config(config: Any, source: str = CONFIG_FILE) -> tuple[str, dict[str, Any]]:
@@ -174,9 +175,15 @@ def parse_metadata(metadata: Any, source: str = METADATA_FILE) -> dict[str, Any]
     check(
         "files",
         isinstance(files, dict)
-        and all(isinstance(v, dict) and isinstance(v.get("sha256"), str) and _is_int(v.get("size")) for v in files.values()),
+        and all(isinstance(v, dict) and isinstance(v.get("sha256"), str) and _is_int(v.get("size")) and v["size"] >= 0
+                for v in files.values()),
         'an object {file: {"sha256": str, "size": int}}',
     )
+    # Names only: a path ("../../etc/hostname", "/etc/hostname") would make loading hash, and its
+    # error message disclose, a file outside the preset.
+    outside = [name for name in files if not _is_plain_name(name)]
+    if outside:
+        raise PresetError(f"{source}: 'files' may only name files inside the preset folder, got {outside}.")
     layers = metadata.get("layers")
     check(
         "layers",
@@ -192,6 +199,11 @@ def parse_metadata(metadata: Any, source: str = METADATA_FILE) -> dict[str, Any]
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_plain_name(name: str) -> bool:
+    """A file name without any path: no separator, not ``.``/``..``, not empty, no NUL."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
 # --------------------------------------------------------------------------- saving
@@ -314,8 +326,8 @@ def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
     A zoo name (``"nin_mnist"`` for the default weights, ``"nin_cifar10.caffe"`` for a tag) is
     resolved as described in ``nin_keras.zoo.download`` (bundled, cache, mirror) and every file is
     checked against the registry's sha256. A URL's ``config.json`` and ``metadata.json`` are
-    fetched unverified (no registry vouches for them); its weights are checked against the
-    metadata's sha256.
+    validated instead of hashed (no registry vouches for them; a copy that does not parse never
+    enters the cache), its weights checked against the metadata's sha256 and size.
 
     Raises:
         PresetError: a file is missing, malformed or altered, or a layer class is not registered.
@@ -340,20 +352,30 @@ def _resolve(preset: str | os.PathLike, cache_dir: str | os.PathLike | None) -> 
     if os.sep in ref or ref.startswith("."):
         raise PresetError(f"Preset folder {ref} does not exist.")
     entry, config = registry.get_pretrained_config(ref)
-    return download.resolve_files(entry.preset_name(config.tag), config.file_hashes, config.urls, cache_dir=cache_dir)
+    return download.resolve_files(entry.preset_name(config.tag), config.file_hashes, config.urls, cache_dir=cache_dir,
+                                  sizes=config.file_sizes)
 
 
 def _fetch_url_preset(url: str, cache_dir: str | os.PathLike | None) -> Path:
+    """Fetch a URL preset's files into the cache. No registry vouches for its config and metadata,
+    so they are validated instead: a copy that does not parse never enters the cache, and a cached
+    one that does not (any more) is fetched again. The weights are checked against the metadata's
+    sha256 and size."""
     folder = "url-" + hashlib.sha256(url.encode()).hexdigest()[:16]
     base = url.rstrip("/")
 
-    def get(name: str, sha256: str | None) -> Path:
-        return download.fetch(f"{folder}/{name}", sha256, [download.join_url(base, name)], cache_dir, mirror=False)
+    def get(name: str, sha256: str | None = None, size: int = MAX_JSON_BYTES, parse=None) -> Path:
+        source = download.join_url(base, name)
+        validate = None if parse is None else lambda path: parse(read_json(path, source, PresetError), source)
+        return download.fetch(f"{folder}/{name}", sha256, [source], cache_dir, mirror=False, max_bytes=size,
+                              validate=validate)
 
-    local = get(CONFIG_FILE, None).parent
-    metadata = parse_metadata(json.loads(get(METADATA_FILE, None).read_bytes()), f"{url}/{METADATA_FILE}")
+    local = get(CONFIG_FILE, parse=parse_config).parent
+    metadata_source = download.join_url(base, METADATA_FILE)
+    metadata = parse_metadata(read_json(get(METADATA_FILE, parse=parse_metadata), metadata_source, PresetError),
+                              metadata_source)
     for name, info in metadata["files"].items():
-        get(name, info["sha256"])
+        get(name, info["sha256"], info["size"])
     return local
 
 
@@ -363,23 +385,74 @@ def _load_folder(folder: Path) -> Preset:
     if WEIGHTS_FILE not in metadata["files"]:
         raise PresetError(f"{folder / METADATA_FILE}: 'files' does not list {WEIGHTS_FILE}.")
     for name, info in metadata["files"].items():
-        path = folder / name
-        if not path.is_file():
-            raise PresetError(f"Preset {folder} has no {name} (listed in {METADATA_FILE}).")
-        actual = sha256_file(path)
-        if actual != info["sha256"]:
-            raise PresetError(f"{path} is altered or corrupt: sha256 {actual}, {METADATA_FILE} says {info['sha256']}.")
+        _verify_file(folder, name, info)
+    _check_declared_sizes(kwargs, metadata, folder)
     try:
         model = registry.build_model(architecture, **kwargs)
     except (TypeError, ValueError) as err:
         raise PresetError(f"{folder / CONFIG_FILE}: cannot build {architecture!r} with kwargs {kwargs}: {err}") from err
     _check_shapes(model, metadata["layers"], folder / WEIGHTS_FILE)
-    try:
-        model.load_weights(folder / WEIGHTS_FILE)
-    except ValueError as err:
-        raise WeightsMismatchError(f"{folder / WEIGHTS_FILE} does not fit {architecture!r}: {err}") from err
+    _load_weights(model, folder / WEIGHTS_FILE, f"does not fit {architecture!r}")
     preprocessing = _load_preprocessing(folder, metadata)
     return Preset(model, preprocessing, metadata, architecture, kwargs, folder)
+
+
+def _verify_file(folder: Path, name: str, info: Mapping[str, Any]) -> None:
+    """A listed file must be a file inside ``folder`` with the listed size and sha256."""
+    path = folder / name
+    if not path.is_file():
+        raise PresetError(f"Preset {folder} has no {name} (listed in {METADATA_FILE}).")
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise PresetError(f"{path} links to a file outside the preset folder; refusing to read it.")
+    size = path.stat().st_size
+    if size != info["size"]:
+        raise PresetError(f"{path} is altered or corrupt: {size} bytes, {METADATA_FILE} says {info['size']}.")
+    actual = sha256_file(path)
+    if actual != info["sha256"]:
+        raise PresetError(f"{path} is altered or corrupt: sha256 {actual}, {METADATA_FILE} says {info['sha256']}.")
+
+
+def _check_declared_sizes(kwargs: Mapping[str, Any], metadata: Mapping[str, Any], folder: Path) -> None:
+    """Check the sizes config and metadata declare against the verified weights file, before the
+    model is built: building allocates every weight, so a config claiming 2,000,000 classes would
+    take gigabytes before the shape check could refuse it.
+
+    Raises:
+        PresetError: ``layers`` records more weight values than the weights file can hold (at
+            least one byte each).
+        WeightsMismatchError: ``classes`` differs from the outputs of the classifier (the last
+            layer with weights, whose last weight holds one value per class).
+    """
+    layers = metadata["layers"]
+    recorded = sum(math.prod(shape) for shapes in layers.values() for shape in shapes)
+    size = metadata["files"][WEIGHTS_FILE]["size"]
+    if recorded > size:
+        raise PresetError(f"{folder / METADATA_FILE}: 'layers' records {recorded} weight values, more than "
+                          f"{WEIGHTS_FILE} ({size} bytes) holds.")
+    classes = kwargs.get("classes")
+    if not isinstance(classes, (int, float)) or isinstance(classes, bool) or kwargs.get("include_top", True) is False:
+        return  # absent, or a type the builder itself refuses
+    classifier, shapes = next(reversed(layers.items()), (None, []))
+    outputs = shapes[-1][-1] if shapes and shapes[-1] else None
+    if classes != outputs:
+        raise WeightsMismatchError(f"{folder / CONFIG_FILE}: 'classes' is {classes!r}, but the classifier "
+                                   f"{classifier!r} in {WEIGHTS_FILE} has {outputs} outputs.")
+
+
+def _load_weights(target: keras.Model, path: Path, misfit: str) -> None:
+    """``target.load_weights(path)``, with the file's faults as library errors naming it.
+
+    Raises:
+        PresetError: not a readable weights file (truncated, random or foreign bytes: h5py
+            raises ``OSError``, ``KeyError`` or ``RuntimeError``).
+        WeightsMismatchError: readable, but the weights do not fit ``target`` (``misfit`` says how).
+    """
+    try:
+        target.load_weights(path)
+    except ValueError as err:
+        raise WeightsMismatchError(f"{path} {misfit}: {err}") from err
+    except (OSError, KeyError, RuntimeError) as err:
+        raise PresetError(f"{path} is not a readable Keras weights file ({type(err).__name__}: {err}).") from err
 
 
 def _check_shapes(model: keras.Model, expected: Mapping[str, list], weights_path: Path) -> None:
@@ -415,10 +488,10 @@ def _load_preprocessing(folder: Path, metadata: Mapping[str, Any]) -> list[keras
     weights = folder / PREPROCESSING_FILE
     if not weights.is_file():
         raise PresetError(f"Preset {folder} has preprocessing layers but no {PREPROCESSING_FILE}.")
-    try:
-        _preprocessing_stack(layers, metadata["input_shape"]).load_weights(weights)
-    except ValueError as err:
-        raise WeightsMismatchError(f"{weights} does not fit the preprocessing layers in {METADATA_FILE}: {err}") from err
+    if PREPROCESSING_FILE not in metadata["files"]:  # listed files are verified; others never load
+        raise PresetError(f"{folder / METADATA_FILE}: 'files' does not list {PREPROCESSING_FILE}, so it cannot be verified.")
+    _load_weights(_preprocessing_stack(layers, metadata["input_shape"]), weights,
+                  f"does not fit the preprocessing layers in {METADATA_FILE}")
     return layers
 
 
@@ -436,7 +509,7 @@ def load_pretrained(
     built and the weights copied by layer name (``transfer_weights``), leaving the classifier
     fresh where its shapes changed.
     """
-    folder = download.resolve_files(entry.preset_name(config.tag), config.file_hashes, config.urls)
+    folder = download.resolve_files(entry.preset_name(config.tag), config.file_hashes, config.urls, sizes=config.file_sizes)
     preset = _load_folder(folder)
     if preset.architecture != entry.name:
         raise PresetError(f"{folder / CONFIG_FILE} is for {preset.architecture!r}, the registry expects {entry.name!r}.")

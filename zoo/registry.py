@@ -75,6 +75,10 @@ class PretrainedConfig:
         return {f.name: f.sha256 for f in self.files}
 
     @property
+    def file_sizes(self) -> dict[str, int]:
+        return {f.name: f.size for f in self.files}
+
+    @property
     def size(self) -> int:
         """Total bytes of the preset's files."""
         return sum(f.size for f in self.files)

@@ -21,7 +21,8 @@ BlobShape           dim = 1 (int64, packed or not)
 Every other field is skipped by its wire type, as protobuf readers do. The reader only descends
 into these message levels, so nesting depth is fixed by the schema, and every loop advances
 by at least one byte, so it ends on any input. Any malformed input raises
-:class:`~nin_keras.errors.CaffeFormatError` naming the file and the byte offset.
+:class:`~nin_keras.errors.CaffeFormatError` naming the file and the byte offset; so do weights
+that are NaN or infinite, and layer parameters stored as an empty packed field.
 
 Example:
     >>> model = read_caffemodel("cifar10_nin.caffemodel")
@@ -258,7 +259,8 @@ def _blob(r: _Reader, span: slice, where: str) -> np.ndarray:
                     dims.extend(_signed64(d) for d in r.varints(dim_value))
     if floats and doubles:
         raise r.fail(span.start, f"{where} has both float data and double_data")
-    data = np.concatenate(floats or doubles or [np.zeros(0, np.float32)]).astype(np.float32)
+    with np.errstate(over="ignore"):  # doubles beyond float32 become inf, refused below
+        data = np.concatenate(floats or doubles or [np.zeros(0, np.float32)]).astype(np.float32)
     shape = tuple(dims) if dims is not None else tuple(legacy.get(f, 0) for f in (1, 2, 3, 4))
     if len(shape) > _MAX_BLOB_AXES:
         raise r.fail(span.start, f"{where} has {len(shape)} axes, more than Caffe's {_MAX_BLOB_AXES}")
@@ -267,6 +269,9 @@ def _blob(r: _Reader, span: slice, where: str) -> np.ndarray:
     needed = math.prod(shape)
     if needed != data.size:
         raise r.fail(span.start, f"{where} holds {data.size} values but its shape {shape} needs {needed}")
+    bad = data.size - int(np.isfinite(data).sum())
+    if bad:  # Caffe itself stores them without complaint; converted, they make every output NaN
+        raise r.fail(span.start, f"{where} holds {bad} NaN or infinite values")
     return data.reshape(shape)
 
 
@@ -292,7 +297,10 @@ def _params(r: _Reader, span: slice, names: Mapping[int, str], where: str) -> di
     for field, wire, value, offset in r.fields(span.start, span.stop):
         if field in names:
             r.expect(field, wire, (_VARINT, _LENGTH), offset, f"{where} {names[field]}")
-            values.setdefault(names[field], []).extend(r.varints(value))
+            numbers = r.varints(value)
+            if not numbers:  # a packed field of no values: the converter would index into nothing
+                raise r.fail(offset, f"{where} {names[field]} is an empty packed field")
+            values.setdefault(names[field], []).extend(numbers)
     return {name: tuple(v) for name, v in values.items()}
 
 

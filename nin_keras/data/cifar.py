@@ -7,13 +7,16 @@ The readers take the extracted folder (``cifar-10-batches-py``, ``cifar-100-pyth
 
 from __future__ import annotations
 
+import functools
 import io
+import math
 import os
 import pickle
 
 import numpy as np
 
 from nin_keras.data.archive import read_files
+from nin_keras.data.arrays import label_array, pixel_array
 from nin_keras.errors import DataError
 
 _PYTHON_FILES = {
@@ -30,21 +33,55 @@ Arrays = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists and NumPy arrays only, so a crafted file cannot run code."""
+    """Unpickles dicts, lists and NumPy arrays only, so a crafted file cannot run code, and no
+    array larger than the pickle itself, so a crafted file cannot make it allocate gigabytes.
+
+    A real batch carries its pixels as bytes inside the pickle (``_reconstruct`` an empty array,
+    then fill it from those bytes), so no array it holds can exceed the pickle's size; a 113-byte
+    pickle calling ``numpy.ndarray((100000, 3072))`` asks for 300 MB and is refused before the
+    allocation.
+    """
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
     }
 
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data), encoding="bytes")
+        self._limit = len(data)
+
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        if name == "ndarray":
+            return self._ndarray
+        if name == "_reconstruct":
+            return functools.partial(self._reconstruct, found)
+        return found
+
+    def _check_size(self, shape, dtype) -> None:
+        dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+        requested = math.prod(int(d) for d in dims) * np.dtype(dtype).itemsize
+        if requested > self._limit:
+            raise pickle.UnpicklingError(f"an array of shape {dims} ({requested} bytes) is larger than the "
+                                         f"{self._limit}-byte pickle that declares it")
+
+    def _ndarray(self, shape, dtype=float, buffer=None, *args, **kwargs):
+        if buffer is None:  # allocates; with a buffer it is a view of bytes already in the pickle
+            self._check_size(shape, dtype)
+        return np.ndarray(shape, dtype, buffer, *args, **kwargs)
+
+    def _reconstruct(self, reconstruct, subtype, shape, dtype):
+        if subtype != self._ndarray:
+            raise pickle.UnpicklingError(f"_reconstruct of {subtype!r} is not allowed in a CIFAR batch")
+        self._check_size(shape, dtype)
+        return reconstruct(np.ndarray, shape, dtype)
 
 
-def _to_images(flat: np.ndarray, source: str) -> np.ndarray:
-    flat = np.asarray(flat, dtype=np.uint8)
+def _to_images(flat, source: str) -> np.ndarray:
+    flat = pixel_array(flat, source)
     if flat.ndim != 2 or flat.shape[1] != _IMAGE_BYTES:
         raise DataError(f"{source}: expected rows of {_IMAGE_BYTES} pixel bytes, got shape {flat.shape}")
     return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -76,13 +113,13 @@ def read_cifar_python(path: str | os.PathLike, name: str, split: str) -> tuple[n
     for file_name in files:
         source = f"{path}:{file_name}"
         try:
-            batch = _ArrayUnpickler(io.BytesIO(found[file_name]), encoding="bytes").load()
+            batch = _ArrayUnpickler(found[file_name]).load()
         except Exception as error:  # any unpickling failure means a corrupt or foreign file
             raise DataError(f"{source}: not a CIFAR python batch ({error})") from error
         if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
             raise DataError(f"{source}: missing the b'data' or {label_key!r} entry")
         images.append(_to_images(batch[b"data"], source))
-        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+        labels.append(label_array(batch[label_key], source))
         if len(labels[-1]) != len(images[-1]):
             raise DataError(f"{source}: {len(images[-1])} images but {len(labels[-1])} labels")
     return np.concatenate(images), np.concatenate(labels)

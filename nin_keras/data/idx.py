@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from nin_keras.data.archive import check_declared_size, expanded_limit
+from nin_keras.data.arrays import label_array, pixel_array
 from nin_keras.errors import DataError
 
 # idx type codes -> big-endian NumPy dtypes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
@@ -31,28 +35,46 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         The array in native byte order, with the file's shape.
 
     Raises:
-        DataError: Bad magic, unknown type code, or a file shorter or longer than its header says.
+        DataError: Bad magic, unknown type code, a file shorter or longer than its header says,
+            or a header declaring more data than the file may expand to
+            (``nin_keras.data.archive.expanded_limit``; checked before decompressing the data).
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as error:
-            raise DataError(f"{path}: truncated or corrupt gzip data ({error})") from error
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _DTYPES:
-        raise DataError(f"{path}: not an idx file (bad magic number {raw[:4].hex()})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    with open(path, "rb") as file:
+        gzipped = file.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as stream:
+            return _parse(stream, path, gzipped)
+    except (EOFError, OSError, zlib.error) as error:
+        raise DataError(f"{path}: truncated or corrupt gzip data ({error})") from error
+
+
+def _parse(stream: io.BufferedIOBase, path: Path, gzipped: bool) -> np.ndarray:
+    """Header, then exactly the data it declares. The declared size is checked before reading:
+    a raw file cannot hold more than its size, a gzip stream more than ``expanded_limit``."""
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[:2] != b"\x00\x00" or magic[2] not in _DTYPES:
+        raise DataError(f"{path}: not an idx file (bad magic number {magic.hex()})")
+    ndim = magic[3]
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise DataError(f"{path}: truncated idx header")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_DTYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected:
-        raise DataError(f"{path}: {len(raw)} bytes, but its header {shape} needs {expected} "
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+    dtype = np.dtype(_DTYPES[magic[2]])
+    header = 4 + 4 * ndim
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if gzipped:
+        check_declared_size(expected, expanded_limit(path), str(path), f"the idx header {shape} ({dtype.name})")
+    elif expected > path.stat().st_size:
+        raise DataError(f"{path}: {path.stat().st_size} bytes, but its header {shape} needs {expected} "
                         f"(truncated file?)")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    data = stream.read(expected - header + 1)  # one byte more reveals a file longer than declared
+    if header + len(data) > expected:
+        raise DataError(f"{path}: longer than the {expected} bytes its header {shape} declares")
+    if header + len(data) < expected:
+        raise DataError(f"{path}: {header + len(data)} bytes, but its header {shape} needs {expected} "
+                        f"(truncated file?)")
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def find_idx(folder: Path, stem: str) -> Path | None:
@@ -81,4 +103,4 @@ def read_idx_split(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, n
     images, labels = (read_idx(p) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"{folder}: idx images {images.shape} and labels {labels.shape} do not match")
-    return images.astype(np.uint8)[..., None], labels.astype(np.int64)
+    return pixel_array(images, str(paths[0]))[..., None], label_array(labels, str(paths[1]))

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from nin_keras.data.arrays import label_array, pixel_array
 from nin_keras.errors import DataError
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
@@ -36,7 +37,8 @@ def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
                         f"(32, 32, 3, N)")
     if labels.size and (labels.min() < 1 or labels.max() > 10):
         raise DataError(f"{path}: labels outside 1..10")
-    return np.ascontiguousarray(images.transpose(3, 0, 1, 2), dtype=np.uint8), labels.astype(np.int64) % 10
+    images, labels = pixel_array(images, f"{path}:X"), label_array(labels, f"{path}:y")
+    return np.ascontiguousarray(images.transpose(3, 0, 1, 2)), labels % 10
 
 
 def validation_mask(labels: np.ndarray, per_class: int) -> np.ndarray:
