@@ -31,3 +31,12 @@ class DataError(NinKerasError):
 
 class ExportError(NinKerasError):
     """An export failed or its artifact did not pass the parity check."""
+
+
+class ImageError(DataError, ValueError):
+    """An image file or buffer cannot become a model input (missing, not an allowed format,
+    corrupt, too many pixels, or the wrong size in strict mode).
+
+    A ``DataError`` (it is about a file's content) and a ``ValueError`` (it is bad input to
+    ``Predictor`` and ``predict``), so callers catching either see it.
+    """
