@@ -192,22 +192,32 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    """Print the top-k classes of each image with an exported artifact (SavedModel, .tflite, .onnx)."""
+    """Print the top-k classes of images (files, folders, globs) with a zoo name, preset or exported artifact."""
     import json
 
+    from nin_keras.data.image_folder import list_image_files
     from nin_keras.deploy import Predictor
 
     try:
-        predictor = Predictor(args.artifact, num_threads=args.threads, runtime=args.runtime)
-        results = predictor.predict(args.images, top_k=args.top_k)
-    except ValueError as err:  # bad artifact path or image: the user's to fix
+        predictor = Predictor(args.model, num_threads=args.threads, runtime=args.runtime)
+        policy = predictor.input_policy
+        if policy is not None:
+            predictor.input_policy = policy.replace(resize=policy.resize and not args.no_resize,
+                                                    invert=policy.invert or args.invert)
+        images = list_image_files(args.images)
+        results = [top for start in range(0, len(images), 64)
+                   for top in predictor.predict(images[start:start + 64], top_k=args.top_k)]
+    except ValueError as err:  # bad model path or image: the user's to fix
         print(f"nin-keras predict: error: {err}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps([{"image": image, "top_k": [{"label": label, "probability": p} for label, p in top]}
-                          for image, top in zip(args.images, results)], indent=2))
+        policy = predictor.input_policy
+        print(json.dumps({"model": args.model, "format": predictor.format, "runtime": predictor.runtime,
+                          "input_policy": None if policy is None else policy.to_dict(),
+                          "predictions": [{"image": image, "top_k": [{"label": label, "probability": p} for label, p in top]}
+                                          for image, top in zip(images, results)]}, indent=2))
         return 0
-    for image, top in zip(args.images, results):
+    for image, top in zip(images, results):
         print(f"{image}: " + ", ".join(f"{label} {p:.4f}" for label, p in top))
     return 0
 
@@ -305,9 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-samples", type=int, default=200, help="training images for int8 calibration")
     export.set_defaults(func=_cmd_export)
 
-    predict = sub.add_parser("predict", help="top-k classes of image files with an exported artifact")
-    predict.add_argument("artifact", help="SavedModel folder, .tflite or .onnx file written by nin-keras export")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files of the model's input size")
+    predict = sub.add_parser("predict", help="top-k classes of images with a zoo model, preset or exported artifact")
+    predict.add_argument("model", metavar="MODEL", help="zoo name (nin_cifar10, nin_cifar10.caffe), preset folder, "
+                         "or a SavedModel folder, .tflite or .onnx file written by nin-keras export")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="image files of any size, folders of them, or glob patterns ('photos/*.jpg')")
+    predict.add_argument("--no-resize", action="store_true",
+                         help="strict: images must have the model's input size (default: the model's input "
+                              "policy resizes and center-crops)")
+    predict.add_argument("--invert", action="store_true",
+                         help="invert the images (255 - value): dark digits on white paper for an MNIST model")
     predict.add_argument("--top-k", type=int, default=5, help="classes per image (default: %(default)s)")
     predict.add_argument("--threads", type=int, help="runtime CPU threads (default: the runtime's choice)")
     predict.add_argument("--runtime", choices=("onnxruntime", "openvino"),

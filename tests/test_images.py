@@ -237,6 +237,27 @@ def test_policy_round_trips_and_rejects_bad_fields():
         default_policy("cifar10", (None, None, 3))
 
 
+def test_fuzz_policy_parser_accepts_or_raises_value_error():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers(-300, 300) | st.floats(allow_nan=True) | st.text(max_size=8)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4), max_leaves=8)
+    fields = st.sampled_from(["size", "color_mode", "resize", "crop_pct", "interpolation", "background",
+                              "exif_transpose", "invert", "expects", "format", "format_version", "other"])
+
+    @settings(max_examples=150, deadline=None, derandomize=True)
+    @given(st.dictionaries(fields, values, max_size=6))
+    def check(changes):
+        try:
+            policy = InputPolicy.from_dict({**CIFAR.to_dict(), **changes})
+        except ValueError:
+            return
+        assert InputPolicy.from_dict(policy.to_dict()) == policy
+
+    check()
+
+
 # --------------------------------------------------------------------------- hostile images
 
 
@@ -379,3 +400,133 @@ def test_folder_bad_input_names_the_files(tmp_path):
     write_folder(single, classes=("cat",))
     with pytest.raises(DataError, match=r"1 class folder\(s\) \['cat'\]; at least 2"):
         image_folder.read_labelled_images(single, policy=CIFAR, min_classes=2)
+
+
+# --------------------------------------------------------------------------- predict on any photo
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    import contextlib
+
+    from nin_keras import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def write_photos(folder: Path) -> dict[str, tuple[Path, bytes]]:
+    """One CIFAR-10 test image per mode, blown up to a photo: ``{mode: (file, original JPEG)}``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse"]
+    originals = {name: files[0] for name, files in cifar_jpegs("test", {c: 1 for c in classes}).items()}
+    modes = {}
+
+    def save(mode, name, data, suffix):
+        path = folder / f"{mode}{suffix}"
+        path.write_bytes(data)
+        modes[mode] = (path, originals[name])
+
+    save("rgb", "airplane", encoded(photo(originals["airplane"]), "JPEG", quality=92), ".jpg")
+    rgba = photo(originals["automobile"], (300, 451)).convert("RGBA")
+    alpha = np.full((451, 300), 255, np.uint8)
+    alpha[:40], alpha[-40:] = 0, 0  # transparent bands outside the centre crop
+    rgba.putalpha(Image.fromarray(alpha))
+    save("rgba", "automobile", encoded(rgba, "PNG"), ".png")
+    save("grayscale", "bird", encoded(photo(originals["bird"], (96, 96)).convert("L"), "PNG"), ".png")
+    gray = np.asarray(photo(originals["cat"], (120, 80)).convert("L")).astype(np.uint16)
+    save("gray16", "cat", png16((gray * 257)[..., None]), ".png")
+    save("gray8_of_gray16", "cat", encoded(Image.fromarray(gray.astype(np.uint8)), "PNG"), ".png")
+    rgb16 = np.asarray(photo(originals["deer"], (64, 48))).astype(np.uint16) * 257
+    save("rgb16", "deer", png16(rgb16), ".png")
+    save("cmyk", "dog", encoded(photo(originals["dog"]).convert("CMYK"), "JPEG", quality=95), ".jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    turned = photo(originals["frog"]).transpose(Image.Transpose.ROTATE_90)
+    save("exif_rotated", "frog", encoded(turned, "JPEG", quality=95, exif=exif), ".jpg")
+    save("exact_size", "horse", originals["horse"], ".jpg")
+    return modes
+
+
+@pytest.fixture(scope="module")
+def photo_exports(tmp_path_factory):
+    """The photos, and nin_cifar10 exported to all three formats, parity-checked on the photos'
+    policy outputs (no data set is read)."""
+    from nin_keras.export import export
+
+    root = tmp_path_factory.mktemp("photos")
+    modes = write_photos(root / "photos")
+    policy = default_policy("cifar10", (32, 32, 3))
+    raw = np.stack([policy(path) for path, _ in modes.values()])
+    paths = export("nin_cifar10", ("savedmodel", "tflite", "onnx"), root / "exported",
+                   parity_data=(raw, None))
+    return modes, paths, raw
+
+
+def predictions(code_out_err) -> dict:
+    code, out, err = code_out_err
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_predict_any_photo_gives_one_top1_on_zoo_name_preset_folder_and_every_export(photo_exports, tmp_path):
+    from nin_keras.zoo import load_preset
+
+    modes, paths, raw = photo_exports
+    folder = str(next(iter(modes.values()))[0].parent)
+    by_zoo = predictions(run_cli("predict", "nin_cifar10", folder, "--json", "--top-k", "3"))
+    assert by_zoo["format"] == "preset" and by_zoo["runtime"] == "keras"
+    assert by_zoo["input_policy"] == CIFAR.to_dict()
+    images = [entry["image"] for entry in by_zoo["predictions"]]
+    assert sorted(Path(i).stem for i in images) == sorted(modes)
+    top1 = [entry["top_k"][0]["label"] for entry in by_zoo["predictions"]]
+    # Same network, its policy applied here by hand: the same probabilities.
+    keras_model = load_preset("nin_cifar10").inference_model("float32")
+    by_hand = np.asarray(keras_model(np.stack([CIFAR(i) for i in images]).astype(np.float32)))
+    reported = np.array([entry["top_k"][0]["probability"] for entry in by_zoo["predictions"]])
+    np.testing.assert_allclose(by_hand.max(1), reported, atol=1e-5)
+    preset_folder = str(Path(__file__).resolve().parents[1] / "zoo" / "weights" / "nin_cifar10.caffe")
+    runs = [("preset folder", (preset_folder,)), ("savedmodel", (str(paths["savedmodel"]),)),
+            ("tflite", (str(paths["tflite"]),)), ("onnx", (str(paths["onnx"]),)),
+            ("openvino", (str(paths["onnx"]), "--runtime", "openvino"))]
+    for what, model in runs:
+        result = predictions(run_cli("predict", *model, *images, "--json"))
+        assert [entry["top_k"][0]["label"] for entry in result["predictions"]] == top1, what
+        assert result["input_policy"]["steps"] == CIFAR.describe(), what
+    # The 16-bit PNG is its 8-bit copy, not a saturated white picture.
+    by_mode = {Path(entry["image"]).stem: entry["top_k"] for entry in by_zoo["predictions"]}
+    assert by_mode["gray16"] == by_mode["gray8_of_gray16"]
+    # Blown up and brought back by the policy, most photos keep the 32x32 original's answer.
+    originals = np.stack([np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for _, data in modes.values()])
+    original_top1 = np.asarray(keras_model(originals.astype(np.float32))).argmax(1)
+    agree = np.mean(original_top1 == np.asarray(keras_model(raw.astype(np.float32))).argmax(1))
+    assert agree >= 0.7, agree
+
+
+def test_exports_record_the_policy_and_strict_mode_keeps_the_old_error(photo_exports, tmp_path):
+    import shutil
+
+    from nin_keras.export import Predictor
+    from nin_keras.export.metadata import metadata_path
+
+    modes, paths, _ = photo_exports
+    info = json.loads(metadata_path(paths["tflite"]).read_text())
+    assert InputPolicy.from_dict(info["input_policy"]) == CIFAR
+    assert any("Center-crop 32x32" in step for step in info["input_policy"]["steps"])
+    rgb = str(modes["rgb"][0])
+    code, _, err = run_cli("predict", str(paths["onnx"]), rgb, "--no-resize")
+    assert code == 1 and "451x300, the model takes 32x32" in err
+    assert run_cli("predict", str(paths["onnx"]), str(modes["exact_size"][0]), "--no-resize")[0] == 0
+    # An artifact whose metadata predates policies gets its data set's default.
+    old = tmp_path / paths["onnx"].name
+    shutil.copy(paths["onnx"], old)
+    metadata_path(old).write_text(json.dumps({k: v for k, v in info.items() if k != "input_policy"}))
+    assert Predictor(old).input_policy == CIFAR
+    assert Predictor(old).predict([rgb])[0][0][0] == Predictor(paths["onnx"]).predict([rgb])[0][0][0]
+    # Hostile files through predict: the bomb header and a glob matching nothing.
+    (tmp_path / "huge.png").write_bytes(bomb_png(20000, 20000))
+    code, _, err = run_cli("predict", "nin_cifar10", str(tmp_path / "huge.png"))
+    assert code == 1 and "huge.png" in err and str(MAX_IMAGE_PIXELS) in err
+    code, _, err = run_cli("predict", "nin_cifar10", str(tmp_path / "none*.jpg"))
+    assert code == 1 and "matches no file" in err

@@ -24,6 +24,7 @@ size, modification time, class names and input policy.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -229,3 +230,31 @@ def _cached(archive: Path, class_names: tuple[str, ...] | None, policy: InputPol
         np.savez(f, **{f"{prefix}_{split}": arrays[i] for split, arrays in splits.items()
                        for i, prefix in enumerate(("x", "y"))})
     return splits
+
+
+def list_image_files(specs: list[str | os.PathLike]) -> list[str]:
+    """Image files named by ``specs``: files, folders (every image file below, in natural order)
+    and glob patterns (``photos/*.jpg``, ``**`` for any depth).
+
+    Raises:
+        DataError: a name that is no file or folder and matches nothing, or a folder without
+            image files (naming it and the suffixes looked for).
+    """
+    found: list[str] = []
+    for spec in map(os.fspath, specs):
+        path = Path(spec)
+        if path.is_dir():
+            below = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                            and not _hidden(PurePosixPath(p.relative_to(path).as_posix()))),
+                           key=lambda p: _natural_key(p.as_posix()))
+            if not below:
+                raise DataError(f"{spec}: folder holds no {'/'.join(IMAGE_SUFFIXES)} files")
+            found += map(str, below)
+        elif path.exists() or not glob.has_magic(spec):
+            found.append(spec)  # a missing plain name is reported when it is read, naming it
+        else:
+            matches = sorted(glob.glob(spec, recursive=True), key=_natural_key)
+            if not matches:
+                raise DataError(f"{spec}: the pattern matches no file")
+            found += matches
+    return found

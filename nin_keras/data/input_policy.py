@@ -135,9 +135,9 @@ class InputPolicy:
         object.__setattr__(self, "size", _int_tuple(self.size, 2, "size", minimum=1))
         object.__setattr__(self, "background", _int_tuple(self.background, 3, "background",
                                                           minimum=0, maximum=255))
-        if self.color_mode not in COLOR_MODES:
+        if not isinstance(self.color_mode, str) or self.color_mode not in COLOR_MODES:
             raise ValueError(f"color_mode must be one of {list(COLOR_MODES)}, got {self.color_mode!r}")
-        if self.interpolation not in INTERPOLATIONS:
+        if not isinstance(self.interpolation, str) or self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {list(INTERPOLATIONS)}, "
                              f"got {self.interpolation!r}")
         if (isinstance(self.crop_pct, bool) or not isinstance(self.crop_pct, (int, float))
@@ -384,3 +384,22 @@ def _int_tuple(value: Any, length: int, name: str, minimum: int, maximum: int | 
         bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
         raise ValueError(f"{name} must be {length} integers {bound}, got {value!r}")
     return tuple(value)
+
+
+def policy_from_metadata(metadata: Mapping[str, Any],
+                         input_shape: Sequence[int | None]) -> InputPolicy | None:
+    """The policy a preset's ``metadata.json`` or an export's metadata JSON records under
+    ``input_policy``, else the default for its ``dataset`` (:func:`default_policy`), so presets
+    published before policies existed keep loading with their data set's policy. ``None`` when
+    nothing is recorded and ``input_shape`` is not a fixed-size 1- or 3-channel image.
+
+    Raises:
+        ValueError: the recorded policy is malformed (the message names the field).
+    """
+    recorded = metadata.get("input_policy")
+    if recorded is not None:
+        return InputPolicy.from_dict(recorded)
+    try:
+        return default_policy(metadata.get("dataset"), input_shape)
+    except ValueError:  # not an image input of fixed size: no policy applies
+        return None
