@@ -68,7 +68,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from nin_keras.train import evaluate_preset
 
-    r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, limit=args.limit, batch_size=args.batch_size)
+    try:
+        r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, limit=args.limit, batch_size=args.batch_size)
+    except ValueError as err:  # unknown data set name or path, bad images: the user's to fix
+        print(f"nin-keras eval: error: {err}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -124,8 +128,12 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     """Write confidence-map, CAM, deconvnet, filter or training-curve PNGs (see nin_keras.visualize)."""
     from pathlib import Path
 
+    from nin_keras.errors import NinKerasError
+
     try:
         written = _visualize(args, Path(args.output))
+    except NinKerasError:
+        raise  # bad files (an ImageError is also a ValueError): exit status 1 from main
     except ValueError as err:
         # A layer, channel or count the model does not have, or a model without the needed layers.
         print(f"nin-keras visualize {args.kind}: error: {err}", file=sys.stderr)
@@ -147,7 +155,10 @@ def _visualize(args: argparse.Namespace, out) -> list:
         return [visualize.plot_filters(loaded.model, args.layer, out)]
     labels = None
     if args.images:
-        images = sources.read_images(args.images, loaded.model.input_shape[1:])
+        policy = loaded.input_policy
+        if policy is not None and args.no_resize:
+            policy = policy.replace(resize=False)
+        images = sources.read_images(args.images, policy)
     else:
         dataset = args.data or loaded.dataset
         if dataset is None:
@@ -247,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="accuracy and loss of a preset next to the paper's number")
     evaluate.add_argument("preset", help="zoo name (nin_mnist, nin_cifar10.caffe), preset folder or URL")
-    evaluate.add_argument("--data", help="data set name (default: the preset's)")
+    evaluate.add_argument("--data", help="data set name (default: the preset's), or a class-folder directory or "
+                          ".tar.gz/.zip archive ([<split>/]<class>/<image>, images of any size)")
     evaluate.add_argument("--split", default="test", help="split to evaluate (default: test)")
     evaluate.add_argument("--data-dir", help="local data folder")
     evaluate.add_argument("--limit", type=int, help="evaluate the first N images only")
@@ -281,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = argparse.ArgumentParser(add_help=False, parents=[output])
     model.add_argument("--model", required=True, help="zoo preset (nin_cifar10), preset folder or URL, or a .keras file")
     images = argparse.ArgumentParser(add_help=False, parents=[model])
-    images.add_argument("--images", nargs="+", metavar="FILE", help="image files of the model's input size")
+    images.add_argument("--images", nargs="+", metavar="FILE",
+                        help="image files of any size (resized and center-cropped by the model's input policy)")
+    images.add_argument("--no-resize", action="store_true", help="strict: --images must have the model's input size")
     images.add_argument("--data", help="data set to draw images from (default: the preset's)")
     images.add_argument("--split", default="test", help="data set split (default: %(default)s)")
     images.add_argument("--count", type=int, help="images drawn from the data set (default 8; deconv: 500 searched)")

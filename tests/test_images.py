@@ -530,3 +530,37 @@ def test_exports_record_the_policy_and_strict_mode_keeps_the_old_error(photo_exp
     assert code == 1 and "huge.png" in err and str(MAX_IMAGE_PIXELS) in err
     code, _, err = run_cli("predict", "nin_cifar10", str(tmp_path / "none*.jpg"))
     assert code == 1 and "matches no file" in err
+
+
+# --------------------------------------------------------------------------- eval on any folder
+
+
+def test_eval_on_a_folder_of_photos_and_class_mismatch(tmp_path):
+    import zipfile
+
+    from nin_keras.zoo import load_preset
+
+    chosen = cifar_jpegs("test", {"cat": 4, "ship": 4, "truck": 4})
+    for name, files in chosen.items():
+        (tmp_path / "photos" / "test" / name).mkdir(parents=True)
+        for i, data in enumerate(files):
+            photo(data, (96 + 8 * i, 72)).save(tmp_path / "photos" / "test" / name / f"{i}.jpg", quality=92)
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as archive:
+        for path in sorted((tmp_path / "photos").rglob("*.jpg")):
+            archive.write(path, path.relative_to(tmp_path).as_posix())
+    model = load_preset("nin_cifar10").inference_model("float32")
+    names = list(load_preset("nin_cifar10").class_names)
+    files = sorted((tmp_path / "photos" / "test").rglob("*.jpg"))
+    labels = np.array([names.index(f.parent.name) for f in files])
+    inputs = np.stack([CIFAR(f) for f in files]).astype(np.float32)
+    expected = float(np.mean(np.asarray(model(inputs)).argmax(1) == labels))
+    for data in (tmp_path / "photos", tmp_path / "photos.zip"):
+        result = predictions(run_cli("eval", "nin_cifar10", "--data", str(data), "--json"))
+        assert result["examples"] == 12 and result["split"] == "test"
+        assert result["accuracy"] == pytest.approx(expected)
+        assert result["input_policy"]["size"] == [32, 32]
+    (tmp_path / "photos" / "test" / "ship").rename(tmp_path / "photos" / "test" / "boats")
+    code, _, err = run_cli("eval", "nin_cifar10", "--data", str(tmp_path / "photos"))
+    assert code == 1 and "['boats']" in err and "'airplane', 'automobile'" in err
+    code, _, err = run_cli("eval", "nin_cifar10", "--data", str(tmp_path / "nowhere"))
+    assert code == 1 and "neither a data set name" in err
