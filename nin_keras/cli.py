@@ -62,6 +62,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune a preset on a class-folder directory or archive; rerun the same command to resume."""
+    import shlex
+
+    from nin_keras.train import finetune
+
+    words = ["nin-keras", "finetune", args.preset, args.data, "--out", args.out]
+    for flag in ("epochs", "learning_rate", "batch_size", "freeze_epochs", "whitening", "validation_fraction",
+                 "mixed_precision", "strategy", "seed", "max_steps", "run_dir"):
+        value = getattr(args, flag)
+        if value is not None:
+            words += [f"--{flag.replace('_', '-')}", str(value)]
+    words += [f"--{flag.replace('_', '-')}" for flag in ("freeze_body", "no_augment", "from_scratch") if getattr(args, flag)]
+    mixed = {None: False, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[args.mixed_precision]
+    try:
+        result = finetune(
+            args.preset, args.data, args.out, epochs=args.epochs or 5, learning_rate=args.learning_rate or 0.01,
+            batch_size=args.batch_size or 64, freeze_body_epochs=args.freeze_epochs or 0, freeze_body=args.freeze_body,
+            whitening=args.whitening or "reuse", validation_fraction=args.validation_fraction or 0.1,
+            augment=not args.no_augment, pretrained=not args.from_scratch, mixed_precision=mixed,
+            strategy=args.strategy or "default", seed=args.seed or 0, run_dir=args.run_dir, max_steps=args.max_steps,
+            command=shlex.join(words), verbose=0 if args.quiet else 1)
+    except ValueError as err:  # bad arguments, a run folder of other settings: the user's to fix
+        print(f"nin-keras finetune: error: {err}", file=sys.stderr)
+        return 1
+    if result.preset_dir is not None:
+        print(f"preset: {result.preset_dir}  classes: {', '.join(result.class_names)}")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Print accuracy, loss and the paper's number for a preset on a data set split."""
     import json
@@ -266,6 +296,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=500)
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.set_defaults(func=_cmd_eval)
+    tune = sub.add_parser("finetune", help="fine-tune a preset on your own class folders; rerun the same command to resume")
+    tune.add_argument("preset", help="zoo name (nin_cifar10, nin_cifar10.fast) or preset folder to start from")
+    tune.add_argument("data", help="class-folder directory or .tar.gz/.zip archive: <class>/<image>, optionally in "
+                      "train/, test/ and val/ folders; images of any size")
+    tune.add_argument("--out", required=True, help="preset folder to write (class names = the folder names)")
+    tune.add_argument("--epochs", type=int, help="epochs (default 5)")
+    tune.add_argument("--learning-rate", type=float, help="peak SGD learning rate, cosine schedule (default 0.01)")
+    tune.add_argument("--batch-size", type=int, help="images per step (default 64)")
+    tune.add_argument("--freeze-epochs", type=int, help="train only the new classifier for the first K epochs")
+    tune.add_argument("--freeze-body", action="store_true", help="train only the new classifier, for the whole run")
+    tune.add_argument("--whitening", choices=("reuse", "refit"),
+                      help="reuse the preset's fitted GCN/ZCA (default) or refit it on your training images")
+    tune.add_argument("--validation-fraction", type=float,
+                      help="training images held out for validation when there is no val/ folder (default 0.1)")
+    tune.add_argument("--no-augment", action="store_true", help="no random translations and flips")
+    tune.add_argument("--from-scratch", action="store_true", help="random initial weights (a baseline)")
+    tune.add_argument("--mixed-precision", choices=("float16", "bfloat16"), help="train under mixed precision")
+    tune.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), help="tf.distribute strategy")
+    tune.add_argument("--seed", type=int, help="hold-out, data order, augmentation and dropout seed (default 0)")
+    tune.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
+    tune.add_argument("--run-dir", help="checkpoint and metrics folder (default: OUT.run)")
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
+    tune.set_defaults(func=_cmd_finetune)
+
     models = sub.add_parser("models", help="list zoo models: parameters, multiply-adds, paper error, weight tags")
     models.add_argument("pattern", nargs="?", help="name pattern (nin_cifar*) or substring (mnist)")
     models.add_argument("--pretrained", action="store_true", help="only models with published weights")

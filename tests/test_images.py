@@ -564,3 +564,109 @@ def test_eval_on_a_folder_of_photos_and_class_mismatch(tmp_path):
     assert code == 1 and "['boats']" in err and "'airplane', 'automobile'" in err
     code, _, err = run_cli("eval", "nin_cifar10", "--data", str(tmp_path / "nowhere"))
     assert code == 1 and "neither a data set name" in err
+
+
+# --------------------------------------------------------------------------- fine-tune on a folder
+
+
+def write_class_folder(root: Path, per_class: dict[str, tuple[int, int]], seed: int = 0) -> Path:
+    """``root/{train,test}/<class>/<n>.jpg``: CIFAR-10 (JPEG copy) images blown up to random photo
+    sizes (40-110 pixels a side, not square), ``per_class[name] = (train count, test count)``."""
+    rng = np.random.default_rng(seed)
+    for split, index in (("train", 0), ("test", 1)):
+        chosen = cifar_jpegs(split, {name: counts[index] for name, counts in per_class.items()})
+        for name, files in chosen.items():
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i, data in enumerate(files):
+                size = tuple(int(v) for v in rng.integers(40, 111, 2))
+                photo(data, size).save(root / split / name / f"{i}.jpg", quality=90)
+    return root
+
+
+def layer_weights(preset, name: str) -> list[np.ndarray]:
+    return [np.asarray(w) for w in preset.model.get_layer(name).weights]
+
+
+@pytest.mark.filterwarnings("ignore:.*skipped 1 file")
+def test_finetune_freezes_checkpoints_resumes_and_its_preset_exports_and_predicts(tmp_path):
+    from nin_keras.export.metadata import metadata_path
+    from nin_keras.zoo import load_preset
+
+    data = write_class_folder(tmp_path / "pets", {"cat": (12, 3), "ship": (12, 3)})
+    (data / "train" / "README.txt").write_text("two classes")
+    out, run = tmp_path / "pets_nin", tmp_path / "pets_nin.run"
+    command = ["finetune", "nin_cifar10", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+               "--freeze-epochs", "1", "--quiet"]
+    code, printed, err = run_cli(*command, "--max-steps", "2")
+    assert code == 0, err
+    assert "classes: cat, ship" in printed and (run / "checkpoint.npz").is_file()
+    first = load_preset(out)
+    source = load_preset("nin_cifar10")
+    # Epoch 1 trained the classifier only: the body is the pretrained one, bit for bit.
+    for name in ("mlpconv1", "mlpconv2"):
+        for got, expected in zip(layer_weights(first, name), layer_weights(source, name)):
+            np.testing.assert_array_equal(got, expected)
+    assert [w.shape for w in layer_weights(first, "mlpconv3")][-2:] == [(1, 1, 192, 2), (2,)]
+    assert first.class_names == ["cat", "ship"] and first.metadata["dataset"] == "image_folder:pets"
+    assert InputPolicy.from_dict(first.metadata["input_policy"]) == CIFAR
+    assert first.metadata["evaluated_on"].endswith("test split") and first.metadata["metrics"]["test_examples"] == 6
+    # The same command again resumes into epoch 2, where the body trains too.
+    code, _, err = run_cli(*command)
+    assert code == 0, err
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    assert [row["epoch"] for row in history] == [1, 2] and all("val_accuracy" in row for row in history)
+    second = load_preset(out)
+    assert not np.array_equal(layer_weights(second, "mlpconv1")[0], layer_weights(source, "mlpconv1")[0])
+    # A normal preset: eval on the folder, export, predict with the folder's class names.
+    result = predictions(run_cli("eval", str(out), "--data", str(data), "--json"))
+    assert result["examples"] == 6 and result["class_names"] == ["cat", "ship"]
+    code, _, err = run_cli("eval", str(out))
+    assert code == 1 and "fine-tuned on" in err
+    code, _, err = run_cli("export", str(out), "--formats", "onnx", "--out", str(tmp_path / "exported"),
+                           "--parity-samples", "4")
+    assert code == 0, err
+    onnx = next((tmp_path / "exported").glob("*.onnx"))
+    assert json.loads(metadata_path(onnx).read_text())["class_names"] == ["cat", "ship"]
+    test_files = sorted((data / "test").rglob("*.jpg"))
+    by_onnx = predictions(run_cli("predict", str(onnx), *map(str, test_files), "--json"))
+    by_keras = predictions(run_cli("predict", str(out), *map(str, test_files), "--json"))
+    assert [p["top_k"][0]["label"] for p in by_onnx["predictions"]] == \
+        [p["top_k"][0]["label"] for p in by_keras["predictions"]]
+    assert {p["top_k"][0]["label"] for p in by_onnx["predictions"]} <= {"cat", "ship"}
+
+
+def test_finetune_refuses_bad_folders_and_writes_nothing(tmp_path):
+    from nin_keras.train import finetune
+
+    single = tmp_path / "single"
+    write_folder(single, classes=("cat",))
+    with pytest.raises(DataError, match=r"1 class folder\(s\) \['cat'\]; at least 2"):
+        finetune("nin_cifar10", single, tmp_path / "out", verbose=0)
+    thin = tmp_path / "thin"
+    write_folder(thin, classes=("cat", "dog"))
+    (thin / "dog" / "1.png").unlink()
+    (thin / "dog" / "2.png").unlink()
+    with pytest.raises(DataError, match=r"\['dog'\] have fewer than two training images"):
+        finetune("nin_cifar10", thin, tmp_path / "out", verbose=0)
+    with pytest.raises(ValueError, match="whitening"):
+        finetune("nin_cifar10", thin, tmp_path / "out", whitening="sometimes", verbose=0)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.run").exists()
+
+
+@pytest.mark.slow
+def test_finetune_from_nin_cifar10_beats_random_init_on_the_same_budget(tmp_path):
+    """Three classes, 300 training photos each (10% held out for validation), 100 test photos
+    each, all blown up to random sizes; two epochs of batch 32 from the pretrained body and from
+    random weights, same data order, augmentation and schedule."""
+    from nin_keras.train import finetune
+
+    data = write_class_folder(tmp_path / "three", {"bird": (300, 100), "dog": (300, 100), "truck": (300, 100)})
+    results = {}
+    for pretrained in (True, False):
+        start = time.perf_counter()
+        result = finetune("nin_cifar10", data, tmp_path / f"out_{pretrained}", epochs=2, batch_size=32,
+                          learning_rate=0.01, pretrained=pretrained, verbose=0)
+        results[pretrained] = (result.test_metrics["accuracy"], time.perf_counter() - start)
+    print(f"fine-tuned: {results[True]}, from scratch: {results[False]}")
+    assert results[True][0] >= 0.85, results
+    assert results[False][0] <= 0.65, results

@@ -461,12 +461,17 @@ def load_pretrained(
     if target_args == source_args:
         return preset.model
     target = registry.build_model(entry.name, **target_args)
-    fresh: set[str] = set()
-    if target_args.get("include_top", True):
-        body = registry.build_model(entry.name, **{**target_args, "include_top": False})
-        fresh = {layer.name for layer in target.layers} - {layer.name for layer in body.layers}
+    fresh = classifier_layer_names(entry.name, target_args) if target_args.get("include_top", True) else set()
     transfer_weights(preset.model, target, fresh)
     return target
+
+
+def classifier_layer_names(architecture: str, arguments: Mapping[str, Any]) -> set[str]:
+    """Names of the layers ``include_top`` adds to zoo ``architecture`` built with ``arguments``
+    (NIN: the last mlpconv, whose final 1x1 convolution has one map per class, and the GAP head)."""
+    top = registry.build_model(architecture, **{**arguments, "include_top": True})
+    body = registry.build_model(architecture, **{**arguments, "include_top": False})
+    return {layer.name for layer in top.layers} - {layer.name for layer in body.layers}
 
 
 def transfer_weights(source: keras.Model, target: keras.Model, fresh: Iterable[str] = ()) -> list[str]:
