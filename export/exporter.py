@@ -62,6 +62,8 @@ class ExportSource:
         class_names: one name per output class.
         preset: the preset the model came from, if any.
         weights_file_sha256: sha256 of the preset's ``model.weights.h5``, if any.
+        input_policy: how an image file becomes the raw input (``InputPolicy.to_dict()``, with
+            its steps in words), or None when the raw input is not a fixed-size image.
     """
 
     name: str
@@ -72,6 +74,7 @@ class ExportSource:
     class_names: list[str]
     preset: str | None = None
     weights_file_sha256: str | None = None
+    input_policy: dict[str, Any] | None = None
 
 
 def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
@@ -174,6 +177,7 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
         "output": {"name": OUTPUT_NAME, "shape": [None, len(source.class_names)],
                    "dtype": "float32"},
         "class_names": source.class_names, "dataset": source.dataset,
+        "input_policy": source.input_policy,
         "include_preprocessing": source.preprocess is None,
         "preprocessing": source.preprocessing_config,
         "versions": _versions(),
@@ -236,7 +240,7 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
     """
     from nin_keras.zoo import presets, registry
 
-    preset_name, weights_file = None, None
+    preset_name, weights_file, preset = None, None, None
     if isinstance(model_or_name, (str, os.PathLike)):
         preset = presets.load_preset(model_or_name)
         network, preprocessing = preset.model, preset.preprocessing
@@ -262,11 +266,27 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
         model = network
         preprocess = keras.Sequential([keras.Input(raw_shape), *preprocessing],
                                       name="preprocessing")
+    classes = int(network.outputs[0].shape[-1])
+    # A fine-tuned preset names its own classes; the data set's names serve the others.
+    own_names = preset.class_names if preset is not None else None
     return ExportSource(
         name=name or base_name, model=model, preprocess=preprocess,
         preprocessing_config=[keras.saving.serialize_keras_object(p) for p in preprocessing],
-        dataset=dataset, class_names=samples.class_names(dataset, int(network.outputs[0].shape[-1])),
-        preset=preset_name, weights_file_sha256=weights_file)
+        dataset=dataset,
+        class_names=list(own_names) if own_names and len(own_names) == classes
+        else samples.class_names(dataset, classes),
+        preset=preset_name, weights_file_sha256=weights_file,
+        input_policy=_input_policy(preset, dataset, raw_shape))
+
+
+def _input_policy(preset, dataset: str | None, raw_shape: tuple) -> dict[str, Any] | None:
+    """The policy written into the metadata: the preset's, else the data set's default (None
+    when the input is not a fixed-size 1- or 3-channel image)."""
+    from nin_keras.data.input_policy import policy_from_metadata
+
+    policy = (preset.input_policy if preset is not None
+              else policy_from_metadata({"dataset": dataset}, raw_shape))
+    return None if policy is None else policy.to_dict()
 
 
 def split_preprocessing(model: keras.Model) -> tuple[list[keras.layers.Layer], keras.Model]:

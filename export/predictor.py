@@ -1,4 +1,9 @@
-"""``Predictor``: one API over SavedModel folders, ``.tflite`` files and ``.onnx`` files."""
+"""``Predictor``: one API over SavedModel folders, ``.tflite`` and ``.onnx`` files, preset folders and zoo names.
+
+Image files go through the model's input policy (``nin_keras.data.input_policy``): the one its
+metadata records, or its data set's default, so a photo of any size and mode is resized,
+center-cropped and converted exactly as every other entry point of the library does it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from nin_keras.data.input_policy import InputPolicy, policy_from_metadata
 from nin_keras.errors import ExportError, NinKerasError
 from nin_keras.export.metadata import metadata_path, read_metadata
 
@@ -16,16 +22,21 @@ ImageInput = str | os.PathLike | np.ndarray | Sequence[str | os.PathLike]
 
 
 def artifact_format(path: str | os.PathLike) -> str:
-    """``"savedmodel"``, ``"tflite"`` or ``"onnx"`` from an artifact path.
+    """``"savedmodel"``, ``"tflite"``, ``"onnx"`` or ``"preset"`` (a preset folder with a
+    ``config.json``, or a zoo name such as ``nin_cifar10.caffe``) from a path or name.
 
     Raises:
-        ValueError: the path does not exist or is not one of the three formats.
+        ValueError: the path does not exist or is none of these.
     """
     path = Path(path)
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
-        raise ValueError(f"artifact {str(path)!r} is a folder without saved_model.pb")
+        if (path / "config.json").is_file():
+            return "preset"
+        raise ValueError(f"artifact {str(path)!r} is a folder without saved_model.pb or config.json")
+    if not path.exists() and path.suffix not in (".tflite", ".onnx") and len(path.parts) == 1:
+        return "preset"  # a zoo name; load_preset suggests close names for a typo
     if not path.is_file():
         raise ValueError(f"artifact {str(path)!r} does not exist")
     formats = {".tflite": "tflite", ".onnx": "onnx"}
@@ -35,25 +46,32 @@ def artifact_format(path: str | os.PathLike) -> str:
 
 
 #: Runtimes that run each format; the first is the default.
-RUNTIMES = {"savedmodel": ("tensorflow",), "tflite": ("litert",), "onnx": ("onnxruntime", "openvino")}
+RUNTIMES = {"savedmodel": ("tensorflow",), "tflite": ("litert",), "onnx": ("onnxruntime", "openvino"),
+            "preset": ("keras",)}
 
 
 class Predictor:
-    """Classify images with an exported artifact in its own runtime (TF, LiteRT, ONNX Runtime or OpenVINO).
+    """Classify images with an exported artifact in its own runtime (TF, LiteRT, ONNX Runtime or
+    OpenVINO), or with a preset's Keras inference model.
 
-    Class names, the input shape and whether the artifact takes raw pixels come from the
-    metadata JSON beside the artifact (written by :func:`nin_keras.export.export`); without it,
-    classes are named ``"0"``, ``"1"``, ... and the input is assumed to be raw pixels.
+    Class names, the input shape, the input policy and whether the artifact takes raw pixels
+    come from the metadata JSON beside the artifact (written by :func:`nin_keras.export.export`);
+    without it, classes are named ``"0"``, ``"1"``, ..., the input is assumed to be raw pixels
+    and image files get the default policy for the input's shape. A preset (folder or zoo name)
+    gives its own metadata and policy.
 
     A corrupt, truncated or empty artifact (``.onnx``, ``.tflite``, a SavedModel's
     ``saved_model.pb``) raises :class:`~nin_keras.errors.ExportError` naming it, whatever its
     runtime raised, and so does metadata whose class names do not match the artifact's outputs.
 
     Args:
-        path: a SavedModel folder, a ``.tflite`` file or a ``.onnx`` file.
+        path: a SavedModel folder, a ``.tflite`` file, a ``.onnx`` file, a preset folder or a
+            zoo name (``"nin_cifar10"``, ``"nin_cifar10.caffe"``).
         num_threads: CPU threads for the runtime (``None``: the runtime's default).
         runtime: for ``.onnx`` files, ``"onnxruntime"`` (default) or ``"openvino"``
             (:func:`nin_keras.export.openvino.load_openvino`).
+        input_policy: how image files become inputs, instead of the recorded one (e.g.
+            ``predictor.input_policy.replace(resize=False)`` for the strict mode).
 
     Example:
         >>> predictor = Predictor("out/nin_cifar10.int8.onnx")
@@ -62,14 +80,14 @@ class Predictor:
     """
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None,
-                 runtime: str | None = None):
+                 runtime: str | None = None, input_policy: InputPolicy | None = None):
         self.path = Path(path)
         self.format = artifact_format(self.path)
         self.runtime = runtime or RUNTIMES[self.format][0]
         if self.runtime not in RUNTIMES[self.format]:
             raise ValueError(f"runtime {self.runtime!r} does not run {self.format} artifacts; "
                              f"use one of {RUNTIMES[self.format]}")
-        self.metadata: dict[str, Any] = read_metadata(self.path) or {}
+        self.metadata: dict[str, Any] = {} if self.format == "preset" else read_metadata(self.path) or {}
         with self._artifact_errors("cannot load"):
             self._run = self._load(num_threads)
             self.raw_pixels = self.metadata.get("include_preprocessing", True)
@@ -79,8 +97,20 @@ class Predictor:
         if self.class_names is not None and not (isinstance(self.class_names, list)
                                                  and all(isinstance(n, str) for n in self.class_names)):
             raise ExportError(f"{metadata_path(self.path)}: 'class_names' must be a list of strings")
+        self.input_policy = input_policy
+        if input_policy is None and self.raw_pixels:
+            try:
+                self.input_policy = policy_from_metadata(self.metadata, self.input_shape)
+            except ValueError as err:
+                raise ValueError(f"metadata of {str(self.path)!r}: input_policy: {err}") from err
+        if self.input_policy is not None and self.input_policy.input_shape != self.input_shape:
+            raise ValueError(f"input policy makes {self.input_policy.input_shape} images, the model "
+                             f"{str(self.path)!r} takes {self.input_shape}")
 
     def _load(self, num_threads: int | None):
+        if self.format == "preset":
+            self.metadata, run = _keras_runner(os.fspath(self.path))
+            return run
         if self.format == "savedmodel":
             from nin_keras.export.savedmodel import load_savedmodel
             return load_savedmodel(self.path)
@@ -179,24 +209,12 @@ class Predictor:
         return images.astype(np.float32)
 
     def _read(self, path: str | os.PathLike) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
+        if self.input_policy is None:
+            raise ValueError(f"image files need a fixed-size 1- or 3-channel model input, "
+                             f"{str(self.path)!r} takes {self.input_shape}")
+        return self.input_policy(path)
 
-        mode = {1: "L", 3: "RGB"}.get(self.input_shape[-1])
-        if mode is None:
-            raise ValueError(f"image files need a 1- or 3-channel model, input is {self.input_shape}")
-        try:
-            with Image.open(path) as image:
-                array = np.asarray(image.convert(mode), np.uint8)
-        except (OSError, UnidentifiedImageError) as err:
-            raise ValueError(f"cannot read image file {str(path)!r}: {err}") from err
-        if array.ndim == 2:
-            array = array[..., None]
-        if array.shape != self.input_shape:
-            raise ValueError(f"image {str(path)!r} is {array.shape[1]}x{array.shape[0]}, the model "
-                             f"takes {self.input_shape[1]}x{self.input_shape[0]} (no resizing is done)")
-        return array
-
-    def _probe_input_shape(self) -> tuple[int, int, int]:
+    def _probe_input_shape(self) -> tuple[int, ...]:
         """Input ``(H, W, C)`` read from the artifact itself when there is no metadata."""
         if self.format == "onnx":
             import onnx
@@ -212,3 +230,21 @@ class Predictor:
 def _first_line(error: Exception) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else ""
+
+
+def _keras_runner(preset_name: str) -> tuple[dict[str, Any], Any]:
+    """Metadata (in the export metadata's shape) and a batch runner for a preset's inference model."""
+    import keras
+
+    from nin_keras.export.serving import batched
+    from nin_keras.zoo import load_preset
+
+    preset = load_preset(preset_name)
+    model = preset.inference_model(input_dtype="float32")
+    shape = list(model.input_shape[1:])
+    metadata = {"format": "preset", "source": {"preset": preset_name},
+                "dataset": preset.metadata.get("dataset"), "class_names": preset.class_names,
+                "input": {"shape": [None, *shape], "values": "raw pixels in [0, 255]"},
+                "include_preprocessing": True,
+                "input_policy": None if preset.input_policy is None else preset.input_policy.to_dict()}
+    return metadata, lambda batch: batched(lambda x: keras.ops.convert_to_numpy(model(x, training=False)), batch)

@@ -27,10 +27,13 @@ def parity_images(dataset: str | None, count: int,
     """
     if count < 1:
         raise ValueError(f"parity_samples must be at least 1, got {count}")
+    from nin_keras.data import DATASET_NAMES
     from nin_keras.errors import DataError
 
     why = "the model has no data set"
-    if dataset is not None:
+    if dataset is not None and dataset not in DATASET_NAMES:
+        why = f"{dataset!r} is not a catalogued data set"
+    elif dataset is not None:
         try:
             images, labels = _take(dataset, "test", count)
             return images, labels, f"{dataset} test split, {len(images)} images (seeded sample)"
@@ -47,8 +50,11 @@ def calibration_images(dataset: str | None, count: int) -> tuple[np.ndarray, str
         ValueError: no data set is known.
         DataError: the data set has no local copy.
     """
-    if dataset is None:
-        raise ValueError("quantize='int8' needs representative_data or a model with a data set")
+    from nin_keras.data import DATASET_NAMES
+
+    if dataset not in DATASET_NAMES:
+        raise ValueError("quantize='int8' needs representative_data or a model trained on a "
+                         f"catalogued data set ({', '.join(DATASET_NAMES)}); this one has {dataset!r}")
     if count < 1:
         raise ValueError(f"calibration_samples must be at least 1, got {count}")
     images, _ = _take(dataset, "train", count)
@@ -57,9 +63,9 @@ def calibration_images(dataset: str | None, count: int) -> tuple[np.ndarray, str
 
 def class_names(dataset: str | None, classes: int) -> list[str]:
     """The data set's class names, or ``"0" .. "classes-1"`` without one."""
-    if dataset is not None:
-        from nin_keras.data import dataset_info
+    from nin_keras.data import DATASET_NAMES, dataset_info
 
+    if dataset in DATASET_NAMES:
         names = list(dataset_info(dataset).class_names)
         if len(names) == classes:
             return [str(n) for n in names]

@@ -62,14 +62,48 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune a preset on a class-folder directory or archive; rerun the same command to resume."""
+    import shlex
+
+    from nin_keras.train import finetune
+
+    words = ["nin-keras", "finetune", args.preset, args.data, "--out", args.out]
+    for flag in ("epochs", "learning_rate", "batch_size", "freeze_epochs", "whitening", "validation_fraction",
+                 "mixed_precision", "strategy", "seed", "max_steps", "run_dir"):
+        value = getattr(args, flag)
+        if value is not None:
+            words += [f"--{flag.replace('_', '-')}", str(value)]
+    words += [f"--{flag.replace('_', '-')}" for flag in ("freeze_body", "no_augment", "from_scratch") if getattr(args, flag)]
+    mixed = {None: False, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[args.mixed_precision]
+    try:
+        result = finetune(
+            args.preset, args.data, args.out, epochs=args.epochs or 5, learning_rate=args.learning_rate or 0.01,
+            batch_size=args.batch_size or 64, freeze_body_epochs=args.freeze_epochs or 0, freeze_body=args.freeze_body,
+            whitening=args.whitening or "reuse", validation_fraction=args.validation_fraction or 0.1,
+            augment=not args.no_augment, pretrained=not args.from_scratch, mixed_precision=mixed,
+            strategy=args.strategy or "default", seed=args.seed or 0, run_dir=args.run_dir, max_steps=args.max_steps,
+            command=shlex.join(words), verbose=0 if args.quiet else 1)
+    except ValueError as err:  # bad arguments, a run folder of other settings: the user's to fix
+        print(f"nin-keras finetune: error: {err}", file=sys.stderr)
+        return 1
+    if result.preset_dir is not None:
+        print(f"preset: {result.preset_dir}  classes: {', '.join(result.class_names)}")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Print accuracy, loss and the paper's number for a preset on a data set split."""
     import json
 
     from nin_keras.train import evaluate_preset
 
-    r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, limit=args.limit, batch_size=args.batch_size,
-                        tta=args.tta)
+    try:
+        r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, limit=args.limit, batch_size=args.batch_size,
+                            tta=args.tta)
+    except ValueError as err:  # unknown data set name or path, bad images: the user's to fix
+        print(f"nin-keras eval: error: {err}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -126,8 +160,12 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     """Write confidence-map, CAM, deconvnet, filter or training-curve PNGs (see nin_keras.visualize)."""
     from pathlib import Path
 
+    from nin_keras.errors import NinKerasError
+
     try:
         written = _visualize(args, Path(args.output))
+    except NinKerasError:
+        raise  # bad files (an ImageError is also a ValueError): exit status 1 from main
     except ValueError as err:
         # A layer, channel or count the model does not have, or a model without the needed layers.
         print(f"nin-keras visualize {args.kind}: error: {err}", file=sys.stderr)
@@ -149,7 +187,10 @@ def _visualize(args: argparse.Namespace, out) -> list:
         return [visualize.plot_filters(loaded.model, args.layer, out)]
     labels = None
     if args.images:
-        images = sources.read_images(args.images, loaded.model.input_shape[1:])
+        policy = loaded.input_policy
+        if policy is not None and args.no_resize:
+            policy = policy.replace(resize=False)
+        images = sources.read_images(args.images, policy)
     else:
         dataset = args.data or loaded.dataset
         if dataset is None:
@@ -215,22 +256,32 @@ def _cmd_compact(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    """Print the top-k classes of each image with an exported artifact (SavedModel, .tflite, .onnx)."""
+    """Print the top-k classes of images (files, folders, globs) with a zoo name, preset or exported artifact."""
     import json
 
+    from nin_keras.data.image_folder import list_image_files
     from nin_keras.deploy import Predictor
 
     try:
-        predictor = Predictor(args.artifact, num_threads=args.threads, runtime=args.runtime)
-        results = predictor.predict(args.images, top_k=args.top_k)
-    except ValueError as err:  # bad artifact path or image: the user's to fix
+        predictor = Predictor(args.model, num_threads=args.threads, runtime=args.runtime)
+        policy = predictor.input_policy
+        if policy is not None:
+            predictor.input_policy = policy.replace(resize=policy.resize and not args.no_resize,
+                                                    invert=policy.invert or args.invert)
+        images = list_image_files(args.images)
+        results = [top for start in range(0, len(images), 64)
+                   for top in predictor.predict(images[start:start + 64], top_k=args.top_k)]
+    except ValueError as err:  # bad model path or image: the user's to fix
         print(f"nin-keras predict: error: {err}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps([{"image": image, "top_k": [{"label": label, "probability": p} for label, p in top]}
-                          for image, top in zip(args.images, results)], indent=2))
+        policy = predictor.input_policy
+        print(json.dumps({"model": args.model, "format": predictor.format, "runtime": predictor.runtime,
+                          "input_policy": None if policy is None else policy.to_dict(),
+                          "predictions": [{"image": image, "top_k": [{"label": label, "probability": p} for label, p in top]}
+                                          for image, top in zip(images, results)]}, indent=2))
         return 0
-    for image, top in zip(args.images, results):
+    for image, top in zip(images, results):
         print(f"{image}: " + ", ".join(f"{label} {p:.4f}" for label, p in top))
     return 0
 
@@ -260,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="accuracy and loss of a preset next to the paper's number")
     evaluate.add_argument("preset", help="zoo name (nin_mnist, nin_cifar10.caffe), preset folder or URL")
-    evaluate.add_argument("--data", help="data set name (default: the preset's)")
+    evaluate.add_argument("--data", help="data set name (default: the preset's), or a class-folder directory or "
+                          ".tar.gz/.zip archive ([<split>/]<class>/<image>, images of any size)")
     evaluate.add_argument("--split", default="test", help="split to evaluate (default: test)")
     evaluate.add_argument("--data-dir", help="local data folder")
     evaluate.add_argument("--limit", type=int, help="evaluate the first N images only")
@@ -269,6 +321,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", choices=("none", "flip", "flip_translate"), default="none",
                           help="test-time augmentation: average over mirrored (and 2-pixel shifted) views")
     evaluate.set_defaults(func=_cmd_eval)
+    tune = sub.add_parser("finetune", help="fine-tune a preset on your own class folders; rerun the same command to resume")
+    tune.add_argument("preset", help="zoo name (nin_cifar10, nin_cifar10.fast) or preset folder to start from")
+    tune.add_argument("data", help="class-folder directory or .tar.gz/.zip archive: <class>/<image>, optionally in "
+                      "train/, test/ and val/ folders; images of any size")
+    tune.add_argument("--out", required=True, help="preset folder to write (class names = the folder names)")
+    tune.add_argument("--epochs", type=int, help="epochs (default 5)")
+    tune.add_argument("--learning-rate", type=float, help="peak SGD learning rate, cosine schedule (default 0.01)")
+    tune.add_argument("--batch-size", type=int, help="images per step (default 64)")
+    tune.add_argument("--freeze-epochs", type=int, help="train only the new classifier for the first K epochs")
+    tune.add_argument("--freeze-body", action="store_true", help="train only the new classifier, for the whole run")
+    tune.add_argument("--whitening", choices=("reuse", "refit"),
+                      help="reuse the preset's fitted GCN/ZCA (default) or refit it on your training images")
+    tune.add_argument("--validation-fraction", type=float,
+                      help="training images held out for validation when there is no val/ folder (default 0.1)")
+    tune.add_argument("--no-augment", action="store_true", help="no random translations and flips")
+    tune.add_argument("--from-scratch", action="store_true", help="random initial weights (a baseline)")
+    tune.add_argument("--mixed-precision", choices=("float16", "bfloat16"), help="train under mixed precision")
+    tune.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), help="tf.distribute strategy")
+    tune.add_argument("--seed", type=int, help="hold-out, data order, augmentation and dropout seed (default 0)")
+    tune.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
+    tune.add_argument("--run-dir", help="checkpoint and metrics folder (default: OUT.run)")
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
+    tune.set_defaults(func=_cmd_finetune)
+
     models = sub.add_parser("models", help="list zoo models: parameters, multiply-adds, paper error, weight tags")
     models.add_argument("pattern", nargs="?", help="name pattern (nin_cifar*) or substring (mnist)")
     models.add_argument("--pretrained", action="store_true", help="only models with published weights")
@@ -296,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = argparse.ArgumentParser(add_help=False, parents=[output])
     model.add_argument("--model", required=True, help="zoo preset (nin_cifar10), preset folder or URL, or a .keras file")
     images = argparse.ArgumentParser(add_help=False, parents=[model])
-    images.add_argument("--images", nargs="+", metavar="FILE", help="image files of the model's input size")
+    images.add_argument("--images", nargs="+", metavar="FILE",
+                        help="image files of any size (resized and center-cropped by the model's input policy)")
+    images.add_argument("--no-resize", action="store_true", help="strict: --images must have the model's input size")
     images.add_argument("--data", help="data set to draw images from (default: the preset's)")
     images.add_argument("--split", default="test", help="data set split (default: %(default)s)")
     images.add_argument("--count", type=int, help="images drawn from the data set (default 8; deconv: 500 searched)")
@@ -344,9 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-samples", type=int, default=200, help="training images for int8 calibration")
     export.set_defaults(func=_cmd_export)
 
-    predict = sub.add_parser("predict", help="top-k classes of image files with an exported artifact")
-    predict.add_argument("artifact", help="SavedModel folder, .tflite or .onnx file written by nin-keras export")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files of the model's input size")
+    predict = sub.add_parser("predict", help="top-k classes of images with a zoo model, preset or exported artifact")
+    predict.add_argument("model", metavar="MODEL", help="zoo name (nin_cifar10, nin_cifar10.caffe), preset folder, "
+                         "or a SavedModel folder, .tflite or .onnx file written by nin-keras export")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="image files of any size, folders of them, or glob patterns ('photos/*.jpg')")
+    predict.add_argument("--no-resize", action="store_true",
+                         help="strict: images must have the model's input size (default: the model's input "
+                              "policy resizes and center-crops)")
+    predict.add_argument("--invert", action="store_true",
+                         help="invert the images (255 - value): dark digits on white paper for an MNIST model")
     predict.add_argument("--top-k", type=int, default=5, help="classes per image (default: %(default)s)")
     predict.add_argument("--threads", type=int, help="runtime CPU threads (default: the runtime's choice)")
     predict.add_argument("--runtime", choices=("onnxruntime", "openvino"),

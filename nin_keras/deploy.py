@@ -1,4 +1,4 @@
-"""Deployment entry point: ``Predictor`` over exported SavedModel, TFLite and ONNX artifacts.
+"""Deployment entry point: ``Predictor`` over exported SavedModel, TFLite and ONNX artifacts (and presets).
 
 Example:
     >>> from nin_keras.deploy import Predictor

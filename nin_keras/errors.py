@@ -32,3 +32,12 @@ class DataError(NinKerasError):
 class ExportError(NinKerasError):
     """An export failed or its artifact did not pass the parity check, or an exported artifact
     (or its metadata) cannot be loaded or run."""
+
+
+class ImageError(DataError, ValueError):
+    """An image file or buffer cannot become a model input (missing, not an allowed format,
+    corrupt, too many pixels, or the wrong size in strict mode).
+
+    A ``DataError`` (it is about a file's content) and a ``ValueError`` (it is bad input to
+    ``Predictor`` and ``predict``), so callers catching either see it.
+    """

@@ -488,7 +488,7 @@ def test_cli_export_then_predict_matches_keras(tmp_path, capsys):
     for artifact in sorted(out.glob("*.onnx")) + sorted(out.glob("*.tflite")):
         assert cli.main(["predict", str(artifact), *map(str, files), "--top-k", "2", "--json"]) == 0
         result = json.loads(capsys.readouterr().out)
-        assert [r["top_k"][0]["label"] for r in result] == [str(c) for c in expected]
+        assert [r["top_k"][0]["label"] for r in result["predictions"]] == [str(c) for c in expected]
     assert cli.main(["predict", str(artifact), str(tmp_path / "nope.png")]) == 1
     assert "nope.png" in capsys.readouterr().err
 

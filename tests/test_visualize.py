@@ -571,9 +571,12 @@ def test_cli_visualize_curves_and_filters(tmp_path, training_run, capsys):
     assert main(["visualize", "deconv", *common, "--layer", "conv", "--channel", str(channel)]) == 0
     _assert_png(tmp_path / "out" / f"deconv_conv_c{channel}.png", (4 * 96, 3 * 96))
     _assert_png(tmp_path / "out" / f"top3_conv_c{channel}.png", (4 * 96, 2 * 96))  # 3 patches: 2 x 2 grid
-    # A file of the wrong size is the user's to fix: one line on stderr, exit status 1.
+    # A file of another size goes through the input policy; in strict mode it is the user's to
+    # fix: one line on stderr, exit status 1.
     Image.fromarray(np.zeros((9, 8, 3), "uint8")).save(tmp_path / "odd.png")
-    assert main(["visualize", "cam", *common[:2], "--images", str(tmp_path / "odd.png")]) == 1
+    odd = [*common[:2], "--images", str(tmp_path / "odd.png"), "--output", str(tmp_path / "odd")]
+    assert main(["visualize", "cam", *odd]) == 0
+    assert main(["visualize", "cam", *odd, "--no-resize"]) == 1
     assert "the model takes 8x8" in capsys.readouterr().err
     # So is a layer the model does not have (exit status 2, like other argument errors).
     assert main(["visualize", "deconv", *common, "--layer", "nope", "--channel", "0"]) == 2

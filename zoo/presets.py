@@ -6,7 +6,9 @@ A preset folder holds::
                                "architecture": "<zoo name>", "kwargs": {<builder arguments>}}
     model.weights.h5          the network's weights (Keras format: ``model.load_weights`` reads it)
     preprocessing.weights.h5  fitted statistics of the preprocessing layers (ZCA mean/matrix, ...)
-    metadata.json             dataset, class names, input shape, preprocessing spec (serialized
+    metadata.json             dataset, class names, input shape, input policy (optional: how an
+                              image file becomes the input; default: the data set's, see
+                              ``nin_keras.data.input_policy``), preprocessing spec (serialized
                               Keras layers), metrics and the command that measured them, paper
                               error, parameters, FLOPs, per-layer weight shapes, each weights
                               file's size and sha256, license, source
@@ -34,6 +36,7 @@ import numpy as np
 
 import nin_keras
 import nin_keras.layers  # noqa: F401  (registers the library's preprocessing layers for safe loading)
+from nin_keras.data.input_policy import InputPolicy, policy_from_metadata
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.io_utils import atomic_dir, read_json, sha256_file
 from nin_keras.zoo import download, registry
@@ -80,6 +83,13 @@ class Preset:
     @property
     def class_names(self) -> list[str] | None:
         return self.metadata.get("class_names")
+
+    @property
+    def input_policy(self) -> InputPolicy | None:
+        """How an image file becomes this model's input: ``metadata.json``'s ``input_policy``,
+        or (presets written before policies existed) the default of its data set; None for a
+        model whose input is not a fixed-size image."""
+        return policy_from_metadata(self.metadata, self.model.input_shape[1:])
 
     def inference_model(self, input_dtype: str = "uint8") -> keras.Model:
         """Raw images in ``[0, 255]`` -> preprocessing -> network (see ``inference_model``)."""
@@ -194,6 +204,11 @@ def parse_metadata(metadata: Any, source: str = METADATA_FILE) -> dict[str, Any]
     check("preprocessing", isinstance(metadata.get("preprocessing", []), list), "a list of layer configs")
     names = metadata.get("class_names")
     check("class_names", names is None or isinstance(names, list) and all(isinstance(n, str) for n in names), "a list of strings")
+    if metadata.get("input_policy") is not None:
+        try:
+            InputPolicy.from_dict(metadata["input_policy"])
+        except ValueError as err:
+            raise PresetError(f"{source}: 'input_policy' is malformed: {err}") from err
     return metadata
 
 
@@ -519,12 +534,17 @@ def load_pretrained(
     if target_args == source_args:
         return preset.model
     target = registry.build_model(entry.name, **target_args)
-    fresh: set[str] = set()
-    if target_args.get("include_top", True):
-        body = registry.build_model(entry.name, **{**target_args, "include_top": False})
-        fresh = {layer.name for layer in target.layers} - {layer.name for layer in body.layers}
+    fresh = classifier_layer_names(entry.name, target_args) if target_args.get("include_top", True) else set()
     transfer_weights(preset.model, target, fresh)
     return target
+
+
+def classifier_layer_names(architecture: str, arguments: Mapping[str, Any]) -> set[str]:
+    """Names of the layers ``include_top`` adds to zoo ``architecture`` built with ``arguments``
+    (NIN: the last mlpconv, whose final 1x1 convolution has one map per class, and the GAP head)."""
+    top = registry.build_model(architecture, **{**arguments, "include_top": True})
+    body = registry.build_model(architecture, **{**arguments, "include_top": False})
+    return {layer.name for layer in top.layers} - {layer.name for layer in body.layers}
 
 
 def transfer_weights(source: keras.Model, target: keras.Model, fresh: Iterable[str] = ()) -> list[str]:

@@ -1,9 +1,10 @@
-"""Read the files of a folder or a tar archive by relative name, without extracting to disk."""
+"""Read the files of a folder, a tar archive or a zip archive by relative name, without extracting to disk."""
 
 from __future__ import annotations
 
 import os
 import tarfile
+import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
@@ -11,7 +12,10 @@ from typing import Callable, Iterator
 from nin_keras.errors import DataError
 
 # What a truncated or corrupt gzip/tar stream raises while being read.
-_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+#: A zip member may not decompress to more than this (a zip bomb is refused, not expanded).
+MAX_ZIP_MEMBER_BYTES = 256 << 20
 
 #: How far a compressed file may expand: the publishers' files expand 1-5x (MNIST idx.gz 4.8x,
 #: mnist.npz 5x, CIFAR tar.gz 1.1x), a decompression bomb about 1000x. Readers check every
@@ -35,8 +39,8 @@ def check_declared_size(declared: int, limit: int, source: str, what: str) -> No
 
 
 def is_archive(path: Path) -> bool:
-    """True for the tar archives this module reads (``.tar``, ``.tar.gz``, ``.tgz``)."""
-    return path.is_file() and path.name.endswith((".tar", ".tar.gz", ".tgz"))
+    """True for the archives this module reads (``.tar``, ``.tar.gz``, ``.tgz``, ``.zip``)."""
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def safe_member_name(name: str, archive: Path) -> PurePosixPath:
@@ -49,33 +53,61 @@ def safe_member_name(name: str, archive: Path) -> PurePosixPath:
 
 def iter_files(root: str | os.PathLike,
                select: Callable[[PurePosixPath], bool] = lambda _: True,
+               on_folder: Callable[[PurePosixPath], None] | None = None,
                ) -> Iterator[tuple[PurePosixPath, bytes]]:
     """Yield ``(relative path, content)`` of every regular file under ``root`` that ``select`` keeps.
 
-    ``root`` is a folder or a tar archive (read as one stream). Archive members with unsafe paths
-    raise ``DataError``; links and special files are skipped. A truncated or corrupt archive
-    raises ``DataError`` naming it, and so does one whose members reach beyond
+    ``root`` is a folder, a tar archive (read as one stream) or a zip archive. Archive members
+    with unsafe paths raise ``DataError``; links and special files are skipped. A truncated or
+    corrupt archive raises ``DataError`` naming it, and so does one whose members reach beyond
     ``expanded_limit(root)`` bytes (checked on each member's declared size before reading it).
+    ``on_folder`` (if given) is called with each folder's relative path (archives: the folder
+    entries they hold), so callers can find empty folders.
     """
     root = Path(root)
     if root.is_dir():
         for path in sorted(root.rglob("*")):
             relative = PurePosixPath(path.relative_to(root).as_posix())
-            if path.is_file() and not path.is_symlink() and select(relative):
+            if path.is_dir() and not path.is_symlink() and on_folder is not None:
+                on_folder(relative)
+            elif path.is_file() and not path.is_symlink() and select(relative):
                 yield relative, path.read_bytes()
         return
     if not is_archive(root):
-        raise DataError(f"{root} is neither a folder nor a .tar/.tar.gz/.tgz archive")
+        raise DataError(f"{root} is neither a folder nor a {'/'.join(ARCHIVE_SUFFIXES)} archive")
     limit = expanded_limit(root)
     try:
+        if root.name.lower().endswith(".zip"):
+            yield from _iter_zip(root, select, on_folder)
+            return
         with tarfile.open(root, mode="r|*") as tar:
             for member in tar:
                 relative = safe_member_name(member.name, root)
                 check_declared_size(member.offset_data + member.size, limit, str(root), f"the data up to the end of member {member.name!r}")
-                if member.isfile() and select(relative):
+                if member.isdir() and on_folder is not None:
+                    on_folder(relative)
+                elif member.isfile() and select(relative):
                     yield relative, tar.extractfile(member).read()
     except _ARCHIVE_ERRORS as error:
         raise DataError(f"{root}: truncated or corrupt archive ({type(error).__name__}: {error})") from error
+
+
+def _iter_zip(root: Path, select, on_folder) -> Iterator[tuple[PurePosixPath, bytes]]:
+    with zipfile.ZipFile(root) as archive:
+        for info in archive.infolist():
+            relative = safe_member_name(info.filename, root)
+            if info.is_dir():
+                if on_folder is not None:
+                    on_folder(relative)
+                continue
+            if not select(relative):
+                continue
+            # zipfile stops decompressing at the declared size, so checking it bounds memory.
+            if info.file_size > MAX_ZIP_MEMBER_BYTES:
+                raise DataError(f"{root}: member {info.filename!r} declares {info.file_size} bytes, "
+                                f"more than the {MAX_ZIP_MEMBER_BYTES} allowed; refused")
+            data = archive.read(info)
+            yield relative, data
 
 
 def read_files(root: str | os.PathLike, names: list[str]) -> dict[str, bytes]:

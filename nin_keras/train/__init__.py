@@ -4,9 +4,12 @@ Example:
     >>> from nin_keras.train import load_recipe, train
     >>> result = train(load_recipe("nin_mnist_fast"), "runs/nin_mnist_fast")   # rerun to resume
     >>> result.test_metrics["error_percent"], result.preset_dir
+    >>> from nin_keras.train import finetune
+    >>> finetune("nin_cifar10", "my_photos/", "my_preset", epochs=3)   # a folder per class
 """
 
 from nin_keras.train.evaluate import evaluate_model, evaluate_preset
+from nin_keras.train.finetune import FinetuneResult, finetune
 from nin_keras.train.loop import TrainResult, train
 from nin_keras.train.recipes import list_recipes, load_recipe, with_overrides
 from nin_keras.train.schedules import (
@@ -20,12 +23,14 @@ from nin_keras.train.strategy import make_strategy
 
 __all__ = [
     "CosineSchedule",
+    "FinetuneResult",
     "OneCycleSchedule",
     "PlateauSchedule",
     "Schedule",
     "TrainResult",
     "evaluate_model",
     "evaluate_preset",
+    "finetune",
     "list_recipes",
     "load_recipe",
     "make_schedule",

@@ -117,7 +117,7 @@ def _checked_images(images: np.ndarray, model: keras.Model) -> np.ndarray:
 
 def evaluate_preset(
     preset: str | os.PathLike,
-    dataset: str | None = None,
+    dataset: str | os.PathLike | None = None,
     split: str = "test",
     data_dir: str | os.PathLike | None = None,
     source: str = "auto",
@@ -129,8 +129,12 @@ def evaluate_preset(
 
     Args:
         preset: anything ``nin_keras.zoo.load_preset`` accepts.
-        dataset: data set name; default the one the preset was trained on.
-        split: split name.
+        dataset: a catalogued data set name, or the path of a class-folder directory or
+            ``.tar.gz``/``.zip`` archive (``[<split>/]<class>/<image>``: see
+            ``nin_keras.data.image_folder``), whose images of any size go through the preset's
+            input policy and whose folder names must be among the preset's class names. Default:
+            the data set the preset was trained on.
+        split: split name; a folder without split folders is evaluated whole.
         data_dir, source: passed to ``nin_keras.data.load_dataset``.
         limit: evaluate the first ``limit`` examples only.
         batch_size: images per forward pass.
@@ -138,20 +142,59 @@ def evaluate_preset(
 
     Returns:
         ``evaluate_model``'s dict plus ``preset``, ``dataset``, ``split``, ``paper_error`` (the
-        paper's test error in %, or None) and ``published`` (the preset's own recorded metrics).
+        paper's test error in %, or None) and ``published`` (the preset's own recorded metrics);
+        for a folder also ``class_names`` and ``input_policy``.
+
+    Raises:
+        ValueError: ``dataset`` is neither a catalogued name nor an existing path.
+        DataError: the folder's classes are not the preset's (both lists named), or its images
+            cannot be read.
+
+    Example:
+        >>> evaluate_preset("runs/pets/preset", "pets.zip")["accuracy"]
     """
+    from nin_keras.data import DATASET_NAMES
     from nin_keras.zoo import load_preset
 
     loaded = load_preset(preset)
     dataset = dataset or loaded.metadata["dataset"]
-    block = {"name": dataset, "source": source, f"{split}_examples": limit}
-    images, labels = load_arrays(block, split, data_dir)
+    extra: dict[str, Any] = {}
+    if os.path.exists(dataset):
+        images, labels, split, extra = _folder_split(loaded, dataset, split)
+        images, labels = images[:limit], labels[:limit]
+    elif dataset in DATASET_NAMES:
+        block = {"name": dataset, "source": source, f"{split}_examples": limit}
+        images, labels = load_arrays(block, split, data_dir)
+    else:
+        trained_on = loaded.metadata.get("data_source")
+        hint = f"; this preset was fine-tuned on {trained_on}" if trained_on else ""
+        raise ValueError(f"dataset {str(dataset)!r} is neither a data set name ({', '.join(DATASET_NAMES)}) "
+                         f"nor an existing class-folder directory or archive{hint}")
     result = evaluate_model(loaded.inference_model(), images, labels, batch_size, tta)
     result.update(
         preset=str(preset),
-        dataset=dataset,
+        dataset=str(dataset),
         split=split,
         paper_error=loaded.metadata.get("paper_error"),
         published=loaded.metadata.get("metrics"),
+        **extra,
     )
     return result
+
+
+def _folder_split(preset, root: str | os.PathLike, split: str):
+    """``(images, labels, split, extra)`` of a class-folder set, labelled by the preset's class names."""
+    from nin_keras.data.image_folder import read_labelled_images
+    from nin_keras.errors import DataError
+
+    if not preset.class_names:
+        raise DataError(f"preset {preset.path} records no class names to match the folders of {root} against")
+    policy = preset.input_policy
+    found = read_labelled_images(root, tuple(preset.class_names), policy)
+    if found.has_splits:
+        if split not in found.splits:
+            raise DataError(f"{root}: no split folder {split!r} (found {', '.join(sorted(found.splits))})")
+    else:
+        split = "all"  # no split folders: every image is evaluated
+    images, labels = found.splits[split] if found.has_splits else found.splits["train"]
+    return images, labels, split, {"class_names": list(found.class_names), "input_policy": policy.to_dict()}

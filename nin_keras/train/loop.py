@@ -43,7 +43,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -170,6 +170,28 @@ def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+@dataclasses.dataclass
+class RunParts:
+    """What a caller other than a recipe's data set supplies to ``train`` (``nin_keras.train.finetune``).
+
+    Attributes:
+        arrays: ``(x_train, y_train, x_val, y_val)`` uint8 images and int64 labels.
+        preprocess: the preprocessing layers, already fitted.
+        build_model: ``(input_shape, dtype policy or None) -> keras.Model``, called inside the
+            strategy's scope.
+        finish: ``(model, average, history, extra) -> (test metrics, preset folder)``, called on
+            the chief after training, instead of measuring the recipe's test split.
+        before_epoch: ``(epoch, loop)`` called before every epoch (a resumed one too), e.g. to
+            freeze layers; call ``loop.retrace()`` after changing which variables train.
+    """
+
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    preprocess: list
+    build_model: Callable[[tuple, str | None], keras.Model]
+    finish: Callable[..., tuple[dict[str, Any], Path]]
+    before_epoch: Callable[[int, "_Loop"], None] | None = None
+
+
 class _Loop:
     """The state and steps of one run (kept together so ``train`` reads top to bottom)."""
 
@@ -189,6 +211,10 @@ class _Loop:
         self.classes = int(model.output_shape[-1])
         self._train_step = tf.function(self._distributed_train_step)
         self._eval_step = tf.function(self._distributed_eval_step)
+
+    def retrace(self) -> None:
+        """Trace the train step again: which variables train is fixed when it is traced."""
+        self._train_step = tf.function(self._distributed_train_step)
 
     # -- data ----------------------------------------------------------------------------------
     def dataset(self, images, labels, epoch=None, skip=0):
@@ -293,6 +319,7 @@ def train(
     checkpoint_every_steps: int | None = None,
     command: str | None = None,
     verbose: int = 1,
+    parts: RunParts | None = None,
 ) -> TrainResult:
     """Train a recipe, resuming from ``out_dir/checkpoint.npz`` when it exists.
 
@@ -309,6 +336,9 @@ def train(
             recipe's ``checkpoint_every_steps``, else 200; 0 disables).
         command: the command line to record in the metrics and preset metadata.
         verbose: 1 shows a Keras progress bar and an epoch summary (chief only), 0 is silent.
+        parts: data, preprocessing, model and finish supplied by the caller instead of the
+            recipe's ``dataset``, ``preprocessing`` and ``model`` (see ``RunParts``); the recipe
+            still names everything else and is what a resume is checked against.
 
     Returns:
         A ``TrainResult``.
@@ -329,15 +359,18 @@ def train(
     every = recipe.get("checkpoint_every_steps", 200) if checkpoint_every_steps is None else checkpoint_every_steps
     keras.utils.set_random_seed(int(recipe["seed"]))
 
-    x_train, y_train, x_val, y_val = training_arrays(recipe, data_dir)
+    x_train, y_train, x_val, y_val = parts.arrays if parts else training_arrays(recipe, data_dir)
     steps_per_epoch = len(x_train) // recipe["batch_size"]
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {recipe['batch_size']} is larger than the {len(x_train)} training images")
 
     # Preprocessing runs in float32 in the input pipeline; statistics are fitted on the
     # training images only (never the hold-out or the test set).
-    preprocess = build_layers(recipe.get("preprocessing", []))
-    fit_preprocessing(preprocess, x_train)
+    if parts:
+        preprocess = parts.preprocess
+    else:
+        preprocess = build_layers(recipe.get("preprocessing", []))
+        fit_preprocessing(preprocess, x_train)
     input_shape = (None, *x_train.shape[1:])
     for layer in preprocess:
         input_shape = layer.compute_output_shape(input_shape)
@@ -345,7 +378,7 @@ def train(
 
     policy = mixed_precision_policy(recipe)
     with strategy.scope():
-        model = _build_model(recipe["model"], input_shape, policy)
+        model = parts.build_model(input_shape, policy) if parts else _build_model(recipe["model"], input_shape, policy)
         optimizer = build_optimizer(recipe["optimizer"], recipe.get("weight_decay"), policy)
         optimizer.build(model.trainable_variables)
         average = WeightAverage(model, **recipe["ema"]) if recipe.get("ema") else None
@@ -375,6 +408,8 @@ def train(
         if max_steps is not None and state["global_step"] >= max_steps:
             break
         epoch, start = state["epoch"], state["step"]
+        if parts and parts.before_epoch:
+            parts.before_epoch(epoch, loop)
         bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "accuracy", "lr"]) if loop.verbose else None
         if bar:
             print(f"Epoch {epoch + 1}/{recipe['epochs']}", flush=True)
@@ -415,7 +450,9 @@ def train(
 
     digest = weights_digest(model, [v for group in loop.checkpoint_groups().values() for v in group])
     test_metrics = preset_dir = None
-    if chief:
+    if chief and parts:
+        test_metrics, preset_dir = parts.finish(model, average, state["history"], extra)
+    elif chief:
         test_metrics, preset_dir = _finish(recipe, model, average, preprocess, out_dir, state["history"], extra, data_dir, verbose)
     return TrainResult(out_dir, state["history"], test_metrics, preset_dir, digest, resumed_from)
 

@@ -10,6 +10,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from nin_keras.data.input_policy import InputPolicy, policy_from_metadata
 from nin_keras.errors import DataError
 
 
@@ -21,11 +22,14 @@ class VisualizedModel:
         model: the inference model (or a ``.keras`` model as saved).
         class_names: class names in label order, when known.
         dataset: the data set it was trained on, when known.
+        input_policy: how image files become its input (the preset's, or the default for its
+            input shape; None when the input is not a fixed-size image).
     """
 
     model: keras.Model
     class_names: list[str] | None = None
     dataset: str | None = None
+    input_policy: InputPolicy | None = None
 
 
 def load_model(spec: str | os.PathLike) -> VisualizedModel:
@@ -39,34 +43,26 @@ def load_model(spec: str | os.PathLike) -> VisualizedModel:
 
         if not Path(spec).is_file():
             raise DataError(f"model file {spec} does not exist")
-        return VisualizedModel(keras.saving.load_model(spec, compile=False))
+        model = keras.saving.load_model(spec, compile=False)
+        return VisualizedModel(model, input_policy=policy_from_metadata({}, model.input_shape[1:]))
     from nin_keras.zoo import load_preset
 
     preset = load_preset(spec)
-    return VisualizedModel(preset.inference_model(input_dtype="float32"), preset.class_names, preset.metadata.get("dataset"))
+    return VisualizedModel(preset.inference_model(input_dtype="float32"), preset.class_names,
+                           preset.metadata.get("dataset"), preset.input_policy)
 
 
-def read_images(paths: Sequence[str | os.PathLike], shape: Sequence[int]) -> np.ndarray:
-    """Read image files as a float32 batch of raw ``[0, 255]`` pixels of ``shape`` ``(H, W, C)``.
+def read_images(paths: Sequence[str | os.PathLike], policy: InputPolicy | None) -> np.ndarray:
+    """Read image files through the model's input ``policy`` as a float32 batch of raw
+    ``[0, 255]`` pixels; the pictures show these inputs, so the maps line up with them.
 
     Raises:
-        DataError: a file is missing or not an image, or its size is not ``(H, W)`` (images are
-            not resized: the maps would no longer line up with what the network saw).
+        DataError: no policy (the model's input is not a fixed-size image), or a file that is
+            missing, not an image, or (strict policy) not of the input size.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    height, width, channels = shape
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype="float32")
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataError(f"cannot read image {path}: {err}") from err
-        if pixels.shape[:2] != (height, width):
-            raise DataError(f"image {path} is {pixels.shape[1]}x{pixels.shape[0]}; the model takes {width}x{height}")
-        images.append(pixels.reshape(height, width, channels))
-    return np.stack(images)
+    if policy is None:
+        raise DataError("image files need a model whose input is a fixed-size 1- or 3-channel image")
+    return np.stack([policy(path) for path in paths]).astype("float32")
 
 
 def dataset_images(
