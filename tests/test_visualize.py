@@ -575,8 +575,8 @@ def test_cli_visualize_curves_and_filters(tmp_path, training_run, capsys):
     Image.fromarray(np.zeros((9, 8, 3), "uint8")).save(tmp_path / "odd.png")
     assert main(["visualize", "cam", *common[:2], "--images", str(tmp_path / "odd.png")]) == 1
     assert "the model takes 8x8" in capsys.readouterr().err
-    # So is a layer the model does not have (exit status 2, like other argument errors).
-    assert main(["visualize", "deconv", *common, "--layer", "nope", "--channel", "0"]) == 2
+    # So is a layer the model does not have (exit status 1, like every library error; 2 is argparse's).
+    assert main(["visualize", "deconv", *common, "--layer", "nope", "--channel", "0"]) == 1
     assert "layer='nope': no such layer" in capsys.readouterr().err
 
 
