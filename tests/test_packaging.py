@@ -24,25 +24,31 @@ def _copy_sources(to: Path) -> None:
         shutil.copytree(REPO / folder, to / folder, ignore=skip)
 
 
-@pytest.mark.skipif(tuple(map(int, setuptools.__version__.split(".")[:2])) < (77, 0),
-                    reason="SPDX license metadata needs setuptools >= 77 (the dev extra installs it)")
-def test_wheel_builds_without_warnings_and_ships_license_recipes_and_weights(tmp_path):
-    source, dist = tmp_path / "source", tmp_path / "dist"
-    source.mkdir()
-    dist.mkdir()
-    _copy_sources(source)
+def _build(hook: str, source: Path, dist: Path) -> Path:
+    """Run a PEP 517 hook of setuptools (what ``pip install`` runs) and assert it warns about nothing."""
     build = ("import sys, setuptools.build_meta as backend\n"
-             "print(backend.build_wheel(sys.argv[1]))\n")
-    # What `pip install` runs; -W always so no warning is swallowed as already shown.
+             f"print(backend.{hook}(sys.argv[1]))\n")
+    # -W always: no warning is swallowed as already shown.
     done = subprocess.run([sys.executable, "-W", "always", "-c", build, str(dist)], cwd=source,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     log = done.stdout + done.stderr
-    # Distutils' "byte-compiling is disabled" note follows PYTHONDONTWRITEBYTECODE, not the config.
+    # Distutils' "byte-compiling is disabled" note follows PYTHONDONTWRITEBYTECODE, not the config;
+    # build_editable's "InformationOnly: Editable installation" note comes with any package-dir map.
     warnings = [line for line in log.splitlines() if "warning" in line.lower() and "byte-compil" not in line]
     assert warnings == [], "\n".join(warnings)
+    return dist / done.stdout.strip().splitlines()[-1]
 
-    wheel = dist / done.stdout.strip().splitlines()[-1]
+
+@pytest.mark.skipif(tuple(map(int, setuptools.__version__.split(".")[:2])) < (77, 0),
+                    reason="SPDX license metadata needs setuptools >= 77 (the dev extra installs it)")
+def test_builds_without_warnings_and_the_wheel_ships_license_recipes_and_weights(tmp_path):
+    source, dist = tmp_path / "source", tmp_path / "dist"
+    source.mkdir()
+    dist.mkdir()
+    _copy_sources(source)
+    _build("build_editable", source, dist)  # pip install -e .
+    wheel = _build("build_wheel", source, dist)  # pip install .
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         info = f"nin_keras-{nin_keras.__version__}.dist-info"
