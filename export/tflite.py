@@ -29,7 +29,9 @@ import re
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 from nin_keras.errors import ExportError
 from nin_keras.export.serving import Runner, ServingModule, batched

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
-ensure_venv .venv "pyproject.toml sha256 $(pyproject_hash)" -e ".[dev]"
+ensure_venv .venv "pyproject.toml sha256 $(pyproject_hash)" "-e .[dev]"
 
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "setup: apt-get install dataset-fashion-mnist (Debian's Fashion-MNIST files)"

@@ -7,7 +7,9 @@ from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 
 def load_arrays(dataset: Mapping[str, Any], split: str, data_dir: str | os.PathLike | None = None):

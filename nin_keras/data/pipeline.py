@@ -7,7 +7,9 @@ from typing import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 
 def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
