@@ -18,7 +18,9 @@ from nin_keras import models, visualize
 from nin_keras.cli import main
 from nin_keras.errors import NinKerasError
 
-CIFAR_JPEG = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+from conftest import DATASETS_DIR  # noqa: E402
+
+CIFAR_JPEG = DATASETS_DIR / "cifar10-jpeg.tar.gz"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
