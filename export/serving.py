@@ -11,7 +11,9 @@ from typing import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"

@@ -37,7 +37,9 @@ import re
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 from nin_keras.errors import ExportError
 from nin_keras.export.micro import dequantize, quantize as quantize_input

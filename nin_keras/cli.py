@@ -2,6 +2,11 @@
 
 Each subcommand is a ``_cmd_<name>(args) -> int`` function registered in ``build_parser``;
 library imports happen inside them so ``nin-keras --help`` stays fast.
+
+Exit codes, the same for every subcommand: 0 success; 1 the library rejected the request (a
+``NinKerasError``, a ``ValueError`` naming a bad value, a missing or existing file; one line on
+stderr, no traceback unless ``--verbose``); 2 bad usage that argparse catches (unknown option,
+missing argument, invalid choice). TensorFlow's start-up log lines are hidden unless ``--verbose``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not script.exists():
         print(f"nin-keras bench: {script} not found; the benchmarks ship with the source "
               "repository, not the installed package", file=sys.stderr)
-        return 2
+        return 1
     extra = ["--quick"] if args.quick else []
     if args.only:
         extra += ["--only", *args.only]
@@ -169,7 +174,7 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     except ValueError as err:
         # A layer, channel or count the model does not have, or a model without the needed layers.
         print(f"nin-keras visualize {args.kind}: error: {err}", file=sys.stderr)
-        return 2
+        return 1
     for path in written:
         print(path)
     return 0
@@ -288,6 +293,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nin-keras", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow's start-up logs and full tracebacks (before COMMAND)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Subcommands register themselves below, one block each.
 
@@ -444,11 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        from nin_keras.tf_startup import import_tensorflow_quietly
+
+        import_tensorflow_quietly()  # before any subcommand imports Keras
     from nin_keras.errors import NinKerasError
 
     try:
         return int(args.func(args) or 0)
-    except (NinKerasError, FileNotFoundError, FileExistsError) as err:
+    except (NinKerasError, ValueError, FileNotFoundError, FileExistsError) as err:
+        if args.verbose:
+            raise
         # Bad files and inputs are the user's to fix: one line, no traceback.
         print(f"nin-keras {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh) and runs the test suite; extra arguments go to pytest.
+# Without arguments (what CI runs) the JAX backend check follows (scripts/test_jax.sh);
+# the exit status is non-zero if either part failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-exec python -m pytest -q "$@"
+status=0
+python -m pytest -q "$@" || status=$?
+if [ $# -eq 0 ]; then
+  bash scripts/test_jax.sh || status=$?
+fi
+exit "$status"

@@ -26,7 +26,8 @@ from nin_keras.caffe.reader import CaffeModel, parse_caffemodel, read_caffemodel
 from nin_keras.errors import CaffeFormatError, WeightsMismatchError
 from nin_keras.models import nin_cifar10, nin_cifar100, nin_mnist
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from conftest import SHARED_DIR as SHARED  # noqa: E402
+
 CAFFEMODEL = SHARED / "weights" / "cifar10_nin.caffemodel"
 needs_caffemodel = pytest.mark.skipif(not CAFFEMODEL.exists(), reason=f"{CAFFEMODEL} not present")
 

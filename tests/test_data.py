@@ -25,18 +25,18 @@ from nin_keras.data.idx import read_idx  # noqa: E402
 from nin_keras.errors import DataError  # noqa: E402
 from nin_keras.layers import GlobalContrastNormalization  # noqa: E402
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from conftest import DATASETS_DIR as DATASETS  # noqa: E402
+
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 # From ../shared/datasets/PROVENANCE.md.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path):
-    """No test reads the user's data folder or writes the user's cache."""
-    monkeypatch.delenv("NIN_KERAS_DATA_DIR", raising=False)
-    monkeypatch.setenv("NIN_KERAS_HOME", str(tmp_path / "home"))
+@pytest.fixture
+def nin_keras_home(tmp_path):
+    """conftest's isolated_env sets NIN_KERAS_HOME here: a cache of this test's own (tests count its files)."""
+    return tmp_path / "home"
 
 
 def arrays(ds):

@@ -68,11 +68,10 @@ def server():
     httpd.server_close()
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    for name in (download.ENV_HOME, download.ENV_MIRROR, download.ENV_OFFLINE, "KERAS_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(download.ENV_HOME, str(tmp_path / "cache"))
+@pytest.fixture
+def nin_keras_home(tmp_path):
+    """conftest's isolated_env sets NIN_KERAS_HOME here: an empty cache per test."""
+    return tmp_path / "cache"
 
 
 def _leftovers(folder: Path) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,7 +16,8 @@ from nin_keras.data.pipeline import make_pipeline  # noqa: E402
 from nin_keras.layers import (GlobalContrastNormalization, LocalContrastNormalization,  # noqa: E402
                               RandomPadCrop, ZCAWhitening)
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from conftest import DATASETS_DIR as DATASETS  # noqa: E402
+
 RTOL = 1e-5
 
 

@@ -23,7 +23,9 @@ import pytest
 from nin_keras.train import schedules
 from nin_keras.train.recipes import list_recipes, load_recipe, validate_recipe
 
-MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist.npz"
+from conftest import DATASETS_DIR  # noqa: E402
+
+MNIST = DATASETS_DIR / "mnist.npz"
 needs_mnist = pytest.mark.skipif(not MNIST.exists(), reason=f"{MNIST} not present (no MNIST to train on)")
 
 # 1,000 training images (200 more held out), batches of 50: 20 steps per epoch.

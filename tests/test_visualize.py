@@ -18,7 +18,9 @@ from nin_keras import models, visualize
 from nin_keras.cli import main
 from nin_keras.errors import NinKerasError
 
-CIFAR_JPEG = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+from conftest import DATASETS_DIR  # noqa: E402
+
+CIFAR_JPEG = DATASETS_DIR / "cifar10-jpeg.tar.gz"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -578,8 +580,8 @@ def test_cli_visualize_curves_and_filters(tmp_path, training_run, capsys):
     assert main(["visualize", "cam", *odd]) == 0
     assert main(["visualize", "cam", *odd, "--no-resize"]) == 1
     assert "the model takes 8x8" in capsys.readouterr().err
-    # So is a layer the model does not have (exit status 2, like other argument errors).
-    assert main(["visualize", "deconv", *common, "--layer", "nope", "--channel", "0"]) == 2
+    # So is a layer the model does not have (exit status 1, like every library error; 2 is argparse's).
+    assert main(["visualize", "deconv", *common, "--layer", "nope", "--channel", "0"]) == 1
     assert "layer='nope': no such layer" in capsys.readouterr().err
 
 

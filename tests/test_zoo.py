@@ -41,11 +41,10 @@ def _images(n=3, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(monkeypatch, tmp_path):
-    for name in (download.ENV_MIRROR, download.ENV_OFFLINE):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(download.ENV_HOME, str(tmp_path / "cache"))
+@pytest.fixture
+def nin_keras_home(tmp_path):
+    """conftest's isolated_env sets NIN_KERAS_HOME here: an empty cache per test."""
+    return tmp_path / "cache"
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ import nin_keras.layers  # noqa: F401  (registers the library's preprocessing la
 from nin_keras.data.input_policy import InputPolicy, policy_from_metadata
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.io_utils import atomic_dir, read_json, sha256_file
+from nin_keras.models import count_flops
 from nin_keras.zoo import download, registry
 
 FORMAT = "nin_keras.preset"
@@ -229,14 +230,6 @@ def _weight_shapes(model: keras.Model) -> dict[str, list[list[int]]]:
     return {layer.name: [list(w.shape) for w in layer.weights] for layer in model.layers if layer.weights}
 
 
-def _count_flops(model: keras.Model) -> int | None:
-    try:
-        from nin_keras.models import count_flops
-    except ImportError:  # the introspection module is optional for presets of foreign models
-        return None
-    return int(count_flops(model))
-
-
 def save_preset(
     model: keras.Model,
     path: str | os.PathLike,
@@ -306,7 +299,7 @@ def save_preset(
             "input_shape": input_shape,
             "preprocessing": [keras.saving.serialize_keras_object(layer) for layer in preprocessing],
             "params": int(model.count_params()),
-            "flops": _count_flops(model),
+            "flops": int(count_flops(model)),
             "layers": _weight_shapes(model),
             "files": files,
             "keras_version": keras.__version__,

@@ -7,7 +7,9 @@ from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 from nin_keras.errors import DataError
 

@@ -6,8 +6,7 @@ import dataclasses
 
 import keras
 
-from nin_keras.layers import (GlobalContrastNormalization, LocalContrastNormalization,
-                              RandomPadCrop, ZCAWhitening)
+from nin_keras.layers import GlobalContrastNormalization, LocalContrastNormalization, ZCAWhitening
 
 _CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                     "truck")
@@ -61,12 +60,6 @@ class DatasetInfo:
         if self.name == "svhn":
             return [GlobalContrastNormalization(), LocalContrastNormalization(7, 2.0, 1e-4)]
         return [keras.layers.Rescaling(1.0 / 255)]
-
-    def augmentation_layers(self, seed: int | None = None) -> list[keras.layers.Layer]:
-        """The paper's training-time augmentation layers (an empty list when there is none)."""
-        if self.name in ("cifar10", "cifar100"):
-            return [RandomPadCrop(4, horizontal_flip=True, seed=seed)]
-        return []
 
 
 _INFOS = {

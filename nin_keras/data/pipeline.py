@@ -7,7 +7,9 @@ from typing import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 
 def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
@@ -70,7 +72,8 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
         >>> train = load_dataset("cifar10", "train")
         >>> gcn, zca = info.preprocessing_layers()
         >>> zca.adapt(train.batch(1000).map(lambda x, y: gcn(x)))
-        >>> batches = make_pipeline(train, 128, [gcn, zca], info.augmentation_layers(seed=0),
+        >>> augment = [RandomPadCrop(4, horizontal_flip=True, seed=0)]   # nin_keras.layers
+        >>> batches = make_pipeline(train, 128, [gcn, zca], augment,
         ...                         training=True, seed=0, cache=True)
     """
     if int(batch_size) != batch_size or batch_size < 1:

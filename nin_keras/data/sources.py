@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 from nin_keras.data.catalog import DatasetInfo, dataset_info
 from nin_keras.data.cifar import read_cifar_binary, read_cifar_python

@@ -106,8 +106,9 @@ class DropConnect(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         if training and self.rate > 0:
-            # keras.random.dropout zeroes each weight with probability `rate` and scales the rest.
-            kernel = keras.random.dropout(self.kernel, self.rate, seed=self.seed_generator)
+            # keras.random.dropout zeroes each weight with probability `rate` and scales the rest;
+            # it takes a tensor (JAX rejects the variable itself).
+            kernel = keras.random.dropout(ops.convert_to_tensor(self.kernel), self.rate, seed=self.seed_generator)
             return self.activation(self._affine(inputs, kernel))
         mean = self._affine(inputs, self.kernel)
         if self.inference == "mean" or self.rate == 0 or self.activation is keras.activations.linear:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable, Iterable, Iterator
 
 import keras
 
@@ -49,13 +50,30 @@ def count_flops(model: keras.Model) -> int:
     output positions). Nested models are walked; biases, activations, pooling and normalization
     are not counted. NIN CIFAR-10 costs 222.5 M.
     """
-    return sum(_layer_flops(layer) for layer in _leaf_layers(model))
+    return sum(_layer_flops(layer) for layer in leaf_layers(model))
 
 
-def _leaf_layers(model: keras.Model):
-    for layer in model.layers:
+def leaf_layers(
+    model: keras.Model,
+    children: Callable[[keras.Model], Iterable[keras.Operation]] = lambda model: model.layers,
+) -> Iterator[keras.Operation]:
+    """The layers of ``model`` with every nested model opened, recursively, in ``children`` order.
+
+    Args:
+        model: a Keras model, possibly holding models among its layers.
+        children: what one model is made of; ``model.layers`` by default (the visualizations pass
+            their data-flow order, which also checks the model is a chain).
+
+    Returns:
+        An iterator over the leaf layers (and operations, if ``children`` yields them).
+
+    Example:
+        >>> [layer.name for layer in leaf_layers(preset.inference_model())]
+        ['gcn', 'zca', 'mlpconv1', 'pool1', ...]
+    """
+    for layer in children(model):
         if isinstance(layer, keras.Model):
-            yield from _leaf_layers(layer)
+            yield from leaf_layers(layer, children)
         else:
             yield layer
 

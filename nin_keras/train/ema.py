@@ -22,7 +22,9 @@ from typing import Iterator
 
 import keras
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 
 class WeightAverage:

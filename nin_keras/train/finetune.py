@@ -30,13 +30,15 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from nin_keras.data.arrays import fit_preprocessing
 from nin_keras.data.image_folder import read_labelled_images
+from nin_keras.tensorflow_only import import_tensorflow
 from nin_keras.errors import DataError
 from nin_keras.train.evaluate import evaluate_model
 from nin_keras.train.loop import RunParts, build_layers, stratified_holdout, train
+
+tf = import_tensorflow(__name__)
 
 WHITENING = ("reuse", "refit")
 _VALIDATION_SPLITS = ("val", "valid", "validation")

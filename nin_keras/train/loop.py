@@ -47,7 +47,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 from nin_keras.train import strategy as strategy_lib
 from nin_keras.data.arrays import fit_preprocessing, load_arrays

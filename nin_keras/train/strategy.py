@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 

@@ -26,7 +26,9 @@ from typing import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from nin_keras.tensorflow_only import import_tensorflow
+
+tf = import_tensorflow(__name__)
 from matplotlib.patches import Rectangle
 
 from nin_keras.layers import (

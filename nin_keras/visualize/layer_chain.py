@@ -13,6 +13,8 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from nin_keras.models.introspection import leaf_layers
+
 
 def flatten_chain(model: keras.Model) -> list[keras.layers.Layer]:
     """The leaf layers of ``model`` in the order data flows through them.
@@ -34,13 +36,7 @@ def flatten_chain(model: keras.Model) -> list[keras.layers.Layer]:
         >>> [layer.name for layer in flatten_chain(model)]
         ['gcn', 'zca', 'mlpconv1', 'pool1', ...]
     """
-    chain: list[keras.layers.Layer] = []
-    for layer in _ordered_layers(model):
-        if isinstance(layer, keras.Model):
-            chain.extend(flatten_chain(layer))
-        else:
-            chain.append(layer)
-    return chain
+    return list(leaf_layers(model, _ordered_layers))
 
 
 def _ordered_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -1,0 +1,64 @@
+"""The package builds without a setuptools warning and ships what the library reads at run time."""
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import nin_keras
+
+REPO = Path(__file__).resolve().parents[1]
+setuptools = pytest.importorskip("setuptools")
+
+
+def _copy_sources(to: Path) -> None:
+    """The files a wheel build reads; HDF5 weights are left out (the build treats them like the JSON)."""
+    for name in ("pyproject.toml", "LICENSE", "README.md"):
+        shutil.copy2(REPO / name, to / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.h5", "runs", "zoo", "export")
+    shutil.copytree(REPO / "nin_keras", to / "nin_keras", ignore=skip)  # zoo/export: worktree links
+    for folder in ("zoo", "export"):
+        shutil.copytree(REPO / folder, to / folder, ignore=skip)
+
+
+def _build(hook: str, source: Path, dist: Path) -> Path:
+    """Run a PEP 517 hook of setuptools (what ``pip install`` runs) and assert it warns about nothing."""
+    build = ("import sys, setuptools.build_meta as backend\n"
+             f"print(backend.{hook}(sys.argv[1]))\n")
+    # -W always: no warning is swallowed as already shown.
+    done = subprocess.run([sys.executable, "-W", "always", "-c", build, str(dist)], cwd=source,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = done.stdout + done.stderr
+    # Distutils' "byte-compiling is disabled" note follows PYTHONDONTWRITEBYTECODE, not the config;
+    # build_editable's "InformationOnly: Editable installation" note comes with any package-dir map.
+    warnings = [line for line in log.splitlines() if "warning" in line.lower() and "byte-compil" not in line]
+    assert warnings == [], "\n".join(warnings)
+    return dist / done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(tuple(map(int, setuptools.__version__.split(".")[:2])) < (77, 0),
+                    reason="SPDX license metadata needs setuptools >= 77 (the dev extra installs it)")
+def test_builds_without_warnings_and_the_wheel_ships_license_recipes_and_weights(tmp_path):
+    source, dist = tmp_path / "source", tmp_path / "dist"
+    source.mkdir()
+    dist.mkdir()
+    _copy_sources(source)
+    _build("build_editable", source, dist)  # pip install -e .
+    wheel = _build("build_wheel", source, dist)  # pip install .
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        info = f"nin_keras-{nin_keras.__version__}.dist-info"
+        metadata = archive.read(f"{info}/METADATA").decode()
+    assert f"Version: {nin_keras.__version__}" in metadata.splitlines()  # one version source
+    assert "License-Expression: BSD-3-Clause" in metadata.splitlines()
+    assert f"{info}/licenses/LICENSE" in names
+    recipes = {p.name for p in (REPO / "zoo" / "recipes").glob("*.json")}
+    assert recipes and {f"nin_keras/zoo/recipes/{name}" for name in recipes} <= names
+    metadata_files = {f"nin_keras/zoo/weights/{p.parent.name}/metadata.json"
+                      for p in (REPO / "zoo" / "weights").glob("*/metadata.json")}
+    assert metadata_files and metadata_files <= names
+    assert "nin_keras/zoo/README.md" in names and "nin_keras/export/exporter.py" in names
