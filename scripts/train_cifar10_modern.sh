@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The long CIFAR-10 run of zoo/recipes/nin_cifar10_modern.json, in the background; rerunning
 # this script continues it from zoo/runs/nin_cifar10_modern/checkpoint.npz (EMA state included).
-# The log is appended to zoo/runs/nin_cifar10_modern/train.log.
+# The log is appended to zoo/runs/nin_cifar10_modern/train.log (strip the progress-bar lines,
+# those holding "━", before committing it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
