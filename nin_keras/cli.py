@@ -81,17 +81,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
             words += [f"--{flag.replace('_', '-')}", str(value)]
     words += [f"--{flag.replace('_', '-')}" for flag in ("freeze_body", "no_augment", "from_scratch") if getattr(args, flag)]
     mixed = {None: False, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[args.mixed_precision]
-    try:
-        result = finetune(
-            args.preset, args.data, args.out, epochs=args.epochs or 5, learning_rate=args.learning_rate or 0.01,
-            batch_size=args.batch_size or 64, freeze_body_epochs=args.freeze_epochs or 0, freeze_body=args.freeze_body,
-            whitening=args.whitening or "reuse", validation_fraction=args.validation_fraction or 0.1,
-            augment=not args.no_augment, pretrained=not args.from_scratch, mixed_precision=mixed,
-            strategy=args.strategy or "default", seed=args.seed or 0, run_dir=args.run_dir, max_steps=args.max_steps,
-            command=shlex.join(words), verbose=0 if args.quiet else 1)
-    except ValueError as err:  # bad arguments, a run folder of other settings: the user's to fix
-        print(f"nin-keras finetune: error: {err}", file=sys.stderr)
-        return 1
+    result = finetune(
+        args.preset, args.data, args.out, epochs=args.epochs or 5, learning_rate=args.learning_rate or 0.01,
+        batch_size=args.batch_size or 64, freeze_body_epochs=args.freeze_epochs or 0, freeze_body=args.freeze_body,
+        whitening=args.whitening or "reuse", validation_fraction=args.validation_fraction or 0.1,
+        augment=not args.no_augment, pretrained=not args.from_scratch, mixed_precision=mixed,
+        strategy=args.strategy or "default", seed=args.seed or 0, run_dir=args.run_dir, max_steps=args.max_steps,
+        command=shlex.join(words), verbose=0 if args.quiet else 1)
     if result.preset_dir is not None:
         print(f"preset: {result.preset_dir}  classes: {', '.join(result.class_names)}")
     return 0
@@ -103,12 +99,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from nin_keras.train import evaluate_preset
 
-    try:
-        r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, limit=args.limit, batch_size=args.batch_size,
-                            tta=args.tta)
-    except ValueError as err:  # unknown data set name or path, bad images: the user's to fix
-        print(f"nin-keras eval: error: {err}", file=sys.stderr)
-        return 1
+    r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, limit=args.limit, batch_size=args.batch_size,
+                        tta=args.tta)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -220,14 +212,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from nin_keras.export.metadata import metadata_path
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    try:
-        paths = export(args.model, formats, args.out, quantize=args.quantize,
-                       include_preprocessing=not args.no_preprocessing, opset=args.opset,
-                       parity_samples=args.parity_samples,
-                       calibration_samples=args.calibration_samples, integer_io=args.integer_io)
-    except ValueError as err:  # unknown model, no weights, bad formats/quantize: the user's to fix
-        print(f"nin-keras export: error: {err}", file=sys.stderr)
-        return 1
+    paths = export(args.model, formats, args.out, quantize=args.quantize,
+                   include_preprocessing=not args.no_preprocessing, opset=args.opset,
+                   parity_samples=args.parity_samples,
+                   calibration_samples=args.calibration_samples, integer_io=args.integer_io)
     for fmt, path in paths.items():
         info = json.loads(metadata_path(path).read_text())
         parity = info["parity"]
@@ -267,18 +255,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from nin_keras.data.image_folder import list_image_files
     from nin_keras.deploy import Predictor
 
-    try:
-        predictor = Predictor(args.model, num_threads=args.threads, runtime=args.runtime)
-        policy = predictor.input_policy
-        if policy is not None:
-            predictor.input_policy = policy.replace(resize=policy.resize and not args.no_resize,
-                                                    invert=policy.invert or args.invert)
-        images = list_image_files(args.images)
-        results = [top for start in range(0, len(images), 64)
-                   for top in predictor.predict(images[start:start + 64], top_k=args.top_k)]
-    except ValueError as err:  # bad model path or image: the user's to fix
-        print(f"nin-keras predict: error: {err}", file=sys.stderr)
-        return 1
+    predictor = Predictor(args.model, num_threads=args.threads, runtime=args.runtime)
+    policy = predictor.input_policy
+    if policy is not None:
+        predictor.input_policy = policy.replace(resize=policy.resize and not args.no_resize,
+                                                invert=policy.invert or args.invert)
+    images = list_image_files(args.images)
+    results = [top for start in range(0, len(images), 64)
+               for top in predictor.predict(images[start:start + 64], top_k=args.top_k)]
     if args.json:
         policy = predictor.input_policy
         print(json.dumps({"model": args.model, "format": predictor.format, "runtime": predictor.runtime,

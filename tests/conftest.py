@@ -64,10 +64,10 @@ def _session_env(tmp_path_factory, _decoded_data_cache):
 
 
 @pytest.fixture
-def nin_keras_home(tmp_path, _decoded_data_cache) -> Path:
-    """This test's ``NIN_KERAS_HOME``, empty but for the session's decoded data sets."""
-    home = tmp_path / "nin_keras_home"
-    home.mkdir()
+def nin_keras_home(tmp_path_factory, _decoded_data_cache) -> Path:
+    """This test's ``NIN_KERAS_HOME``, empty but for the session's decoded data sets. It lies
+    beside ``tmp_path``, not in it, so tests that check ``tmp_path`` for leftovers see only theirs."""
+    home = tmp_path_factory.mktemp("nin_keras_home")
     (home / "datasets").symlink_to(_decoded_data_cache, target_is_directory=True)
     return home
 
