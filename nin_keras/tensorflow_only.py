@@ -3,7 +3,8 @@
 The layers (``nin_keras.layers``), architectures (``nin_keras.models``) and presets
 (``nin_keras.zoo``: load, predict, ``fit``) use ``keras.ops`` only and run on any Keras 3 backend;
 ``tests_jax/`` checks them on JAX without TensorFlow installed. The data pipelines
-(``nin_keras.data``, ``tf.data``), the training loop (``nin_keras.train``, ``tf.distribute``), the
+(``nin_keras.data.pipeline`` and ``.sources``, ``tf.data``; ``nin_keras.data`` itself and its input
+policy import without it), the training loop (``nin_keras.train``, ``tf.distribute``), the
 exporters (``nin_keras.export``) and the deconvnet (``nin_keras.visualize``) are built on TensorFlow
 itself; their modules import it through ``import_tensorflow`` so that, without it, the error names
 the module that needs it instead of a bare ``No module named 'tensorflow'``.

@@ -25,7 +25,9 @@ from nin_keras import zoo  # noqa: E402
 
 REFERENCE_ENV = "NIN_KERAS_TF_REFERENCE"
 # The parts of the library built on tf.data, tf.distribute and the TensorFlow exporters.
-TENSORFLOW_ONLY = ("nin_keras.data", "nin_keras.train", "nin_keras.export")
+# nin_keras.data itself imports without TensorFlow (presets use its input policy); its tf.data
+# modules do not.
+TENSORFLOW_ONLY = ("nin_keras.data.pipeline", "nin_keras.data.sources", "nin_keras.train", "nin_keras.export")
 
 
 def test_this_is_jax_without_tensorflow():
@@ -89,6 +91,16 @@ def test_tensorflow_only_modules_say_so(module):
     with pytest.raises(ImportError, match="requires TensorFlow") as info:
         importlib.import_module(module)
     assert module in str(info.value)
+
+
+def test_the_tf_data_names_of_nin_keras_data_say_so_on_first_use():
+    import nin_keras.data
+
+    assert nin_keras.data.default_policy  # the TensorFlow-free part works
+    for module in ("nin_keras.data.pipeline", "nin_keras.data.sources"):
+        sys.modules.pop(module, None)
+    with pytest.raises(ImportError, match="nin_keras.data.pipeline requires TensorFlow"):
+        nin_keras.data.make_pipeline
 
 
 def test_visualize_needs_tensorflow_too_and_says_which_module():
