@@ -436,9 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.verbose:
-        from nin_keras.tf_startup import import_tensorflow_quietly
+        from nin_keras.tf_startup import quiet_tensorflow_import
 
-        import_tensorflow_quietly()  # before any subcommand imports Keras
+        quiet_tensorflow_import()  # before any subcommand imports Keras (and so TensorFlow)
     from nin_keras.errors import NinKerasError
 
     try:

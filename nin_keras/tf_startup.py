@@ -6,13 +6,14 @@ Importing TensorFlow prints 5-7 lines on stderr before any work starts (oneDNN, 
 message issued before ``absl::InitializeLog()`` straight to stderr, whatever the level. So the
 quiet import captures file descriptor 2 while TensorFlow loads and initialises its devices, drops
 the lines that ``TF_CPP_MIN_LOG_LEVEL=2`` would have hidden (absl INFO/WARNING lines), plus the
-"no CUDA driver" error, and writes everything else back to stderr.
+"no CUDA driver" error, and writes everything else back to stderr. It happens at the first
+``import tensorflow`` (an import hook), so a command that never needs TensorFlow never loads it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib.abc
 import os
 import re
 import sys
@@ -62,21 +63,56 @@ def _filtered_stderr() -> Iterator[None]:
             sys.stderr.flush()
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow and initialise its devices without its start-up log lines.
+def quiet_tensorflow_import() -> None:
+    """Make the first ``import tensorflow`` of this process drop TensorFlow's start-up lines.
 
-    Sets ``TF_CPP_MIN_LOG_LEVEL=2`` (unless already set) so TensorFlow's later INFO and WARNING
-    lines stay hidden too; errors still show. Does nothing but set the variable when TensorFlow
-    is not installed (the JAX backend needs none of it). Anything else TensorFlow prints while
-    loading, and the traceback if the import fails, still reaches stderr.
+    Nothing is imported now: a command that never needs TensorFlow (running an ONNX artifact,
+    ``bench``'s subprocesses) never loads it. When something first imports ``tensorflow``, its
+    module body and the device initialisation (``tf.config.list_physical_devices``, where the
+    ``cuInit`` line comes from; it leaves device configuration open) run with file descriptor 2
+    filtered. Also sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless already set, for TensorFlow's later
+    INFO and WARNING lines; errors still show. Anything else TensorFlow prints while loading, and
+    the traceback if its import fails, still reaches stderr.
 
     Example:
-        >>> import_tensorflow_quietly()   # before the first TensorFlow or Keras import
+        >>> quiet_tensorflow_import()   # in a command line's main, before any import of Keras
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if importlib.util.find_spec("tensorflow") is None:
-        return
-    with _filtered_stderr():
-        import tensorflow as tf
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietFinder())
 
-        tf.config.list_physical_devices()  # the cuInit line comes here, not at import
+
+class _QuietFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` with the other finders and wraps its loader in ``_QuietLoader``."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                spec.loader = _QuietLoader(spec.loader, self)
+                return spec
+        return None
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs the real loader's ``exec_module`` with stderr filtered; forwards everything else."""
+
+    def __init__(self, loader, finder: _QuietFinder):
+        self._loader, self._finder = loader, finder
+
+    def __getattr__(self, name):  # get_resource_reader, is_package, get_data, ...
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        if self._finder in sys.meta_path:
+            sys.meta_path.remove(self._finder)  # once: later imports are plain
+        with _filtered_stderr():
+            self._loader.exec_module(module)
+            module.config.list_physical_devices()  # the cuInit line comes here, not at import

@@ -6,8 +6,8 @@ with the path in the reason when it is absent. Modules that decide at import tim
 import the constants: ``from conftest import DATASETS_DIR``.
 
 Isolation (``isolated_env``, autouse): no test reads the user's mirror, offline or Keras home
-settings or writes the user's cache. ``NIN_KERAS_HOME`` is a fresh folder per test
-(``nin_keras_home``; a module whose tests name the folder overrides that fixture). Its
+settings or writes the user's cache. ``NIN_KERAS_HOME`` is a fresh folder per test, beside its
+``tmp_path`` (``nin_keras_home``; a module whose tests name the folder overrides that fixture). Its
 ``datasets/`` subfolder, the cache of decoded archives (60,000 CIFAR-10 JPEGs take ~100 s), is
 shared by the whole session unless the module overrides ``nin_keras_home``. Session- and
 module-scoped fixtures run under the same settings (``_session_env``).
@@ -65,8 +65,11 @@ def _session_env(tmp_path_factory, _decoded_data_cache):
 
 @pytest.fixture
 def nin_keras_home(tmp_path_factory, _decoded_data_cache) -> Path:
-    """This test's ``NIN_KERAS_HOME``, empty but for the session's decoded data sets. It lies
-    beside ``tmp_path``, not in it, so tests that check ``tmp_path`` for leftovers see only theirs."""
+    """This test's ``NIN_KERAS_HOME``, empty but for the session's decoded data sets.
+
+    A folder of its own beside ``tmp_path``, not in it: tests check that ``tmp_path`` holds
+    nothing but what they wrote.
+    """
     home = tmp_path_factory.mktemp("nin_keras_home")
     (home / "datasets").symlink_to(_decoded_data_cache, target_is_directory=True)
     return home

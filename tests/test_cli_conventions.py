@@ -73,6 +73,29 @@ def test_filtered_stderr_replays_when_the_body_raises(capfd):
     assert "libcudart.so.12: cannot open shared object file" in capfd.readouterr().err
 
 
+def test_quiet_import_loads_nothing_until_tensorflow_is_imported_then_filters_it():
+    child = (
+        "import sys\n"
+        "from nin_keras.tf_startup import quiet_tensorflow_import\n"
+        "quiet_tensorflow_import()\n"
+        "import json, numpy\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "import importlib.util\n"
+        "assert importlib.util.find_spec('tensorflow') is not None  # a look does not load it\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "import tensorflow as tf\n"
+        "print(float(tf.reduce_sum(tf.constant([1.5, 2.0]))), tf.__spec__.name)\n"
+        "import tensorflow.python\n"
+        "print('hooks left:', sum(type(f).__name__ == '_QuietFinder' for f in sys.meta_path))\n"
+    )
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3.5", "tensorflow", "hooks", "left:", "0"]
+    assert [line for line in done.stderr.splitlines() if is_startup_noise(line)] == [], done.stderr
+
+
 def test_cli_prints_no_tensorflow_startup_lines_unless_verbose():
     quiet = _cli("models", "nin_mnist")
     assert quiet.returncode == 0, quiet.stderr

@@ -26,9 +26,10 @@ INNER_TESTS = textwrap.dedent('''
         for name in ("NIN_KERAS_MIRROR", "NIN_KERAS_OFFLINE", "KERAS_HOME"):
             assert name not in os.environ
         home = Path(os.environ["NIN_KERAS_HOME"])
-        assert home == isolated_env and home.is_relative_to(tmp_path)
+        assert home == isolated_env and not home.is_relative_to(tmp_path)  # tmp_path stays the test's
+        assert home.parent == tmp_path.parent and list(tmp_path.iterdir()) == []
         assert datasets_dir == Path("/data/sets") == Path(os.environ["NIN_KERAS_DATA_DIR"])
-        assert not Path(module_home).is_relative_to(tmp_path)  # module fixtures: the session home
+        assert Path(module_home) != home  # module fixtures: the session home
         # Decoded data sets outlive the test: both tests see the file the first one wrote.
         (home / "datasets" / f"decoded{run}.npz").write_bytes(b"x")
         assert {p.name for p in (home / "datasets").iterdir()} == {f"decoded{i}.npz" for i in range(run + 1)}

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nin_keras.tf_startup import import_tensorflow_quietly  # noqa: E402
+from nin_keras.tf_startup import quiet_tensorflow_import  # noqa: E402
 
-import_tensorflow_quietly()
+quiet_tensorflow_import()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
