@@ -472,22 +472,25 @@ def _finish(recipe, model, average, preprocess, out_dir, history, extra, data_di
     architecture, kwargs = architecture_of(model)
     x_test, y_test = load_arrays(recipe["dataset"], "test", data_dir)
 
-    def float32_network():
-        # The preset is a float32 network: rebuild under the default policy and copy the weights.
-        if not mixed_precision_policy(recipe):
-            return model
-        float_model = build_model(architecture, **kwargs)
-        float_model.set_weights(model.get_weights())
-        return float_model
+    # The preset is a float32 network: under mixed precision a default-policy twin carries the weights.
+    trained = model
+    network = build_model(architecture, **kwargs) if mixed_precision_policy(recipe) else trained
 
+    def sync():
+        if network is not trained:
+            network.set_weights(trained.get_weights())
+
+    sync()
+    inference = inference_model(network, preprocess)
     if average is not None:
-        extra = {**extra, "test_without_ema": evaluate_model(inference_model(float32_network(), preprocess), x_test, y_test)}
+        extra = {**extra, "test_without_ema": evaluate_model(inference, x_test, y_test)}
         average.copy_to_model()
-    model = float32_network()
-    test = evaluate_model(inference_model(model, preprocess), x_test, y_test)
+        sync()
+    model = network
+    test = evaluate_model(inference, x_test, y_test)
     if any(layer.get("config", {}).get("horizontal_flip") for layer in recipe.get("augmentation", [])):
         # Mirrored views are only fair for a model trained on mirrored images (not for digits).
-        extra = {**extra, "test_tta": evaluate_model(inference_model(model, preprocess), x_test, y_test, tta="flip_translate")}
+        extra = {**extra, "test_tta": evaluate_model(inference, x_test, y_test, tta="flip_translate")}
     paper_error = (recipe.get("paper") or {}).get("test_error", get_model_entry(architecture).paper_error)
     info = dataset_info(recipe["dataset"]["name"])
     metadata = {
