@@ -415,14 +415,17 @@ def train(
         bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "accuracy", "lr"]) if loop.verbose else None
         if bar:
             print(f"Epoch {epoch + 1}/{recipe['epochs']}", flush=True)
+        # Wall time measures the budget; process CPU time is recorded next to it because it barely
+        # moves when the machine is shared (a slowed epoch keeps its CPU seconds, not its wall time).
         t0 = time.time() - state.get("partial_seconds", 0.0)
+        cpu0 = time.process_time() - state.get("partial_cpu_seconds", 0.0)
         partial = np.array(state["partial"])
         learning_rate = schedule.learning_rate(epoch, start)
         for step, batch in enumerate(loop.dataset(x_train, y_train, epoch, skip=start), start=start):
             learning_rate = schedule.learning_rate(epoch, step)
             partial += loop.train_step(batch, learning_rate)
             state.update(step=step + 1, global_step=state["global_step"] + 1, partial=partial.tolist(),
-                         partial_seconds=time.time() - t0)
+                         partial_seconds=time.time() - t0, partial_cpu_seconds=time.process_time() - cpu0)
             if bar:
                 bar.update(step + 1, [("loss", partial[0] / partial[2]), ("accuracy", partial[1] / partial[2]), ("lr", learning_rate)])
             if max_steps is not None and state["global_step"] >= max_steps:
@@ -437,10 +440,12 @@ def train(
         row = {"epoch": epoch + 1, "loss": float(partial[0] / partial[2]), "accuracy": float(partial[1] / partial[2])}
         if len(x_val):
             row.update({f"val_{k}": float(v) for k, v in loop.evaluate(x_val, y_val).items()})
-        row.update(learning_rate=learning_rate, seconds=round(time.time() - t0, 2))
+        row.update(learning_rate=learning_rate, seconds=round(time.time() - t0, 2),
+                   cpu_seconds=round(time.process_time() - cpu0, 2))
         schedule.on_epoch_end(epoch, row)
         state["history"].append(row)
-        state.update(epoch=epoch + 1, step=0, partial=[0.0, 0.0, 0.0], partial_seconds=0.0)
+        state.update(epoch=epoch + 1, step=0, partial=[0.0, 0.0, 0.0], partial_seconds=0.0,
+                     partial_cpu_seconds=0.0)
         # Only the schedule ends a run for good; reaching ``epochs`` does not, so rerunning with a
         # larger --epochs extends a finished run.
         state["finished"] = schedule.should_stop()
