@@ -43,7 +43,7 @@ import tensorflow as tf  # noqa: E402
 
 from nin_keras.export import ParityTolerance, export  # noqa: E402
 from nin_keras.export import samples  # noqa: E402
-from nin_keras.export.exporter import split_preprocessing  # noqa: E402
+from nin_keras.zoo.classifier import split_preprocessing  # noqa: E402
 from nin_keras.export.onnx import load_onnx  # noqa: E402
 from nin_keras.export.openvino import load_openvino  # noqa: E402
 from nin_keras.export.savedmodel import load_savedmodel  # noqa: E402

@@ -34,16 +34,11 @@ from nin_keras.export.savedmodel import load_savedmodel, write_savedmodel
 from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, Runner, ServingModule, batched
 from nin_keras.export.tflite import convert_tflite, load_tflite, op_types
 from nin_keras.io_utils import atomic_dir, atomic_write
-from nin_keras.layers import (ConvWhitening, GlobalContrastNormalization,
-                              LocalContrastNormalization, ZCAWhitening)
+from nin_keras.zoo.classifier import PREPROCESSING_LAYERS, ImageClassifier, split_preprocessing
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 EXTENSIONS = {"savedmodel": ".savedmodel", "tflite": ".tflite", "onnx": ".onnx"}
 QUANTIZE_MODES = tflite_format.QUANTIZE_MODES
-#: Layer types that count as preprocessing: split off by ``include_preprocessing=False``, and
-#: kept float32 inside int8 artifacts.
-PREPROCESSING_LAYERS = (GlobalContrastNormalization, ZCAWhitening, ConvWhitening,
-                        LocalContrastNormalization, keras.layers.Rescaling)
 #: Which quantization modes each format implements; SavedModel is always float32.
 SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": tflite_format.QUANTIZE_MODES,
                           "onnx": onnx_format.QUANTIZE_MODES}
@@ -250,6 +245,9 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
         base_name = Path(preset_name).name if os.path.isdir(preset_name) else preset_name
     elif isinstance(model_or_name, keras.Model):
         preprocessing, network = split_preprocessing(model_or_name)
+        if isinstance(model_or_name, ImageClassifier):  # a classifier knows its names and policy
+            preset = model_or_name
+            dataset = dataset or model_or_name.metadata.get("dataset")
         built_by = registry.architecture_of(network) or registry.architecture_of(model_or_name)
         if dataset is None and built_by is not None:
             dataset = registry.get_model_entry(built_by[0]).dataset
@@ -284,36 +282,9 @@ def _input_policy(preset, dataset: str | None, raw_shape: tuple) -> dict[str, An
     when the input is not a fixed-size 1- or 3-channel image)."""
     from nin_keras.data.input_policy import policy_from_metadata
 
-    policy = (preset.input_policy if preset is not None
-              else policy_from_metadata({"dataset": dataset}, raw_shape))
+    policy = preset.input_policy if preset is not None else None
+    policy = policy or policy_from_metadata({"dataset": dataset}, raw_shape)
     return None if policy is None else policy.to_dict()
-
-
-def split_preprocessing(model: keras.Model) -> tuple[list[keras.layers.Layer], keras.Model]:
-    """Split an inference model into its leading preprocessing layers and the network.
-
-    Handles the models ``nin_keras.zoo.inference_model`` builds (input -> cast -> preprocessing
-    layers -> one network model) and ``keras.Sequential`` stacks; a model without leading
-    preprocessing layers is all network.
-    """
-    body = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    leading = []
-    for layer in body:
-        if not isinstance(layer, PREPROCESSING_LAYERS):
-            break
-        leading.append(layer)
-    rest = body[len(leading):]
-    if not leading:
-        return [], model
-    if len(rest) == 1 and isinstance(rest[0], keras.Model):
-        return leading, rest[0]
-    if not isinstance(model, keras.Sequential):
-        raise ValueError(f"model {model.name!r}: cannot split its preprocessing layers off; pass "
-                         "an inference model built by nin_keras.zoo.inference_model or a "
-                         "keras.Sequential")
-    network = keras.Sequential([keras.Input(leading[-1].output.shape[1:]), *rest],
-                               name=f"{model.name}_network")
-    return leading, network
 
 
 def _check_formats(formats: Iterable[str], quantize: str | None) -> tuple[str, ...]:

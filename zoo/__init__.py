@@ -3,9 +3,10 @@
 Example:
     >>> from nin_keras import zoo
     >>> zoo.list_models(pretrained=True)
-    >>> model = zoo.create_model("nin_mnist", pretrained=True)
+    >>> classifier = zoo.from_preset("nin_mnist")   # raw images in, with its preprocessing
+    >>> classifier.classify(uint8_images, top_k=3)
+    >>> classifier.backbone                          # the bare network
     >>> preset = zoo.load_preset("nin_mnist")       # network + fitted preprocessing + metadata
-    >>> probabilities = preset.inference_model().predict(uint8_images)
 
 Names are imported on first use, so ``nin_keras.zoo.download`` works without loading TensorFlow.
 """
@@ -24,6 +25,7 @@ _EXPORTS = {
     "ModelEntry": "registry",
     "PretrainedConfig": "registry",
     "WeightsFile": "registry",
+    "ImageClassifier": "classifier",
     "Preset": "presets",
     "save_preset": "presets",
     "load_preset": "presets",

@@ -18,7 +18,7 @@ preprocessing layers must be registered Keras classes; nothing in a preset can r
 
 Example:
     >>> preset = load_preset("nin_mnist")              # registry name, local folder or URL
-    >>> preset.inference_model().predict(uint8_images)  # raw images -> preprocessing -> network
+    >>> preset.classifier().predict(uint8_images)      # raw images -> preprocessing -> network
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.io_utils import atomic_dir, read_json, sha256_file
 from nin_keras.models import count_flops
 from nin_keras.zoo import download, registry
+from nin_keras.zoo.classifier import ImageClassifier
 
 FORMAT = "nin_keras.preset"
 FORMAT_VERSION = 1
@@ -92,9 +93,17 @@ class Preset:
         model whose input is not a fixed-size image."""
         return policy_from_metadata(self.metadata, self.model.input_shape[1:])
 
-    def inference_model(self, input_dtype: str = "uint8") -> keras.Model:
-        """Raw images in ``[0, 255]`` -> preprocessing -> network (see ``inference_model``)."""
-        return inference_model(self.model, self.preprocessing, input_dtype=input_dtype)
+    def classifier(self, input_dtype: str = "float32") -> ImageClassifier:
+        """The preset as an ``ImageClassifier``: raw images -> preprocessing -> network, with the
+        preset's class names, input policy and metadata."""
+        return ImageClassifier(self.model, self.preprocessing, class_names=self.class_names,
+                               input_policy=self.input_policy, metadata=self.metadata,
+                               input_dtype=input_dtype, name=f"{self.model.name}_inference")
+
+    def inference_model(self, input_dtype: str = "uint8") -> ImageClassifier:
+        """Raw images in ``[0, 255]`` -> preprocessing -> network (``classifier`` with a uint8
+        input by default, as before)."""
+        return self.classifier(input_dtype=input_dtype)
 
     def __repr__(self) -> str:
         return f"Preset({self.architecture!r}, dataset={self.metadata.get('dataset')!r}, path={str(self.path)!r})"
@@ -105,25 +114,13 @@ def inference_model(
     preprocessing: Iterable[keras.layers.Layer] = (),
     input_dtype: str = "uint8",
     name: str | None = None,
-) -> keras.Model:
-    """The single raw-image entry point: cast to float32 -> preprocessing layers -> ``model``.
-
-    Export, ``predict``, ``eval`` and the visualizations all start from this model, so they agree
-    on preprocessing.
-
-    Args:
-        model: the network (inputs already preprocessed).
-        preprocessing: layers applied in order to the float32 images (values in ``[0, 255]``).
-        input_dtype: dtype of the model input, ``"uint8"`` (default) or a float dtype.
-        name: model name; default ``"<model.name>_inference"``.
+) -> ImageClassifier:
+    """Raw images -> cast to float32 -> ``preprocessing`` -> ``model``, as an ``ImageClassifier``
+    named ``"<model.name>_inference"`` (``name`` to override) with a ``uint8`` input by default.
 
     Shapes: ``(batch, *model.input_shape[1:])`` in, ``model``'s output out.
     """
-    inputs = keras.Input(shape=tuple(model.input_shape[1:]), dtype=input_dtype, name="images")
-    x = keras.ops.cast(inputs, "float32")
-    for layer in preprocessing:
-        x = layer(x)
-    return keras.Model(inputs, model(x), name=name or f"{model.name}_inference")
+    return ImageClassifier(model, preprocessing, input_dtype=input_dtype, name=name or f"{model.name}_inference")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -346,9 +343,10 @@ def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
     return _load_folder(_resolve(preset, cache_dir))
 
 
-def from_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> keras.Model:
-    """The network of ``load_preset(preset)`` (see there for what ``preset`` may be)."""
-    return load_preset(preset, cache_dir=cache_dir).model
+def from_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> ImageClassifier:
+    """``load_preset(preset)`` as an ``ImageClassifier`` that takes raw images (see ``load_preset``
+    for what ``preset`` may be); its ``backbone`` is the bare network."""
+    return load_preset(preset, cache_dir=cache_dir).classifier()
 
 
 def _resolve(preset: str | os.PathLike, cache_dir: str | os.PathLike | None) -> Path:

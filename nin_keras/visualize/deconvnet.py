@@ -31,21 +31,13 @@ from nin_keras.tensorflow_only import import_tensorflow
 tf = import_tensorflow(__name__)
 from matplotlib.patches import Rectangle
 
-from nin_keras.layers import (
-    CaffePooling2D,
-    GlobalContrastNormalization,
-    LocalContrastNormalization,
-    MLPConv,
-    RandomPadCrop,
-    ZCAWhitening,
-)
+from nin_keras.layers import CaffePooling2D, MLPConv, RandomPadCrop, ZCAWhitening
 from nin_keras.visualize import rendering
 from nin_keras.visualize.layer_chain import find_layer, flatten_chain, run_chain
+from nin_keras.zoo.classifier import PREPROCESSING_LAYERS
 
-_PREPROCESSING = (
-    GlobalContrastNormalization, ZCAWhitening, LocalContrastNormalization, RandomPadCrop,
-    keras.layers.Rescaling, keras.layers.Normalization,
-)
+# Augmentation layers of a training stack are skipped like the classifier's preprocessing.
+_PREPROCESSING = (*PREPROCESSING_LAYERS, RandomPadCrop)
 # Identity at inference: the signal passes back unchanged.
 _IDENTITY = (
     keras.layers.Dropout, keras.layers.SpatialDropout2D, keras.layers.GaussianNoise,
