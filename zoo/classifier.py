@@ -198,10 +198,8 @@ class ImageClassifier(keras.Model):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ImageClassifier":
         config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        config["preprocessing"] = [keras.saving.deserialize_keras_object(p) for p in config["preprocessing"]]
-        backbone = config.pop("backbone")
-        preprocessing = config.pop("preprocessing")
+        backbone = keras.saving.deserialize_keras_object(config.pop("backbone"))
+        preprocessing = [keras.saving.deserialize_keras_object(p) for p in config.pop("preprocessing")]
         return cls(backbone, preprocessing, **config)
 
 
