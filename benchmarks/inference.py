@@ -60,7 +60,7 @@ def source_model(preset: str, quick: bool) -> tuple[Any, keras.Model]:
 
     if quick:
         keras.utils.set_random_seed(0)
-        model = presets.inference_model(registry.build_model("nin_cifar10"),
+        model = presets.inference_model(registry.create_model("nin_cifar10"),
                                         [keras.layers.Rescaling(1 / 255)], input_dtype="float32",
                                         name="nin_cifar10_random")
         return model, model

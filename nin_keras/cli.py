@@ -115,14 +115,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    """List zoo models with parameters, multiply-adds, paper error and published weight tags."""
-    from nin_keras.zoo import cards, list_models
+    """List zoo architectures (parameters, multiply-adds, paper error, weight sets), or with
+    ``--pretrained`` every published weight set (``name.tag``) with its measured test error."""
+    from nin_keras.zoo import cards, get_model_entry, list_models
 
     names = list_models(args.pattern, pretrained=True if args.pretrained else None)
     if not names:
         which = (f" matching {args.pattern!r}" if args.pattern else "") + (" with published weights" if args.pretrained else "")
         print(f"no zoo model{which}", file=sys.stderr)
         return 1
+    if args.pretrained:
+        print(f"{'weights':<30}{'dataset':<15}{'test error':>11}{'size':>9}  evaluated on")
+        for name in names:
+            entry = get_model_entry(name)
+            tag = name.partition(".")[2]
+            config = entry.pretrained[tag]
+            error = config.metrics.get("test_error")
+            shown = "—" if error is None else f"{error:.2f}%"
+            default = " *" if tag == entry.default_tag else ""
+            print(f"{name + default:<30}{config.dataset:<15}{shown:>11}{config.size / 1e6:>7.1f}MB  {config.evaluated_on}")
+        print("* the default weights of the name (its most accurate)")
+        return 0
     print(f"{'model':<24}{'dataset':<15}{'params':>12}{'MACs':>10}{'paper':>8}  weights")
     for name in names:
         s = cards.summarize(name)
@@ -338,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list zoo models: parameters, multiply-adds, paper error, weight tags")
     models.add_argument("pattern", nargs="?", help="name pattern (nin_cifar*) or substring (mnist)")
-    models.add_argument("--pretrained", action="store_true", help="only models with published weights")
+    models.add_argument("--pretrained", action="store_true", help="list the published weight sets (name.tag) instead")
     models.set_defaults(func=_cmd_models)
 
     import_caffe = sub.add_parser("import-caffe", help="convert a Caffe NIN .caffemodel into a preset folder")

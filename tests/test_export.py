@@ -98,7 +98,7 @@ def real_images(dataset: str, count: int, shape) -> tuple[np.ndarray, np.ndarray
 
 def pretrained_preset(name: str):
     """The published preset ``name`` if the zoo has weights for it here, else skip."""
-    if name not in registry.list_models(pretrained=True):
+    if not registry.get_model_entry(name).pretrained:
         pytest.skip(f"no published weights for {name} in this checkout")
     return presets.load_preset(name)
 
@@ -157,7 +157,7 @@ def test_parity_report_quantized_agreement_and_accuracy():
 
 
 def _export_architecture(name: str, tmp_path: Path) -> None:
-    model = registry.build_model(name)
+    model = registry.create_model(name)
     paths = export(model, ("tflite",), tmp_path, parity_samples=8)
     info = json.loads(metadata_path(paths["tflite"]).read_text())
     assert info["parity"]["passed"] and info["parity"]["count"] == 8
@@ -192,12 +192,12 @@ def float_exports(tmp_path_factory):
     out = tmp_path_factory.mktemp("float_exports")
     cases = {}
     for name, include_preprocessing in (("nin_mnist", True), ("nin_cifar10", False)):
-        if name in registry.list_models(pretrained=True):
+        if registry.get_model_entry(name).pretrained:
             preset = presets.load_preset(name)
             network, preprocessing = preset.model, preset.preprocessing
         else:
             keras.utils.set_random_seed(0)
-            network = registry.build_model(name)
+            network = registry.create_model(name)
             preprocessing = samples_preprocessing(name)
         inference = presets.inference_model(network, preprocessing, input_dtype="float32")
         paths = export(inference, FORMATS, out / name, parity_samples=32,
@@ -336,13 +336,13 @@ def test_predictor_rejects_bad_files_and_paths(float_exports, tmp_path):
 def test_int8_exports_report_agreement_and_accuracy(tmp_path):
     """Full-integer TFLite and static QDQ ONNX on real MNIST: agreement and accuracy recorded and
     recomputed here from the artifacts' own outputs."""
-    if "nin_mnist" in registry.list_models(pretrained=True):
+    if registry.get_model_entry("nin_mnist").pretrained:
         preset = presets.load_preset("nin_mnist")
         inference = preset.inference_model(input_dtype="float32")
         tolerance = ParityTolerance()  # a trained model must meet the documented bounds
     else:
         keras.utils.set_random_seed(0)
-        inference = presets.inference_model(registry.build_model("nin_mnist"),
+        inference = presets.inference_model(registry.create_model("nin_mnist"),
                                             [keras.layers.Rescaling(1 / 255)], input_dtype="float32")
         tolerance = ParityTolerance(min_top1_agreement=0.0, max_accuracy_drop=100.0)
     images, labels = real_images("mnist", 64, (28, 28, 1))
@@ -471,7 +471,7 @@ def test_cli_export_then_predict_matches_keras(tmp_path, capsys):
     from PIL import Image
 
     keras.utils.set_random_seed(0)
-    network = registry.build_model("nin_mnist")
+    network = registry.create_model("nin_mnist")
     preset = presets.save_preset(network, tmp_path / "preset", {"dataset": "mnist"},
                                  [keras.layers.Rescaling(1 / 255)])
     out = tmp_path / "out"

@@ -63,5 +63,5 @@ def test_clean_build_and_the_wheel_ships_license_recipes_and_weights(tmp_path):
     assert recipes and {f"nin_keras/zoo/recipes/{name}" for name in recipes} <= names
     metadata_files = {f"nin_keras/zoo/weights/{p.parent.name}/metadata.json"
                       for p in (REPO / "zoo" / "weights").glob("*/metadata.json")}
-    assert metadata_files and metadata_files <= names
+    assert metadata_files and metadata_files <= names and "nin_keras/zoo/weights/index.json" in names
     assert "nin_keras/zoo/README.md" in names and "nin_keras/export/exporter.py" in names

@@ -226,7 +226,7 @@ def test_declared_classes_are_checked_before_the_model_is_built(preset_folder, t
     config["kwargs"]["classes"] = classes
     (folder / "config.json").write_text(json.dumps(config))
     built = []
-    monkeypatch.setattr(registry, "build_model", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(registry, "build_architecture", lambda *a, **k: built.append(a))
     with pytest.raises(WeightsMismatchError, match=r"'classes' is .*classifier 'mlpconv3'.* 10 outputs"):
         zoo.load_preset(folder)
     assert built == []
@@ -242,7 +242,7 @@ def test_metadata_recording_more_weights_than_the_file_holds_is_refused(preset_f
     (folder / "config.json").write_text(json.dumps(config))
     _edit_metadata(folder, lambda m: m["layers"]["mlpconv3"][-1].__setitem__(0, 2_000_000))
     built = []
-    monkeypatch.setattr(registry, "build_model", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(registry, "build_architecture", lambda *a, **k: built.append(a))
     with pytest.raises(PresetError, match="records .* weight values, more than model.weights.h5"):
         zoo.load_preset(folder)
     assert built == []

@@ -597,7 +597,7 @@ def test_every_zoo_architecture_is_visualized_or_clearly_refused(name):
     from nin_keras import zoo
 
     keras.utils.set_random_seed(17)
-    model = zoo.build_model(name)
+    model = zoo.create_model(name)
     chain = visualize.layer_chain.flatten_chain(model)
     images = _random_images(1, size=model.input_shape[1], channels=model.input_shape[3], seed=18)
     if isinstance(chain[-1], nl.GlobalAveragePoolingHead):

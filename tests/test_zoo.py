@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from nin_keras import cli, zoo
 from nin_keras.errors import DownloadError, PresetError, WeightsMismatchError
-from nin_keras.zoo import cards, download, presets, registry
-from nin_keras.zoo import models as zoo_models
+from nin_keras.zoo import cards, download, index, presets, publish, registry
+from nin_keras import models as builders
 
 MEAN, STD = 33.3, 78.5
 TEST_MODEL = "nin_mnist_zoo_test"
@@ -50,15 +50,15 @@ def nin_keras_home(tmp_path):
 @pytest.fixture
 def published(tmp_path):
     """A registered test model with one published weight set ``TEST_MODEL.t`` in the cache."""
-    registry.register_model(zoo_models.nin_mnist, name=TEST_MODEL, dataset="mnist")
+    registry.register_model(builders.nin_mnist, name=TEST_MODEL, dataset="mnist")
     model = zoo.create_model(TEST_MODEL)
     folder = tmp_path / "cache" / f"{TEST_MODEL}.t"
     zoo.save_preset(model, folder, {"dataset": "mnist", "source": "test", "metrics": {"test_error": 1.5}}, _preprocessing())
     registry.unregister_model(TEST_MODEL)
-    config = presets.pretrained_config(folder, "t")
+    config = index.pretrained_config("t", index.index_record(folder))
     assert config.metrics == {"test_error": 1.5} and config.preprocessing == "Normalization"
-    assert eval(repr(config), vars(registry)) == config  # the literal to paste into zoo/models.py
-    registry.register_model(zoo_models.nin_mnist, name=TEST_MODEL, dataset="mnist", pretrained=[config])
+    assert [f.name for f in config.files] == ["config.json", "metadata.json"]  # the metadata vouches for the rest
+    registry.register_model(builders.nin_mnist, name=TEST_MODEL, dataset="mnist", pretrained=[config])
     yield model, folder
     registry.unregister_model(TEST_MODEL)
 
@@ -80,8 +80,13 @@ def test_list_models_patterns_and_pretrained_filter():
     assert zoo.list_models("nin_cifar10*") == [n for n in names if n.startswith("nin_cifar10")]
     assert zoo.list_models("svhn") == [n for n in names if "svhn" in n]
     with_weights, without = zoo.list_models(pretrained=True), zoo.list_models(pretrained=False)
-    assert sorted(with_weights + without) == names
+    assert with_weights == sorted(with_weights) and "nin_cifar10.caffe" in with_weights
+    bases = {registry.split_name(name)[0] for name in with_weights}
+    assert all(registry.split_name(name)[1] for name in with_weights)  # weight sets are name.tag
+    assert sorted(bases | set(without)) == names and not bases & set(without)
     assert "nin_cifar100" in without and "nin_svhn" in without
+    assert zoo.list_models("nin_mnist", pretrained=True) == [
+        f"nin_mnist.{tag}" for tag in sorted(zoo.get_model_entry("nin_mnist").pretrained)]
 
 
 def test_unknown_name_suggests_close_matches():
@@ -98,9 +103,9 @@ def test_models_without_weights_say_so():
 
 def test_register_rejects_duplicates_and_dotted_names():
     with pytest.raises(ValueError, match="already registered"):
-        registry.register_model(zoo_models.nin_mnist, name="nin_mnist", dataset="mnist")
+        registry.register_model(builders.nin_mnist, name="nin_mnist", dataset="mnist")
     with pytest.raises(ValueError, match="identifier"):
-        registry.register_model(zoo_models.nin_mnist, name="nin.mnist", dataset="mnist")
+        registry.register_model(builders.nin_mnist, name="nin.mnist", dataset="mnist")
 
 
 def test_create_model_arguments_reach_the_builder():
@@ -362,15 +367,9 @@ _FRESH_PROCESS = r"""
 import json, sys
 import numpy as np
 from nin_keras.zoo import create_model, download, registry
-from nin_keras.zoo import models as zoo_models
+from nin_keras import models as builders
 spec = json.loads(sys.argv[1])
 download.BUNDLED_WEIGHTS_DIR = download.Path(spec["bundled"])  # empty: force the download path
-if spec["files"]:  # no published nin_mnist weights yet: register the test's preset as nin_mnist's
-    files = tuple(registry.WeightsFile(*f) for f in spec["files"])
-    registry.unregister_model("nin_mnist")
-    registry.register_model(zoo_models.nin_mnist, dataset="mnist", pretrained=[registry.PretrainedConfig(
-        tag=spec["tag"], files=files, dataset="mnist", preprocessing="", metrics={}, command="",
-        paper_error=None, license="test", source="test")])
 model = create_model("nin_mnist", pretrained=True)
 np.save(spec["out"], model.predict(np.load(spec["inputs"]), verbose=0))
 """
@@ -380,19 +379,13 @@ def test_create_model_pretrained_in_a_fresh_process_downloads_verifies_and_loads
     """The acceptance path: empty cache, mirror on the loopback server, nothing bundled."""
     root, url = loopback
     entry = registry.get_model_entry("nin_mnist")
-    if entry.pretrained:  # the published weights: serve the bundled copy from the loopback server
-        tag, files = entry.default_tag, ()
-        shutil.copytree(download.BUNDLED_WEIGHTS_DIR / entry.preset_name(tag), root / entry.preset_name(tag))
-        reference = zoo.load_preset(root / entry.preset_name(tag)).model
-    else:
-        tag = "loopback"
-        reference = zoo.create_model("nin_mnist")
-        zoo.save_preset(reference, root / f"nin_mnist.{tag}", {"dataset": "mnist"}, _preprocessing())
-        files = [(f.name, f.sha256, f.size) for f in presets.preset_file_specs(root / f"nin_mnist.{tag}")]
+    tag = entry.default_tag  # the published weights: serve the bundled copy from the loopback server
+    shutil.copytree(download.BUNDLED_WEIGHTS_DIR / entry.preset_name(tag), root / entry.preset_name(tag))
+    reference = zoo.load_preset(root / entry.preset_name(tag)).model
     inputs = _numpy_preprocess(_images(4)).astype("float32")
     np.save(tmp_path / "inputs.npy", inputs)
     (tmp_path / "empty").mkdir()
-    spec = {"bundled": str(tmp_path / "empty"), "files": files, "tag": tag, "inputs": str(tmp_path / "inputs.npy"), "out": str(tmp_path / "out.npy")}
+    spec = {"bundled": str(tmp_path / "empty"), "inputs": str(tmp_path / "inputs.npy"), "out": str(tmp_path / "out.npy")}
     cache = tmp_path / "fresh-cache"
     env = {**os.environ, download.ENV_HOME: str(cache), download.ENV_MIRROR: url, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop(download.ENV_OFFLINE, None)
@@ -409,9 +402,9 @@ def test_create_model_pretrained_in_a_fresh_process_downloads_verifies_and_loads
 
 def test_cards_tabulate_counts_and_say_which_models_have_no_weights(published):
     bare = f"{TEST_MODEL}_bare"
-    registry.register_model(zoo_models.nin_mnist, name=bare, dataset="mnist", paper_error=0.47)
+    registry.register_model(builders.nin_mnist, name=bare, dataset="mnist", paper_error=0.47)
     try:
-        text = cards.render([bare, "nin_svhn", TEST_MODEL])
+        text = cards.render([bare, "nin_svhn", TEST_MODEL], {f"{TEST_MODEL}.t": index.index_record(published[1])})
     finally:
         registry.unregister_model(bare)
     params = sum(int(np.prod(w.shape)) for w in zoo.create_model("nin_mnist").weights)
@@ -421,13 +414,14 @@ def test_cards_tabulate_counts_and_say_which_models_have_no_weights(published):
     assert f"| `{TEST_MODEL}.t` | test | 1.50% |" in text and f"{size / 1e6:.1f} MB" in text
 
 
-def test_zoo_readme_lists_every_registered_model_and_tag():
+def test_weights_index_and_zoo_readme_match_the_published_folders():
+    """The index is recomputed from the folders (hashes, sizes, metrics) and the README from both."""
+    assert publish.check() == [], "run python -m nin_keras.zoo.publish --index"
     text = cards.README.read_text()
-    stale = "zoo/README.md is out of date: run python -m nin_keras.zoo.cards"
     for name in zoo.list_models():
-        assert f"`{name}`" in text, stale
-        for tag in zoo.get_model_entry(name).pretrained:
-            assert f"`{name}.{tag}`" in text, stale
+        assert f"`{name}`" in text
+    for preset in zoo.list_models(pretrained=True):
+        assert f"`{preset}`" in text
 
 
 def test_cli_models_prints_counts_and_tags(capsys):
@@ -438,10 +432,15 @@ def test_cli_models_prints_counts_and_tags(capsys):
     params = sum(int(np.prod(w.shape)) for w in zoo.create_model("nin_mnist").weights)
     assert f"{params:,}" in rows["nin_mnist"] and "0.47%" in rows["nin_mnist"]
     assert cli.main(["models", "no_such_model"]) == 1
+    capsys.readouterr()
+    assert cli.main(["models", "mnist", "--pretrained"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:-1]
+    assert [row.split()[0] for row in rows] == zoo.list_models("mnist", pretrained=True)
+    default = f"nin_mnist.{zoo.get_model_entry('nin_mnist').default_tag}"
+    assert any(row.startswith(f"{default} *") for row in rows)
 
 
-PUBLISHED_PRESETS = [f"{name}.{tag}" for name in zoo.list_models(pretrained=True)
-                     for tag in zoo.get_model_entry(name).pretrained]
+PUBLISHED_PRESETS = zoo.list_models(pretrained=True)
 
 
 @pytest.mark.slow
@@ -464,14 +463,12 @@ def test_published_weights_reach_their_recorded_accuracy(preset):
 def test_bundled_weights_load_offline_and_fine_tune(monkeypatch):
     """Every published tag ships in the package: it loads with the network forbidden."""
     monkeypatch.setenv(download.ENV_OFFLINE, "1")
-    published_models = zoo.list_models(pretrained=True)
-    if not published_models:
+    published_presets = zoo.list_models(pretrained=True)
+    if not published_presets:
         pytest.skip("no published weights registered")
-    for name in published_models:
-        entry = zoo.get_model_entry(name)
-        for tag in entry.pretrained:
-            assert (download.BUNDLED_WEIGHTS_DIR / entry.preset_name(tag)).is_dir()
-    name = published_models[0]
+    for preset_name in published_presets:
+        assert (download.BUNDLED_WEIGHTS_DIR / preset_name).is_dir()
+    name = registry.split_name(published_presets[0])[0]
     entry = zoo.get_model_entry(name)
     preset = zoo.load_preset(name)
     assert preset.path == download.BUNDLED_WEIGHTS_DIR / entry.preset_name(entry.default_tag)
@@ -481,3 +478,120 @@ def test_bundled_weights_load_offline_and_fine_tune(monkeypatch):
     body = [layer.name for layer in zoo.create_model(name, include_top=False).layers if layer.weights]
     for layer in body:
         assert _same_weights(tuned.get_layer(layer), preset.model.get_layer(layer))
+
+
+# --------------------------------------------------------------------------- tags are weights
+
+
+@pytest.mark.parametrize("preset", PUBLISHED_PRESETS)
+def test_every_tag_is_weights_for_the_architecture_of_its_name(preset):
+    """``create_model(name)`` and ``create_model(name.tag, pretrained=True)`` build one network;
+    the index's and the metadata's recorded numbers are recomputed from the real model and files."""
+    name, tag = registry.split_name(preset)
+    plain = zoo.create_model(name)
+    loaded = zoo.load_preset(preset)
+    assert loaded.architecture == name and not {"batch_norm", "classes"} & set(loaded.kwargs)
+    assert [w.shape for w in loaded.model.weights] == [w.shape for w in plain.weights]
+    assert loaded.model.input_shape == plain.input_shape
+    assert loaded.metadata["params"] == plain.count_params()
+    record = index.read_index()[preset]
+    assert record["size"] == sum(p.stat().st_size for p in loaded.path.iterdir())
+    assert record["metrics"] == {k: v for k, v in loaded.metadata["metrics"].items()}
+
+
+def test_default_tag_is_the_most_accurate_published_weight_set():
+    def config(tag, accuracy=None):
+        return registry.PretrainedConfig(tag, (), 0, "mnist", "", {} if accuracy is None else {"test_accuracy": accuracy},
+                                         "", None, "", "")
+
+    assert registry.best_tag({"a": config("a", 90.0), "b": config("b", 91.5), "c": config("c", 91.5)}) == "b"
+    assert registry.best_tag({"a": config("a"), "b": config("b")}) == "a"  # no metrics: the first
+    assert registry.best_tag({}) is None
+    entry = zoo.get_model_entry("nin_cifar10")
+    best = max(entry.pretrained.values(), key=lambda c: c.metrics["test_accuracy"])
+    assert entry.default_tag == best.tag
+    assert zoo.load_preset("nin_cifar10").path.name == f"nin_cifar10.{best.tag}"
+
+
+def test_build_model_is_a_deprecated_spelling_of_create_model():
+    with pytest.warns(DeprecationWarning, match="create_model"):
+        model = zoo.build_model("nin_mnist")
+    assert model.count_params() == zoo.create_model("nin_mnist").count_params()
+
+
+def test_loading_a_registered_preset_hashes_each_file_once(monkeypatch):
+    hashed = []
+    real = presets.sha256_file
+
+    def counting(path, *args, **kwargs):
+        hashed.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(presets, "sha256_file", counting)
+    monkeypatch.setattr(download, "sha256_file", counting)
+    zoo.load_preset("nin_mnist")
+    assert sorted(n for n in hashed if n.endswith(".h5")) == ["model.weights.h5", "preprocessing.weights.h5"]
+
+
+def test_altered_bundled_metadata_breaks_the_chain_of_trust(tmp_path, monkeypatch):
+    """The index's sha256 of metadata.json is the anchor: a bundled copy whose metadata was edited
+    (here: its weights' hash replaced to match swapped weights) is not used."""
+    name = zoo.list_models("nin_mnist", pretrained=True)[0]
+    bundled = tmp_path / "bundled"
+    shutil.copytree(download.BUNDLED_WEIGHTS_DIR / name, bundled / name)
+    metadata = json.loads((bundled / name / "metadata.json").read_text())
+    metadata["metrics"]["test_error"] = 0.0
+    (bundled / name / "metadata.json").write_text(json.dumps(metadata))
+    monkeypatch.setattr(download, "BUNDLED_WEIGHTS_DIR", bundled)
+    monkeypatch.setenv(download.ENV_OFFLINE, "1")
+    with pytest.warns(UserWarning, match="altered"), pytest.raises(DownloadError):
+        zoo.load_preset(name)
+
+
+@pytest.fixture
+def bn_preset(tmp_path):
+    """A batch-normalized nin_mnist with non-trivial BN statistics, saved as a preset."""
+    keras.utils.set_random_seed(3)
+    model = zoo.create_model("nin_mnist_bn")
+    for layer in model.layers:
+        for norm in getattr(layer, "norms", ()):
+            shape = norm.moving_mean.shape
+            norm.moving_mean.assign(np.random.default_rng(1).normal(0, 0.3, shape))
+            norm.moving_variance.assign(np.random.default_rng(2).uniform(0.5, 2.0, shape))
+            norm.gamma.assign(np.random.default_rng(4).uniform(0.5, 1.5, shape))
+    folder = tmp_path / "trained"
+    zoo.save_preset(model, folder, {"dataset": "mnist", "source": "test", "metrics": {"test_accuracy": 12.0}},
+                    _preprocessing(), architecture="nin_mnist", architecture_kwargs={"batch_norm": True, "dropout": 0.25})
+    return model, folder
+
+
+def test_publish_folds_batch_norm_into_the_plain_architecture_and_indexes_it(bn_preset, tmp_path):
+    model, folder = bn_preset
+    weights_dir = tmp_path / "weights"
+    out = publish.publish(folder, "nin_mnist.folded", weights_dir=weights_dir, command="publish test")
+    loaded = zoo.load_preset(out)
+    assert loaded.architecture == "nin_mnist" and loaded.kwargs == {}
+    assert loaded.model.count_params() == zoo.create_model("nin_mnist").count_params()
+    source = zoo.load_preset(folder)
+    images = _images(8)
+    np.testing.assert_allclose(loaded.inference_model().predict(images, verbose=0),
+                               source.inference_model().predict(images, verbose=0), atol=1e-5)
+    assert loaded.metadata["folded"]["from"]["kwargs"]["batch_norm"] is True
+    assert loaded.metadata["published_by"] == "publish test"
+    assert index.read_index(weights_dir / "index.json") == index.build_index(weights_dir)["presets"]
+    assert publish.check(weights_dir) == []
+    (out / "metadata.json").write_text((out / "metadata.json").read_text().replace("publish test", "edited"))
+    assert publish.check(weights_dir) != []  # the index no longer matches the folder
+    with pytest.raises(FileExistsError):
+        publish.publish(folder, "nin_mnist.folded", weights_dir=weights_dir)
+
+
+def test_publish_refuses_weights_of_another_architecture_and_bad_names(bn_preset, tmp_path):
+    _, folder = bn_preset
+    with pytest.raises(ValueError, match="<model>.<tag>"):
+        publish.publish(folder, "nin_mnist", weights_dir=tmp_path / "w")
+    with pytest.raises(PresetError, match="trained on 'mnist'"):
+        publish.publish(folder, "nin_cifar10.x", weights_dir=tmp_path / "w")
+    with pytest.raises(WeightsMismatchError):
+        publish.publish(folder, "maxout_mnist.x", weights_dir=tmp_path / "w")
+    assert not (tmp_path / "w").exists()  # nothing half-written

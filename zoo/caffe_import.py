@@ -11,7 +11,7 @@ from nin_keras.data.arrays import fit_preprocessing, load_arrays
 from nin_keras.io_utils import sha256_file
 from nin_keras.layers import ZCAWhitening
 from nin_keras.zoo.presets import save_preset
-from nin_keras.zoo.registry import build_model, get_model_entry
+from nin_keras.zoo.registry import create_model, get_model_entry
 
 
 def import_caffe_preset(
@@ -53,7 +53,7 @@ def import_caffe_preset(
         raise FileExistsError(f"{out} already exists (pass overwrite=True / --overwrite to replace it)")
     entry = get_model_entry(arch)
     caffe_model = read_caffemodel(caffemodel)
-    model = load_caffe_weights(build_model(arch), caffe_model)
+    model = load_caffe_weights(create_model(arch), caffe_model)
     info = dataset_info(entry.dataset)
     preprocessing, note = [], "none fitted: inputs must be preprocessed as the Caffe model's training data was"
     if fit:

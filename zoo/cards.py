@@ -1,22 +1,19 @@
-"""Model cards: per-model summaries and ``zoo/README.md``, generated from the registry.
+"""Model cards: per-model summaries and ``zoo/README.md``, generated from the registry (the
+architectures) and the weights index (the published weight sets and their measured metadata).
 
-Regenerate the zoo README after registering a weight set::
-
-    python -m nin_keras.zoo.cards            # writes zoo/README.md
-    python -m nin_keras.zoo.cards --check    # exit 1 if zoo/README.md is out of date
+``python -m nin_keras.zoo.publish`` regenerates the README when it publishes weights (``--index``
+regenerates it alone, ``--check`` says whether it is stale).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from nin_keras.io_utils import atomic_write
-from nin_keras.zoo import download, registry
+from nin_keras.zoo import download, index, registry
 
 README = Path(__file__).resolve().parent / "README.md"
 DATASET_TITLES = {
@@ -48,7 +45,7 @@ def summarize(name: str) -> ModelSummary:
     from nin_keras.models import count_flops
 
     entry = registry.get_model_entry(name)
-    model = registry.build_model(entry.name)
+    model = registry.create_model(entry.name)
     return ModelSummary(
         name=entry.name,
         dataset=entry.dataset,
@@ -68,7 +65,7 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def _dataset_rows(summaries: Sequence[ModelSummary]) -> list[str]:
+def _dataset_rows(summaries: Sequence[ModelSummary], presets_index: Mapping[str, Mapping[str, Any]]) -> list[str]:
     from nin_keras.data import dataset_info
 
     rows = [
@@ -76,46 +73,36 @@ def _dataset_rows(summaries: Sequence[ModelSummary]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
-        entry = registry.get_model_entry(s.name)
         common = f"{s.params:,} | {s.flops / 1e6:.1f} M"
-        if not entry.pretrained:
+        configs = index.published(s.name, presets_index)
+        if not configs:
             why = "no data here" if s.dataset in NO_DATA else "not trained here"
             paper_way = dataset_info(s.dataset).preprocessing
             rows.append(f"| `{s.name}` | none ({why}) | — | {_percent(s.paper_error)} | {common} | — | paper: {paper_way} |")
-        for tag, cfg in entry.pretrained.items():
+        default = registry.best_tag({c.tag: c for c in configs})
+        for cfg in configs:
             error = cfg.metrics.get("test_error")
             where = f" ({cfg.evaluated_on})" if cfg.evaluated_on else ""
-            counts, variant = _published_architecture(entry.preset_name(tag), common)
+            mark = " (default)" if cfg.tag == default and len(configs) > 1 else ""
             rows.append(
-                f"| `{s.name}.{tag}`{variant} | {cfg.source} | {_percent(error)}{where} | {_percent(cfg.paper_error)} | "
-                f"{counts} | {_megabytes(cfg.size)} | {cfg.preprocessing} |"
+                f"| `{s.name}.{cfg.tag}`{mark} | {cfg.source} | {_percent(error)}{where} | {_percent(cfg.paper_error)} | "
+                f"{common} | {_megabytes(cfg.size)} | {cfg.preprocessing} |"
             )
     return rows
 
 
-def _published_architecture(preset: str, default_counts: str) -> tuple[str, str]:
-    """Params/MACs and builder arguments of a bundled preset (its weights may be a variant, e.g.
-    with batch norm); the architecture's defaults when the preset is not bundled."""
-    folder = download.BUNDLED_WEIGHTS_DIR / preset
-    try:
-        metadata = json.loads((folder / "metadata.json").read_text())
-        kwargs = json.loads((folder / "config.json").read_text()).get("kwargs", {})
-        counts = f"{metadata['params']:,} | {metadata['flops'] / 1e6:.1f} M"
-    except (OSError, ValueError, KeyError, TypeError):
-        return default_counts, ""
-    shown = [f"{k}={v}" for k, v in sorted(kwargs.items()) if k not in ("include_top", "input_shape", "name")]
-    return counts, f" ({', '.join(shown)})" if shown else ""
-
-
-def render(names: Iterable[str] | None = None) -> str:
-    """The zoo README (markdown) for ``names`` (default: every registered model)."""
+def render(names: Iterable[str] | None = None, presets_index: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The zoo README (markdown) for ``names`` (default: every registered model), with the weight
+    sets of ``presets_index`` (default: the package's ``zoo/weights/index.json``)."""
+    presets_index = index.read_index() if presets_index is None else presets_index
     summaries = [summarize(name) for name in (names if names is not None else registry.list_models())]
-    with_weights = [s.name for s in summaries if s.tags]
-    without = [s.name for s in summaries if not s.tags]
+    with_weights = [s.name for s in summaries if index.published(s.name, presets_index)]
+    without = [s.name for s in summaries if s.name not in with_weights]
     lines = [
         "# The nin-keras model zoo",
         "",
-        "<!-- Generated by `python -m nin_keras.zoo.cards` from the registry (zoo/models.py); do not edit. -->",
+        "<!-- Generated by `python -m nin_keras.zoo.publish` from the registry (zoo/models.py) and the weights index "
+        "(zoo/weights/index.json); do not edit. -->",
         "",
         "Errors are test-set errors in percent; *paper* is Lin, Chen & Yan (2014) for NIN and Goodfellow",
         "et al. (2013) for Maxout, without data augmentation. MACs are multiply-adds per image",
@@ -130,27 +117,32 @@ def render(names: Iterable[str] | None = None) -> str:
     ]
     for dataset in sorted({s.dataset for s in summaries}, key=list(DATASET_TITLES).index):
         lines += [f"## {DATASET_TITLES[dataset]}", ""]
-        lines += _dataset_rows([s for s in summaries if s.dataset == dataset])
+        lines += _dataset_rows([s for s in summaries if s.dataset == dataset], presets_index)
         lines.append("")
     lines += [
         "## Using the zoo",
         "",
         "```python",
         "from nin_keras import zoo",
-        "zoo.list_models(pretrained=True)",
-        'model = zoo.create_model("nin_mnist", pretrained=True)              # network only',
+        "zoo.list_models(pretrained=True)                  # every weight set, as name.tag",
+        'classifier = zoo.from_preset("nin_mnist")         # raw images in, preprocessing inside',
+        "classifier.classify(uint8_images, top_k=3)       # class names and probabilities",
+        'model = zoo.create_model("nin_mnist", pretrained=True)              # the bare network',
         'tuned = zoo.create_model("nin_mnist", pretrained=True, classes=5)   # body reused, new classifier',
-        'preset = zoo.load_preset("nin_mnist")        # + fitted preprocessing + metadata',
-        "probabilities = preset.inference_model().predict(uint8_images)",
         "```",
+        "",
+        "A tag is weights only: every tag of a name loads into the network `create_model(name)` builds",
+        "(weights trained with batch normalization are published folded into the plain layout). The",
+        "default tag of a name, marked *(default)*, is its most accurate published weight set.",
         "",
         "CLI: `nin-keras models [PATTERN] [--pretrained]`.",
         "",
         "## Where weights come from",
         "",
         "Each weight set is a preset folder `<model>.<tag>/` (`config.json`, `model.weights.h5`,",
-        "`preprocessing.weights.h5`, `metadata.json`); the registry holds every file's sha256 and each",
-        "copy is checked against it. Resolution order:",
+        "`preprocessing.weights.h5`, `metadata.json`). The weights index (`zoo/weights/index.json`) holds",
+        "the sha256 of `config.json` and `metadata.json`, the metadata holds the weights files' own, and",
+        "every copy is checked along that chain. Resolution order:",
         "",
         f"1. the copy bundled in the package (`zoo/weights/<model>.<tag>/`), if every file verifies;",
         f"2. the cache: `${download.ENV_HOME}`, else `$KERAS_HOME/nin_keras`, else `~/.keras/nin_keras`",
@@ -163,33 +155,23 @@ def render(names: Iterable[str] | None = None) -> str:
         "## Publishing a weight set",
         "",
         "1. Train (`nin-keras train RECIPE`) or convert; the run writes a preset with `save_preset`.",
-        "2. Copy the preset folder to `zoo/weights/<model>.<tag>/`.",
-        "3. Add its `PretrainedConfig` to the model in `zoo/models.py`:",
-        "   `python -m nin_keras.zoo.presets zoo/weights/<model>.<tag> <tag>` prints it (files, sha256,",
-        "   metrics and the command that measured them, from the preset's metadata).",
-        "4. Regenerate this file: `python -m nin_keras.zoo.cards`.",
+        "2. `python -m nin_keras.zoo.publish PRESET_FOLDER <model>.<tag> --evaluate` folds batch norms",
+        "   into the plain layout (checking the outputs), measures the test split, writes",
+        "   `zoo/weights/<model>.<tag>/`, regenerates the index and this file.",
+        "3. `python -m nin_keras.zoo.publish --check` (also a test) says whether either is stale.",
         "",
     ]
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nin_keras.zoo.cards", description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=README, help=f"where to write (default {README})")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from a fresh render")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
-        if current != text:
-            print(f"{args.output} is out of date: run python -m nin_keras.zoo.cards", file=sys.stderr)
-            return 1
-        return 0
-    with atomic_write(args.output) as tmp:
+def write(text: str, path: Path = README) -> Path:
+    """Write the rendered README atomically."""
+    with atomic_write(path) as tmp:
         tmp.write_text(text)
-    print(f"wrote {args.output}")
-    return 0
+    return path
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def is_current(path: Path = README) -> bool:
+    """Whether ``path`` equals a fresh ``render()``."""
+    return path.is_file() and path.read_text() == render()
+

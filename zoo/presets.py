@@ -240,7 +240,7 @@ def save_preset(
     """Write ``model`` (+ fitted preprocessing) as a preset folder, atomically.
 
     Args:
-        model: a network built by ``create_model``/``build_model`` (or pass ``architecture``).
+        model: a network built by ``create_model`` (or pass ``architecture``).
         path: the preset folder to create.
         metadata: at least ``dataset``; usually also ``class_names``, ``metrics`` (percentages),
             ``command`` (what measured them), ``paper_error``, ``license``, ``source``. The fields
@@ -330,7 +330,8 @@ def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
 
     A zoo name (``"nin_mnist"`` for the default weights, ``"nin_cifar10.caffe"`` for a tag) is
     resolved as described in ``nin_keras.zoo.download`` (bundled, cache, mirror) and every file is
-    checked against the registry's sha256. A URL's ``config.json`` and ``metadata.json`` are
+    checked along the chain of trust: the weights index's sha256 of ``config.json`` and
+    ``metadata.json``, the metadata's of the weights files. A URL's ``config.json`` and ``metadata.json`` are
     validated instead of hashed (no registry vouches for them; a copy that does not parse never
     enters the cache), its weights checked against the metadata's sha256 and size.
 
@@ -340,7 +341,9 @@ def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
         ValueError: unknown zoo name (with close matches).
         DownloadError, HashMismatchError: a file could not be fetched or verified.
     """
-    return _load_folder(_resolve(preset, cache_dir))
+    ref = os.fspath(preset)
+    # A fetched preset's files were hashed on the way in; a local folder's are hashed on loading.
+    return _load_folder(_resolve(ref, cache_dir), verified=not os.path.isdir(ref))
 
 
 def from_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> ImageClassifier:
@@ -349,17 +352,29 @@ def from_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
     return load_preset(preset, cache_dir=cache_dir).classifier()
 
 
-def _resolve(preset: str | os.PathLike, cache_dir: str | os.PathLike | None) -> Path:
-    ref = os.fspath(preset)
+def _resolve(ref: str, cache_dir: str | os.PathLike | None) -> Path:
     if os.path.isdir(ref):
         return Path(ref)
     if ref.startswith(_URL_SCHEMES):
         return _fetch_url_preset(ref, cache_dir)
     if os.sep in ref or ref.startswith("."):
         raise PresetError(f"Preset folder {ref} does not exist.")
-    entry, config = registry.get_pretrained_config(ref)
-    return download.resolve_files(entry.preset_name(config.tag), config.file_hashes, config.urls, cache_dir=cache_dir,
-                                  sizes=config.file_sizes)
+    return _resolve_registered(*registry.get_pretrained_config(ref), cache_dir)
+
+
+def _resolve_registered(entry: registry.ModelEntry, config: registry.PretrainedConfig,
+                        cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder of a registered weight set, every file verified along the chain of trust: the
+    index's sha256 of ``config.json`` and ``metadata.json``, then the metadata's of the weights.
+    Each file is hashed once here (``_load_folder(..., verified=True)`` does not hash again)."""
+    name = entry.preset_name(config.tag)
+    anchors = download.resolve_files(name, config.file_hashes, config.urls, cache_dir=cache_dir, sizes=config.file_sizes)
+    metadata = parse_metadata(_read_json(anchors, METADATA_FILE), str(anchors / METADATA_FILE))
+    listed = metadata["files"]
+    # The anchors are hashed again with the weights (a few kB) so that all files come from one folder.
+    return download.resolve_files(name, {**config.file_hashes, **{n: info["sha256"] for n, info in listed.items()}},
+                                  config.urls, cache_dir=cache_dir,
+                                  sizes={**config.file_sizes, **{n: info["size"] for n, info in listed.items()}})
 
 
 def _fetch_url_preset(url: str, cache_dir: str | os.PathLike | None) -> Path:
@@ -385,16 +400,17 @@ def _fetch_url_preset(url: str, cache_dir: str | os.PathLike | None) -> Path:
     return local
 
 
-def _load_folder(folder: Path) -> Preset:
+def _load_folder(folder: Path, verified: bool = False) -> Preset:
+    """Load a preset folder; ``verified``: its files' sha256 were just checked (registry path)."""
     architecture, kwargs = parse_config(_read_json(folder, CONFIG_FILE), str(folder / CONFIG_FILE))
     metadata = parse_metadata(_read_json(folder, METADATA_FILE), str(folder / METADATA_FILE))
     if WEIGHTS_FILE not in metadata["files"]:
         raise PresetError(f"{folder / METADATA_FILE}: 'files' does not list {WEIGHTS_FILE}.")
     for name, info in metadata["files"].items():
-        _verify_file(folder, name, info)
+        _verify_file(folder, name, info, hash_contents=not verified)
     _check_declared_sizes(kwargs, metadata, folder)
     try:
-        model = registry.build_model(architecture, **kwargs)
+        model = registry.build_architecture(architecture, **kwargs)
     except (TypeError, ValueError) as err:
         raise PresetError(f"{folder / CONFIG_FILE}: cannot build {architecture!r} with kwargs {kwargs}: {err}") from err
     _check_shapes(model, metadata["layers"], folder / WEIGHTS_FILE)
@@ -403,8 +419,9 @@ def _load_folder(folder: Path) -> Preset:
     return Preset(model, preprocessing, metadata, architecture, kwargs, folder)
 
 
-def _verify_file(folder: Path, name: str, info: Mapping[str, Any]) -> None:
-    """A listed file must be a file inside ``folder`` with the listed size and sha256."""
+def _verify_file(folder: Path, name: str, info: Mapping[str, Any], hash_contents: bool = True) -> None:
+    """A listed file must be a file inside ``folder`` with the listed size and sha256 (the hash is
+    skipped with ``hash_contents=False``, for files the caller has just verified)."""
     path = folder / name
     if not path.is_file():
         raise PresetError(f"Preset {folder} has no {name} (listed in {METADATA_FILE}).")
@@ -413,6 +430,8 @@ def _verify_file(folder: Path, name: str, info: Mapping[str, Any]) -> None:
     size = path.stat().st_size
     if size != info["size"]:
         raise PresetError(f"{path} is altered or corrupt: {size} bytes, {METADATA_FILE} says {info['size']}.")
+    if not hash_contents:
+        return
     actual = sha256_file(path)
     if actual != info["sha256"]:
         raise PresetError(f"{path} is altered or corrupt: sha256 {actual}, {METADATA_FILE} says {info['sha256']}.")
@@ -515,8 +534,8 @@ def load_pretrained(
     built and the weights copied by layer name (``transfer_weights``), leaving the classifier
     fresh where its shapes changed.
     """
-    folder = download.resolve_files(entry.preset_name(config.tag), config.file_hashes, config.urls, sizes=config.file_sizes)
-    preset = _load_folder(folder)
+    folder = _resolve_registered(entry, config)
+    preset = _load_folder(folder, verified=True)
     if preset.architecture != entry.name:
         raise PresetError(f"{folder / CONFIG_FILE} is for {preset.architecture!r}, the registry expects {entry.name!r}.")
     # Compare as JSON (tuples vs lists) with the builders' include_top default made explicit.
@@ -524,7 +543,7 @@ def load_pretrained(
     target_args = json.loads(json.dumps({**source_args, **arguments}))
     if target_args == source_args:
         return preset.model
-    target = registry.build_model(entry.name, **target_args)
+    target = registry.build_architecture(entry.name, **target_args)
     fresh = classifier_layer_names(entry.name, target_args) if target_args.get("include_top", True) else set()
     transfer_weights(preset.model, target, fresh)
     return target
@@ -533,8 +552,8 @@ def load_pretrained(
 def classifier_layer_names(architecture: str, arguments: Mapping[str, Any]) -> set[str]:
     """Names of the layers ``include_top`` adds to zoo ``architecture`` built with ``arguments``
     (NIN: the last mlpconv, whose final 1x1 convolution has one map per class, and the GAP head)."""
-    top = registry.build_model(architecture, **{**arguments, "include_top": True})
-    body = registry.build_model(architecture, **{**arguments, "include_top": False})
+    top = registry.build_architecture(architecture, **{**arguments, "include_top": True})
+    body = registry.build_architecture(architecture, **{**arguments, "include_top": False})
     return {layer.name for layer in top.layers} - {layer.name for layer in body.layers}
 
 
@@ -578,53 +597,3 @@ def transfer_weights(source: keras.Model, target: keras.Model, fresh: Iterable[s
                     f"the pretrained {source.name!r} has {tuple(value.shape)}."
                 )
     return skipped
-
-
-def preset_file_specs(folder: str | os.PathLike) -> tuple[registry.WeightsFile, ...]:
-    """Size and sha256 of every file in a preset folder, for its ``PretrainedConfig`` in the registry."""
-    folder = Path(folder)
-    names = [CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, PREPROCESSING_FILE]
-    return tuple(
-        registry.WeightsFile(name, sha256_file(folder / name), (folder / name).stat().st_size)
-        for name in names
-        if (folder / name).is_file()
-    )
-
-
-def pretrained_config(folder: str | os.PathLike, tag: str, evaluated_on: str = "") -> registry.PretrainedConfig:
-    """The registry entry for publishing the preset in ``folder`` under ``tag``, from its metadata.
-
-    ``repr`` of the result is the Python literal to paste into ``zoo/models.py``; run
-    ``python -m nin_keras.zoo.presets FOLDER TAG`` to print it.
-    """
-    folder = Path(folder)
-    metadata = parse_metadata(_read_json(folder, METADATA_FILE), str(folder / METADATA_FILE))
-    steps = [spec.get("class_name", "?") for spec in metadata.get("preprocessing", [])]
-    return registry.PretrainedConfig(
-        tag=tag,
-        files=preset_file_specs(folder),
-        dataset=metadata["dataset"],
-        preprocessing=" → ".join(steps) or "none",
-        metrics={k: v for k, v in (metadata.get("metrics") or {}).items() if isinstance(v, (int, float))},
-        command=str(metadata.get("command") or ""),
-        paper_error=metadata.get("paper_error"),
-        license=str(metadata.get("license") or ""),
-        source=_one_line(metadata.get("source")),
-        evaluated_on=evaluated_on or _one_line(metadata.get("evaluated_on")),
-    )
-
-
-
-def _one_line(value: Any) -> str:
-    """A metadata value as one line of text (structured values as compact JSON)."""
-    if value is None or isinstance(value, str):
-        return value or ""
-    return json.dumps(value, sort_keys=True, default=_json_default)
-
-
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) not in (3, 4):
-        sys.exit("usage: python -m nin_keras.zoo.presets PRESET_FOLDER TAG [EVALUATED_ON]")
-    print(repr(pretrained_config(*sys.argv[1:])))

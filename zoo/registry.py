@@ -1,16 +1,22 @@
 """The model registry: zoo names -> architecture builders and their published weight sets.
 
-A zoo entry is a builder function decorated with ``@register_model`` (see ``zoo/models.py``),
-with default keyword arguments and the pretrained weight sets (*tags*) published for it. A weight
-set is a preset folder named ``<model>.<tag>`` (e.g. ``nin_cifar10.caffe``); the registry holds
-each of its files' sha256, which is what every copy (bundled, cached, downloaded) is checked
-against.
+A zoo entry is one architecture: a builder registered with ``register_model`` (see
+``zoo/models.py``), its default keyword arguments and the pretrained weight sets (*tags*)
+published for it. A tag is weights only: every tag of a name loads into the network
+``create_model(name)`` builds (variants such as batch normalization are names of their own,
+``nin_cifar10_bn``). A weight set is a preset folder named ``<model>.<tag>`` (e.g.
+``nin_cifar10.caffe``); the registry holds the sha256 of its ``config.json`` and
+``metadata.json`` (from ``zoo/weights/index.json``, see ``nin_keras.zoo.index``), and the metadata
+holds the weights files' sha256, so every copy (bundled, cached, downloaded) is checked along
+that chain. The default tag of a name is its best published weights.
 
 Example:
     >>> from nin_keras import zoo
     >>> zoo.list_models("nin_cifar10*")
     ['nin_cifar10', 'nin_cifar100', 'nin_cifar100_bn', 'nin_cifar10_bn']
-    >>> model = zoo.create_model("nin_mnist", pretrained=True)          # published weights
+    >>> zoo.list_models("nin_mnist", pretrained=True)
+    ['nin_mnist.fast']
+    >>> model = zoo.create_model("nin_mnist", pretrained=True)          # best published weights
     >>> tuned = zoo.create_model("nin_mnist", pretrained=True, classes=5)  # body reused, new classifier
 """
 
@@ -21,6 +27,8 @@ import difflib
 import fnmatch
 import importlib
 import json
+import math
+import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -41,16 +49,19 @@ class WeightsFile:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainedConfig:
-    """A published weight set (one *tag*) of a zoo model.
+    """A published weight set (one *tag*) of a zoo model, as the weights index records it.
 
     Args:
         tag: the part after the dot in ``<model>.<tag>``.
-        files: every file of the preset folder, with sha256 and size.
+        files: the preset's ``config.json`` and ``metadata.json`` with sha256 and size (the
+            metadata lists the weights files' own).
+        size: total bytes of the preset folder.
         dataset: data set name the metrics were measured on (``nin_keras.data`` names).
         preprocessing: one-line summary; the full spec and fitted statistics are in the preset.
         metrics: measured numbers, percentages, e.g. ``{"test_error": 0.52}``.
         command: the command that measured ``metrics``.
-        paper_error: the paper's test error (%) for this setting, None if it gives none.
+        paper_error: the paper's test error (%) these weights compare with (with augmentation
+            when their recipe augments), None if the paper gives none.
         license: license of the weights.
         source: where the weights come from (training recipe and run, or original release).
         evaluated_on: what the metrics were measured on, in words (e.g. "CIFAR-10 (JPEG copy) test split").
@@ -60,6 +71,7 @@ class PretrainedConfig:
 
     tag: str
     files: tuple[WeightsFile, ...]
+    size: int
     dataset: str
     preprocessing: str
     metrics: Mapping[str, float]
@@ -77,11 +89,6 @@ class PretrainedConfig:
     @property
     def file_sizes(self) -> dict[str, int]:
         return {f.name: f.size for f in self.files}
-
-    @property
-    def size(self) -> int:
-        """Total bytes of the preset's files."""
-        return sum(f.size for f in self.files)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +108,15 @@ class ModelEntry:
 
     @property
     def default_tag(self) -> str | None:
-        """The first registered tag: what ``pretrained=True`` loads."""
-        return next(iter(self.pretrained), None)
+        """What ``pretrained=True`` loads: ``best_tag`` of the published weight sets."""
+        return best_tag(self.pretrained)
+
+
+def best_tag(configs: Mapping[str, PretrainedConfig]) -> str | None:
+    """The tag with the highest measured test accuracy (the first on a tie, or when none records
+    one); None without weight sets."""
+    accuracy = {tag: cfg.metrics.get("test_accuracy", -math.inf) for tag, cfg in configs.items()}
+    return max(accuracy, key=accuracy.__getitem__, default=None)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -129,7 +143,8 @@ def register_model(
         dataset: the data set the architecture is laid out for.
         defaults: keyword arguments always passed to the builder (e.g. ``{"batch_norm": True}``).
         paper_error: the paper's test error (%), None if the paper reports none.
-        pretrained: published weight sets; the first is the default for ``pretrained=True``.
+        pretrained: published weight sets (the built-in models' come from the weights index);
+            the most accurate is the default for ``pretrained=True``.
         description: one line; default the builder docstring's first line.
 
     Returns:
@@ -174,12 +189,14 @@ def _load_builtin() -> None:
 
 
 def list_models(pattern: str | None = None, pretrained: bool | None = None) -> list[str]:
-    """Sorted zoo model names.
+    """Sorted zoo names: architectures, or (``pretrained=True``) weight sets ``name.tag``.
 
     Args:
-        pattern: shell-style pattern (``"nin_cifar*"``); without wildcards, a substring.
-        pretrained: True lists only models with published weights, False only those without,
-            None all.
+        pattern: shell-style pattern (``"nin_cifar*"``) matched against the architecture name;
+            without wildcards, a substring.
+        pretrained: True lists every published weight set as ``name.tag`` (what
+            ``create_model(..., pretrained=True)`` and ``from_preset`` accept), False the
+            architectures without weights, None every architecture.
     """
     _load_builtin()
     if pattern and not any(ch in pattern for ch in "*?["):
@@ -188,9 +205,10 @@ def list_models(pattern: str | None = None, pretrained: bool | None = None) -> l
     for entry in _REGISTRY.values():
         if pattern and not fnmatch.fnmatchcase(entry.name, pattern):
             continue
-        if pretrained is not None and bool(entry.pretrained) != pretrained:
-            continue
-        names.append(entry.name)
+        if pretrained is True:
+            names += [entry.preset_name(tag) for tag in entry.pretrained]
+        elif pretrained is None or not entry.pretrained:
+            names.append(entry.name)
     return sorted(names)
 
 
@@ -223,7 +241,7 @@ def get_pretrained_config(name: str, pretrained: bool | str = True) -> tuple[Mod
     if tag is None:
         raise ValueError(
             f"Zoo model {entry.name!r} has no published weights (nothing was trained for it here); "
-            f"use pretrained=False. Models with weights: {list_models(pretrained=True)}."
+            f"use pretrained=False. Published weights: {list_models(pretrained=True)}."
         )
     if tag not in entry.pretrained:
         raise ValueError(
@@ -232,8 +250,9 @@ def get_pretrained_config(name: str, pretrained: bool | str = True) -> tuple[Mod
     return entry, entry.pretrained[tag]
 
 
-def build_model(name: str, **kwargs: Any) -> keras.Model:
-    """Build zoo architecture ``name`` with random weights: ``builder(**defaults, **kwargs)``.
+def build_architecture(name: str, **kwargs: Any) -> keras.Model:
+    """Zoo architecture ``name`` with random weights: ``builder(**defaults, **kwargs)``, nothing
+    else (what rebuilding a preset's recorded architecture needs; users call ``create_model``).
 
     The model remembers its architecture name and keyword arguments (when JSON can hold them), so
     ``save_preset`` can write them to the preset's ``config.json``.
@@ -246,6 +265,13 @@ def build_model(name: str, **kwargs: Any) -> keras.Model:
     except TypeError:  # an argument JSON cannot hold (e.g. a Python callable): no preset for this model
         pass
     return model
+
+
+def build_model(name: str, **kwargs: Any) -> keras.Model:
+    """Deprecated spelling of ``create_model(name, **kwargs)`` (random weights)."""
+    warnings.warn("nin_keras.zoo.build_model is deprecated; use nin_keras.zoo.create_model (the same call).",
+                  DeprecationWarning, stacklevel=2)
+    return create_model(name, **kwargs)
 
 
 def architecture_of(model: keras.Model) -> tuple[str, dict[str, Any]] | None:
@@ -291,7 +317,7 @@ def create_model(
     if input_shape is not None:
         arguments["input_shape"] = list(input_shape)
     if not pretrained:
-        return build_model(name, **arguments)
+        return build_architecture(name, **arguments)
     from nin_keras.zoo import presets  # presets builds through this module: import on use
 
     entry, config = get_pretrained_config(name, pretrained)

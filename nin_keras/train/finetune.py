@@ -277,7 +277,7 @@ def _body_layer_names(source) -> list[str]:
 def _new_classifier(source, classes: int, dtype_policy: str | None, pretrained: bool) -> keras.Model:
     """The preset's architecture with ``classes`` outputs; the body's weights copied when
     ``pretrained``, the classifier's fresh where its shapes changed."""
-    from nin_keras.zoo import build_model, transfer_weights
+    from nin_keras.zoo import create_model, transfer_weights
     from nin_keras.zoo.presets import classifier_layer_names
 
     arguments = {**source.kwargs, "classes": classes}
@@ -285,7 +285,7 @@ def _new_classifier(source, classes: int, dtype_policy: str | None, pretrained: 
     if dtype_policy:
         keras.config.set_dtype_policy(dtype_policy)
     try:
-        model = build_model(source.architecture, **arguments)
+        model = create_model(source.architecture, **arguments)
     finally:
         keras.config.set_dtype_policy(previous)
     if pretrained:
@@ -295,9 +295,9 @@ def _new_classifier(source, classes: int, dtype_policy: str | None, pretrained: 
 
 def _float32(model: keras.Model, source, classes: int) -> keras.Model:
     """The trained network as a float32 model (a preset is float32 whatever it trained in)."""
-    from nin_keras.zoo import build_model
+    from nin_keras.zoo import create_model
 
-    network = build_model(source.architecture, **{**source.kwargs, "classes": classes})
+    network = create_model(source.architecture, **{**source.kwargs, "classes": classes})
     network.set_weights(model.get_weights())
     return network
 

@@ -471,7 +471,7 @@ def _finish(recipe, model, average, preprocess, out_dir, history, extra, data_di
     measured too (``test_without_ema`` in ``metrics.json``), which is what the average gave.
     """
     from nin_keras.data import dataset_info
-    from nin_keras.zoo import build_model, get_model_entry, inference_model, save_preset
+    from nin_keras.zoo import create_model, get_model_entry, inference_model, save_preset
     from nin_keras.zoo.registry import architecture_of
 
     architecture, kwargs = architecture_of(model)
@@ -479,7 +479,7 @@ def _finish(recipe, model, average, preprocess, out_dir, history, extra, data_di
 
     # The preset is a float32 network: under mixed precision a default-policy twin carries the weights.
     trained = model
-    network = build_model(architecture, **kwargs) if mixed_precision_policy(recipe) else trained
+    network = create_model(architecture, **kwargs) if mixed_precision_policy(recipe) else trained
 
     def sync():
         if network is not trained:
