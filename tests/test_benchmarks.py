@@ -153,3 +153,20 @@ def test_cpu_features_reads_the_flags_line(tmp_path):
     # In SPEED_FEATURES order, and only those (fpu and sse2 are not listed).
     assert common.cpu_features(cpuinfo) == ["avx2", "avx512f", "avx512_vnni", "amx_int8"]
     assert common.cpu_features(tmp_path / "missing") == []
+
+
+def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
+    import ablation
+
+    from nin_keras.train import load_recipe
+    from nin_keras.train.recipes import validate_recipe
+
+    base = load_recipe(ablation.RECIPE)
+    full = ablation.variant_recipe(base, None, 2, 100, 50)
+    assert full["dataset"]["subset_seed"] == 0 and full["epochs"] == 2
+    for name, edit in ablation.VARIANTS.items():
+        recipe = ablation.variant_recipe(base, edit, 2, 100, 50)
+        validate_recipe(recipe)
+        changed = {key for key in set(recipe) | set(full) if recipe.get(key) != full.get(key)}
+        assert len(changed) == (0 if edit is None else 1), (name, changed)
+    assert base == load_recipe(ablation.RECIPE)  # variants are copies

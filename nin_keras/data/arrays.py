@@ -84,7 +84,9 @@ def load_arrays(dataset: Mapping[str, Any], split: str, data_dir: str | os.PathL
 
     Args:
         dataset: the recipe's ``dataset`` block: ``name``, optional ``source`` and optional
-            ``train_examples`` / ``test_examples`` (keep only the first N, for quick runs).
+            ``train_examples`` / ``test_examples`` (keep only N examples, for quick runs: the
+            first N, or with ``subset_seed`` N drawn at random with that seed, which a data set
+            stored class by class, such as the CIFAR-10 JPEG copy, needs).
         split: ``"train"`` or ``"test"``.
         data_dir: local data folder (see ``nin_keras.data.load_dataset``).
     """
@@ -92,13 +94,18 @@ def load_arrays(dataset: Mapping[str, Any], split: str, data_dir: str | os.PathL
 
     ds = load_dataset(dataset["name"], split, source=dataset.get("source", "auto"), data_dir=data_dir)
     limit = dataset.get(f"{split}_examples")
-    if limit:
+    seed = dataset.get("subset_seed")
+    if limit and seed is None:
         ds = ds.take(int(limit))
     images, labels = [], []
     for x, y in ds.batch(4096).as_numpy_iterator():
         images.append(x)
         labels.append(y)
-    return np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int64)
+    images, labels = np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int64)
+    if limit and seed is not None:
+        keep = np.sort(np.random.default_rng(int(seed)).permutation(len(labels))[: int(limit)])
+        images, labels = images[keep], labels[keep]
+    return images, labels
 
 
 def fit_preprocessing(layers: Sequence[keras.layers.Layer], images: np.ndarray, chunk: int = 2048) -> None:
