@@ -404,7 +404,8 @@ def test_short_training_improves_accuracy_and_writes_everything(tmp_path):
     assert len(rows) == 4 and rows[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["command"] == "pytest" and len(metrics["history"]) == 3
-    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("curves.png", "time_to_accuracy.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The preset's inference model (raw uint8 in) reproduces the recorded test number.
     again = evaluate_preset(result.preset_dir, data_dir=None, source="local", limit=500)
     assert again["accuracy"] == pytest.approx(result.test_metrics["accuracy"])
