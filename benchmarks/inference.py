@@ -56,7 +56,7 @@ RAW, PREPROCESSED = "raw pixels", "preprocessed"
 
 def source_model(preset: str, quick: bool) -> tuple[Any, keras.Model]:
     """``(what export() takes, the float32-input Keras inference model)``."""
-    from nin_keras.zoo import presets, registry
+    from nin_keras.zoo import load_preset, presets, registry
 
     if quick:
         keras.utils.set_random_seed(0)
@@ -64,7 +64,7 @@ def source_model(preset: str, quick: bool) -> tuple[Any, keras.Model]:
                                         [keras.layers.Rescaling(1 / 255)], input_dtype="float32",
                                         name="nin_cifar10_random")
         return model, model
-    return preset, presets.load_preset(preset).inference_model(input_dtype="float32")
+    return preset, load_preset(preset).inference_model(input_dtype="float32")
 
 
 def measure(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray,

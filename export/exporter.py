@@ -233,15 +233,16 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
     model is taken as an inference model (raw images in); its data set is ``dataset``, or the
     zoo entry's when the zoo built it.
     """
-    from nin_keras.zoo import presets, registry
+    from nin_keras.zoo import load_preset, presets, registry
+    from nin_keras.zoo.preset_format import WEIGHTS_FILE
 
     preset_name, weights_file, preset = None, None, None
     if isinstance(model_or_name, (str, os.PathLike)):
-        preset = presets.load_preset(model_or_name)
+        preset = load_preset(model_or_name)
         network, preprocessing = preset.model, preset.preprocessing
         dataset = dataset or preset.metadata.get("dataset")
         preset_name = os.fspath(model_or_name)
-        weights_file = preset.metadata["files"][presets.WEIGHTS_FILE]["sha256"]
+        weights_file = preset.metadata["files"][WEIGHTS_FILE]["sha256"]
         base_name = Path(preset_name).name if os.path.isdir(preset_name) else preset_name
     elif isinstance(model_or_name, keras.Model):
         preprocessing, network = split_preprocessing(model_or_name)

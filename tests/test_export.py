@@ -24,7 +24,7 @@ pytest.importorskip("tf2onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("ai_edge_litert")
 
-from nin_keras import cli  # noqa: E402
+from nin_keras import cli, zoo  # noqa: E402
 from nin_keras.errors import ExportError  # noqa: E402
 from nin_keras.export import ParityTolerance, Predictor, export, parity_report  # noqa: E402
 from nin_keras.export import samples  # noqa: E402
@@ -100,7 +100,7 @@ def pretrained_preset(name: str):
     """The published preset ``name`` if the zoo has weights for it here, else skip."""
     if not registry.get_model_entry(name).pretrained:
         pytest.skip(f"no published weights for {name} in this checkout")
-    return presets.load_preset(name)
+    return zoo.load_preset(name)
 
 
 def tiny_model(name: str = "tiny") -> keras.Model:
@@ -193,7 +193,7 @@ def float_exports(tmp_path_factory):
     cases = {}
     for name, include_preprocessing in (("nin_mnist", True), ("nin_cifar10", False)):
         if registry.get_model_entry(name).pretrained:
-            preset = presets.load_preset(name)
+            preset = zoo.load_preset(name)
             network, preprocessing = preset.model, preset.preprocessing
         else:
             keras.utils.set_random_seed(0)
@@ -337,7 +337,7 @@ def test_int8_exports_report_agreement_and_accuracy(tmp_path):
     """Full-integer TFLite and static QDQ ONNX on real MNIST: agreement and accuracy recorded and
     recomputed here from the artifacts' own outputs."""
     if registry.get_model_entry("nin_mnist").pretrained:
-        preset = presets.load_preset("nin_mnist")
+        preset = zoo.load_preset("nin_mnist")
         inference = preset.inference_model(input_dtype="float32")
         tolerance = ParityTolerance()  # a trained model must meet the documented bounds
     else:
@@ -483,7 +483,7 @@ def test_cli_export_then_predict_matches_keras(tmp_path, capsys):
     files = [tmp_path / f"{i}.png" for i in range(3)]
     for file, image in zip(files, images):
         Image.fromarray(image[..., 0]).save(file)
-    expected = keras_probabilities(presets.load_preset(preset).inference_model("float32"),
+    expected = keras_probabilities(zoo.load_preset(preset).inference_model("float32"),
                                    images).argmax(1)
     for artifact in sorted(out.glob("*.onnx")) + sorted(out.glob("*.tflite")):
         assert cli.main(["predict", str(artifact), *map(str, files), "--top-k", "2", "--json"]) == 0

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from nin_keras import cli, zoo
 from nin_keras.errors import DownloadError, PresetError, WeightsMismatchError
-from nin_keras.zoo import cards, download, index, presets, publish, registry
+from nin_keras.zoo import cards, download, index, preset_format, preset_loader, publish, registry
 from nin_keras import models as builders
 
 MEAN, STD = 33.3, 78.5
@@ -247,7 +247,7 @@ _json = st.recursive(
 _config_like = st.fixed_dictionaries(
     {},
     optional={
-        "format": st.sampled_from([presets.FORMAT, "keras", 1]),
+        "format": st.sampled_from([preset_format.FORMAT, "keras", 1]),
         "format_version": st.sampled_from([1, 2, True, "1"]),
         "architecture": st.sampled_from(["nin_mnist", "nin_mnist ", None, 3]) | st.text(max_size=12),
         "kwargs": _json,
@@ -259,7 +259,7 @@ _config_like = st.fixed_dictionaries(
 @given(config=_json | _config_like)
 def test_fuzz_config_parser_accepts_or_raises_preset_error(config):
     try:
-        architecture, kwargs = presets.parse_config(config)
+        architecture, kwargs = preset_format.parse_config(config)
     except PresetError:
         return
     assert architecture in zoo.list_models() and isinstance(kwargs, dict)
@@ -269,7 +269,7 @@ def test_fuzz_config_parser_accepts_or_raises_preset_error(config):
 @given(metadata=_json | st.fixed_dictionaries({"dataset": st.just("mnist"), "input_shape": st.just([28, 28, 1]), "files": _json, "layers": _json}))
 def test_fuzz_metadata_parser_accepts_or_raises_preset_error(metadata):
     try:
-        presets.parse_metadata(metadata)
+        preset_format.parse_metadata(metadata)
     except PresetError:
         return
     assert isinstance(metadata["files"], dict) and isinstance(metadata["layers"], dict)
@@ -281,7 +281,7 @@ def test_fuzz_config_file_bytes(raw):
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.json").write_bytes(raw)
         try:
-            presets.parse_config(presets._read_json(Path(tmp), "config.json"))
+            preset_format.parse_config(preset_format.read_preset_json(Path(tmp), "config.json"))
         except PresetError:
             pass
 
@@ -521,13 +521,13 @@ def test_build_model_is_a_deprecated_spelling_of_create_model():
 
 def test_loading_a_registered_preset_hashes_each_file_once(monkeypatch):
     hashed = []
-    real = presets.sha256_file
+    real = preset_loader.sha256_file
 
     def counting(path, *args, **kwargs):
         hashed.append(Path(path).name)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(presets, "sha256_file", counting)
+    monkeypatch.setattr(preset_loader, "sha256_file", counting)
     monkeypatch.setattr(download, "sha256_file", counting)
     zoo.load_preset("nin_mnist")
     assert sorted(n for n in hashed if n.endswith(".h5")) == ["model.weights.h5", "preprocessing.weights.h5"]

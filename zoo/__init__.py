@@ -28,10 +28,10 @@ _EXPORTS = {
     "ImageClassifier": "classifier",
     "Preset": "presets",
     "save_preset": "presets",
-    "load_preset": "presets",
-    "from_preset": "presets",
+    "load_preset": "preset_loader",
+    "from_preset": "preset_loader",
     "inference_model": "presets",
-    "transfer_weights": "presets",
+    "transfer_weights": "transfer",
     "fetch": "download",
     "import_caffe_preset": "caffe_import",
 }

@@ -144,7 +144,7 @@ def render(names: Iterable[str] | None = None, presets_index: Mapping[str, Mappi
         "the sha256 of `config.json` and `metadata.json`, the metadata holds the weights files' own, and",
         "every copy is checked along that chain. Resolution order:",
         "",
-        f"1. the copy bundled in the package (`zoo/weights/<model>.<tag>/`), if every file verifies;",
+        "1. the copy bundled in the package (`zoo/weights/<model>.<tag>/`), if every file verifies;",
         f"2. the cache: `${download.ENV_HOME}`, else `$KERAS_HOME/nin_keras`, else `~/.keras/nin_keras`",
         "   (a corrupt cached file is deleted and fetched again);",
         f"3. a download from `${download.ENV_MIRROR}/<model>.<tag>/<file>` (http, https or file URLs).",

@@ -155,7 +155,7 @@ class ImageClassifier(keras.Model):
                     input_dtype: str = "float32") -> "ImageClassifier":
         """Load a preset (zoo name such as ``"nin_cifar10"`` or ``"nin_cifar10.caffe"``, a folder or
         an ``http(s)://``/``file://`` URL; see ``load_preset``) as a classifier."""
-        from nin_keras.zoo.presets import load_preset
+        from nin_keras.zoo.preset_loader import load_preset
 
         return load_preset(preset, cache_dir=cache_dir).classifier(input_dtype=input_dtype)
 

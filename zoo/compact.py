@@ -60,7 +60,8 @@ def make_compact_preset(
     """
     from nin_keras.data.arrays import load_arrays
     from nin_keras.train.evaluate import evaluate_model
-    from nin_keras.zoo.presets import inference_model, load_preset, save_preset
+    from nin_keras.zoo.preset_loader import load_preset
+    from nin_keras.zoo.presets import inference_model, save_preset
 
     source = load_preset(preset)
     positions = [i for i, layer in enumerate(source.preprocessing) if isinstance(layer, ZCAWhitening)]

@@ -26,7 +26,8 @@ import numpy as np
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.layers import MLPConv
 from nin_keras.models.folding import fold_batch_norm
-from nin_keras.zoo import cards, index, presets, registry
+from nin_keras.zoo import cards, index, presets, registry, transfer
+from nin_keras.zoo.preset_loader import load_preset
 
 #: Largest difference between the probabilities of a BN network and its folded twin that
 #: publishing accepts (float32 rounding gives about 1e-6).
@@ -67,7 +68,7 @@ def _published_network(preset: presets.Preset, name: str) -> tuple[keras.Model, 
                    "by": "nin_keras.models.folding.fold_batch_norm",
                    "max_probability_difference": difference, "checked_on": f"{len(images)} random images"}
     else:
-        presets.transfer_weights(source, target)  # raises, naming the layer, when a weight does not fit
+        transfer.transfer_weights(source, target)  # raises, naming the layer, when a weight does not fit
     return target, folding
 
 
@@ -108,7 +109,7 @@ def publish(
     if not tag or not tag.isidentifier():
         raise ValueError(f"`name` must be '<model>.<tag>' with an identifier tag, got {name!r}.")
     entry = registry.get_model_entry(base)
-    preset = presets.load_preset(Path(source))
+    preset = load_preset(Path(source))
     if preset.metadata["dataset"] != entry.dataset:
         raise PresetError(f"{source} was trained on {preset.metadata['dataset']!r}; {base!r} is laid out for {entry.dataset!r}.")
     network, folding = _published_network(preset, base)

@@ -318,7 +318,7 @@ def create_model(
         arguments["input_shape"] = list(input_shape)
     if not pretrained:
         return build_architecture(name, **arguments)
-    from nin_keras.zoo import presets  # presets builds through this module: import on use
+    from nin_keras.zoo import transfer  # transfer loads presets, which build through this module: import on use
 
     entry, config = get_pretrained_config(name, pretrained)
-    return presets.load_pretrained(entry, config, arguments)
+    return transfer.load_pretrained(entry, config, arguments)

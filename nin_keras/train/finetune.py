@@ -6,7 +6,7 @@ Images of any size and mode become the model's input through the preset's input 
 (``nin_keras.data.input_policy``). The pretrained body is reused and a new classifier with one
 output per class folder goes on top: for a NIN, the last mlpconv keeps its first convolutions
 and gets a new final 1x1 convolution with one map per class, feeding the global-average-pooling
-head (``nin_keras.zoo.presets.classifier_layer_names``).
+head (``nin_keras.zoo.transfer.classifier_layer_names``).
 
 Training runs in the library's one training loop (``nin_keras.train.loop.train``): the same
 progress bar, validation accuracy each epoch, atomic checkpoints every N steps and at every
@@ -268,7 +268,7 @@ def _augmentation(policy) -> list[dict[str, Any]]:
 
 
 def _body_layer_names(source) -> list[str]:
-    from nin_keras.zoo.presets import classifier_layer_names
+    from nin_keras.zoo.transfer import classifier_layer_names
 
     top = classifier_layer_names(source.architecture, source.kwargs)
     return [layer.name for layer in source.model.layers if layer.name not in top]
@@ -278,7 +278,7 @@ def _new_classifier(source, classes: int, dtype_policy: str | None, pretrained: 
     """The preset's architecture with ``classes`` outputs; the body's weights copied when
     ``pretrained``, the classifier's fresh where its shapes changed."""
     from nin_keras.zoo import create_model, transfer_weights
-    from nin_keras.zoo.presets import classifier_layer_names
+    from nin_keras.zoo.transfer import classifier_layer_names
 
     arguments = {**source.kwargs, "classes": classes}
     previous = keras.config.dtype_policy()

@@ -1,0 +1,160 @@
+"""The preset folder format: its files, and validating what they hold before anything is built.
+
+A preset folder holds::
+
+    config.json               {"format": "nin_keras.preset", "format_version": 1,
+                               "architecture": "<zoo name>", "kwargs": {<builder arguments>}}
+    model.weights.h5          the network's weights (Keras format: ``model.load_weights`` reads it)
+    preprocessing.weights.h5  fitted statistics of the preprocessing layers (ZCA mean/matrix, ...)
+    metadata.json             dataset, class names, input shape, input policy (optional: how an
+                              image file becomes the input; default: the data set's, see
+                              ``nin_keras.data.input_policy``), preprocessing spec (serialized
+                              Keras layers), metrics and the command that measured them, paper
+                              error, parameters, FLOPs, per-layer weight shapes, each weights
+                              file's size and sha256, license, source
+
+``presets.save_preset`` writes it, ``preset_loader.load_preset`` reads it; both go through this
+module's parsers and helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from nin_keras.data.input_policy import InputPolicy
+from nin_keras.errors import PresetError
+from nin_keras.io_utils import read_json
+from nin_keras.zoo import registry
+
+FORMAT = "nin_keras.preset"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+METADATA_FILE = "metadata.json"
+WEIGHTS_FILE = "model.weights.h5"
+PREPROCESSING_FILE = "preprocessing.weights.h5"
+#: Largest ``config.json`` / ``metadata.json`` fetched for a URL preset (no registry lists their
+#: sizes; the published ones are under 40 kB).
+MAX_JSON_BYTES = 16 << 20
+
+
+def read_preset_json(folder: Path, file_name: str) -> Any:
+    path = folder / file_name
+    if not path.is_file():
+        raise PresetError(f"Preset {folder} has no {file_name}.")
+    return read_json(path, error=PresetError)
+
+
+def parse_config(config: Any, source: str = CONFIG_FILE) -> tuple[str, dict[str, Any]]:
+    """Validate a parsed ``config.json``; return ``(architecture, kwargs)``.
+
+    Raises:
+        PresetError: not an object, wrong format or version, architecture not a registered zoo
+            name, or kwargs not an object (or setting ``weights``).
+    """
+    if not isinstance(config, dict):
+        raise PresetError(f"{source} must hold a JSON object, got {type(config).__name__}.")
+    if config.get("format") != FORMAT:
+        raise PresetError(f"{source}: 'format' must be {FORMAT!r}, got {config.get('format')!r}.")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise PresetError(f"{source}: unsupported 'format_version' {version!r} (this library reads {FORMAT_VERSION}).")
+    architecture = config.get("architecture")
+    if not isinstance(architecture, str):
+        raise PresetError(f"{source}: 'architecture' must be a zoo model name, got {architecture!r}.")
+    try:
+        registry.get_model_entry(architecture)
+    except ValueError as err:
+        raise PresetError(f"{source}: {err}") from err
+    kwargs = config.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise PresetError(f"{source}: 'kwargs' must be an object, got {type(kwargs).__name__}.")
+    if "weights" in kwargs:
+        # The weights are the preset's model.weights.h5; a path here would read any file on disk.
+        raise PresetError(f"{source}: 'kwargs' must not set 'weights'.")
+    return architecture, kwargs
+
+
+def parse_metadata(metadata: Any, source: str = METADATA_FILE) -> dict[str, Any]:
+    """Validate a parsed ``metadata.json`` (the fields loading relies on); return it.
+
+    Raises:
+        PresetError: a required field is missing or has the wrong type.
+    """
+    if not isinstance(metadata, dict):
+        raise PresetError(f"{source} must hold a JSON object, got {type(metadata).__name__}.")
+
+    def check(key: str, ok: bool, what: str) -> None:
+        if not ok:
+            raise PresetError(f"{source}: {key!r} must be {what}, got {metadata.get(key)!r}.")
+
+    check("dataset", isinstance(metadata.get("dataset"), str), "a data set name")
+    shape = metadata.get("input_shape")
+    check("input_shape", isinstance(shape, list) and all(d is None or _is_int(d) and d > 0 for d in shape), "a list of positive ints")
+    files = metadata.get("files")
+    check(
+        "files",
+        isinstance(files, dict)
+        and all(isinstance(v, dict) and isinstance(v.get("sha256"), str) and _is_int(v.get("size")) and v["size"] >= 0
+                for v in files.values()),
+        'an object {file: {"sha256": str, "size": int}}',
+    )
+    # Names only: a path ("../../etc/hostname", "/etc/hostname") would make loading hash, and its
+    # error message disclose, a file outside the preset.
+    outside = [name for name in files if not _is_plain_name(name)]
+    if outside:
+        raise PresetError(f"{source}: 'files' may only name files inside the preset folder, got {outside}.")
+    layers = metadata.get("layers")
+    check(
+        "layers",
+        isinstance(layers, dict)
+        and all(isinstance(v, list) and all(isinstance(s, list) and all(_is_int(d) for d in s) for s in v) for v in layers.values()),
+        "an object {layer: [weight shapes]}",
+    )
+    check("preprocessing", isinstance(metadata.get("preprocessing", []), list), "a list of layer configs")
+    names = metadata.get("class_names")
+    check("class_names", names is None or isinstance(names, list) and all(isinstance(n, str) for n in names), "a list of strings")
+    if metadata.get("input_policy") is not None:
+        try:
+            InputPolicy.from_dict(metadata["input_policy"])
+        except ValueError as err:
+            raise PresetError(f"{source}: 'input_policy' is malformed: {err}") from err
+    return metadata
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_plain_name(name: str) -> bool:
+    """A file name without any path: no separator, not ``.``/``..``, not empty, no NUL."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def weight_shapes(model: keras.Model) -> dict[str, list[list[int]]]:
+    """Top-level layer name -> shapes of its weights, for layers that have weights."""
+    return {layer.name: [list(w.shape) for w in layer.weights] for layer in model.layers if layer.weights}
+
+
+
+
+def json_default(value: Any) -> Any:
+    # Layer configs hold tuples and NumPy scalars; JSON has lists and plain numbers.
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+
+
+def preprocessing_stack(layers: Sequence[keras.layers.Layer], input_shape: Sequence[int | None]) -> keras.Sequential:
+    """The layers in a built Sequential: Keras's own weights format reads and writes them."""
+    stack = keras.Sequential(list(layers))
+    stack.build((None, *input_shape))
+    return stack

@@ -1,0 +1,235 @@
+"""Loading presets: from a local folder, an ``http(s)://``/``file://`` URL or a zoo name.
+
+Loading follows Keras ``safe_mode``: the architecture is a registered zoo name and the
+preprocessing layers must be registered Keras classes; nothing in a preset can run code. Every
+file is checked before it is read: a zoo name's along the chain of trust (the weights index's
+sha256 of ``config.json`` and ``metadata.json``, the metadata's of the weights), a folder's and a
+URL's against its metadata, and the declared sizes before any weight is allocated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+
+import nin_keras.layers  # noqa: F401  (registers the library's preprocessing layers for safe loading)
+from nin_keras.errors import PresetError, WeightsMismatchError
+from nin_keras.io_utils import read_json, sha256_file
+from nin_keras.zoo import download, registry
+from nin_keras.zoo.classifier import ImageClassifier
+from nin_keras.zoo.preset_format import (
+    CONFIG_FILE,
+    MAX_JSON_BYTES,
+    METADATA_FILE,
+    PREPROCESSING_FILE,
+    WEIGHTS_FILE,
+    parse_config,
+    parse_metadata,
+    preprocessing_stack,
+    read_preset_json,
+    weight_shapes,
+)
+from nin_keras.zoo.presets import Preset
+
+_URL_SCHEMES = ("http://", "https://", "file://")
+
+
+def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Preset:
+    """Load a preset: a local folder, an ``http(s)://``/``file://`` URL of a folder, or a zoo name.
+
+    A zoo name (``"nin_mnist"`` for the default weights, ``"nin_cifar10.caffe"`` for a tag) is
+    resolved as described in ``nin_keras.zoo.download`` (bundled, cache, mirror) and every file is
+    checked along the chain of trust: the weights index's sha256 of ``config.json`` and
+    ``metadata.json``, the metadata's of the weights files. A URL's ``config.json`` and ``metadata.json`` are
+    validated instead of hashed (no registry vouches for them; a copy that does not parse never
+    enters the cache), its weights checked against the metadata's sha256 and size.
+
+    Raises:
+        PresetError: a file is missing, malformed or altered, or a layer class is not registered.
+        WeightsMismatchError: the weights do not fit the architecture in config.json (names the layer).
+        ValueError: unknown zoo name (with close matches).
+        DownloadError, HashMismatchError: a file could not be fetched or verified.
+    """
+    ref = os.fspath(preset)
+    # A fetched preset's files were hashed on the way in; a local folder's are hashed on loading.
+    return load_folder(_resolve(ref, cache_dir), verified=not os.path.isdir(ref))
+
+
+def from_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> ImageClassifier:
+    """``load_preset(preset)`` as an ``ImageClassifier`` that takes raw images (see ``load_preset``
+    for what ``preset`` may be); its ``backbone`` is the bare network."""
+    return load_preset(preset, cache_dir=cache_dir).classifier()
+
+
+def _resolve(ref: str, cache_dir: str | os.PathLike | None) -> Path:
+    if os.path.isdir(ref):
+        return Path(ref)
+    if ref.startswith(_URL_SCHEMES):
+        return _fetch_url_preset(ref, cache_dir)
+    if os.sep in ref or ref.startswith("."):
+        raise PresetError(f"Preset folder {ref} does not exist.")
+    return resolve_registered(*registry.get_pretrained_config(ref), cache_dir)
+
+
+def resolve_registered(entry: registry.ModelEntry, config: registry.PretrainedConfig,
+                        cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder of a registered weight set, every file verified along the chain of trust: the
+    index's sha256 of ``config.json`` and ``metadata.json``, then the metadata's of the weights.
+    Each file is hashed once here (``load_folder(..., verified=True)`` does not hash again)."""
+    name = entry.preset_name(config.tag)
+    anchors = download.resolve_files(name, config.file_hashes, config.urls, cache_dir=cache_dir, sizes=config.file_sizes)
+    metadata = parse_metadata(read_preset_json(anchors, METADATA_FILE), str(anchors / METADATA_FILE))
+    listed = metadata["files"]
+    # The anchors are hashed again with the weights (a few kB) so that all files come from one folder.
+    return download.resolve_files(name, {**config.file_hashes, **{n: info["sha256"] for n, info in listed.items()}},
+                                  config.urls, cache_dir=cache_dir,
+                                  sizes={**config.file_sizes, **{n: info["size"] for n, info in listed.items()}})
+
+
+def _fetch_url_preset(url: str, cache_dir: str | os.PathLike | None) -> Path:
+    """Fetch a URL preset's files into the cache. No registry vouches for its config and metadata,
+    so they are validated instead: a copy that does not parse never enters the cache, and a cached
+    one that does not (any more) is fetched again. The weights are checked against the metadata's
+    sha256 and size."""
+    folder = "url-" + hashlib.sha256(url.encode()).hexdigest()[:16]
+    base = url.rstrip("/")
+
+    def get(name: str, sha256: str | None = None, size: int = MAX_JSON_BYTES, parse=None) -> Path:
+        source = download.join_url(base, name)
+        validate = None if parse is None else lambda path: parse(read_json(path, source, PresetError), source)
+        return download.fetch(f"{folder}/{name}", sha256, [source], cache_dir, mirror=False, max_bytes=size,
+                              validate=validate)
+
+    local = get(CONFIG_FILE, parse=parse_config).parent
+    metadata_source = download.join_url(base, METADATA_FILE)
+    metadata = parse_metadata(read_json(get(METADATA_FILE, parse=parse_metadata), metadata_source, PresetError),
+                              metadata_source)
+    for name, info in metadata["files"].items():
+        get(name, info["sha256"], info["size"])
+    return local
+
+
+def load_folder(folder: Path, verified: bool = False) -> Preset:
+    """Load a preset folder; ``verified``: its files' sha256 were just checked (registry path)."""
+    architecture, kwargs = parse_config(read_preset_json(folder, CONFIG_FILE), str(folder / CONFIG_FILE))
+    metadata = parse_metadata(read_preset_json(folder, METADATA_FILE), str(folder / METADATA_FILE))
+    if WEIGHTS_FILE not in metadata["files"]:
+        raise PresetError(f"{folder / METADATA_FILE}: 'files' does not list {WEIGHTS_FILE}.")
+    for name, info in metadata["files"].items():
+        _verify_file(folder, name, info, hash_contents=not verified)
+    _check_declared_sizes(kwargs, metadata, folder)
+    try:
+        model = registry.build_architecture(architecture, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise PresetError(f"{folder / CONFIG_FILE}: cannot build {architecture!r} with kwargs {kwargs}: {err}") from err
+    _check_shapes(model, metadata["layers"], folder / WEIGHTS_FILE)
+    _load_weights(model, folder / WEIGHTS_FILE, f"does not fit {architecture!r}")
+    preprocessing = _load_preprocessing(folder, metadata)
+    return Preset(model, preprocessing, metadata, architecture, kwargs, folder)
+
+
+def _verify_file(folder: Path, name: str, info: Mapping[str, Any], hash_contents: bool = True) -> None:
+    """A listed file must be a file inside ``folder`` with the listed size and sha256 (the hash is
+    skipped with ``hash_contents=False``, for files the caller has just verified)."""
+    path = folder / name
+    if not path.is_file():
+        raise PresetError(f"Preset {folder} has no {name} (listed in {METADATA_FILE}).")
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise PresetError(f"{path} links to a file outside the preset folder; refusing to read it.")
+    size = path.stat().st_size
+    if size != info["size"]:
+        raise PresetError(f"{path} is altered or corrupt: {size} bytes, {METADATA_FILE} says {info['size']}.")
+    if not hash_contents:
+        return
+    actual = sha256_file(path)
+    if actual != info["sha256"]:
+        raise PresetError(f"{path} is altered or corrupt: sha256 {actual}, {METADATA_FILE} says {info['sha256']}.")
+
+
+def _check_declared_sizes(kwargs: Mapping[str, Any], metadata: Mapping[str, Any], folder: Path) -> None:
+    """Check the sizes config and metadata declare against the verified weights file, before the
+    model is built: building allocates every weight, so a config claiming 2,000,000 classes would
+    take gigabytes before the shape check could refuse it.
+
+    Raises:
+        PresetError: ``layers`` records more weight values than the weights file can hold (at
+            least one byte each).
+        WeightsMismatchError: ``classes`` differs from the outputs of the classifier (the last
+            layer with weights, whose last weight holds one value per class).
+    """
+    layers = metadata["layers"]
+    recorded = sum(math.prod(shape) for shapes in layers.values() for shape in shapes)
+    size = metadata["files"][WEIGHTS_FILE]["size"]
+    if recorded > size:
+        raise PresetError(f"{folder / METADATA_FILE}: 'layers' records {recorded} weight values, more than "
+                          f"{WEIGHTS_FILE} ({size} bytes) holds.")
+    classes = kwargs.get("classes")
+    if not isinstance(classes, (int, float)) or isinstance(classes, bool) or kwargs.get("include_top", True) is False:
+        return  # absent, or a type the builder itself refuses
+    classifier, shapes = next(reversed(layers.items()), (None, []))
+    outputs = shapes[-1][-1] if shapes and shapes[-1] else None
+    if classes != outputs:
+        raise WeightsMismatchError(f"{folder / CONFIG_FILE}: 'classes' is {classes!r}, but the classifier "
+                                   f"{classifier!r} in {WEIGHTS_FILE} has {outputs} outputs.")
+
+
+def _load_weights(target: keras.Model, path: Path, misfit: str) -> None:
+    """``target.load_weights(path)``, with the file's faults as library errors naming it.
+
+    Raises:
+        PresetError: not a readable weights file (truncated, random or foreign bytes: h5py
+            raises ``OSError``, ``KeyError`` or ``RuntimeError``).
+        WeightsMismatchError: readable, but the weights do not fit ``target`` (``misfit`` says how).
+    """
+    try:
+        target.load_weights(path)
+    except ValueError as err:
+        raise WeightsMismatchError(f"{path} {misfit}: {err}") from err
+    except (OSError, KeyError, RuntimeError) as err:
+        raise PresetError(f"{path} is not a readable Keras weights file ({type(err).__name__}: {err}).") from err
+
+
+def _check_shapes(model: keras.Model, expected: Mapping[str, list], weights_path: Path) -> None:
+    """Compare the model's per-layer weight shapes with the preset's record, naming the first misfit."""
+    actual = weight_shapes(model)
+    for name, shapes in actual.items():
+        if name not in expected:
+            raise WeightsMismatchError(f"Layer {name!r} of {model.name!r} has no weights in {weights_path}.")
+        if expected[name] != shapes:
+            raise WeightsMismatchError(
+                f"Layer {name!r} of {model.name!r} has weight shapes {shapes}, {weights_path} holds {expected[name]}."
+            )
+    extra = sorted(set(expected) - set(actual))
+    if extra:
+        raise WeightsMismatchError(f"{weights_path} has weights for layers {extra} that {model.name!r} lacks.")
+
+
+def _load_preprocessing(folder: Path, metadata: Mapping[str, Any]) -> list[keras.layers.Layer]:
+    layers = []
+    for i, spec in enumerate(metadata.get("preprocessing", [])):
+        where = f"{folder / METADATA_FILE}: preprocessing[{i}]"
+        if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str):
+            raise PresetError(f"{where} is not a serialized Keras layer.")
+        try:
+            layer = keras.saving.deserialize_keras_object(spec, safe_mode=True)
+        except Exception as err:  # Keras raises TypeError/ValueError/KeyError for unknown or bad configs
+            raise PresetError(f"{where}: cannot load layer class {spec['class_name']!r}: {err}") from err
+        if not isinstance(layer, keras.layers.Layer):
+            raise PresetError(f"{where}: {spec['class_name']!r} is not a Keras layer.")
+        layers.append(layer)
+    if not layers:
+        return layers
+    weights = folder / PREPROCESSING_FILE
+    if not weights.is_file():
+        raise PresetError(f"Preset {folder} has preprocessing layers but no {PREPROCESSING_FILE}.")
+    if PREPROCESSING_FILE not in metadata["files"]:  # listed files are verified; others never load
+        raise PresetError(f"{folder / METADATA_FILE}: 'files' does not list {PREPROCESSING_FILE}, so it cannot be verified.")
+    _load_weights(preprocessing_stack(layers, metadata["input_shape"]), weights,
+                  f"does not fit the preprocessing layers in {METADATA_FILE}")
+    return layers
