@@ -106,7 +106,7 @@ def test_cosine_and_one_cycle_against_formulas():
 def test_every_zoo_recipe_is_valid_and_buildable():
     import keras
 
-    from nin_keras.train.loop import build_layers
+    from nin_keras.train.components import build_layers
     from nin_keras.zoo import list_models
 
     names = list_recipes()
@@ -284,7 +284,8 @@ def test_epoch_pipeline_is_seeded_and_a_resumed_epoch_sees_the_same_batches():
     import keras
     import tensorflow as tf
 
-    from nin_keras.train.loop import _Loop, build_layers
+    from nin_keras.train.components import build_layers
+    from nin_keras.train.loop import _Loop
 
     recipe = tiny_recipe(batch_size=4)
     recipe["augmentation"] = [{"module": "nin_keras.layers", "class_name": "RandomPadCrop",
@@ -317,7 +318,8 @@ def test_l2_weight_decay_is_caffe_style_and_decoupled_decay_skips_biases():
     import keras
     import tensorflow as tf
 
-    from nin_keras.train.loop import _Loop, build_layers, build_optimizer
+    from nin_keras.train.components import build_layers, build_optimizer
+    from nin_keras.train.loop import _Loop
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (8, 2, 2, 1), dtype=np.uint8)
@@ -353,28 +355,28 @@ def test_l2_weight_decay_is_caffe_style_and_decoupled_decay_skips_biases():
 
 
 def test_training_arrays_splits_and_holdout(monkeypatch):
-    from nin_keras.train import loop
+    from nin_keras.train import splits
 
     def fake_load(dataset, split, data_dir=None):
         n = {"train": 10, "extra": 5, "valid": 3}[split]
         offset = {"train": 0, "extra": 100, "valid": 200}[split]
         return np.zeros((n, 2, 2, 1), np.uint8), np.arange(offset, offset + n, dtype=np.int64)
 
-    monkeypatch.setattr(loop, "load_arrays", fake_load)
-    _, y_train, _, y_val = loop.training_arrays(tiny_recipe(validation={"holdout": 4}))
+    monkeypatch.setattr(splits, "load_arrays", fake_load)
+    _, y_train, _, y_val = splits.training_arrays(tiny_recipe(validation={"holdout": 4}))
     assert len(y_val) == 4 and sorted([*y_train, *y_val]) == list(range(10))
     svhn_like = tiny_recipe(validation={"split": "valid"})
     svhn_like["dataset"]["train_splits"] = ["train", "extra"]
-    _, y_train, _, y_val = loop.training_arrays(svhn_like)
+    _, y_train, _, y_val = splits.training_arrays(svhn_like)
     assert list(y_train) == list(range(10)) + list(range(100, 105)) and list(y_val) == [200, 201, 202]
-    _, y_train, x_val, _ = loop.training_arrays(tiny_recipe(validation={}))
+    _, y_train, x_val, _ = splits.training_arrays(tiny_recipe(validation={}))
     assert len(y_train) == 10 and len(x_val) == 0
     with pytest.raises(ValueError, match="holdout"):
-        loop.training_arrays(tiny_recipe(validation={"holdout": 10}))
+        splits.training_arrays(tiny_recipe(validation={"holdout": 10}))
 
 
 def test_holdout_is_stratified_and_seeded_even_when_the_source_lists_class_by_class():
-    from nin_keras.train.loop import stratified_holdout
+    from nin_keras.train.splits import stratified_holdout
 
     labels = np.repeat(np.arange(10), [500] * 9 + [300])  # sorted by class, one smaller class
     held = stratified_holdout(labels, 480, seed=1)

@@ -36,7 +36,9 @@ from nin_keras.data.image_folder import read_labelled_images
 from nin_keras.tensorflow_only import import_tensorflow
 from nin_keras.errors import DataError
 from nin_keras.train.evaluate import evaluate_model
-from nin_keras.train.loop import RunParts, build_layers, stratified_holdout, train
+from nin_keras.train.components import build_layers
+from nin_keras.train.loop import RunParts, train
+from nin_keras.train.splits import stratified_holdout
 
 tf = import_tensorflow(__name__)
 

@@ -52,12 +52,14 @@ from nin_keras.tensorflow_only import import_tensorflow
 tf = import_tensorflow(__name__)
 
 from nin_keras.train import strategy as strategy_lib
-from nin_keras.data.arrays import fit_preprocessing, load_arrays
-from nin_keras.train.evaluate import evaluate_model
+from nin_keras.data.arrays import fit_preprocessing
+from nin_keras.train.components import build_layers, build_network, build_optimizer, is_decayed
 from nin_keras.train.checkpoint import load_checkpoint, save_checkpoint, weights_digest
 from nin_keras.train.ema import WeightAverage
 from nin_keras.train.history import write_history
 from nin_keras.train.recipes import mixed_precision_policy, validate_recipe
+from nin_keras.train.run_preset import finish_run
+from nin_keras.train.splits import training_arrays
 from nin_keras.train.schedules import make_schedule
 
 CHECKPOINT = "checkpoint.npz"
@@ -83,82 +85,6 @@ class TrainResult:
     preset_dir: Path | None
     weights_digest: str
     resumed_from: dict[str, int] | None
-
-
-def training_arrays(recipe: Mapping[str, Any], data_dir: str | os.PathLike | None = None):
-    """``(x_train, y_train, x_val, y_val)`` as the recipe's ``dataset`` and ``validation`` say.
-
-    ``dataset.train_splits`` (default ``["train"]``) are concatenated. ``validation`` is
-    ``{"holdout": N}`` (N training images held out, stratified by class and drawn with the
-    recipe's seed: ``stratified_holdout``), ``{"split": name}`` (a separate split such as SVHN's
-    ``valid``) or empty (no validation).
-    """
-    dataset = recipe["dataset"]
-    parts = [load_arrays(dataset, split, data_dir) for split in dataset.get("train_splits", ["train"])]
-    x_train = np.concatenate([p[0] for p in parts])
-    y_train = np.concatenate([p[1] for p in parts])
-    validation = recipe.get("validation") or {}
-    if "split" in validation:
-        x_val, y_val = load_arrays(dataset, validation["split"], data_dir)
-        return x_train, y_train, x_val, y_val
-    holdout = int(validation.get("holdout", 0))
-    if not 0 <= holdout < len(x_train):
-        raise ValueError(f"validation holdout must be in [0, {len(x_train)}), got {holdout}")
-    held = np.zeros(len(y_train), bool)
-    held[stratified_holdout(y_train, holdout, int(recipe["seed"]))] = True
-    return x_train[~held], y_train[~held], x_train[held], y_train[held]
-
-
-def stratified_holdout(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``count`` examples, each class in proportion to its share of ``labels``
-    (largest remainders; ties broken at random), drawn without replacement from ``seed``.
-
-    Not simply the last ``count`` examples: that is the papers' protocol for the publishers'
-    shuffled files, but sources listed class by class (the CIFAR-10 JPEG copy's folders) would
-    then hold out whole classes and train without them.
-    """
-    rng = np.random.default_rng([seed, 2])
-    classes, sizes = np.unique(labels, return_counts=True)
-    quotas = sizes * count / len(labels)
-    take = np.floor(quotas).astype(int)
-    shuffled = rng.permutation(len(classes))
-    largest = shuffled[np.argsort(-(quotas - take)[shuffled], kind="stable")]
-    take[largest[: count - take.sum()]] += 1
-    chosen = [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take)]
-    return np.sort(np.concatenate(chosen))
-
-
-def build_layers(configs: Sequence[Mapping[str, Any]]) -> list[keras.layers.Layer]:
-    """Keras layers from a recipe's list of layer configs (preprocessing or augmentation)."""
-    import nin_keras.layers  # noqa: F401  (registers the nin_keras layer classes)
-
-    return [keras.layers.deserialize(dict(c)) for c in configs]
-
-
-def build_optimizer(
-    config: Mapping[str, Any], weight_decay: Mapping[str, Any] | None, policy: str | None = None
-) -> keras.optimizers.Optimizer:
-    """The recipe's optimizer (``{"name": "sgd", "learning_rate": ..., ...}``), with decoupled
-    weight decay when asked, wrapped in a ``LossScaleOptimizer`` under the ``mixed_float16``
-    dtype ``policy`` (float16 gradients underflow without loss scaling; bfloat16 ones do not)."""
-    options = dict(config)
-    name = options.pop("name")
-    if weight_decay and weight_decay.get("mode", "l2") == "decoupled":
-        options["weight_decay"] = float(weight_decay["value"])
-    try:
-        optimizer = keras.optimizers.deserialize({"class_name": name, "config": options})
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"bad optimizer {name!r} with options {options}: {e}") from None
-    if "weight_decay" in options:
-        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    if policy == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def _decayed(variable) -> bool:
-    """Kernels of convolutions and dense layers are decayed; biases and batch-norm parameters are not."""
-    return variable.name.startswith("kernel")
 
 
 def _seeded(configs: Sequence[Mapping[str, Any]], seed: int, epoch: int) -> list[dict[str, Any]]:
@@ -268,7 +194,7 @@ class _Loop:
             penalties = [tf.cast(l, "float32") for l in self.model.losses]
             if self.l2:
                 penalties.append(
-                    0.5 * self.l2 * tf.add_n([tf.reduce_sum(tf.square(v)) for v in self.model.trainable_variables if _decayed(v)])
+                    0.5 * self.l2 * tf.add_n([tf.reduce_sum(tf.square(v)) for v in self.model.trainable_variables if is_decayed(v)])
                 )
             if penalties:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(penalties))
@@ -380,7 +306,7 @@ def train(
 
     policy = mixed_precision_policy(recipe)
     with strategy.scope():
-        model = parts.build_model(input_shape, policy) if parts else _build_model(recipe["model"], input_shape, policy)
+        model = parts.build_model(input_shape, policy) if parts else build_network(recipe["model"], input_shape, policy)
         optimizer = build_optimizer(recipe["optimizer"], recipe.get("weight_decay"), policy)
         optimizer.build(model.trainable_variables)
         average = WeightAverage(model, **recipe["ema"]) if recipe.get("ema") else None
@@ -460,78 +386,8 @@ def train(
     if chief and parts:
         test_metrics, preset_dir = parts.finish(model, average, state["history"], extra)
     elif chief:
-        test_metrics, preset_dir = _finish(recipe, model, average, preprocess, out_dir, state["history"], extra, data_dir, verbose)
+        test_metrics, preset_dir = finish_run(recipe, model, average, preprocess, out_dir, state["history"], extra, data_dir, verbose)
     return TrainResult(out_dir, state["history"], test_metrics, preset_dir, digest, resumed_from)
-
-
-def _finish(recipe, model, average, preprocess, out_dir, history, extra, data_dir, verbose):
-    """Measure the test split through the inference model and write the preset (chief only).
-
-    With a weight average, the preset holds the averaged weights; the last step's weights are
-    measured too (``test_without_ema`` in ``metrics.json``), which is what the average gave.
-    """
-    from nin_keras.data import dataset_info
-    from nin_keras.zoo import create_model, get_model_entry, inference_model, save_preset
-    from nin_keras.zoo.registry import architecture_of
-
-    architecture, kwargs = architecture_of(model)
-    x_test, y_test = load_arrays(recipe["dataset"], "test", data_dir)
-
-    # The preset is a float32 network: under mixed precision a default-policy twin carries the weights.
-    trained = model
-    network = create_model(architecture, **kwargs) if mixed_precision_policy(recipe) else trained
-
-    def sync():
-        if network is not trained:
-            network.set_weights(trained.get_weights())
-
-    sync()
-    inference = inference_model(network, preprocess)
-    if average is not None:
-        extra = {**extra, "test_without_ema": evaluate_model(inference, x_test, y_test)}
-        average.copy_to_model()
-        sync()
-    model = network
-    test = evaluate_model(inference, x_test, y_test)
-    if any(layer.get("config", {}).get("horizontal_flip") for layer in recipe.get("augmentation", [])):
-        # Mirrored views are only fair for a model trained on mirrored images (not for digits).
-        extra = {**extra, "test_tta": evaluate_model(inference, x_test, y_test, tta="flip_translate")}
-    paper_error = (recipe.get("paper") or {}).get("test_error", get_model_entry(architecture).paper_error)
-    info = dataset_info(recipe["dataset"]["name"])
-    metadata = {
-        "dataset": info.name,
-        "class_names": list(info.class_names),
-        "metrics": {"test_error": round(test["error_percent"], 4), "test_accuracy": round(100 * test["accuracy"], 4),
-                    "test_loss": round(test["loss"], 6), "test_examples": test["examples"]},
-        "command": extra.get("command"),
-        "evaluated_on": f"{recipe['dataset'].get('label', info.name)} test split",
-        "paper_error": paper_error,
-        "recipe": recipe,
-        "epochs_trained": len(history),
-        "history": history,
-        "source": f"trained with nin-keras recipe {recipe['name']!r}",
-        "license": "BSD-3-Clause",
-    }
-    preset_dir = save_preset(model, out_dir / "preset", metadata, preprocess, overwrite=True)
-    write_history(out_dir, history, {**extra, "test": test})
-    if verbose:
-        print(f"Test {info.name}: accuracy {100 * test['accuracy']:.2f}%, error {test['error_percent']:.2f}% "
-              f"(paper: {'n/a' if paper_error is None else f'{paper_error}%'}), loss {test['loss']:.4f}; preset written to {preset_dir}", flush=True)
-    return test, preset_dir
-
-
-def _build_model(model_config: Mapping[str, Any], input_shape: tuple, policy: str | None) -> keras.Model:
-    """The recipe's architecture, under the mixed-precision dtype ``policy`` when one is given
-    (the policy is global in Keras, so it is set only while the layers are created)."""
-    from nin_keras.zoo import create_model
-
-    previous = keras.config.dtype_policy()
-    if policy:
-        keras.config.set_dtype_policy(policy)
-    try:
-        return create_model(model_config["name"], input_shape=input_shape, **model_config.get("kwargs", {}))
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 # Keys a resumed run may change: the planned length and the documentation.

@@ -19,7 +19,8 @@ A recipe names everything a training run depends on, so the same file reproduces
   "epochs": 12, "batch_size": 128, "seed": 1,
   "mixed_precision": false,                      # or true / "mixed_float16", "mixed_bfloat16"
   "checkpoint_every_steps": 100,
-  "paper": {"test_error": 0.47, "source": "Lin et al. 2014, Table 4"}
+  "paper": {"test_error": 0.47, "source": "Lin et al. 2014, Table 4"},
+  "license": "BSD-3-Clause"                      # of the trained weights; this is the default
 }
 ```
 
@@ -51,6 +52,7 @@ OPTIONAL = (
     "checkpoint_every_steps",
     "paper",
     "notes",
+    "license",
 )
 
 

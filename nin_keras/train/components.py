@@ -1,0 +1,54 @@
+"""What a recipe builds: its layers, its optimizer and its network (under its dtype policy)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import keras
+
+
+def build_layers(configs: Sequence[Mapping[str, Any]]) -> list[keras.layers.Layer]:
+    """Keras layers from a recipe's list of layer configs (preprocessing or augmentation)."""
+    import nin_keras.layers  # noqa: F401  (registers the nin_keras layer classes)
+
+    return [keras.layers.deserialize(dict(c)) for c in configs]
+
+
+def build_optimizer(
+    config: Mapping[str, Any], weight_decay: Mapping[str, Any] | None, policy: str | None = None
+) -> keras.optimizers.Optimizer:
+    """The recipe's optimizer (``{"name": "sgd", "learning_rate": ..., ...}``), with decoupled
+    weight decay when asked, wrapped in a ``LossScaleOptimizer`` under the ``mixed_float16``
+    dtype ``policy`` (float16 gradients underflow without loss scaling; bfloat16 ones do not)."""
+    options = dict(config)
+    name = options.pop("name")
+    if weight_decay and weight_decay.get("mode", "l2") == "decoupled":
+        options["weight_decay"] = float(weight_decay["value"])
+    try:
+        optimizer = keras.optimizers.deserialize({"class_name": name, "config": options})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"bad optimizer {name!r} with options {options}: {e}") from None
+    if "weight_decay" in options:
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def is_decayed(variable) -> bool:
+    """Kernels of convolutions and dense layers are decayed; biases and batch-norm parameters are not."""
+    return variable.name.startswith("kernel")
+
+
+def build_network(model_config: Mapping[str, Any], input_shape: tuple, policy: str | None) -> keras.Model:
+    """The recipe's architecture, under the mixed-precision dtype ``policy`` when one is given
+    (the policy is global in Keras, so it is set only while the layers are created)."""
+    from nin_keras.zoo import create_model
+
+    previous = keras.config.dtype_policy()
+    if policy:
+        keras.config.set_dtype_policy(policy)
+    try:
+        return create_model(model_config["name"], input_shape=input_shape, **model_config.get("kwargs", {}))
+    finally:
+        keras.config.set_dtype_policy(previous)

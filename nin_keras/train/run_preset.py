@@ -1,0 +1,72 @@
+"""The end of a run: measure the test split through the inference model and write the preset.
+
+The published number is measured the way a user re-measures it (``evaluate_model`` on the
+preset's inference model, raw images in); the preset's metadata records the recipe, the history,
+the command and the weights' license (the recipe's ``license``, else ``DEFAULT_LICENSE``).
+"""
+
+from __future__ import annotations
+
+from nin_keras.data.arrays import load_arrays
+from nin_keras.train.evaluate import evaluate_model
+from nin_keras.train.history import write_history
+from nin_keras.train.recipes import mixed_precision_policy
+
+#: The license of weights a recipe trains, unless the recipe names one (the project's own).
+DEFAULT_LICENSE = "BSD-3-Clause"
+
+
+def finish_run(recipe, model, average, preprocess, out_dir, history, extra, data_dir, verbose):
+    """Measure the test split through the inference model and write the preset (chief only).
+
+    With a weight average, the preset holds the averaged weights; the last step's weights are
+    measured too (``test_without_ema`` in ``metrics.json``), which is what the average gave.
+    """
+    from nin_keras.data import dataset_info
+    from nin_keras.zoo import create_model, get_model_entry, inference_model, save_preset
+    from nin_keras.zoo.registry import architecture_of
+
+    architecture, kwargs = architecture_of(model)
+    x_test, y_test = load_arrays(recipe["dataset"], "test", data_dir)
+
+    # The preset is a float32 network: under mixed precision a default-policy twin carries the weights.
+    trained = model
+    network = create_model(architecture, **kwargs) if mixed_precision_policy(recipe) else trained
+
+    def sync():
+        if network is not trained:
+            network.set_weights(trained.get_weights())
+
+    sync()
+    inference = inference_model(network, preprocess)
+    if average is not None:
+        extra = {**extra, "test_without_ema": evaluate_model(inference, x_test, y_test)}
+        average.copy_to_model()
+        sync()
+    model = network
+    test = evaluate_model(inference, x_test, y_test)
+    if any(layer.get("config", {}).get("horizontal_flip") for layer in recipe.get("augmentation", [])):
+        # Mirrored views are only fair for a model trained on mirrored images (not for digits).
+        extra = {**extra, "test_tta": evaluate_model(inference, x_test, y_test, tta="flip_translate")}
+    paper_error = (recipe.get("paper") or {}).get("test_error", get_model_entry(architecture).paper_error)
+    info = dataset_info(recipe["dataset"]["name"])
+    metadata = {
+        "dataset": info.name,
+        "class_names": list(info.class_names),
+        "metrics": {"test_error": round(test["error_percent"], 4), "test_accuracy": round(100 * test["accuracy"], 4),
+                    "test_loss": round(test["loss"], 6), "test_examples": test["examples"]},
+        "command": extra.get("command"),
+        "evaluated_on": f"{recipe['dataset'].get('label', info.name)} test split",
+        "paper_error": paper_error,
+        "recipe": recipe,
+        "epochs_trained": len(history),
+        "history": history,
+        "source": f"trained with nin-keras recipe {recipe['name']!r}",
+        "license": recipe.get("license", DEFAULT_LICENSE),
+    }
+    preset_dir = save_preset(model, out_dir / "preset", metadata, preprocess, overwrite=True)
+    write_history(out_dir, history, {**extra, "test": test})
+    if verbose:
+        print(f"Test {info.name}: accuracy {100 * test['accuracy']:.2f}%, error {test['error_percent']:.2f}% "
+              f"(paper: {'n/a' if paper_error is None else f'{paper_error}%'}), loss {test['loss']:.4f}; preset written to {preset_dir}", flush=True)
+    return test, preset_dir
