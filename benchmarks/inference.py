@@ -11,6 +11,9 @@ one run on this machine:
 - LiteRT with 1 and 2 threads (XNNPACK), ONNX Runtime with 1 and 2 intra-op threads and with
   basic vs all graph optimizations, OpenVINO with 1 and 2 threads;
 - each artifact's accuracy on CIFAR-10 (JPEG copy) test images and its top-1 agreement with Keras;
+- the compact preset (``--compact``, GCN + 7x7 ``ConvWhitening`` inside): float32, int8 and
+  integer-only (uint8 in and out) raw-pixel artifacts with 2 threads, their sizes, and the ratios
+  the edge goals ask for (``compact_*`` in the summary);
 - the network alone (``include_preprocessing=False``: GCN + ZCA done by the caller), compiled
   Keras and the int8 artifacts with 2 threads: how fast int8 gets without the float whitening
   matmul, an upper bound on any raw-pixel int8 artifact built from these runtimes' kernels.
@@ -84,15 +87,58 @@ def measure(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels:
     }
 
 
+def add_compact_rows(args, out: Path, add: Callable, size: Callable, loose: ParityTolerance) -> None:
+    """Raw-pixel artifacts of the compact preset (GCN + 7x7 ConvWhitening inside): float32, int8
+    (whitening float) and integer-only (uint8 in and out), 2 threads, plus its compiled Keras call."""
+    from nin_keras.zoo import presets
+
+    compact = presets.load_preset(args.compact).inference_model(input_dtype="float32")
+    graph = tf.function(lambda x: compact(x, training=False))
+    add("keras", "compact tf.function", "graph", lambda x: graph(tf.constant(x)).numpy())
+    floats = export(args.compact, ("tflite", "onnx"), out)
+    int8 = export(args.compact, ("tflite", "onnx"), out, quantize="int8")
+    integer_only = export(args.compact, ("tflite",), out, quantize="int8", integer_io=True)
+    for name, paths in (("float32", floats), ("int8", int8), ("int8 integer-io", integer_only)):
+        add("litert", f"compact tflite {name}", "XNNPACK, 2 thread(s)",
+            load_tflite(paths["tflite"], num_threads=2), size(paths["tflite"]))
+        if "onnx" in paths:
+            add("onnxruntime", f"compact onnx {name}", "2 thread(s), opt=all",
+                load_onnx(paths["onnx"], num_threads=2, graph_optimization="all"), size(paths["onnx"]))
+            add("openvino", f"compact onnx {name}", "2 thread(s), f32",
+                load_openvino(paths["onnx"], num_threads=2), size(paths["onnx"]))
+
+
+def compact_summary(rows: list[dict[str, Any]], compiled: float) -> dict[str, Any]:
+    """The issue's ratios for the compact raw-pixel int8 artifacts, from rows of this one run."""
+    compact = [r for r in rows if r["artifact"].startswith("compact ") and "int8" in r["artifact"]]
+    if not compact:
+        return {}
+    bare = {r["runtime"]: r for r in rows if r["input"] == PREPROCESSED and "int8" in r["artifact"]}
+    versus_bare = {f"{r['artifact']} on {r['runtime']}": r["throughput_b64_ips"] / bare[r["runtime"]]["throughput_b64_ips"]
+                   for r in compact if r["runtime"] in bare}
+    fastest = min(compact, key=lambda r: r["latency_b1_ms"])
+    best = max(compact, key=lambda r: r["throughput_b64_ips"])
+    return {
+        "compact_int8_b64_vs_network_only_int8_same_runtime": versus_bare,
+        "compact_best_int8_b1": f"{fastest['artifact']} on {fastest['runtime']}: {fastest['latency_b1_ms']:.3f} ms",
+        "compact_best_int8_b64": f"{best['artifact']} on {best['runtime']}: {best['throughput_b64_ips']:.0f} img/s",
+        "compact_best_int8_vs_dense_compiled_keras": best["throughput_b64_ips"] / compiled,
+        "compact_goals": "raw-pixel int8 b64 >= 0.9x the network-alone int8 on the same runtime; b1 <= 0.6 ms on "
+                         "the best runtime; b64 >= 5x the dense-ZCA preset's compiled Keras call",
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="nin_cifar10", help="zoo name or preset folder")
     parser.add_argument("--images", type=int, default=2000, help="CIFAR-10 test images for accuracy")
     parser.add_argument("--repeats", type=int, default=10, help="timed batch-64 calls (x10 at batch 1)")
     parser.add_argument("--quick", action="store_true", help="random-weight model, few images")
+    parser.add_argument("--compact", default="nin_cifar10.caffe_compact",
+                        help="compact-whitening preset timed beside the dense one ('' to skip)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.images, args.repeats = 128, 2
+        args.images, args.repeats, args.compact = 128, 2, ""
 
     exported_from, keras_model = source_model(args.preset, args.quick)
     images, labels, described = samples.parity_images("cifar10", args.images, (32, 32, 3))
@@ -107,13 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def add(runtime: str, artifact: str, settings: str, run, size: int | None = None,
             network_only: bool = False) -> None:
-        reference = rows[0]["_top1"] if rows else None
+        # Compact rows agree with the compact Keras model, the others with the dense one.
+        own = [r for r in rows if r["artifact"] == "compact tf.function"] if artifact.startswith("compact ") else rows
+        reference = own[0]["_top1"] if own else None
         inputs = preprocessed if network_only else images
         row = {"runtime": runtime, "artifact": artifact, "input": PREPROCESSED if network_only else RAW,
                "settings": settings, **measure(run, inputs, labels, reference, args.repeats),
                "size_mb": None if size is None else size / 1e6}
         rows.append(row)
-        print(f"{runtime:<14} {artifact:<18} {row['input']:<13} {settings:<22} {row['latency_b1_ms']:8.2f} ms "
+        print(f"{runtime:<14} {artifact:<30} {row['input']:<13} {settings:<22} {row['latency_b1_ms']:8.2f} ms "
               f"{row['throughput_b64_ips']:8.0f} img/s  acc {row['accuracy']:.2f}%", flush=True)
 
     add("keras", "model.predict", "batch_size=64",
@@ -161,9 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         add("openvino", "onnx int8", "2 thread(s), f32", load_openvino(bare_int8["onnx"], num_threads=2),
             size(bare_int8["onnx"]), network_only=True)
 
+        if args.compact:
+            add_compact_rows(args, Path(tmp) / "compact", add, size, loose)
+
     for row in rows:
         del row["_top1"]
-    raw_rows = [r for r in rows if r["input"] == RAW]
+    raw_rows = [r for r in rows if r["input"] == RAW and not r["artifact"].startswith("compact ")]
     bare_rows = [r for r in rows if r["input"] == PREPROCESSED]
     compiled = max(r["throughput_b64_ips"] for r in raw_rows if r["artifact"] == "tf.function")
     keras_accuracy = rows[0]["accuracy"]
@@ -188,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "goals": "int8 >= 4x compiled Keras at batch 64, < 1.5 ms at batch 1, accuracy within "
                  "0.5 points of float; best float >= compiled Keras",
     }
+    summary.update(compact_summary(rows, compiled))
     command = shlex.join(["python", "benchmarks/inference.py", *(argv or sys.argv[1:])])
     path = common.write_result(
         "inference", rows, command, title="Inference: Keras vs SavedModel, TFLite, ONNX Runtime and OpenVINO",

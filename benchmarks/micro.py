@@ -9,6 +9,7 @@ microcontroller classes it fits.
 
 Usage:
     python benchmarks/micro.py                    # nin_mnist, nin_fashion_mnist -> results/micro.json
+    python benchmarks/micro.py --presets nin_fashion_mnist   # that row only; the others are kept
     python benchmarks/micro.py --quick            # 200 test images of nin_mnist, nothing written
 """
 
@@ -29,6 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 PRESETS = ("nin_mnist", "nin_fashion_mnist")
+
+
+def carried_rows(previous: Path, rerun: set[str]) -> list[dict]:
+    """Rows of the presets this run did not measure, kept from ``previous`` (a TFLM pass over a
+    10,000-image test set takes ~11 minutes, so presets are often rerun one at a time)."""
+    if not previous.is_file():
+        return []
+    old = json.loads(previous.read_text())
+    return [{**row, "cpu": row.get("cpu", old["machine"]["cpu"]), "date": row.get("date", old["date"][:10])}
+            for row in old["rows"] if row["preset"] not in rerun]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,20 +80,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             "arena_kib": round(info["micro"]["arena_bytes"] / 1024, 1),
             "fits": [k for k, ok in info["micro"]["fits"].items() if ok],
             "ms_per_image_tflm_on_host": round(1000 * seconds / len(y_test), 2),
+            "cpu": common.machine_info()["cpu"], "date": time.strftime("%Y-%m-%d", time.gmtime()),
         })
         print(rows[-1], flush=True)
     if args.quick:
         print("quick run: nothing written")
         return 0
+    rows = carried_rows(common.results_dir() / "micro.json", {row["preset"] for row in rows}) + rows
     path = common.write_result(
         "micro", rows, "python benchmarks/" + " ".join(map(shlex.quote, [Path(__file__).name, *sys.argv[1:]])),
         title="Integer-only models on TensorFlow Lite for Microcontrollers (tflite-micro's Python interpreter)",
         columns=["preset", "test_images", "float_accuracy", "micro_accuracy", "top1_agreement", "flash_kib",
-                 "arena_kib", "fits", "ms_per_image_tflm_on_host"],
+                 "arena_kib", "fits", "ms_per_image_tflm_on_host", "cpu", "date"],
         notes=["Accuracies in percent on the whole test split; float: the Keras preset, micro: the integer-only "
                "artifact (uint8 pixels in and out, int8 kernels, no float tensor) in TFLM's reference kernels.",
                "flash: the flatbuffer; arena: the smallest tensor arena TFLM's allocator accepts (bisection to 1 KiB).",
-               "ms_per_image is TFLM's reference kernels on this host CPU, not a microcontroller timing."],
+               "ms_per_image is TFLM's reference kernels on the row's host CPU, not a microcontroller timing; "
+               "rows of presets not named by --presets are kept from the previous results, with their CPU and date."],
     )
     print(f"wrote {path}")
     return 0

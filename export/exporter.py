@@ -13,12 +13,13 @@ conversion.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -33,6 +34,7 @@ from nin_keras.export.parity import ParityTolerance, parity_report
 from nin_keras.export.savedmodel import load_savedmodel, write_savedmodel
 from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, Runner, ServingModule, batched
 from nin_keras.export.tflite import convert_tflite, load_tflite, op_types
+from nin_keras.export.whitening_int8 import int8_rounded_whitening
 from nin_keras.io_utils import atomic_dir, atomic_write
 from nin_keras.zoo.classifier import PREPROCESSING_LAYERS, ImageClassifier, split_preprocessing
 
@@ -351,7 +353,8 @@ def _write_savedmodel(module, path, inputs, info, check):
 
 
 def _write_tflite(module, path, mode, calibration, inputs, info, check, integer_only=False):
-    flatbuffer = convert_tflite(module, mode, calibration, _float_layers(module), integer_io=integer_only)
+    with _whitening_on_int8_grid(module, calibration, info, integer_only):
+        flatbuffer = convert_tflite(module, mode, calibration, _float_layers(module), integer_io=integer_only)
     with atomic_write(path) as tmp:
         tmp.write_bytes(flatbuffer)
         report = _verify(load_tflite(tmp), inputs, mode, check, "tflite")
@@ -380,9 +383,11 @@ def _describe_integer_io(flatbuffer: bytes, info: dict) -> None:
 def _write_onnx(module, path, mode, calibration, opset, inputs, info, check, integer_io=False):
     import onnx
 
-    proto = convert_onnx(module, opset)
-    if mode is not None:
-        proto = quantize_onnx(proto, mode, calibration, () if integer_io else _float_layers(module))
+    whitening_int8 = integer_io and mode == "int8"
+    with _whitening_on_int8_grid(module, calibration, info, whitening_int8):
+        proto = convert_onnx(module, opset)
+        if mode is not None:
+            proto = quantize_onnx(proto, mode, calibration, () if integer_io else _float_layers(module))
         info["quantization"]["method"] = (
             f"static QDQ on {', '.join(onnx_format.STATIC_INT8_OPS)}: per-channel int8 weights, "
             f"uint8 activations, {onnx_format.CALIBRATION_METHOD.lower()} calibration; "
@@ -394,6 +399,24 @@ def _write_onnx(module, path, mode, calibration, opset, inputs, info, check, int
         report = _verify(load_onnx(tmp), inputs, mode, check, "onnx")
         metadata = _seal(tmp, path, info, report)
     meta.write_metadata(path, metadata)
+
+
+@contextlib.contextmanager
+def _whitening_on_int8_grid(module: ServingModule, calibration: np.ndarray | None, info: dict,
+                            active: bool) -> Iterator[None]:
+    """While converting an artifact whose ``ConvWhitening`` weights become int8, hold them on the
+    int8 grid chosen by :func:`~nin_keras.export.whitening_int8.int8_rounded_whitening` (plain
+    rounding of a whitening kernel costs a CIFAR-10 NIN 11% top-1 agreement), and say so."""
+    if not active:
+        yield
+        return
+    with int8_rounded_whitening(module.model, calibration) as rounded:
+        if rounded:
+            info["quantization"]["whitening_weights"] = {
+                "layers": rounded,
+                "method": "int8 per output channel, each tap's level chosen to minimise the layer's output "
+                          "error on the calibration images' patches (not rounded to nearest); bias corrected"}
+        yield
 
 
 def _float_layers(module: ServingModule) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,28 +46,36 @@ def _runtime():
 
 
 @contextlib.contextmanager
-def _quiet_native_output() -> Iterator[None]:
-    """TFLM's allocator prints every failed attempt to stdout/stderr from C++: mute both fds."""
+def _captured_native_output() -> Iterator[list[str]]:
+    """TFLM's allocator prints every failed attempt to stdout/stderr from C++: capture both fds.
+
+    Yields a list that holds the captured lines once the block ends (why a model failed to
+    load: ``Node BROADCAST_TO (number 9) failed to prepare with status 1``).
+    """
+    lines: list[str] = []
     saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "w") as null:
+    with tempfile.TemporaryFile() as capture:
         try:
-            os.dup2(null.fileno(), 1)
-            os.dup2(null.fileno(), 2)
-            yield
+            os.dup2(capture.fileno(), 1)
+            os.dup2(capture.fileno(), 2)
+            yield lines
         finally:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+            capture.seek(0)
+            lines.extend(capture.read().decode(errors="replace").splitlines())
 
 
-def _allocates(runtime, flatbuffer: bytes, arena: int) -> bool:
+def _allocates(runtime, flatbuffer: bytes, arena: int) -> tuple[bool, list[str]]:
+    """Whether TFLM allocates the model in ``arena`` bytes, and what it printed."""
     try:
-        with _quiet_native_output():
+        with _captured_native_output() as printed:
             runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
     except RuntimeError:
-        return False
-    return True
+        return False, printed
+    return True, printed
 
 
 def _check_flatbuffer(flatbuffer: bytes, source: str) -> None:
@@ -86,17 +95,23 @@ def arena_bytes(flatbuffer: bytes) -> int:
     _check_flatbuffer(flatbuffer, "the model")
     runtime = _runtime()
     high = max(_ARENA_STEP, len(flatbuffer))
-    while not _allocates(runtime, flatbuffer, high):
+    while True:
+        allocated, printed = _allocates(runtime, flatbuffer, high)
+        if allocated:
+            break
+        # An op TFLM cannot prepare fails the same way in any arena: no need to grow to 256 MiB.
+        unprepared = [line.strip() for line in printed if "failed to prepare" in line or "not supported" in line
+                      or "Didn't find op" in line]
         high *= 2
-        if high > _ARENA_LIMIT:
-            raise ExportError("TensorFlow Lite for Microcontrollers cannot allocate this model (an op it "
-                              "has no kernel for, or an arena above 256 MiB)")
+        if unprepared or high > _ARENA_LIMIT:
+            reason = "; ".join(dict.fromkeys(unprepared)) or "no arena up to 256 MiB is enough"
+            raise ExportError(f"TensorFlow Lite for Microcontrollers cannot allocate this model: {reason}")
     low = 0  # invariant: low fails (or is 0), high allocates
     while high - low > _ARENA_STEP:
         middle = (low + high) // 2 // _ARENA_STEP * _ARENA_STEP or _ARENA_STEP
         if middle <= low:
             break
-        if _allocates(runtime, flatbuffer, middle):
+        if _allocates(runtime, flatbuffer, middle)[0]:
             high = middle
         else:
             low = middle
@@ -104,17 +119,29 @@ def arena_bytes(flatbuffer: bytes) -> int:
 
 
 def micro_report(flatbuffer: bytes) -> dict[str, Any]:
-    """Flash size, tensor arena and the microcontroller classes the artifact fits."""
-    arena = arena_bytes(flatbuffer)
+    """Flash size, tensor arena and the microcontroller classes the artifact fits.
+
+    A model TFLM cannot load (an op it has no kernel for) gets ``arena_bytes: None``, fits
+    nothing, and ``tflm_error`` says which node failed; the artifact itself stays valid for
+    LiteRT and other integer runtimes.
+    """
     flash = len(flatbuffer)
-    return {
+    try:
+        arena, error = arena_bytes(flatbuffer), None
+    except ExportError as err:
+        arena, error = None, str(err)
+    report = {
         "runtime": f"tflite-micro {_version()}",
         "flash_bytes": flash,
         "arena_bytes": arena,
-        "fits": {name: flash <= max_flash and arena <= max_ram for name, (max_flash, max_ram) in MCU_CLASSES.items()},
+        "fits": {name: arena is not None and flash <= max_flash and arena <= max_ram
+                 for name, (max_flash, max_ram) in MCU_CLASSES.items()},
         "note": "flash: the flatbuffer alone; RAM: the tensor arena TFLM's allocator needs, measured by bisection "
                 "(the application's own RAM comes on top)",
     }
+    if error is not None:
+        report["tflm_error"] = error
+    return report
 
 
 def _version() -> str:
@@ -143,10 +170,11 @@ def load_micro(path: str | os.PathLike, arena_size: int | None = None) -> Runner
     _check_flatbuffer(flatbuffer, str(path))
     arena = arena_size or arena_bytes(flatbuffer)
     try:
-        with _quiet_native_output():
+        with _captured_native_output() as printed:
             interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
     except RuntimeError as err:
-        raise ExportError(f"TensorFlow Lite for Microcontrollers cannot load {path}: {err}") from err
+        raise ExportError(f"TensorFlow Lite for Microcontrollers cannot load {path}: {err} "
+                          f"({'; '.join(printed[-3:])})") from err
     source, target = interpreter.get_input_details(0), interpreter.get_output_details(0)
 
     def run(images: np.ndarray) -> np.ndarray:

@@ -133,12 +133,36 @@ def float_tensors(flatbuffer: bytes) -> list[str]:
     return names
 
 
+def float_operators(flatbuffer: bytes) -> list[str]:
+    """``"OP (tensor name)"`` for every operator with a float input or output, read from the
+    flatbuffer: the ops that kept an artifact from being integer-only."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    floats = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.FLOAT64}
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    codes = operator_names(flatbuffer)
+    found = []
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            tensors = [graph.Tensors(i) for i in [*op.InputsAsNumpy(), *op.OutputsAsNumpy()] if i >= 0]
+            floating = [t for t in tensors if t.Type() in floats]
+            if floating:
+                found.append(f"{codes[op.OpcodeIndex()]} ({(floating[-1].Name() or b'').decode()})")
+    return found
+
+
 def check_integer_only(flatbuffer: bytes) -> None:
-    """Raise :class:`ExportError` naming the float tensors if the artifact is not integer-only."""
+    """Raise :class:`ExportError` naming the float ops (and tensors) if the artifact is not integer-only."""
     floating = float_tensors(flatbuffer)
     if floating:
-        raise ExportError(f"integer-only TFLite artifact still holds {len(floating)} float tensor(s): "
-                          f"{', '.join(floating[:5])}{' ...' if len(floating) > 5 else ''}")
+        ops = float_operators(flatbuffer)
+        # The (de)quantize ops around a float op only mark its border: name the op itself.
+        ops = [op for op in ops if op.split()[0] not in ("QUANTIZE", "DEQUANTIZE")] or ops
+        raise ExportError(f"integer-only TFLite artifact keeps {len(ops)} op(s) in float, which have no int8 "
+                          f"kernel or could not be calibrated: {', '.join(ops[:5])}{' ...' if len(ops) > 5 else ''} "
+                          f"({len(floating)} float tensor(s)); export with quantize='int8' alone to keep them float")
 
 
 def _builtin_names() -> dict[int, str]:

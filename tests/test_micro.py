@@ -19,7 +19,7 @@ pytest.importorskip("ai_edge_litert")
 runtime = pytest.importorskip("tflite_micro").runtime
 
 from nin_keras.errors import ExportError  # noqa: E402
-from nin_keras.export import export  # noqa: E402
+from nin_keras.export import ParityTolerance, export  # noqa: E402
 from nin_keras.export.metadata import metadata_path  # noqa: E402
 from nin_keras.export.micro import MCU_CLASSES, arena_bytes, load_micro, micro_report  # noqa: E402
 from nin_keras.export.tflite import float_tensors, load_tflite, operator_names  # noqa: E402
@@ -105,9 +105,57 @@ def test_integer_io_errors_name_the_problem(tmp_path):
     model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Flatten()(cumulative(inputs))), name="cumsum")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (20, 4, 4, 1)).astype(np.uint8)
-    with pytest.raises(ExportError, match="int8|float"):
+    with pytest.raises(ExportError, match=r"keeps 1 op\(s\) in float.*CUMSUM \(.*Cumsum\)"):
         export(model, ("tflite",), tmp_path, quantize="int8", integer_io=True,
                representative_data=images, parity_data=(images, None))
     assert not list(tmp_path.iterdir())  # nothing half-written
     with pytest.raises(ExportError, match="not a TFLite flatbuffer"):
         arena_bytes(b"not a flatbuffer at all")
+
+
+def test_tflm_report_names_the_node_it_cannot_prepare(tmp_path):
+    """GCN's divisor floor becomes a BROADCAST_TO of a run-time shape, which TFLM rejects: the
+    integer-only artifact is still written (LiteRT runs it), its micro report says why TFLM cannot."""
+    from nin_keras.layers import GlobalContrastNormalization
+    from nin_keras.zoo import presets
+
+    keras.utils.set_random_seed(0)
+    network = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    model = presets.inference_model(network, [GlobalContrastNormalization(scale=55.0)], input_dtype="float32")
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3)).astype(np.uint8)
+    path = export(model, ("tflite",), tmp_path, quantize="int8", integer_io=True, representative_data=images,
+                  parity_data=(images, None), tolerance=ParityTolerance(min_top1_agreement=0.5))["tflite"]
+    report = json.loads(metadata_path(path).read_text())["micro"]
+    assert report["arena_bytes"] is None and not any(report["fits"].values())
+    assert "Node BROADCAST_TO" in report["tflm_error"] and "failed to prepare" in report["tflm_error"]
+    assert float_tensors(path.read_bytes()) == []
+    with pytest.raises(ExportError, match="BROADCAST_TO"):
+        load_micro(path)
+
+
+def test_int8_grid_kernel_keeps_the_whitening_output():
+    """Against NumPy: the kernel lies on the converter's per-channel int8 grid (scale max|w| / 127
+    unchanged, integer levels), and its output error on the data is far below plain rounding's."""
+    from nin_keras.layers import ConvWhitening
+    from nin_keras.layers.conv_whitening import patches
+    from nin_keras.export.whitening_int8 import int8_grid_kernel
+
+    rng = np.random.default_rng(0)
+    images = np.cumsum(np.cumsum(rng.normal(size=(300, 12, 12, 3)), 1), 2)
+    images /= images.std()
+    layer = ConvWhitening(kernel_size=5, filter_bias=1e-3).adapt(images)
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in (layer.kernel, layer.bias))
+    new_kernel, new_bias = int8_grid_kernel(kernel, bias, images, "symmetric")
+    flat, new_flat = kernel.reshape(-1, 3), new_kernel.reshape(-1, 3).astype(np.float64)
+    scale = np.abs(flat).max(0) / 127
+    np.testing.assert_allclose(np.abs(new_flat).max(0) / 127, scale, rtol=1e-6)
+    levels = new_flat / scale
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    rows = patches(images, 5, "symmetric")
+    exact = rows @ flat + bias
+    nearest = rows @ (np.round(flat / scale) * scale) + bias
+    chosen = rows @ new_flat + new_bias
+    error = lambda out: np.mean((out - exact) ** 2)  # noqa: E731
+    assert error(chosen) < 0.5 * error(nearest), (error(chosen), error(nearest))
+    assert abs(np.mean(chosen - exact)) < 1e-6  # the bias took the mean error
