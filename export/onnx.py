@@ -126,8 +126,7 @@ def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = No
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
         # Node names are the TF op names: ".../<layer name>_<n>/<op>".
         scope = re.compile("|".join(rf"/{re.escape(name)}(_\d+)?/" for name in float_layers))
-        excluded = [node.name for node in onnx.load(prepared).graph.node
-                    if float_layers and scope.search(node.name)]
+        excluded = _float_nodes(onnx.load(prepared).graph, scope) if float_layers else []
         if quantize == "int8":
             quantize_static(str(prepared), str(quantized),
                             _Reader(np.asarray(calibration_data, np.float32)),
@@ -142,6 +141,24 @@ def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = No
         result = onnx.load(quantized)
     check_onnx(result)
     return result
+
+
+def _float_nodes(graph, scope: re.Pattern) -> list[str]:
+    """Names of the nodes of the layers ``scope`` matches, in topological order.
+
+    tf2onnx names the nodes it makes itself ``<Op>__<n>`` (a convolution it rebuilt around a
+    transpose, say: ``ConvWhitening``'s convolution became ``Conv__100``): such a node fed only by
+    float nodes and constants belongs to the same layer, or int8 would quantize the whitening.
+    """
+    float_outputs, names = set(), []
+    initializers = {init.name for init in graph.initializer}
+    for node in graph.node:  # ONNX graphs list nodes in topological order
+        generated = re.fullmatch(r"[A-Za-z]+__\d+", node.name) is not None
+        inputs = [name for name in node.input if name and name not in initializers]
+        if scope.search(node.name) or (generated and inputs and all(i in float_outputs for i in inputs)):
+            names.append(node.name)
+            float_outputs.update(node.output)
+    return names
 
 
 def load_onnx(path: str | os.PathLike, num_threads: int | None = None,
