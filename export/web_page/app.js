@@ -145,7 +145,7 @@ function drawOverlay(input, maps, classIndex) {
   const low = Math.min(...values);
   const span = Math.max(...values) - low || 1;
   const map = new ImageData(cols, rows);
-  values.forEach((v, i) => map.data.set([...heat((v - low) / span), 140], i * 4));
+  values.forEach((v, i) => map.data.set([...heat((v - low) / span), 120], i * 4));
   const mapCanvas = new OffscreenCanvas(cols, rows);
   mapCanvas.getContext("2d").putImageData(map, 0, 0);
   context.drawImage(mapCanvas, 0, 0, canvas.width, canvas.height);

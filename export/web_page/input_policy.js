@@ -115,24 +115,38 @@ function resamplePass(src, height, width, channels, outSize, interpolation, hori
   return out;
 }
 
+// Source indices of Pillow's nearest-neighbour scaling: it steps a double by in/out from half a
+// step and truncates, so the sums' rounding (not (i + 0.5) * in / out) picks the pixel.
+function nearestIndices(inSize, outSize) {
+  const step = inSize / outSize;
+  const indices = new Int32Array(outSize);
+  let position = step * 0.5;
+  for (let i = 0; i < outSize; i++) {
+    indices[i] = Math.min(inSize - 1, Math.trunc(position));
+    position += step;
+  }
+  return indices;
+}
+
+function nearest(src, height, width, channels, newHeight, newWidth) {
+  const xs = nearestIndices(width, newWidth);
+  const ys = nearestIndices(height, newHeight);
+  const out = new Uint8Array(newHeight * newWidth * channels);
+  for (let y = 0; y < newHeight; y++) {
+    for (let x = 0; x < newWidth; x++) {
+      for (let c = 0; c < channels; c++) out[(y * newWidth + x) * channels + c] = src[(ys[y] * width + xs[x]) * channels + c];
+    }
+  }
+  return out;
+}
+
 /** Pillow's Image.resize of an interleaved uint8 image: horizontal pass, then vertical. */
 export function resize(src, height, width, channels, newHeight, newWidth, interpolation) {
   if (!(interpolation in FILTERS) && interpolation !== "nearest") {
     throw new PolicyError(`unknown interpolation ${interpolation}`);
   }
   if (newHeight === height && newWidth === width) return src.slice();
-  if (interpolation === "nearest") {
-    // Pillow's nearest neighbour: source index floor((i + 0.5) * in / out).
-    const out = new Uint8Array(newHeight * newWidth * channels);
-    for (let y = 0; y < newHeight; y++) {
-      const sy = Math.min(height - 1, Math.floor((y + 0.5) * (height / newHeight)));
-      for (let x = 0; x < newWidth; x++) {
-        const sx = Math.min(width - 1, Math.floor((x + 0.5) * (width / newWidth)));
-        for (let c = 0; c < channels; c++) out[(y * newWidth + x) * channels + c] = src[(sy * width + sx) * channels + c];
-      }
-    }
-    return out;
-  }
+  if (interpolation === "nearest") return nearest(src, height, width, channels, newHeight, newWidth);
   let image = src;
   let w = width;
   if (newWidth !== width) {
