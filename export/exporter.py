@@ -146,8 +146,10 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
                             dataset=dataset, name=name)
     out_dir = Path(out_dir)
     modes = {fmt: quantize if quantize in SUPPORTED_QUANTIZATION[fmt] else None for fmt in formats}
-    if "web" in formats and quantize is None:
-        modes["web"] = web.default_quantization(source.model)
+    if "web" in formats:
+        web.check_policy(source.input_policy)
+        if quantize is None:
+            modes["web"] = web.default_quantization(source.model)
     suffixes = {fmt: "" if mode is None else f".{mode}io" if integer_io and mode == "int8" else f".{mode}"
                 for fmt, mode in modes.items()}
     paths = {fmt: out_dir / f"{source.name}{suffixes[fmt]}{EXTENSIONS[fmt]}"

@@ -117,6 +117,23 @@ def find_runtime(folder: str | os.PathLike | None = None) -> dict[str, Any]:
     return {"package": PACKAGE, "version": pinned, "license": installed.get("license"), "dist": dist}
 
 
+def check_policy(policy: dict[str, Any] | None) -> None:
+    """Refuse input policies the page cannot reproduce.
+
+    Args:
+        policy: the export's ``input_policy`` (``InputPolicy.to_dict()``), or ``None``.
+
+    Raises:
+        ExportError: no policy (the input is not a fixed-size image), or one that ignores the
+            EXIF orientation (browsers always apply it when they decode).
+    """
+    if policy is None:
+        raise ExportError("the web export needs a fixed-size 1- or 3-channel image input with an input policy")
+    if not policy.get("exif_transpose", True):
+        raise ExportError("the input policy ignores the EXIF orientation, which browsers always apply; "
+                          "the page could not feed the model what Predictor feeds it")
+
+
 def default_quantization(model: keras.Model) -> str | None:
     """``"int8"`` for a compact preset's inference model (its preprocessing holds a
     ``ConvWhitening``), else ``None`` (float32)."""

@@ -303,6 +303,10 @@ def test_web_export_refuses_what_it_cannot_make(mnist_web, tmp_path, monkeypatch
     with pytest.raises(ExportError, match="not a web export folder"):
         export("nin_mnist", ("web",), tmp_path, parity_samples=8)
     assert (tmp_path / "nin_mnist.web" / "notes.txt").read_text() == "mine"
+    with pytest.raises(ExportError, match="EXIF"):
+        web.check_policy(InputPolicy(size=(28, 28), exif_transpose=False).to_dict())
+    with pytest.raises(ExportError, match="fixed-size"):
+        web.check_policy(None)
     # Without the runtime: refused before any conversion, saying how to install it.
     (tmp_path / "runtime").mkdir()
     (tmp_path / "runtime" / "package.json").write_text(json.dumps({"dependencies": {"onnxruntime-web": "1.31.1"}}))
