@@ -1,4 +1,4 @@
-"""``export()``: one call that writes SavedModel, TFLite and ONNX artifacts, each verified.
+"""``export()``: one call that writes SavedModel, TFLite, ONNX and web artifacts, each verified.
 
 Every artifact is written to a temporary path beside its final name, loaded in its own runtime,
 checked for parity against the Keras model (:mod:`nin_keras.export.parity`) on real images from
@@ -29,6 +29,7 @@ from nin_keras.export import metadata as meta
 from nin_keras.export import samples
 from nin_keras.export import onnx as onnx_format
 from nin_keras.export import tflite as tflite_format
+from nin_keras.export import web
 from nin_keras.export.onnx import DEFAULT_OPSET, convert_onnx, load_onnx, quantize_onnx
 from nin_keras.export.parity import ParityTolerance, parity_report
 from nin_keras.export.savedmodel import load_savedmodel, write_savedmodel
@@ -38,12 +39,17 @@ from nin_keras.export.whitening_int8 import int8_rounded_whitening
 from nin_keras.io_utils import atomic_dir, atomic_write
 from nin_keras.zoo.classifier import PREPROCESSING_LAYERS, ImageClassifier, split_preprocessing
 
-FORMATS = ("savedmodel", "tflite", "onnx")
-EXTENSIONS = {"savedmodel": ".savedmodel", "tflite": ".tflite", "onnx": ".onnx"}
+FORMATS = ("savedmodel", "tflite", "onnx", "web")
+#: What ``export()`` and ``nin-keras export`` write unless told: the three model files (the web
+#: folder, a page around an ONNX model, is asked for by name).
+DEFAULT_FORMATS = ("savedmodel", "tflite", "onnx")
+EXTENSIONS = {"savedmodel": ".savedmodel", "tflite": ".tflite", "onnx": ".onnx", "web": ".web"}
+#: Formats whose artifact is a folder, and the file that marks a folder as one of them.
+FOLDER_MARKERS = {"savedmodel": "saved_model.pb", "web": web.METADATA_FILE}
 QUANTIZE_MODES = tflite_format.QUANTIZE_MODES
 #: Which quantization modes each format implements; SavedModel is always float32.
 SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": tflite_format.QUANTIZE_MODES,
-                          "onnx": onnx_format.QUANTIZE_MODES}
+                          "onnx": onnx_format.QUANTIZE_MODES, "web": onnx_format.QUANTIZE_MODES}
 
 
 @dataclasses.dataclass
@@ -74,7 +80,7 @@ class ExportSource:
     input_policy: dict[str, Any] | None = None
 
 
-def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
+def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FORMATS,
            out_dir: str | os.PathLike = ".", *, quantize: str | None = None,
            include_preprocessing: bool = True, representative_data: np.ndarray | None = None,
            parity_data: tuple[np.ndarray, np.ndarray | None] | None = None,
@@ -82,17 +88,20 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
            tolerance: ParityTolerance = ParityTolerance(), parity_samples: int = 500,
            calibration_samples: int = 200, name: str | None = None,
            integer_io: bool = False) -> dict[str, Path]:
-    """Export a zoo model or a Keras model to SavedModel / TFLite / ONNX, verified by parity.
+    """Export a zoo model or a Keras model to SavedModel / TFLite / ONNX / a web page, verified by parity.
 
     Args:
         model_or_name: a preset (a zoo name with published weights such as
             ``"nin_cifar10"``, or a preset folder), or a Keras model taking raw images: an
             inference model (``nin_keras.zoo.inference_model``: preprocessing layers, then the
             network), a Sequential stack, or a bare network.
-        formats: any of ``"savedmodel"``, ``"tflite"``, ``"onnx"``.
+        formats: any of ``"savedmodel"``, ``"tflite"``, ``"onnx"`` and ``"web"`` (a folder with
+            a page that classifies photos in the browser: :mod:`nin_keras.export.web`); default
+            the first three.
         out_dir: folder for the artifacts and their metadata JSON files.
         quantize: ``None`` (float32), ``"float16"`` (TFLite only), ``"dynamic"`` or ``"int8"``
-            (TFLite and ONNX). SavedModel is always float32.
+            (TFLite, ONNX and web). SavedModel is always float32. For ``"web"``, ``None`` means
+            int8 for a compact preset (a ``ConvWhitening`` preprocessing) and float32 otherwise.
         include_preprocessing: default ``True``: the artifact takes raw ``float32`` images with
             values in ``[0, 255]`` (uint8 pixel values) and applies the model's GCN/ZCA/LCN
             itself, so deployment cannot get preprocessing wrong. ``False`` exports the network
@@ -132,10 +141,17 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
     formats = _check_formats(formats, quantize)
     if integer_io and quantize != "int8":
         raise ValueError(f"integer_io needs quantize='int8', got quantize={quantize!r}")
+    if "web" in formats and not include_preprocessing:
+        raise ValueError("the web export takes raw pixels from the page: it needs include_preprocessing=True")
+    runtime = web.find_runtime() if "web" in formats else None  # before any conversion
     source = resolve_source(model_or_name, include_preprocessing=include_preprocessing,
                             dataset=dataset, name=name)
     out_dir = Path(out_dir)
     modes = {fmt: quantize if quantize in SUPPORTED_QUANTIZATION[fmt] else None for fmt in formats}
+    if "web" in formats:
+        web.check_policy(source.input_policy)
+        if quantize is None:
+            modes["web"] = web.default_quantization(source.model)
     suffixes = {fmt: "" if mode is None else f".{mode}io" if integer_io and mode == "int8" else f".{mode}"
                 for fmt, mode in modes.items()}
     paths = {fmt: out_dir / f"{source.name}{suffixes[fmt]}{EXTENSIONS[fmt]}"
@@ -154,7 +170,7 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
     reference = batched(lambda x: keras.ops.convert_to_numpy(source.model(x, training=False)),
                         inputs)
     calibration, calibration_source = None, None
-    if quantize == "int8":
+    if "int8" in modes.values():
         if representative_data is None:
             representative_data, calibration_source = samples.calibration_images(
                 source.dataset, calibration_samples)
@@ -197,8 +213,11 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = FORMATS,
                 _write_savedmodel(module, path, inputs, info, check)
             elif fmt == "tflite":
                 _write_tflite(module, path, mode, calibration, inputs, info, check, integer_only)
-            else:
+            elif fmt == "onnx":
                 _write_onnx(module, path, mode, calibration, opset, inputs, info, check, integer_io)
+            else:
+                _write_web(source.model, path, mode, calibration, opset, inputs, info, check,
+                           integer_io, runtime)
         except OSError as err:  # a full disk, a folder made read-only meanwhile
             raise ExportError(f"cannot write {path}: {type(err).__name__}: {err}") from err
         written[fmt] = path
@@ -215,9 +234,9 @@ def _check_outputs(out_dir: Path, paths: dict[str, Path]) -> None:
     except OSError as err:
         raise ExportError(f"cannot write to the output folder {out_dir}: {type(err).__name__}: {err}") from err
     for fmt, path in paths.items():
-        if fmt == "savedmodel":
-            if (path.exists() or path.is_symlink()) and not (path.is_dir() and (path / "saved_model.pb").is_file()):
-                raise ExportError(f"{path} exists and is not a SavedModel folder; not replacing it "
+        if fmt in FOLDER_MARKERS:
+            if (path.exists() or path.is_symlink()) and not (path.is_dir() and (path / FOLDER_MARKERS[fmt]).is_file()):
+                raise ExportError(f"{path} exists and is not a {fmt} export folder; not replacing it "
                                   "(remove it or choose another name or out_dir)")
         elif path.is_dir():
             kind = "a SavedModel folder" if (path / "saved_model.pb").is_file() else "a folder"
@@ -302,9 +321,9 @@ def _check_formats(formats: Iterable[str], quantize: str | None) -> tuple[str, .
     if quantize is not None and not any(quantize in SUPPORTED_QUANTIZATION[f] for f in formats):
         raise ValueError(f"quantize={quantize!r} applies to none of formats {formats} "
                          f"(supported: {SUPPORTED_QUANTIZATION})")
-    if quantize == "float16" and "onnx" in formats:
-        raise ValueError("quantize='float16' is implemented for tflite only; export onnx without "
-                         "quantize or with 'dynamic'/'int8'")
+    if quantize == "float16" and {"onnx", "web"} & set(formats):
+        raise ValueError("quantize='float16' is implemented for tflite only; export onnx and web "
+                         "without quantize or with 'dynamic'/'int8'")
     return formats
 
 
@@ -337,8 +356,14 @@ def _seal(artifact_tmp: Path, path: Path, info: dict, report: dict) -> dict:
     Called last inside the artifact's atomic write: the old metadata goes now, so from the rename
     until the new metadata is written the artifact has none, never one describing something else.
     """
-    digest = meta.artifact_digest(artifact_tmp)
+    metadata = _describe(artifact_tmp, path, info, report)
     meta.metadata_path(path).unlink(missing_ok=True)
+    return metadata
+
+
+def _describe(artifact_tmp: Path, path: Path, info: dict, report: dict) -> dict:
+    """``info`` with the artifact's name, hash, size, parity report and creation time."""
+    digest = meta.artifact_digest(artifact_tmp)
     return {**info, "artifact": path.name, "sha256": digest["sha256"], "bytes": digest["bytes"],
             "parity": report,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -383,22 +408,49 @@ def _describe_integer_io(flatbuffer: bytes, info: dict) -> None:
 def _write_onnx(module, path, mode, calibration, opset, inputs, info, check, integer_io=False):
     import onnx
 
+    proto = _onnx_model(module, mode, calibration, opset, info, integer_io)
+    with atomic_write(path) as tmp:
+        onnx.save(proto, tmp)
+        report = _verify(load_onnx(tmp), inputs, mode, check, "onnx")
+        metadata = _seal(tmp, path, info, report)
+    meta.write_metadata(path, metadata)
+
+
+def _write_web(model, path, mode, calibration, opset, inputs, info, check, integer_io, runtime):
+    """The page folder: the ONNX model (with the confidence maps as a second output where the
+    network has them), verified like the ONNX artifact, then the page and the runtime; the
+    model's metadata inside the folder, the folder's beside it."""
+    import onnx
+
+    module, head = web.serving_module(model)
+    proto = _onnx_model(module, mode, calibration, opset, info, integer_io)
+    with atomic_dir(path, overwrite=True) as tmp:
+        model_path = tmp / web.MODEL_FILE
+        onnx.save(proto, model_path)
+        report = _verify(load_onnx(model_path), inputs, mode, check, "web")
+        maps = None if head is None else web.check_maps(model_path, inputs, head)
+        info["web"] = web.write_page(tmp, runtime, maps)
+        meta.write_metadata(model_path, _describe(model_path, path / web.MODEL_FILE,
+                                                  {**info, "format": "onnx"}, report))
+        metadata = _seal(tmp, path, info, report)
+    meta.write_metadata(path, metadata)
+
+
+def _onnx_model(module, mode, calibration, opset, info, integer_io):
+    """The converted (and, for a ``mode``, quantized) ONNX model; records how in ``info``."""
     whitening_int8 = integer_io and mode == "int8"
     with _whitening_on_int8_grid(module, calibration, info, whitening_int8):
         proto = convert_onnx(module, opset)
         if mode is not None:
             proto = quantize_onnx(proto, mode, calibration, () if integer_io else _float_layers(module))
+    if mode is not None:
         info["quantization"]["method"] = (
             f"static QDQ on {', '.join(onnx_format.STATIC_INT8_OPS)}: per-channel int8 weights, "
             f"uint8 activations, {onnx_format.CALIBRATION_METHOD.lower()} calibration; "
             + ("preprocessing layers quantized too" if integer_io else "preprocessing layers float32")
             if mode == "int8" else "dynamic int8 weights")
     info["opset"] = opset
-    with atomic_write(path) as tmp:
-        onnx.save(proto, tmp)
-        report = _verify(load_onnx(tmp), inputs, mode, check, "onnx")
-        metadata = _seal(tmp, path, info, report)
-    meta.write_metadata(path, metadata)
+    return proto
 
 
 @contextlib.contextmanager

@@ -68,10 +68,10 @@ def convert_onnx(module: ServingModule, opset: int = DEFAULT_OPSET):
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].dim_param = "batch"
-    names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
-    if names != ([INPUT_NAME], [OUTPUT_NAME]):
+    names = ([i.name for i in proto.graph.input], sorted(o.name for o in proto.graph.output))
+    if names != ([INPUT_NAME], sorted(module.output_names)):
         raise ExportError(f"ONNX graph has inputs/outputs {names}, expected "
-                          f"[{INPUT_NAME!r}] -> [{OUTPUT_NAME!r}]")
+                          f"[{INPUT_NAME!r}] -> {sorted(module.output_names)}")
     proto.producer_name = "nin-keras"
     check_onnx(proto)
     return proto

@@ -26,9 +26,14 @@ class ServingModule(tf.Module):
     """A ``tf.Module`` that tracks a Keras model and serves it through ``serve``.
 
     Args:
-        model: a built Keras model with one image input ``(H, W, C)`` and one output.
+        model: a built Keras model with one image input ``(H, W, C)`` and one output per name
+            in ``output_names``.
+        output_names: what ``serve`` calls the model's outputs, in the model's order; the first
+            is the probabilities. The web export adds the per-class confidence maps as a second
+            output (``nin_keras.export.web``).
 
-    ``serve(images)`` takes ``float32 [None, H, W, C]`` and returns ``{"probabilities": ...}``.
+    ``serve(images)`` takes ``float32 [None, H, W, C]`` and returns ``{"probabilities": ...}``
+    (and any further named outputs).
     The batch dimension stays ``None`` in the traced signature, so every artifact accepts any
     batch size.
 
@@ -38,12 +43,14 @@ class ServingModule(tf.Module):
         TensorShape([2, 10])
     """
 
-    def __init__(self, model: keras.Model):
+    def __init__(self, model: keras.Model, output_names: tuple[str, ...] = (OUTPUT_NAME,)):
         super().__init__(name="nin_keras_serving")
-        if len(model.inputs) != 1 or len(model.outputs) != 1:
-            raise ValueError(f"model {model.name!r} must have one input and one output to export, "
-                             f"got {len(model.inputs)} inputs and {len(model.outputs)} outputs")
+        if len(model.inputs) != 1 or len(model.outputs) != len(output_names):
+            raise ValueError(f"model {model.name!r} must have one input and {len(output_names)} "
+                             f"output(s) to export, got {len(model.inputs)} inputs and "
+                             f"{len(model.outputs)} outputs")
         self.model = model
+        self.output_names = tuple(output_names)
         shape = tuple(model.inputs[0].shape[1:])
         if any(d is None for d in shape):
             raise ValueError(f"model {model.name!r} needs a fixed input shape to export, got {shape}")
@@ -52,7 +59,9 @@ class ServingModule(tf.Module):
         self.serve = tf.function(self._serve, input_signature=[spec], autograph=False)
 
     def _serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_NAME: tf.cast(self.model(images, training=False), tf.float32)}
+        outputs = self.model(images, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return {name: tf.cast(out, tf.float32) for name, out in zip(self.output_names, outputs)}
 
     def concrete_function(self):
         """The traced serving function (what the SavedModel and ONNX exporters consume)."""

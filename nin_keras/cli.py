@@ -237,10 +237,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"{fmt:<10} {path}  {info['bytes'] / 1e6:.1f} MB  {info['quantization']['mode'] or 'float32'}  "
               f"max|Δ| {parity['max_abs_diff']:.2g}, top-1 agreement {parity['top1_agreement']:.4f}"
               f"{accuracy} on {parity['count']} images")
+        if fmt == "web":
+            print(f"{'':<10} open the page: nin-keras serve {path}")
         if "micro" in info:
             fits = [name for name, ok in info["micro"]["fits"].items() if ok]
             print(f"{'':<10} tflite-micro: flash {info['micro']['flash_bytes'] / 1024:.0f} KiB, tensor arena "
                   f"{info['micro']['arena_bytes'] / 1024:.0f} KiB; fits: {', '.join(fits) or 'none of the listed MCU classes'}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a web export folder over HTTP until Ctrl-C."""
+    from nin_keras.serve import make_server, url_of
+
+    server = make_server(args.folder, args.host, args.port)
+    print(f"Serving {args.folder} at {url_of(server)} (open it in a browser; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.server_close()
     return 0
 
 
@@ -409,12 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     compact.set_defaults(func=_cmd_compact)
 
-    export = sub.add_parser("export", help="export a preset to SavedModel / TFLite / ONNX, parity-checked")
+    export = sub.add_parser("export", help="export a preset to SavedModel / TFLite / ONNX / a web page, parity-checked")
     export.add_argument("model", metavar="NAME_OR_PRESET", help="zoo name with weights (nin_cifar10) or preset folder")
     export.add_argument("--formats", default="savedmodel,tflite,onnx",
-                        help="comma-separated: savedmodel, tflite, onnx (default: all three)")
+                        help="comma-separated: savedmodel, tflite, onnx, web (default: the first three; web: a "
+                             "folder with a page that classifies photos in the browser, see `nin-keras serve`)")
     export.add_argument("--quantize", choices=("float16", "dynamic", "int8"),
-                        help="float16 (tflite), dynamic or int8 (tflite, onnx); SavedModel stays float32")
+                        help="float16 (tflite), dynamic or int8 (tflite, onnx, web); SavedModel stays float32; "
+                             "without it web is int8 for compact presets, float32 otherwise")
     export.add_argument("--integer-io", action="store_true",
                         help="with --quantize int8: integer-only TFLite (uint8 pixels in, uint8 out, int8 kernels, "
                              "no float tensor; tflite-micro flash/arena in its metadata) and fully quantized ONNX")
@@ -425,6 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--parity-samples", type=int, default=500, help="test images for the parity check")
     export.add_argument("--calibration-samples", type=int, default=200, help="training images for int8 calibration")
     export.set_defaults(func=_cmd_export)
+
+    serve = sub.add_parser("serve", help="serve a web export folder on this computer (http://127.0.0.1:8000/)")
+    serve.add_argument("folder", metavar="FOLDER", help="a folder written by `nin-keras export NAME --formats web`")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default: %(default)s, reachable from this computer only)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s; 0 picks a free one)")
+    serve.set_defaults(func=_cmd_serve)
 
     predict = sub.add_parser("predict", help="top-k classes of images with a zoo model, preset or exported artifact")
     predict.add_argument("model", metavar="MODEL", help="zoo name (nin_cifar10, nin_cifar10.caffe), preset folder, "

@@ -157,6 +157,22 @@ def test_palette_transparency_is_composited():
     np.testing.assert_array_equal(out[:, 4:], np.full((8, 4, 3), 255, np.uint8))
 
 
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "WEBP", "TIFF"])
+def test_every_allowed_format_decodes_in_a_fresh_process(fmt, tmp_path):
+    """Pillow 13 has no "MPO" entry (its JPEG plugin reads MPO files): listing it made every
+    format after it fail with KeyError in a process that had not opened a JPEG yet."""
+    import subprocess
+    import sys
+
+    path = tmp_path / f"image.{fmt.lower()}"
+    Image.new("RGB", (9, 7), (10, 200, 30)).save(path, fmt)
+    script = ("import sys; from nin_keras.data.input_policy import default_policy; "
+              "print(default_policy('cifar10', (32, 32, 3))(sys.argv[1]).shape)")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0 and "(32, 32, 3)" in done.stdout, done.stderr[-2000:]
+
+
 def test_grayscale_and_16_bit_pngs():
     rng = np.random.default_rng(2)
     gray8 = rng.integers(0, 256, (64, 96), np.uint8)

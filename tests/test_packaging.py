@@ -65,3 +65,5 @@ def test_clean_build_and_the_wheel_ships_license_recipes_and_weights(tmp_path):
                       for p in (REPO / "zoo" / "weights").glob("*/metadata.json")}
     assert metadata_files and metadata_files <= names and "nin_keras/zoo/weights/index.json" in names
     assert "nin_keras/zoo/README.md" in names and "nin_keras/export/exporter.py" in names
+    # The web export's page ships with the library (its runtime comes from npm at export time).
+    assert {f"nin_keras/export/web_page/{p.name}" for p in (REPO / "export" / "web_page").iterdir()} <= names

@@ -324,7 +324,7 @@ def decode_image(source: ImageSource, color_mode: str | None = None,
             with warnings.catch_warnings():
                 # Pillow warns above its own, larger limit; the check below refuses those anyway.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(stream, formats=IMAGE_FORMATS)
+                image = Image.open(stream, formats=_registered_formats())
         except Image.DecompressionBombError as error:
             raise ImageError(f"{name}: image header declares more pixels than the limit of "
                              f"{MAX_IMAGE_PIXELS}; refused before decoding (Pillow: {error})") from error
@@ -370,6 +370,14 @@ def _to_8bit(image: Image.Image, color_mode: str | None, background: tuple[int, 
     target = color_mode or ("grayscale" if image.mode == "L" else "rgb")
     pil_mode = COLOR_MODES[target][0]
     return image if image.mode == pil_mode else image.convert(pil_mode)
+
+
+def _registered_formats() -> list[str]:
+    """:data:`IMAGE_FORMATS` that this Pillow registers. ``Image.open`` raises ``KeyError`` on a
+    listed format it does not know, after trying the ones before it: Pillow 13 reads MPO inside
+    its JPEG plugin and has no "MPO" entry, so every GIF, BMP, WebP and TIFF failed."""
+    Image.init()
+    return [name for name in IMAGE_FORMATS if name in Image.OPEN]
 
 
 def _why(error: Exception) -> str:
