@@ -167,7 +167,7 @@ def js_policy(driver, data: bytes, policy: dict, max_file_bytes: int = web.MAX_F
 @pytest.fixture(scope="module")
 def mnist_web(tmp_path_factory) -> Path:
     """The pretrained NIN MNIST preset as a float32 web folder."""
-    if "nin_mnist" not in registry.list_models(pretrained=True):
+    if not registry.get_model_entry("nin_mnist").pretrained:
         pytest.skip("no published weights for nin_mnist in this checkout")
     out = tmp_path_factory.mktemp("web")
     return export("nin_mnist", ("web",), out, parity_samples=64)["web"]
