@@ -47,10 +47,9 @@ import tensorflow as tf  # noqa: E402
 from nin_keras.export import ParityTolerance, export  # noqa: E402
 from nin_keras.export import samples  # noqa: E402
 from nin_keras.zoo.classifier import split_preprocessing  # noqa: E402
-from nin_keras.export.onnx import load_onnx  # noqa: E402
+from nin_keras.export.runtime import load_onnx, load_tflite  # noqa: E402
 from nin_keras.export.openvino import load_openvino  # noqa: E402
 from nin_keras.export.savedmodel import load_savedmodel  # noqa: E402
-from nin_keras.export.tflite import load_tflite  # noqa: E402
 
 COLUMNS = ["runtime", "artifact", "input", "settings", "latency_b1_ms", "throughput_b64_ips",
            "accuracy", "agreement", "size_mb"]

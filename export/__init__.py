@@ -1,14 +1,44 @@
-"""Exporters to SavedModel, TFLite and ONNX, parity checks and the Predictor (``nin_keras.export``).
+"""Exporters to SavedModel, TFLite, ONNX and a web page, and parity checks (``nin_keras.export``).
+
+Running the artifacts is ``nin_keras.deploy`` (NumPy and the runtime, no TensorFlow).
 
 Example:
-    >>> from nin_keras.export import export, Predictor
+    >>> from nin_keras.export import export
+    >>> from nin_keras.deploy import Predictor
     >>> paths = export("nin_cifar10", formats=("savedmodel", "tflite", "onnx"), out_dir="out")
     >>> Predictor(paths["onnx"]).predict(["cat.jpg"], top_k=3)
+
+Names load on first use, so ``nin_keras.export.runtime`` and ``nin_keras.export.predictor``
+import without TensorFlow.
 """
 
-from nin_keras.export.exporter import FORMATS, QUANTIZE_MODES, export, resolve_source
-from nin_keras.export.parity import ParityTolerance, parity_report
-from nin_keras.export.predictor import Predictor
+from __future__ import annotations
 
-__all__ = ["FORMATS", "QUANTIZE_MODES", "ParityTolerance", "Predictor", "export",
-           "parity_report", "resolve_source"]
+import importlib
+import warnings
+from typing import Any
+
+_EXPORTS = {
+    "FORMATS": "exporter",
+    "QUANTIZE_MODES": "exporter",
+    "export": "exporter",
+    "resolve_source": "exporter",
+    "ParityTolerance": "parity",
+    "parity_report": "parity",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Predictor":
+        warnings.warn("nin_keras.export.Predictor is deprecated; import it from nin_keras.deploy.",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("nin_keras.export.predictor").Predictor
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nin_keras.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"nin_keras.export.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

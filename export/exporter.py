@@ -30,11 +30,12 @@ from nin_keras.export import samples
 from nin_keras.export import onnx as onnx_format
 from nin_keras.export import tflite as tflite_format
 from nin_keras.export import web
-from nin_keras.export.onnx import DEFAULT_OPSET, convert_onnx, load_onnx, quantize_onnx
+from nin_keras.export.onnx import DEFAULT_OPSET, convert_onnx, quantize_onnx
 from nin_keras.export.parity import ParityTolerance, parity_report
 from nin_keras.export.savedmodel import load_savedmodel, write_savedmodel
-from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, Runner, ServingModule, batched
-from nin_keras.export.tflite import convert_tflite, load_tflite, op_types
+from nin_keras.export.runtime import INPUT_NAME, OUTPUT_NAME, Runner, batched, load_onnx, load_tflite
+from nin_keras.export.serving import ServingModule
+from nin_keras.export.tflite import convert_tflite, op_types
 from nin_keras.export.whitening_int8 import int8_rounded_whitening
 from nin_keras.io_utils import atomic_dir, atomic_write
 from nin_keras.zoo.classifier import PREPROCESSING_LAYERS, ImageClassifier, split_preprocessing

@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
 from nin_keras.io_utils import atomic_write, read_json, sha256_file
@@ -34,6 +33,8 @@ def weights_sha256(model: keras.Model) -> str:
     Independent of the file format the weights came from, so a preset loaded from ``.weights.h5``
     and the same weights set by hand give the same digest.
     """
+    import keras  # on use: reading metadata (what deployment does) needs no Keras
+
     digest = hashlib.sha256()
     for variable in model.weights:
         value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from nin_keras.errors import ExportError
-from nin_keras.export.serving import Runner
+from nin_keras.export.runtime import Runner, dequantize, quantize
 
 #: Microcontroller classes an artifact is checked against: (flash bytes, RAM bytes). The RAM
 #: figure is compared with the tensor arena alone; the application needs some RAM of its own.
@@ -189,31 +189,3 @@ def load_micro(path: str | os.PathLike, arena_size: int | None = None) -> Runner
         return np.stack(out)
 
     return run
-
-
-def _scale_and_zero_point(details: dict) -> tuple[float, int]:
-    params = details.get("quantization_parameters") or {}
-    scales, zero_points = params.get("scales"), params.get("zero_points")
-    if scales is not None and len(scales):
-        return float(scales[0]), int(zero_points[0])
-    scale, zero_point = details.get("quantization", (0.0, 0))
-    return float(scale), int(zero_point)
-
-
-def quantize(values: np.ndarray, details: dict) -> np.ndarray:
-    """Float values -> the integer tensor ``details`` describes (``round(x / scale) + zero_point``,
-    clipped to the dtype); float tensors are passed through as float32."""
-    dtype = np.dtype(details["dtype"])
-    if dtype.kind == "f":
-        return np.ascontiguousarray(values, np.float32)
-    scale, zero_point = _scale_and_zero_point(details)
-    info = np.iinfo(dtype)
-    return np.clip(np.round(values / scale) + zero_point, info.min, info.max).astype(dtype)
-
-
-def dequantize(values: np.ndarray, details: dict) -> np.ndarray:
-    """An integer tensor -> float32 ``(q - zero_point) * scale``; float tensors unchanged."""
-    if np.dtype(details["dtype"]).kind == "f":
-        return np.asarray(values, np.float32)
-    scale, zero_point = _scale_and_zero_point(details)
-    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)

@@ -19,7 +19,6 @@ Quantization (``quantize``) uses ``onnxruntime.quantization`` after ``quant_pre_
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -28,7 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from nin_keras.errors import ExportError
-from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, Runner, ServingModule, batched
+from nin_keras.export.runtime import INPUT_NAME
+from nin_keras.export.serving import ServingModule
 
 #: Highest opset tf2onnx 1.17 supports; ONNX Runtime runs it on CPU.
 DEFAULT_OPSET = 18
@@ -174,40 +174,3 @@ def float_nodes(graph, float_layers: Sequence[str]) -> list[str]:
             names.append(node.name)
             produced_by_float.update(node.output)
     return names
-
-
-def load_onnx(path: str | os.PathLike, num_threads: int | None = None,
-              graph_optimization: str = "all", batch_size: int = 64) -> Runner:
-    """Load an ``.onnx`` file in an ONNX Runtime CPU session as a NumPy function.
-
-    Args:
-        path: the ``.onnx`` file.
-        num_threads: intra-op threads; ``None`` lets ONNX Runtime choose.
-        graph_optimization: ``"disable"``, ``"basic"``, ``"extended"`` or ``"all"``.
-        batch_size: larger inputs are run in chunks of this size.
-
-    Returns:
-        ``run(images float32 [N, H, W, C]) -> probabilities float32 [N, classes]``.
-    """
-    import onnxruntime as ort
-
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    if graph_optimization not in levels:
-        raise ValueError(f"graph_optimization must be one of {sorted(levels)}, "
-                         f"got {graph_optimization!r}")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[graph_optimization]
-    if num_threads is not None:
-        options.intra_op_num_threads = num_threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run_chunk(images: np.ndarray) -> np.ndarray:
-        return session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(images, np.float32)})[0]
-
-    def run(images: np.ndarray) -> np.ndarray:
-        return batched(run_chunk, images, batch_size)
-
-    return run

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, Runner, batched
+from nin_keras.export.runtime import INPUT_NAME, OUTPUT_NAME, Runner, batched
 
 #: ``precision`` values: the inference precision of the ops that are not quantized.
 PRECISIONS = ("f32", "bf16", "f16")

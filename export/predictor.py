@@ -115,12 +115,12 @@ class Predictor:
             from nin_keras.export.savedmodel import load_savedmodel
             return load_savedmodel(self.path)
         if self.format == "tflite":
-            from nin_keras.export.tflite import load_tflite
+            from nin_keras.export.runtime import load_tflite
             return load_tflite(self.path, num_threads=num_threads)
         if self.runtime == "openvino":
             from nin_keras.export.openvino import load_openvino
             return load_openvino(self.path, num_threads=num_threads)
-        from nin_keras.export.onnx import load_onnx
+        from nin_keras.export.runtime import load_onnx
         return load_onnx(self.path, num_threads=num_threads)
 
     @contextlib.contextmanager
@@ -266,7 +266,7 @@ def _keras_runner(preset_name: str) -> tuple[dict[str, Any], Any]:
     """Metadata (in the export metadata's shape) and a batch runner for a preset's inference model."""
     import keras
 
-    from nin_keras.export.serving import batched
+    from nin_keras.export.runtime import batched
     from nin_keras.zoo import load_preset
 
     preset = load_preset(preset_name)

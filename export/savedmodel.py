@@ -10,7 +10,8 @@ from nin_keras.tensorflow_only import import_tensorflow
 
 tf = import_tensorflow(__name__)
 
-from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, Runner, ServingModule, batched
+from nin_keras.export.runtime import INPUT_NAME, OUTPUT_NAME, Runner, batched
+from nin_keras.export.serving import ServingModule
 
 
 def write_savedmodel(module: ServingModule, path: str | os.PathLike) -> None:

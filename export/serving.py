@@ -7,19 +7,12 @@ output (``probabilities``: ``float32 [None, classes]``).
 
 from __future__ import annotations
 
-from typing import Callable
-
 import keras
-import numpy as np
 from nin_keras.tensorflow_only import import_tensorflow
 
 tf = import_tensorflow(__name__)
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
-
-#: A loaded artifact (or the Keras model) as a plain function: float32 NHWC batch -> probabilities.
-Runner = Callable[[np.ndarray], np.ndarray]
+from nin_keras.export.runtime import INPUT_NAME, OUTPUT_NAME  # noqa: E402  (after the TensorFlow check)
 
 
 class ServingModule(tf.Module):
@@ -77,12 +70,3 @@ class ServingModule(tf.Module):
             convert_variables_to_constants_v2)
 
         return convert_variables_to_constants_v2(self.concrete_function())
-
-
-def batched(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
-            batch_size: int = 64) -> np.ndarray:
-    """Apply ``fn`` to ``images`` in chunks of ``batch_size`` and concatenate the results."""
-    if len(images) == 0:
-        raise ValueError("images is an empty batch")
-    return np.concatenate([np.asarray(fn(images[i:i + batch_size]))
-                           for i in range(0, len(images), batch_size)])

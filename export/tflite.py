@@ -32,7 +32,6 @@ for Microcontrollers (:mod:`nin_keras.export.micro`).
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Sequence
 
@@ -42,8 +41,7 @@ from nin_keras.tensorflow_only import import_tensorflow
 tf = import_tensorflow(__name__)
 
 from nin_keras.errors import ExportError
-from nin_keras.export.micro import dequantize, quantize as quantize_input
-from nin_keras.export.serving import Runner, ServingModule, batched
+from nin_keras.export.serving import ServingModule
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 
@@ -232,57 +230,6 @@ def op_types(flatbuffer: bytes) -> dict[str, list[str]]:
         kind = {dtype_of[i] for i in outputs}
         (float_ops if kind & {"float32", "float16"} else int_ops).add(op["op_name"])
     return {"integer": sorted(int_ops), "float": sorted(float_ops)}
-
-
-def load_tflite(path: str | os.PathLike, num_threads: int | None = None,
-                batch_size: int = 64) -> Runner:
-    """Load a ``.tflite`` file in the LiteRT interpreter as a NumPy function.
-
-    Args:
-        path: the ``.tflite`` file.
-        num_threads: CPU threads for the interpreter (and its XNNPACK delegate); ``None`` lets
-            LiteRT choose.
-        batch_size: larger inputs are run in chunks of this size; the input tensor is resized to
-            each chunk's batch (the artifact's batch dimension is dynamic).
-
-    Returns:
-        ``run(images float32 [N, H, W, C]) -> probabilities float32 [N, classes]`` (quantized to
-        and from uint8 for integer-only artifacts).
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-    # Integer-only artifacts take and give uint8: the runner quantizes the raw pixels and
-    # dequantizes the probabilities, so every artifact keeps the same float contract.
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    input_index, output_index = source["index"], target["index"]
-    current = [None]
-
-    def run_chunk(images: np.ndarray) -> np.ndarray:
-        nonlocal interpreter
-        if current[0] != images.shape:
-            interpreter.resize_tensor_input(input_index, list(images.shape))
-            try:
-                interpreter.allocate_tensors()
-            except RuntimeError as err:
-                if "XNNPACK" not in str(err):
-                    raise
-                # XNNPACK rejects some int8 subgraphs (quantization scales outside its limits);
-                # the reference built-in kernels run them, more slowly.
-                interpreter = Interpreter(
-                    model_path=str(path), num_threads=num_threads,
-                    experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-                interpreter.resize_tensor_input(input_index, list(images.shape))
-                interpreter.allocate_tensors()
-            current[0] = images.shape
-        interpreter.set_tensor(input_index, quantize_input(images, source))
-        interpreter.invoke()
-        return dequantize(interpreter.get_tensor(output_index), target)
-
-    def run(images: np.ndarray) -> np.ndarray:
-        return batched(run_chunk, images, batch_size)
-
-    return run
 
 
 def _first_lines(message: str, n: int = 6) -> str:

@@ -35,7 +35,8 @@ import keras
 import numpy as np
 
 from nin_keras.errors import ExportError
-from nin_keras.export.serving import INPUT_NAME, OUTPUT_NAME, ServingModule
+from nin_keras.export.runtime import INPUT_NAME, OUTPUT_NAME
+from nin_keras.export.serving import ServingModule
 
 PACKAGE = "onnxruntime-web"
 #: The WebGPU build of ONNX Runtime Web and the one WebAssembly binary it loads: it runs the wasm

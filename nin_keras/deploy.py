@@ -1,4 +1,6 @@
-"""Deployment entry point: ``Predictor`` over exported SavedModel, TFLite and ONNX artifacts (and presets).
+"""Deployment: ``Predictor`` runs exported TFLite and ONNX artifacts with NumPy, Pillow and the
+runtime alone (LiteRT, ONNX Runtime or OpenVINO: no TensorFlow, no Keras), and SavedModel folders
+and presets where TensorFlow or Keras is installed. The one import path for ``Predictor``.
 
 Example:
     >>> from nin_keras.deploy import Predictor

@@ -26,7 +26,8 @@ pytest.importorskip("ai_edge_litert")
 
 from nin_keras import cli, zoo  # noqa: E402
 from nin_keras.errors import ExportError  # noqa: E402
-from nin_keras.export import ParityTolerance, Predictor, export, parity_report  # noqa: E402
+from nin_keras.deploy import Predictor  # noqa: E402
+from nin_keras.export import ParityTolerance, export, parity_report  # noqa: E402
 from nin_keras.export import samples  # noqa: E402
 from nin_keras.export.metadata import metadata_path, weights_sha256  # noqa: E402
 from nin_keras.io_utils import sha256_file  # noqa: E402
@@ -567,8 +568,7 @@ def test_compact_cifar10_int8_artifacts_on_the_whole_test_split(tmp_path):
     """nin_cifar10.caffe_compact: int8 ONNX (whitening float) and integer-only TFLite (whitening on
     the int8 grid) on all 10,000 CIFAR-10 (JPEG copy) test images, against the Keras model."""
     from nin_keras.data.arrays import load_arrays
-    from nin_keras.export.onnx import load_onnx
-    from nin_keras.export.tflite import load_tflite
+    from nin_keras.export.runtime import load_onnx, load_tflite
 
     preset = pretrained_preset("nin_cifar10.caffe_compact")
     x_test, y_test = load_arrays({"name": "cifar10"}, "test")

@@ -523,7 +523,7 @@ def test_predict_any_photo_gives_one_top1_on_zoo_name_preset_folder_and_every_ex
 def test_exports_record_the_policy_and_strict_mode_keeps_the_old_error(photo_exports, tmp_path):
     import shutil
 
-    from nin_keras.export import Predictor
+    from nin_keras.deploy import Predictor
     from nin_keras.export.metadata import metadata_path
 
     modes, paths, _ = photo_exports

@@ -22,7 +22,8 @@ from nin_keras.errors import ExportError  # noqa: E402
 from nin_keras.export import ParityTolerance, export  # noqa: E402
 from nin_keras.export.metadata import metadata_path  # noqa: E402
 from nin_keras.export.micro import MCU_CLASSES, arena_bytes, load_micro, micro_report  # noqa: E402
-from nin_keras.export.tflite import float_tensors, load_tflite, operator_names  # noqa: E402
+from nin_keras.export.runtime import load_tflite  # noqa: E402
+from nin_keras.export.tflite import float_tensors, operator_names  # noqa: E402
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist.npz"
 needs_mnist = pytest.mark.skipif(not MNIST.exists(), reason=f"{MNIST} not present")

@@ -768,7 +768,7 @@ def test_export_writes_the_artifact_before_its_metadata(tmp_path, monkeypatch):
 @pytest.mark.parametrize("fmt", ["onnx", "tflite", "savedmodel"])
 def test_predictor_on_a_corrupt_artifact_is_an_export_error(artifacts, tmp_path, fmt, damage):
     from nin_keras.errors import ExportError
-    from nin_keras.export import Predictor
+    from nin_keras.deploy import Predictor
 
     source = artifacts[fmt]
     target = tmp_path / source.name
@@ -788,7 +788,8 @@ def test_predictor_on_a_corrupt_artifact_is_an_export_error(artifacts, tmp_path,
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_predictor_metadata_with_too_few_class_names_is_an_export_error(artifacts, tmp_path, fmt):
     from nin_keras.errors import ExportError
-    from nin_keras.export import Predictor, metadata
+    from nin_keras.deploy import Predictor
+    from nin_keras.export import metadata
 
     target = tmp_path / artifacts[fmt].name
     shutil.copy(artifacts[fmt], target)

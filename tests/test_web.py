@@ -35,7 +35,8 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from nin_keras.errors import ExportError  # noqa: E402
-from nin_keras.export import Predictor, export, samples, web  # noqa: E402
+from nin_keras.deploy import Predictor  # noqa: E402
+from nin_keras.export import export, samples, web  # noqa: E402
 from nin_keras.export.metadata import artifact_digest, read_metadata  # noqa: E402
 from nin_keras.export.parity import ParityTolerance  # noqa: E402
 from nin_keras.data.input_policy import InputPolicy  # noqa: E402

@@ -6,22 +6,26 @@ tensorflow-datasets. See ``load_dataset`` and ``make_pipeline``; ``InputPolicy``
 file into a model's input.
 """
 
-from nin_keras.data.catalog import DATASET_NAMES, DatasetInfo, dataset_info
-from nin_keras.data.input_policy import InputPolicy, default_policy
-from nin_keras.data.locate import data_dirs
+import importlib
 
-# The tf.data parts load on first use, so that the TensorFlow-free ones (the catalog, the input
-# policy that presets use) import on any Keras backend.
-_TENSORFLOW_ONLY = {"make_pipeline": "nin_keras.data.pipeline", "load_dataset": "nin_keras.data.sources"}
+# Every name loads on first use: the input policy (what deployment reads images with) needs only
+# Pillow and NumPy, the catalog needs Keras, the tf.data parts TensorFlow.
+_EXPORTS = {
+    "DATASET_NAMES": "nin_keras.data.catalog",
+    "DatasetInfo": "nin_keras.data.catalog",
+    "dataset_info": "nin_keras.data.catalog",
+    "InputPolicy": "nin_keras.data.input_policy",
+    "default_policy": "nin_keras.data.input_policy",
+    "data_dirs": "nin_keras.data.locate",
+    "make_pipeline": "nin_keras.data.pipeline",
+    "load_dataset": "nin_keras.data.sources",
+}
 
 
 def __getattr__(name: str):
-    if name in _TENSORFLOW_ONLY:
-        import importlib
-
-        return getattr(importlib.import_module(_TENSORFLOW_ONLY[name]), name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DATASET_NAMES", "DatasetInfo", "InputPolicy", "data_dirs", "dataset_info",
-           "default_policy", "load_dataset", "make_pipeline"]
+__all__ = sorted(_EXPORTS)
