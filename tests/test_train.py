@@ -618,3 +618,19 @@ def test_two_worker_multiworker_run_on_loopback_agrees(tmp_path):
     state = _checkpoint_state(out)
     assert state["global_step"] == STEPS_PER_EPOCH and len(state["history"]) == 1
     assert (out / "preset" / "model.weights.h5").exists()  # written by the chief only
+
+
+def test_preset_metrics_are_the_percentages_of_evaluate_model():
+    import keras
+
+    from nin_keras.train.evaluate import evaluate_model, preset_metrics
+
+    model = keras.Sequential([keras.Input((1, 1, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    model.layers[-1].set_weights([np.array([[1.0, -1.0]], np.float32), np.zeros(2, np.float32)])
+    images = np.array([1, 2, -1, -2, 3], np.float32).reshape(5, 1, 1, 1)
+    labels = np.array([0, 0, 1, 0, 1])  # predicted 0, 0, 1, 1, 0: three of five right
+    result = evaluate_model(model, images, labels, batch_size=2)
+    assert result["accuracy"] == pytest.approx(0.6) and result["error_percent"] == pytest.approx(40.0)
+    metrics = preset_metrics(result)
+    assert metrics["test_accuracy"] == 60.0 and metrics["test_error"] == 40.0 and metrics["test_examples"] == 5
+    assert metrics["test_loss"] == pytest.approx(result["loss"], abs=1e-6)

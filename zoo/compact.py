@@ -59,7 +59,7 @@ def make_compact_preset(
         PresetError: the preset has no ``ZCAWhitening`` to distil.
     """
     from nin_keras.data.arrays import load_arrays
-    from nin_keras.train.evaluate import evaluate_model
+    from nin_keras.train.evaluate import evaluate_model, preset_metrics
     from nin_keras.zoo.preset_loader import load_preset
     from nin_keras.zoo.presets import inference_model, save_preset
 
@@ -86,8 +86,7 @@ def make_compact_preset(
     dense = source.metadata.get("metrics") or {}
     metadata: dict[str, Any] = {
         **{k: v for k, v in source.metadata.items() if k in ("dataset", "class_names", "paper_error", "license")},
-        "metrics": {"test_error": round(test["error_percent"], 4), "test_accuracy": round(100 * test["accuracy"], 4),
-                    "test_loss": round(test["loss"], 6), "test_examples": test["examples"]},
+        "metrics": preset_metrics(test),
         "evaluated_on": source.metadata.get("evaluated_on", f"{dataset} test split"),
         "command": command,
         "source": f"{source.metadata.get('source', preset)}; whitening distilled into a {kernel_size}x{kernel_size} "

@@ -134,14 +134,13 @@ def _measure(network: keras.Model, preset: presets.Preset, name: str, data_dir: 
     """Test-split metrics of ``network`` behind the preset's preprocessing, as ``nin-keras eval``
     measures them."""
     from nin_keras.data.arrays import load_arrays
-    from nin_keras.train.evaluate import evaluate_model
+    from nin_keras.train.evaluate import evaluate_model, preset_metrics
 
     dataset = preset.metadata["dataset"]
     images, labels = load_arrays({"name": dataset}, "test", data_dir)
     result = evaluate_model(presets.inference_model(network, preset.preprocessing), images, labels)
     return {
-        "metrics": {"test_error": round(result["error_percent"], 4), "test_accuracy": round(100 * result["accuracy"], 4),
-                    "test_loss": round(result["loss"], 6), "test_examples": result["examples"]},
+        "metrics": preset_metrics(result),
         "command": f"nin-keras eval {name} --data {dataset}",
     }
 

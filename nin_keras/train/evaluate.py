@@ -83,7 +83,9 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
         tta: test-time augmentation, one of ``TTA_MODES`` (see ``tta_views``).
 
     Returns:
-        ``{"accuracy", "error_percent", "loss", "examples"}``.
+        ``{"accuracy", "error_percent", "loss", "examples", "tta"}``: ``accuracy`` a fraction
+        (as Keras reports it), ``error_percent`` in percent; ``preset_metrics`` turns it into a
+        preset's percentages.
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"images and labels must be non-empty and of equal length, got {len(images)} and {len(labels)}")
@@ -99,6 +101,13 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
         "examples": int(len(labels)),
         "tta": tta,
     }
+
+
+def preset_metrics(result: dict[str, Any]) -> dict[str, float | int]:
+    """``evaluate_model``'s result as a preset's ``metrics``: percentages, as the papers and the
+    parity reports give them (``evaluate_model``'s ``accuracy`` is a fraction, like Keras's)."""
+    return {"test_error": round(result["error_percent"], 4), "test_accuracy": round(100 * result["accuracy"], 4),
+            "test_loss": round(result["loss"], 6), "test_examples": result["examples"]}
 
 
 def _checked_images(images: np.ndarray, model: keras.Model) -> np.ndarray:

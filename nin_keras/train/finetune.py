@@ -35,7 +35,7 @@ from nin_keras.data.arrays import fit_preprocessing
 from nin_keras.data.image_folder import read_labelled_images
 from nin_keras.tensorflow_only import import_tensorflow
 from nin_keras.errors import DataError
-from nin_keras.train.evaluate import evaluate_model
+from nin_keras.train.evaluate import evaluate_model, preset_metrics
 from nin_keras.train.components import build_layers
 from nin_keras.train.loop import RunParts, train
 from nin_keras.train.splits import stratified_holdout
@@ -204,9 +204,7 @@ def finetune(
             "data_source": os.fspath(data),
             "class_names": list(found.class_names),
             "input_policy": policy.to_dict(),
-            "metrics": {"test_accuracy": round(100 * measured["accuracy"], 4),
-                        "test_error": round(measured["error_percent"], 4),
-                        "test_loss": round(measured["loss"], 6), "test_examples": measured["examples"]},
+            "metrics": preset_metrics(measured),
             "evaluated_on": measured_on,
             "fine_tuned_from": os.fspath(preset),
             "command": command,

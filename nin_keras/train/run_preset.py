@@ -8,7 +8,7 @@ the command and the weights' license (the recipe's ``license``, else ``DEFAULT_L
 from __future__ import annotations
 
 from nin_keras.data.arrays import load_arrays
-from nin_keras.train.evaluate import evaluate_model
+from nin_keras.train.evaluate import evaluate_model, preset_metrics
 from nin_keras.train.history import write_history
 from nin_keras.train.recipes import mixed_precision_policy
 
@@ -53,8 +53,7 @@ def finish_run(recipe, model, average, preprocess, out_dir, history, extra, data
     metadata = {
         "dataset": info.name,
         "class_names": list(info.class_names),
-        "metrics": {"test_error": round(test["error_percent"], 4), "test_accuracy": round(100 * test["accuracy"], 4),
-                    "test_loss": round(test["loss"], 6), "test_examples": test["examples"]},
+        "metrics": preset_metrics(test),
         "command": extra.get("command"),
         "evaluated_on": f"{recipe['dataset'].get('label', info.name)} test split",
         "paper_error": paper_error,
