@@ -27,7 +27,8 @@ REFERENCE_ENV = "NIN_KERAS_TF_REFERENCE"
 # The parts of the library built on tf.data, tf.distribute and the TensorFlow exporters.
 # nin_keras.data itself imports without TensorFlow (presets use its input policy); its tf.data
 # modules do not.
-TENSORFLOW_ONLY = ("nin_keras.data.pipeline", "nin_keras.data.sources", "nin_keras.train", "nin_keras.export")
+TENSORFLOW_ONLY = ("nin_keras.data.pipeline", "nin_keras.data.sources", "nin_keras.train", "nin_keras.export.tflite",
+                   "nin_keras.export.serving")
 
 
 def test_this_is_jax_without_tensorflow():
@@ -108,3 +109,14 @@ def test_visualize_needs_tensorflow_too_and_says_which_module():
     sys.modules.pop("nin_keras.visualize", None)
     with pytest.raises(ImportError, match=r"^nin_keras\.\w+(\.\w+)* requires TensorFlow"):
         importlib.import_module("nin_keras.visualize")
+
+
+def test_the_deploy_path_imports_without_tensorflow():
+    """Running exported artifacts needs NumPy and a runtime, not TensorFlow (tests/test_deploy.py
+    runs them); the export package itself loads its TensorFlow parts on first use."""
+    from nin_keras.deploy import Predictor
+    from nin_keras.export import runtime
+
+    assert callable(runtime.load_onnx) and Predictor.__name__ == "Predictor"
+    assert "tensorflow" not in sys.modules
+
