@@ -89,9 +89,9 @@ def measure(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels:
 def add_compact_rows(args, out: Path, add: Callable, size: Callable, loose: ParityTolerance) -> None:
     """Raw-pixel artifacts of the compact preset (GCN + 7x7 ConvWhitening inside): float32, int8
     (whitening float) and integer-only (uint8 in and out), 2 threads, plus its compiled Keras call."""
-    from nin_keras.zoo import presets
+    from nin_keras.zoo import load_preset
 
-    compact = presets.load_preset(args.compact).inference_model(input_dtype="float32")
+    compact = load_preset(args.compact).inference_model(input_dtype="float32")
     graph = tf.function(lambda x: compact(x, training=False))
     add("keras", "compact tf.function", "graph", lambda x: graph(tf.constant(x)).numpy())
     floats = export(args.compact, ("tflite", "onnx"), out)
