@@ -18,6 +18,8 @@ import importlib
 import warnings
 from typing import Any
 
+from nin_keras.lazy import lazy_exports
+
 _EXPORTS = {
     "FORMATS": "exporter",
     "QUANTIZE_MODES": "exporter",
@@ -30,15 +32,12 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+_lazy_getattr, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
 def __getattr__(name: str) -> Any:
     if name == "Predictor":
         warnings.warn("nin_keras.export.Predictor is deprecated; import it from nin_keras.deploy.",
                       DeprecationWarning, stacklevel=2)
         return importlib.import_module("nin_keras.export.predictor").Predictor
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'nin_keras.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"nin_keras.export.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    return _lazy_getattr(name)

@@ -535,7 +535,7 @@ def test_loading_a_registered_preset_hashes_each_file_once(monkeypatch):
 
 def test_altered_bundled_metadata_breaks_the_chain_of_trust(tmp_path, monkeypatch):
     """The index's sha256 of metadata.json is the anchor: a bundled copy whose metadata was edited
-    (here: its weights' hash replaced to match swapped weights) is not used."""
+    (here: its recorded test error) is not used, and offline there is no other copy."""
     name = zoo.list_models("nin_mnist", pretrained=True)[0]
     bundled = tmp_path / "bundled"
     shutil.copytree(download.BUNDLED_WEIGHTS_DIR / name, bundled / name)

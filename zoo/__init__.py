@@ -13,8 +13,7 @@ Names are imported on first use, so ``nin_keras.zoo.download`` works without loa
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nin_keras.lazy import lazy_exports
 
 _EXPORTS = {
     "register_model": "registry",
@@ -39,11 +38,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'nin_keras.zoo' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"nin_keras.zoo.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,26 +6,23 @@ tensorflow-datasets. See ``load_dataset`` and ``make_pipeline``; ``InputPolicy``
 file into a model's input.
 """
 
-import importlib
+from nin_keras.lazy import lazy_exports
 
 # Every name loads on first use: the input policy (what deployment reads images with) needs only
 # Pillow and NumPy, the catalog needs Keras, the tf.data parts TensorFlow.
 _EXPORTS = {
-    "DATASET_NAMES": "nin_keras.data.catalog",
-    "DatasetInfo": "nin_keras.data.catalog",
-    "dataset_info": "nin_keras.data.catalog",
-    "InputPolicy": "nin_keras.data.input_policy",
-    "default_policy": "nin_keras.data.input_policy",
-    "data_dirs": "nin_keras.data.locate",
-    "make_pipeline": "nin_keras.data.pipeline",
-    "load_dataset": "nin_keras.data.sources",
+    "DATASET_NAMES": "catalog",
+    "DatasetInfo": "catalog",
+    "dataset_info": "catalog",
+    "InputPolicy": "input_policy",
+    "default_policy": "input_policy",
+    "data_dirs": "locate",
+    "make_pipeline": "pipeline",
+    "load_dataset": "sources",
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)
