@@ -8,7 +8,7 @@ flatbuffer size (flash), the smallest tensor arena TFLM allocates it in (RAM) an
 microcontroller classes it fits.
 
 Usage:
-    python benchmarks/micro.py                    # nin_mnist, nin_fashion_mnist -> results/micro.json
+    python benchmarks/micro.py                    # nin_mnist, nin_fashion_mnist, nin_cifar10.caffe_compact -> results/micro.json
     python benchmarks/micro.py --presets nin_fashion_mnist   # that row only; the others are kept
     python benchmarks/micro.py --quick            # 200 test images of nin_mnist, nothing written
 """
@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-PRESETS = ("nin_mnist", "nin_fashion_mnist")
+PRESETS = ("nin_mnist", "nin_fashion_mnist", "nin_cifar10.caffe_compact")
 
 
 def carried_rows(previous: Path, rerun: set[str]) -> list[dict]:

@@ -7,6 +7,12 @@ figures for an artifact: the flatbuffer's size (flash) and the smallest arena in
 allocator plans all tensors (RAM, found by bisection to 1 KiB with the real allocator, not
 estimated), and checks them against typical microcontroller classes.
 
+TFLM checks some kernel parameters with ``abort()`` rather than an error status (an int8
+comparison whose input scale is 1 or more, for one), so a model it cannot take may end the
+process that loads it. The probe (allocation, bisection and one invocation) therefore runs in a
+child process (``python -m nin_keras.export.micro FILE``), and a file only reaches an
+interpreter in this process once the child has loaded and run it.
+
 Example:
     >>> report = micro_report(Path("nin_mnist.int8io.tflite").read_bytes())
     >>> report["arena_bytes"], report["fits"]["1 MB flash / 512 KB RAM"]
@@ -15,7 +21,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,6 +44,7 @@ MCU_CLASSES = {
 }
 _ARENA_STEP = 1024
 _ARENA_LIMIT = 256 * 1024 * 1024
+_PROBE_TIMEOUT_S = 600
 
 
 def _runtime():
@@ -85,16 +96,56 @@ def _check_flatbuffer(flatbuffer: bytes, source: str) -> None:
         raise ExportError(f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)")
 
 
+def _check_invokes(runtime, flatbuffer: bytes, arena: int) -> None:
+    """Run the model once on a zero input: some kernels only check their input types when invoked
+    (TFLM's SQRT prepares on an int8 tensor, then refuses it)."""
+    with _captured_native_output() as printed:
+        interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
+        source = interpreter.get_input_details(0)
+        interpreter.set_input(np.zeros(source["shape"], source["dtype"]), 0)
+        try:
+            interpreter.invoke()
+            failed = None
+        except RuntimeError as err:
+            failed = err
+    if failed is not None:
+        reason = "; ".join(line.strip() for line in printed if line.strip()) or str(failed)
+        raise ExportError(f"TensorFlow Lite for Microcontrollers cannot run this model: {reason}")
+
+
 def arena_bytes(flatbuffer: bytes) -> int:
-    """The smallest tensor arena (a multiple of 1 KiB) in which TFLM allocates the model.
+    """The smallest tensor arena (a multiple of 1 KiB) in which TFLM allocates and runs the model.
+
+    Measured in a child process, which TFLM may abort without harm to this one.
 
     Raises:
-        ExportError: not a TFLite flatbuffer, or the model does not load in TFLM at all (an op
-            without a TFLM kernel, or an arena above 256 MiB).
+        ExportError: not a TFLite flatbuffer, or the model does not load or run in TFLM (an op
+            without a TFLM kernel for its types, a kernel that aborts, or an arena above 256 MiB).
     """
     _check_flatbuffer(flatbuffer, "the model")
+    _runtime()  # the missing-package error here, not in the child
+    with tempfile.TemporaryDirectory() as folder:
+        model = Path(folder) / "model.tflite"
+        model.write_bytes(flatbuffer)
+        child = subprocess.run([sys.executable, "-m", __name__, str(model)], capture_output=True, text=True,
+                               timeout=_PROBE_TIMEOUT_S)
+    if child.returncode < 0:
+        name = signal.Signals(-child.returncode).name
+        raise ExportError(f"TensorFlow Lite for Microcontrollers aborted ({name}) while loading or running this "
+                          "model: one of its kernels refuses the model's parameters")
+    lines = child.stdout.strip().splitlines()
+    if child.returncode != 0 or not lines:
+        raise ExportError(f"the TensorFlow Lite for Microcontrollers probe failed: {child.stderr.strip()[-500:]}")
+    result = json.loads(lines[-1])
+    if "error" in result:
+        raise ExportError(result["error"])
+    return int(result["arena_bytes"])
+
+
+def _probe_arena(flatbuffer: bytes) -> int:
+    """:func:`arena_bytes` in this process (the child's side)."""
     runtime = _runtime()
-    high = max(_ARENA_STEP, len(flatbuffer))
+    high = -(-max(_ARENA_STEP, len(flatbuffer)) // _ARENA_STEP) * _ARENA_STEP
     while True:
         allocated, printed = _allocates(runtime, flatbuffer, high)
         if allocated:
@@ -115,6 +166,7 @@ def arena_bytes(flatbuffer: bytes) -> int:
             high = middle
         else:
             low = middle
+    _check_invokes(runtime, flatbuffer, high)
     return high
 
 
@@ -168,7 +220,11 @@ def load_micro(path: str | os.PathLike, arena_size: int | None = None) -> Runner
     runtime = _runtime()
     flatbuffer = Path(path).read_bytes()
     _check_flatbuffer(flatbuffer, str(path))
-    arena = arena_size or arena_bytes(flatbuffer)
+    needed = arena_bytes(flatbuffer)  # the child process loads and runs it first
+    if arena_size is not None and arena_size < needed:
+        raise ExportError(f"{path} needs a tensor arena of {needed} bytes in TensorFlow Lite for "
+                          f"Microcontrollers, {arena_size} given")
+    arena = arena_size or needed
     try:
         with _captured_native_output() as printed:
             interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
@@ -189,3 +245,11 @@ def load_micro(path: str | os.PathLike, arena_size: int | None = None) -> Runner
         return np.stack(out)
 
     return run
+
+
+if __name__ == "__main__":
+    # The child process of arena_bytes: one JSON line, the arena or why TFLM cannot take the model.
+    try:
+        print(json.dumps({"arena_bytes": _probe_arena(Path(sys.argv[1]).read_bytes())}))
+    except ExportError as err:
+        print(json.dumps({"error": str(err)}))

@@ -114,25 +114,88 @@ def test_integer_io_errors_name_the_problem(tmp_path):
         arena_bytes(b"not a flatbuffer at all")
 
 
-def test_tflm_report_names_the_node_it_cannot_prepare(tmp_path):
-    """GCN's divisor floor becomes a BROADCAST_TO of a run-time shape, which TFLM rejects: the
-    integer-only artifact is still written (LiteRT runs it), its micro report says why TFLM cannot."""
-    from nin_keras.layers import GlobalContrastNormalization
-    from nin_keras.zoo import presets
-
-    keras.utils.set_random_seed(0)
-    network = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
-                                keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
-    model = presets.inference_model(network, [GlobalContrastNormalization(scale=55.0)], input_dtype="float32")
-    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3)).astype(np.uint8)
-    path = export(model, ("tflite",), tmp_path, quantize="int8", integer_io=True, representative_data=images,
+def _integer_only(model, tmp_path, images):
+    return export(model, ("tflite",), tmp_path, quantize="int8", integer_io=True, representative_data=images,
                   parity_data=(images, None), tolerance=ParityTolerance(min_top1_agreement=0.5))["tflite"]
+
+
+def _small_network():
+    keras.utils.set_random_seed(0)
+    return [keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")]
+
+
+def test_tflm_report_names_the_node_it_cannot_prepare(tmp_path):
+    """A ones_like of a run-time shape becomes BROADCAST_TO, which TFLM rejects: the integer-only
+    artifact is still written (LiteRT runs it), its micro report says why TFLM cannot."""
+    inputs, conv, pool, dense = _small_network()
+    ones = keras.layers.Lambda(lambda x: x * keras.ops.ones_like(keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)))
+    model = keras.Model(inputs, dense(pool(conv(ones(inputs)))), name="broadcast")
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3)).astype(np.uint8)
+    path = _integer_only(model, tmp_path, images)
     report = json.loads(metadata_path(path).read_text())["micro"]
     assert report["arena_bytes"] is None and not any(report["fits"].values())
     assert "Node BROADCAST_TO" in report["tflm_error"] and "failed to prepare" in report["tflm_error"]
     assert float_tensors(path.read_bytes()) == []
     with pytest.raises(ExportError, match="BROADCAST_TO"):
         load_micro(path)
+
+
+def test_a_model_that_aborts_tflm_leaves_this_process_running(tmp_path):
+    """TFLM abort()s on an int8 comparison whose input scale is 1 or more (the sum of 192 pixels
+    here): the probe's child process dies, this one reports it as an ExportError."""
+    inputs, conv, pool, dense = _small_network()
+    bright = keras.layers.Lambda(lambda x: keras.ops.where(
+        keras.ops.sum(x, axis=(1, 2, 3), keepdims=True) < 20000.0, x, 0.5 * x))
+    model = keras.Model(inputs, dense(pool(conv(bright(inputs)))), name="comparison")
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3)).astype(np.uint8)
+    path = _integer_only(model, tmp_path, images)
+    assert "LESS" in operator_names(path.read_bytes())
+    report = json.loads(metadata_path(path).read_text())["micro"]
+    assert report["arena_bytes"] is None and "aborted (SIGABRT)" in report["tflm_error"]
+    with pytest.raises(ExportError, match="aborted"):
+        load_micro(path)
+
+
+def test_gcn_runs_integer_only_on_tflm_as_on_litert(tmp_path):
+    """GCN's norm and floor in int8 (MEAN, SQUARED_DIFFERENCE, SUM, MAXIMUM, RSQRT, MUL) load and
+    run in TFLM, with LiteRT's classes."""
+    from nin_keras.layers import GlobalContrastNormalization
+    from nin_keras.zoo import presets
+
+    inputs, conv, pool, dense = _small_network()
+    model = presets.inference_model(keras.Sequential([inputs, conv, pool, dense]),
+                                    [GlobalContrastNormalization(scale=55.0)], input_dtype="float32")
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3)).astype(np.uint8)
+    images[0] = 9  # a flat image: GCN's floor, 0 out
+    path = _integer_only(model, tmp_path, images)
+    assert {"RSQRT", "MAXIMUM"} <= set(operator_names(path.read_bytes()))
+    assert float_tensors(path.read_bytes()) == []
+    report = json.loads(metadata_path(path).read_text())["micro"]
+    assert "tflm_error" not in report and report["arena_bytes"] % 1024 == 0
+    micro, litert = (run(images.astype(np.float32)) for run in (load_micro(path), load_tflite(path)))
+    assert np.mean(micro.argmax(1) == litert.argmax(1)) >= 0.95
+    assert np.abs(micro - litert).max() <= 8 / 256
+
+
+CIFAR_JPEG = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+
+
+@pytest.mark.skipif(not CIFAR_JPEG.exists(), reason=f"{CIFAR_JPEG} not present")
+def test_compact_cifar10_integer_only_runs_on_tflm(tmp_path):
+    """The whole integer-only CIFAR-10 model (GCN, int8-grid whitening, NIN) on TFLM: it fits the
+    1 MB flash / 512 KB RAM class and gives LiteRT's classes on real test images."""
+    from nin_keras.data.arrays import load_arrays
+
+    path = export("nin_cifar10.caffe_compact", ("tflite",), tmp_path, quantize="int8", integer_io=True)["tflite"]
+    report = json.loads(metadata_path(path).read_text())["micro"]
+    assert report["flash_bytes"] == path.stat().st_size
+    assert report["fits"]["1 MB flash / 512 KB RAM (Cortex-M7 class)"], report
+    images, labels = load_arrays({"name": "cifar10", "test_examples": 40, "subset_seed": 3}, "test")
+    images = images.astype(np.float32)
+    micro, litert = load_micro(path)(images), load_tflite(path)(images)
+    assert np.mean(micro.argmax(1) == litert.argmax(1)) >= 0.95
+    assert np.mean(micro.argmax(1) == labels) >= 0.6
 
 
 def test_int8_grid_kernel_keeps_the_whitening_output():

@@ -142,6 +142,17 @@ def test_gcn_flat_image_divisor_floor():
     assert_close(y, gcn_reference(x, scale=55.0))
 
 
+def test_gcn_clamps_a_tiny_divisor_where_pylearn2_replaces_it():
+    """The one documented departure from pylearn2: a nonzero divisor below min_divisor is raised
+    to min_divisor (the clamp an integer-only artifact can run), not replaced by 1."""
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    x[0, 0, 0, 0] = 1e-9  # divisor sqrt(sum(centered**2)) / 55 ~ 2e-11 < 1e-8
+    y = np.asarray(GlobalContrastNormalization(scale=55.0)(x), np.float64)
+    centered = x.astype(np.float64) - x.mean()
+    assert_close(y, centered / 1e-8)
+    assert not np.allclose(y, gcn_reference(x, scale=55.0))  # pylearn2 leaves it unscaled
+
+
 # ---------------------------------------------------------------- ZCA
 def correlated(rng, n, d):
     return (rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) + rng.normal(size=d)).astype(np.float32)

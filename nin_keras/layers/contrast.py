@@ -18,8 +18,17 @@ class GlobalContrastNormalization(keras.layers.Layer):
     1. ``x <- x - mean(x)`` when ``subtract_mean``;
     2. ``divisor = sqrt(sqrt_bias + sum(x**2)) / scale``, or with ``use_std``
        ``divisor = sqrt(sqrt_bias + var(x, ddof=1)) / scale`` (``ddof=0`` when ``n == 1``);
-    3. divisors below ``min_divisor`` are replaced by 1 (flat images are left unscaled);
+    3. divisors below ``min_divisor`` are raised to ``min_divisor`` (a flat image stays 0);
     4. ``x <- x / divisor``.
+
+    Step 3 is where this layer departs from pylearn2, which replaces such divisors by 1. The two
+    agree on every image whose divisor is 0 (flat) or at least ``min_divisor``: with the
+    defaults and every recipe here, every image of integer pixels (the divisor of a non-flat one
+    is at least ``1 / (scale * sqrt(n))``). They differ only on images of nonzero contrast below
+    that floor, which pylearn2 leaves unscaled and this layer scales by ``1 / min_divisor``. The
+    floor is a clamp so that the layer needs no comparison: the int8 comparisons of TensorFlow
+    Lite for Microcontrollers need input scales below 1, far below the energy's, and with the
+    clamp an integer-only artifact runs GCN there (see ``nin_keras.export.micro``).
 
     The Maxout/NIN CIFAR recipe is ``GlobalContrastNormalization(scale=55.)``: every image gets
     mean 0 and L2 norm 55. The SVHN recipe uses the defaults before LCN.
@@ -28,7 +37,7 @@ class GlobalContrastNormalization(keras.layers.Layer):
         scale: Target norm (or standard deviation with ``use_std``) of each example.
         sqrt_bias: Added under the square root; regularizes nearly flat images.
         use_std: Divide by the standard deviation (``ddof=1``) instead of the L2 norm.
-        min_divisor: Divisors below this are replaced by 1.
+        min_divisor: Divisors below this are raised to it (see step 3).
         subtract_mean: Subtract each example's mean first.
         **kwargs: Base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
 
@@ -80,9 +89,11 @@ class GlobalContrastNormalization(keras.layers.Layer):
             energy = ops.sum(ops.square(centered), axis=axes, keepdims=True) / (self._size - ddof)
         else:
             energy = ops.sum(ops.square(x), axis=axes, keepdims=True)
-        divisor = ops.sqrt(self.sqrt_bias + energy) / self.scale
-        divisor = ops.where(divisor < self.min_divisor, ops.ones_like(divisor), divisor)
-        return x / divisor
+        # x / max(divisor, min_divisor) as x * scale * rsqrt(max(...)): RSQRT, MUL and MAXIMUM
+        # have int8 kernels in TensorFlow Lite for Microcontrollers, SQRT has none (step 3 says
+        # why there is no comparison).
+        floor = (self.min_divisor * self.scale) ** 2
+        return x * (self.scale * ops.rsqrt(ops.maximum(self.sqrt_bias + energy, floor)))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
