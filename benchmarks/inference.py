@@ -23,7 +23,7 @@ written to a temporary folder.
 
 Usage:
     python benchmarks/inference.py                 # writes results/inference.json
-    python benchmarks/inference.py --quick         # random-weight model, few images (smoke run)
+    python benchmarks/inference.py --quick         # random-weight models, few images (smoke run)
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -86,17 +88,34 @@ def measure(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels:
     }
 
 
-def add_compact_rows(args, out: Path, add: Callable, size: Callable, loose: ParityTolerance) -> None:
-    """Raw-pixel artifacts of the compact preset (GCN + 7x7 ConvWhitening inside): float32, int8
-    (whitening float) and integer-only (uint8 in and out), 2 threads, plus its compiled Keras call."""
-    from nin_keras.zoo import load_preset
+def compact_source(preset: str, quick: bool, images: np.ndarray) -> tuple[Any, keras.Model]:
+    """``(what export() takes, the float32-input Keras model)`` for the compact rows; ``quick``:
+    random network weights behind GCN and a 5x5 ``ConvWhitening`` fitted on ``images``."""
+    from nin_keras.layers import ConvWhitening, GlobalContrastNormalization
+    from nin_keras.zoo import load_preset, presets, registry
 
-    compact = load_preset(args.compact).inference_model(input_dtype="float32")
+    if quick:
+        keras.utils.set_random_seed(0)
+        gcn = GlobalContrastNormalization(scale=55.0)
+        whitening = ConvWhitening(kernel_size=5).adapt(keras.ops.convert_to_numpy(gcn(images)))
+        model = presets.inference_model(registry.create_model("nin_cifar10"), [gcn, whitening],
+                                        input_dtype="float32", name="nin_cifar10_compact_random")
+        return model, model
+    return preset, load_preset(preset).inference_model(input_dtype="float32")
+
+
+def add_compact_rows(args, images: np.ndarray, out: Path, add: Callable, size: Callable,
+                     tolerance: ParityTolerance) -> None:
+    """Raw-pixel artifacts of the compact preset (GCN + 7x7 ConvWhitening inside): float32, int8
+    (whitening float) and integer-io (TFLite: uint8 in and out, nothing float; ONNX: the whitening
+    quantized too), 2 threads, plus its compiled Keras call."""
+    exported_from, compact = compact_source(args.compact, args.quick, images)
     graph = tf.function(lambda x: compact(x, training=False))
     add("keras", "compact tf.function", "graph", lambda x: graph(tf.constant(x)).numpy())
-    floats = export(args.compact, ("tflite", "onnx"), out)
-    int8 = export(args.compact, ("tflite", "onnx"), out, quantize="int8")
-    integer_only = export(args.compact, ("tflite",), out, quantize="int8", integer_io=True)
+    floats = export(exported_from, ("tflite", "onnx"), out)
+    int8 = export(exported_from, ("tflite", "onnx"), out, quantize="int8", tolerance=tolerance)
+    integer_only = export(exported_from, ("tflite", "onnx"), out, quantize="int8", integer_io=True,
+                          tolerance=tolerance)
     for name, paths in (("float32", floats), ("int8", int8), ("int8 integer-io", integer_only)):
         add("litert", f"compact tflite {name}", "XNNPACK, 2 thread(s)",
             load_tflite(paths["tflite"], num_threads=2), size(paths["tflite"]))
@@ -107,18 +126,53 @@ def add_compact_rows(args, out: Path, add: Callable, size: Callable, loose: Pari
                 load_openvino(paths["onnx"], num_threads=2), size(paths["onnx"]))
 
 
-def compact_summary(rows: list[dict[str, Any]], compiled: float) -> dict[str, Any]:
-    """The issue's ratios for the compact raw-pixel int8 artifacts, from rows of this one run."""
+def paired_ratio(first: Callable, first_batch: np.ndarray, second: Callable, second_batch: np.ndarray,
+                 rounds: int) -> dict[str, float]:
+    """Batch times of two runners timed in alternation (first, second, first, ...), so that a
+    machine that speeds up or slows down during the run moves both alike; ``ratio`` is the first's
+    throughput over the second's, from the median times."""
+    first(first_batch), second(second_batch)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for series, run, batch in ((times[0], first, first_batch), (times[1], second, second_batch)):
+            start = time.perf_counter()
+            run(batch)
+            series.append(time.perf_counter() - start)
+    first_s, second_s = (statistics.median(series) for series in times)
+    return {"ratio": second_s / first_s, "median_ms": 1e3 * first_s, "network_only_median_ms": 1e3 * second_s}
+
+
+def network_only_ratios(rows: list[dict[str, Any]], runners: dict[int, tuple[Callable, np.ndarray]],
+                        rounds: int) -> dict[str, dict[str, float]]:
+    """Each compact int8 artifact against the network-alone int8 artifact of its runtime, the
+    two timed in alternation at batch 64 (:func:`paired_ratio`)."""
+    bare = {r["runtime"]: r for r in rows if r["input"] == PREPROCESSED and "int8" in r["artifact"]}
+    ratios = {}
+    for row in rows:
+        if row["artifact"].startswith("compact ") and "int8" in row["artifact"] and row["runtime"] in bare:
+            (run, inputs), (bare_run, bare_inputs) = runners[id(row)], runners[id(bare[row["runtime"]])]
+            ratios[f"{row['artifact']} on {row['runtime']}"] = paired_ratio(
+                run, inputs[:64], bare_run, bare_inputs[:64], rounds)
+    return ratios
+
+
+def compact_summary(rows: list[dict[str, Any]], compiled: float,
+                    versus_bare: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The issue's figures for the compact raw-pixel int8 artifacts, from rows of this one run and
+    the paired ratios of :func:`network_only_ratios`."""
     compact = [r for r in rows if r["artifact"].startswith("compact ") and "int8" in r["artifact"]]
     if not compact:
         return {}
-    bare = {r["runtime"]: r for r in rows if r["input"] == PREPROCESSED and "int8" in r["artifact"]}
-    versus_bare = {f"{r['artifact']} on {r['runtime']}": r["throughput_b64_ips"] / bare[r["runtime"]]["throughput_b64_ips"]
-                   for r in compact if r["runtime"] in bare}
+    best_per_runtime: dict[str, dict[str, Any]] = {}
+    for label, paired in versus_bare.items():
+        artifact, runtime = label.rsplit(" on ", 1)
+        if paired["ratio"] > best_per_runtime.get(runtime, {"ratio": -1.0})["ratio"]:
+            best_per_runtime[runtime] = {"artifact": artifact, "ratio": paired["ratio"]}
     fastest = min(compact, key=lambda r: r["latency_b1_ms"])
     best = max(compact, key=lambda r: r["throughput_b64_ips"])
     return {
         "compact_int8_b64_vs_network_only_int8_same_runtime": versus_bare,
+        "compact_best_ratio_per_runtime": best_per_runtime,
         "compact_best_int8_b1": f"{fastest['artifact']} on {fastest['runtime']}: {fastest['latency_b1_ms']:.3f} ms",
         "compact_best_int8_b64": f"{best['artifact']} on {best['runtime']}: {best['throughput_b64_ips']:.0f} img/s",
         "compact_best_int8_vs_dense_compiled_keras": best["throughput_b64_ips"] / compiled,
@@ -137,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="compact-whitening preset timed beside the dense one ('' to skip)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.images, args.repeats, args.compact = 128, 2, ""
+        args.images, args.repeats = 128, 2
 
     exported_from, keras_model = source_model(args.preset, args.quick)
     images, labels, described = samples.parity_images("cifar10", args.images, (32, 32, 3))
@@ -149,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         images, batch_size=500, verbose=0)
 
     rows: list[dict[str, Any]] = []
+    runners: dict[int, tuple[Callable, np.ndarray]] = {}  # id(row) -> (its runner, its inputs)
 
     def add(runtime: str, artifact: str, settings: str, run, size: int | None = None,
             network_only: bool = False) -> None:
@@ -160,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "settings": settings, **measure(run, inputs, labels, reference, args.repeats),
                "size_mb": None if size is None else size / 1e6}
         rows.append(row)
+        runners[id(row)] = (run, inputs)
         print(f"{runtime:<14} {artifact:<30} {row['input']:<13} {settings:<22} {row['latency_b1_ms']:8.2f} ms "
               f"{row['throughput_b64_ips']:8.0f} img/s  acc {row['accuracy']:.2f}%", flush=True)
 
@@ -209,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             size(bare_int8["onnx"]), network_only=True)
 
         if args.compact:
-            add_compact_rows(args, Path(tmp) / "compact", add, size, loose)
+            add_compact_rows(args, images, Path(tmp) / "compact", add, size,
+                             loose if args.quick else ParityTolerance())
+        versus_bare = network_only_ratios(rows, runners, 3 * args.repeats)
 
     for row in rows:
         del row["_top1"]
@@ -238,11 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "goals": "int8 >= 4x compiled Keras at batch 64, < 1.5 ms at batch 1, accuracy within "
                  "0.5 points of float; best float >= compiled Keras",
     }
-    summary.update(compact_summary(rows, compiled))
+    summary.update(compact_summary(rows, compiled, versus_bare))
     command = shlex.join(["python", "benchmarks/inference.py", *(argv or sys.argv[1:])])
     path = common.write_result(
         "inference", rows, command, title="Inference: Keras vs SavedModel, TFLite, ONNX Runtime and OpenVINO",
-        columns=COLUMNS, summary=summary, images=described,
+        columns=COLUMNS, summary=summary, images=described, quick=args.quick,
         model=str(exported_from if isinstance(exported_from, str) else exported_from.name),
         notes=["latency: median of single-image calls; throughput: 64 / median batch-64 time",
                "accuracy in percent on CIFAR-10 (JPEG copy) test images; agreement: top-1 equal "
@@ -251,7 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                "preprocessed = the network alone, fed whitened images",
                "network_only_int8_vs_compiled_keras: the network-alone int8 artifact against the "
                "raw-pixel compiled Keras call, the most any raw-pixel int8 artifact could reach "
-               "with these kernels (it still has to whiten)"])
+               "with these kernels (it still has to whiten)",
+               "compact_int8_b64_vs_network_only_int8_same_runtime: batch-64 calls of the two artifacts "
+               "in alternation, the ratio of their median times (so drift in the machine's speed "
+               "during the run moves both alike)"])
     print(path)
     for key, value in summary.items():
         print(f"{key}: {value}")

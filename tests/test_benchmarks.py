@@ -170,3 +170,39 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
         changed = {key for key in set(recipe) | set(full) if recipe.get(key) != full.get(key)}
         assert len(changed) == (0 if edit is None else 1), (name, changed)
     assert base == load_recipe(ablation.RECIPE)  # variants are copies
+
+
+def test_quick_inference_run_covers_every_row_kind(tmp_path):
+    """benchmarks/inference.py --quick (random weights): dense, network-alone and compact rows,
+    every runtime, and the compact ratios computed from this run's own rows."""
+    env = {**os.environ, common.RESULTS_DIR_ENV: str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, str(BENCH / "inference.py"), "--quick"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads((tmp_path / "inference.json").read_text())
+    assert payload["quick"] is True and payload["machine"]["cpu"]
+    rows = payload["rows"]
+    kinds = {(r["runtime"], r["artifact"], r["input"]) for r in rows}
+    for runtime in ("litert", "onnxruntime", "openvino"):
+        assert any(k[0] == runtime and k[2] == "preprocessed" for k in kinds), runtime
+    assert ("litert", "compact tflite int8 integer-io", "raw pixels") in kinds
+    assert ("openvino", "compact onnx int8", "raw pixels") in kinds
+    by_name = {(r["runtime"], r["artifact"], r["input"], r["settings"]): r for r in rows}
+    summary = payload["summary"]
+    compact = by_name[("litert", "compact tflite int8", "raw pixels", "XNNPACK, 2 thread(s)")]
+    paired = summary["compact_int8_b64_vs_network_only_int8_same_runtime"]
+    # Every compact int8 artifact with a network-alone counterpart on its runtime, the ratio of medians.
+    assert set(paired) == {f"{r['artifact']} on {r['runtime']}" for r in rows
+                           if r["artifact"].startswith("compact ") and "int8" in r["artifact"]
+                           and r["runtime"] in ("litert", "onnxruntime", "openvino")}
+    for times in paired.values():
+        assert times["ratio"] == pytest.approx(times["network_only_median_ms"] / times["median_ms"])
+    best = summary["compact_best_ratio_per_runtime"]
+    assert set(best) == {"litert", "onnxruntime", "openvino"}
+    for runtime, choice in best.items():
+        assert choice["ratio"] == max(t["ratio"] for label, t in paired.items() if label.endswith(f" on {runtime}"))
+    for row in rows:
+        assert row["latency_b1_ms"] > 0 and row["throughput_b64_ips"] > 0 and 0 <= row["accuracy"] <= 100
+        assert row["size_mb"] is None or row["size_mb"] > 0
+    # The compact int8 file (a 5x5 whitening kernel, int8 network) is far smaller than the dense float one.
+    assert 0 < compact["size_mb"] < by_name[("litert", "tflite float32", "raw pixels", "XNNPACK, 2 thread(s)")]["size_mb"]
