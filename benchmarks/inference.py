@@ -126,18 +126,30 @@ def add_compact_rows(args, images: np.ndarray, out: Path, add: Callable, size: C
                 load_openvino(paths["onnx"], num_threads=2), size(paths["onnx"]))
 
 
+#: Calls per turn of :func:`paired_ratio` that are not timed, then the calls that are.
+SETTLE_CALLS, TIMED_CALLS = 2, 3
+
+
 def paired_ratio(first: Callable, first_batch: np.ndarray, second: Callable, second_batch: np.ndarray,
                  rounds: int) -> dict[str, float]:
-    """Batch times of two runners timed in alternation (first, second, first, ...), so that a
+    """Batch times of two runners timed in alternating turns (first, second, first, ...), so that a
     machine that speeds up or slows down during the run moves both alike; ``ratio`` is the first's
-    throughput over the second's, from the median times."""
-    first(first_batch), second(second_batch)
+    throughput over the second's, from the median times.
+
+    A turn's first :data:`SETTLE_CALLS` calls are not timed: a runtime's worker threads keep
+    spinning after a call returns (ONNX Runtime's for about two batch-64 calls of this network),
+    and on two cores the runner called next shares the cores with that spin. Timed from its
+    first call, each ONNX Runtime session ran at half speed.
+    """
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(rounds):
         for series, run, batch in ((times[0], first, first_batch), (times[1], second, second_batch)):
-            start = time.perf_counter()
-            run(batch)
-            series.append(time.perf_counter() - start)
+            for _ in range(SETTLE_CALLS):
+                run(batch)
+            for _ in range(TIMED_CALLS):
+                start = time.perf_counter()
+                run(batch)
+                series.append(time.perf_counter() - start)
     first_s, second_s = (statistics.median(series) for series in times)
     return {"ratio": second_s / first_s, "median_ms": 1e3 * first_s, "network_only_median_ms": 1e3 * second_s}
 

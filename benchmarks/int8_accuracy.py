@@ -1,0 +1,98 @@
+"""Accuracy of a preset's int8 artifacts on the whole test split, against its float Keras model.
+
+For the compact CIFAR-10 preset (GCN + 7x7 ``ConvWhitening`` inside, raw pixels in) it exports
+the four int8 raw-pixel artifacts ``nin-keras export`` writes and runs every test image through
+each:
+
+- ONNX int8 QDQ, GCN and whitening float (``--formats onnx --quantize int8``), ONNX Runtime;
+- TFLite int8, GCN and whitening float (``--formats tflite --quantize int8``), LiteRT;
+- TFLite integer-only, uint8 in and out (``--integer-io``), LiteRT;
+- ONNX int8 with the whitening quantized too (``--formats onnx --integer-io``), ONNX Runtime.
+
+Each row has the file size, the accuracy and the top-1 agreement with the float Keras model;
+the dense-ZCA float model (``--dense``) is measured beside it, since the edge goal is stated
+against it. TFLM's figures for the integer-only file are in ``benchmarks/micro.py``.
+
+Usage:
+    python benchmarks/int8_accuracy.py             # writes results/int8_accuracy.json
+    python benchmarks/int8_accuracy.py --quick     # 500 test images, nothing written
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+#: (row label, export format, export options, runtime)
+ARTIFACTS = (
+    ("ONNX int8 QDQ, GCN and whitening float", "onnx", {}, "onnxruntime"),
+    ("TFLite int8, GCN and whitening float", "tflite", {}, "litert"),
+    ("TFLite integer-only, uint8 in and out", "tflite", {"integer_io": True}, "litert"),
+    ("ONNX int8, whitening quantized too", "onnx", {"integer_io": True}, "onnxruntime"),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="nin_cifar10.caffe_compact")
+    parser.add_argument("--dense", default="nin_cifar10.caffe", help="float reference preset ('' to skip)")
+    parser.add_argument("--quick", action="store_true", help="500 test images, nothing written")
+    parser.add_argument("--data-dir", help="local data folder")
+    args = parser.parse_args(argv)
+
+    from nin_keras import zoo
+    from nin_keras.data.arrays import load_arrays
+    from nin_keras.export import export
+    from nin_keras.export.runtime import load_onnx, load_tflite
+    from nin_keras.train.evaluate import predict_probabilities
+
+    preset = zoo.load_preset(args.preset)
+    x_test, y_test = load_arrays({"name": preset.metadata["dataset"]}, "test", args.data_dir)
+    if args.quick:
+        x_test, y_test = x_test[:500], y_test[:500]
+    images = x_test.astype(np.float32)
+    percent = lambda hits: round(100 * float(np.mean(hits)), 2)  # noqa: E731
+
+    float_top1 = np.argmax(predict_probabilities(preset.inference_model(), x_test), axis=-1)
+    rows = [{"artifact": f"{args.preset} float Keras model", "size_mb": None,
+             "accuracy": percent(float_top1 == y_test), "agreement": 100.0}]
+    if args.dense:
+        dense_top1 = np.argmax(predict_probabilities(zoo.load_preset(args.dense).inference_model(), x_test), axis=-1)
+        rows.append({"artifact": f"{args.dense} float Keras model (dense ZCA)", "size_mb": None,
+                     "accuracy": percent(dense_top1 == y_test), "agreement": percent(dense_top1 == float_top1)})
+    loaders = {"onnxruntime": load_onnx, "litert": load_tflite}
+    with tempfile.TemporaryDirectory(prefix="nin_keras_int8_") as out:
+        for label, fmt, options, runtime in ARTIFACTS:
+            path = export(args.preset, (fmt,), Path(out) / label.split(",")[0].replace(" ", "_"),
+                          quantize="int8", **options)[fmt]
+            top1 = np.argmax(loaders[runtime](path)(images), axis=-1)
+            rows.append({"artifact": f"{label} ({runtime})", "size_mb": round(path.stat().st_size / 1e6, 3),
+                         "accuracy": percent(top1 == y_test), "agreement": percent(top1 == float_top1)})
+            print(rows[-1], flush=True)
+    if args.quick:
+        print("quick run: nothing written")
+        return 0
+    path = common.write_result(
+        "int8_accuracy", rows,
+        "python benchmarks/" + " ".join(map(shlex.quote, [Path(__file__).name, *sys.argv[1:]])),
+        title=f"int8 raw-pixel artifacts of {args.preset} on the whole test split",
+        columns=["artifact", "size_mb", "accuracy", "agreement"], preset=args.preset,
+        notes=[f"accuracy in percent on all {len(y_test):,} test images ({preset.metadata['dataset']}; "
+               "for CIFAR-10 the JPEG copy); agreement: top-1 equal to the float Keras model of the first row.",
+               "int8 calibration: 200 training images (the export default); size: the artifact file."],
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
