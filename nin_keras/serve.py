@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import sys
 from pathlib import Path
 
 
@@ -35,6 +36,15 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A browser that leaves the page stops its downloads (the runtime's .wasm is megabytes):
+        # that is not a server fault worth a traceback, and a traceback still being written by a
+        # request thread when Ctrl-C ends the process can hold up its exit.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 def make_server(folder: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
                 quiet: bool = False) -> http.server.ThreadingHTTPServer:
     """A threading HTTP server for ``folder``, bound but not yet serving.
@@ -55,7 +65,7 @@ def make_server(folder: str | os.PathLike, host: str = "127.0.0.1", port: int = 
         raise ValueError(f"{folder} is not a web export folder (no index.html); make one with "
                          "`nin-keras export NAME --formats web`")
     handler = functools.partial(_Handler, directory=os.fspath(folder), quiet=quiet)
-    return http.server.ThreadingHTTPServer((host, port), handler)
+    return _Server((host, port), handler)
 
 
 def url_of(server: http.server.ThreadingHTTPServer) -> str:
