@@ -247,9 +247,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    """Serve a web export folder over HTTP until Ctrl-C."""
+    """Serve a web export folder over HTTP until Ctrl-C (SIGINT) or SIGTERM."""
+    import signal
+
     from nin_keras.serve import make_server, url_of
 
+    def stop(signum: int, frame) -> None:
+        raise KeyboardInterrupt
+
+    # A shell starts background jobs with SIGINT ignored (Python then never raises
+    # KeyboardInterrupt) and service managers stop with SIGTERM: both must stop the server.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
     server = make_server(args.folder, args.host, args.port)
     print(f"Serving {args.folder} at {url_of(server)} (open it in a browser; Ctrl-C stops)", flush=True)
     try:

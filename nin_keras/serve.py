@@ -39,8 +39,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         # A browser that leaves the page stops its downloads (the runtime's .wasm is megabytes):
-        # that is not a server fault worth a traceback, and a traceback still being written by a
-        # request thread when Ctrl-C ends the process can hold up its exit.
+        # that is not a server fault worth a traceback.
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             super().handle_error(request, client_address)
 
