@@ -30,6 +30,15 @@ def nin_cifar10_macs(size: int) -> int:
     return sum(positions * k * k * cin * cout for positions, convs in stages for k, cin, cout in convs)
 
 
+
+def quick_run(name: str, results: Path) -> dict:
+    """Run ``benchmarks/<name>.py --quick`` writing into ``results``; return its JSON payload."""
+    env = {**os.environ, common.RESULTS_DIR_ENV: str(results), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--quick"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((results / f"{name}.json").read_text())
+
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory):
     """Run train_step.py and scaling.py with --quick side by side; return their JSON payloads."""
@@ -175,11 +184,7 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
 def test_quick_inference_run_covers_every_row_kind(tmp_path):
     """benchmarks/inference.py --quick (random weights): dense, network-alone and compact rows,
     every runtime, and the compact ratios computed from this run's own rows."""
-    env = {**os.environ, common.RESULTS_DIR_ENV: str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, str(BENCH / "inference.py"), "--quick"], env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    payload = json.loads((tmp_path / "inference.json").read_text())
+    payload = quick_run("inference", tmp_path)
     assert payload["quick"] is True and payload["machine"]["cpu"]
     rows = payload["rows"]
     kinds = {(r["runtime"], r["artifact"], r["input"]) for r in rows}
@@ -206,3 +211,28 @@ def test_quick_inference_run_covers_every_row_kind(tmp_path):
         assert row["size_mb"] is None or row["size_mb"] > 0
     # The compact int8 file (a 5x5 whitening kernel, int8 network) is far smaller than the dense float one.
     assert 0 < compact["size_mb"] < by_name[("litert", "tflite float32", "raw pixels", "XNNPACK, 2 thread(s)")]["size_mb"]
+
+
+
+def test_quick_cpu_ceiling_run_derives_its_summary_from_its_rows(tmp_path):
+    """benchmarks/cpu_ceiling.py --quick: the peak loops ran the counted instructions (their checksum,
+    recomputed here), and the ceiling follows from the rows and NIN's layer widths."""
+    payload = quick_run("cpu_ceiling", tmp_path)
+    assert payload["quick"] is True and payload["machine"]["cpu"]
+    rows, summary = payload["rows"], payload["summary"]
+    assert summary["network_macs_per_image"] == nin_cifar10_macs(32)
+    keras_row = next(r for r in rows if r["runtime"] == "keras tf.function")
+    assert keras_row["gmacs"] == pytest.approx(summary["compiled_keras_ips"] * nin_cifar10_macs(32) / 1e9)
+    peaks = {r["dtype"]: r for r in rows if r["runtime"] == "peak_macs.c"}
+    assert set(peaks) == {"fp32", "int8"}
+    if "avx512_vnni" not in common.cpu_features():
+        assert all(r["status"].startswith("not measured") for r in peaks.values())
+        return
+    chains, iterations = 12, 200_000
+    # int8: chain i starts at i and gains 4 x (3 x -2) per iteration; fp32: x -> 0.999 x + 0.001 tends to 1.
+    assert peaks["int8"]["checksum"] == chains * (chains - 1) / 2 - 24 * iterations * chains
+    assert peaks["fp32"]["checksum"] == pytest.approx(chains, rel=1e-3)
+    # 64 multiply-adds per VNNI instruction against 16 per FMA: int8 must come out ahead.
+    assert summary["int8_peak_over_fp32_peak"] > 1
+    ceiling = peaks["int8"]["gmacs"] * 1e9 / nin_cifar10_macs(32)
+    assert summary["int8_ceiling_vs_compiled_keras"] == pytest.approx(ceiling / summary["compiled_keras_ips"])
