@@ -255,17 +255,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     def stop(signum: int, frame) -> None:
         raise KeyboardInterrupt
 
+    server = make_server(args.folder, args.host, args.port)
     # A shell starts background jobs with SIGINT ignored (Python then never raises
     # KeyboardInterrupt) and service managers stop with SIGTERM: both must stop the server.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
-    server = make_server(args.folder, args.host, args.port)
+    # The previous handlers come back afterwards, for callers of main() in their own process.
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     print(f"Serving {args.folder} at {url_of(server)} (open it in a browser; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped")
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         server.server_close()
     return 0
 

@@ -348,7 +348,9 @@ def test_cli_serve_binds_loopback_serves_wasm_and_stops_on_a_signal(mnist_web, s
     assert process.returncode == 0 and "stopped" in out
     assert "Traceback" not in err and "GET /ort/ort-wasm" in err  # logged, not reported as a fault
     from nin_keras import cli
+    handlers = [signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)]
     assert cli.main(["serve", str(mnist_web.parent)]) == 1  # not a web folder: one-line error
+    assert [signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)] == handlers
 
 
 # --------------------------------------------------------------------------- in the browser
