@@ -16,6 +16,8 @@ against it. TFLM's figures for the integer-only file are in ``benchmarks/micro.p
 Usage:
     python benchmarks/int8_accuracy.py             # writes results/int8_accuracy.json
     python benchmarks/int8_accuracy.py --quick     # 500 test images, nothing written
+    python benchmarks/int8_accuracy.py --preset nin_cifar10.modern_compact --dense nin_cifar10.modern \
+        --result int8_accuracy_modern              # the trained weights, beside the Caffe ones
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dense", default="nin_cifar10.caffe", help="float reference preset ('' to skip)")
     parser.add_argument("--quick", action="store_true", help="500 test images, nothing written")
     parser.add_argument("--data-dir", help="local data folder")
+    parser.add_argument("--result", default="int8_accuracy", help="results/<RESULT>.json (default: %(default)s)")
     args = parser.parse_args(argv)
 
     from nin_keras import zoo
@@ -82,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("quick run: nothing written")
         return 0
     path = common.write_result(
-        "int8_accuracy", rows,
+        args.result, rows,
         "python benchmarks/" + " ".join(map(shlex.quote, [Path(__file__).name, *sys.argv[1:]])),
         title=f"int8 raw-pixel artifacts of {args.preset} on the whole test split",
         columns=["artifact", "size_mb", "accuracy", "agreement"], preset=args.preset,
