@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-PRESETS = ("nin_mnist", "nin_fashion_mnist", "nin_cifar10.caffe_compact")
+PRESETS = ("nin_mnist", "nin_fashion_mnist", "nin_cifar10.caffe_compact", "nin_cifar10.modern_compact")
 
 
 def carried_rows(previous: Path, rerun: set[str]) -> list[dict]:
