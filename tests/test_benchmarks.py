@@ -30,7 +30,6 @@ def nin_cifar10_macs(size: int) -> int:
     return sum(positions * k * k * cin * cout for positions, convs in stages for k, cin, cout in convs)
 
 
-
 def quick_run(name: str, results: Path) -> dict:
     """Run ``benchmarks/<name>.py --quick`` writing into ``results``; return its JSON payload."""
     env = {**os.environ, common.RESULTS_DIR_ENV: str(results), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -38,6 +37,7 @@ def quick_run(name: str, results: Path) -> dict:
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((results / f"{name}.json").read_text())
+
 
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory):
@@ -211,7 +211,6 @@ def test_quick_inference_run_covers_every_row_kind(tmp_path):
         assert row["size_mb"] is None or row["size_mb"] > 0
     # The compact int8 file (a 5x5 whitening kernel, int8 network) is far smaller than the dense float one.
     assert 0 < compact["size_mb"] < by_name[("litert", "tflite float32", "raw pixels", "XNNPACK, 2 thread(s)")]["size_mb"]
-
 
 
 def test_quick_cpu_ceiling_run_derives_its_summary_from_its_rows(tmp_path):
