@@ -73,24 +73,41 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
     from nin_keras.train import finetune
 
-    words = ["nin-keras", "finetune", args.preset, args.data, "--out", args.out]
-    for flag in ("epochs", "learning_rate", "batch_size", "freeze_epochs", "whitening", "validation_fraction",
-                 "mixed_precision", "strategy", "seed", "max_steps", "run_dir"):
-        value = getattr(args, flag)
-        if value is not None:
-            words += [f"--{flag.replace('_', '-')}", str(value)]
-    words += [f"--{flag.replace('_', '-')}" for flag in ("freeze_body", "no_augment", "from_scratch") if getattr(args, flag)]
-    mixed = {None: False, "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[args.mixed_precision]
+    if args.freeze_epochs is not None:
+        print("nin-keras finetune: --freeze-epochs is deprecated; use --freeze-body-epochs", file=sys.stderr)
+    # Only the flags given reach the library: every default is finetune()'s own.
+    given = {name: getattr(args, name) for name in _FINETUNE_OPTIONS if getattr(args, name) is not None}
+    if args.freeze_epochs is not None:
+        given.setdefault("freeze_body_epochs", args.freeze_epochs)
+    if args.mixed_precision:
+        given["mixed_precision"] = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[args.mixed_precision]
     result = finetune(
-        args.preset, args.data, args.out, epochs=args.epochs or 5, learning_rate=args.learning_rate or 0.01,
-        batch_size=args.batch_size or 64, freeze_body_epochs=args.freeze_epochs or 0, freeze_body=args.freeze_body,
-        whitening=args.whitening or "reuse", validation_fraction=args.validation_fraction or 0.1,
-        augment=not args.no_augment, pretrained=not args.from_scratch, mixed_precision=mixed,
-        strategy=args.strategy or "default", seed=args.seed or 0, run_dir=args.run_dir, max_steps=args.max_steps,
-        command=shlex.join(words), verbose=0 if args.quiet else 1)
+        args.preset, args.data, args.out, freeze_body=args.freeze_body, augment=not args.no_augment,
+        pretrained=not args.from_scratch, overwrite=args.overwrite, command=shlex.join(["nin-keras", *args.argv]),
+        verbose=0 if args.quiet else 1, **given)
     if result.preset_dir is not None:
         print(f"preset: {result.preset_dir}  classes: {', '.join(result.class_names)}")
     return 0
+
+
+# finetune() arguments that the CLI passes only when their flag is given.
+_FINETUNE_OPTIONS = ("epochs", "learning_rate", "batch_size", "freeze_body_epochs", "head", "min_steps", "whitening",
+                     "validation_fraction", "strategy", "seed", "max_steps", "run_dir")
+
+
+def _count(minimum: int):
+    """An argparse type: a whole number >= ``minimum`` (argparse names the flag in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -331,13 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a recipe (zoo name or .json); rerun the same command to resume")
     train.add_argument("recipe", help="recipe name in zoo/recipes (e.g. nin_mnist_fast) or a path to a .json")
-    train.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    train.add_argument("--epochs", type=_count(1), help="override the recipe's epochs")
     train.add_argument("--out", help="run folder (checkpoint, metrics, preset); default runs/<recipe>")
     train.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                        help="tf.distribute strategy; multiworker reads TF_CONFIG (default: one device)")
     train.add_argument("--data-dir", help="local data folder (else $NIN_KERAS_DATA_DIR, ../shared/datasets, ...)")
-    train.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
-    train.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps inside an epoch (0: off)")
+    train.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
+    train.add_argument("--checkpoint-every", type=_count(0), help="also checkpoint every N steps inside an epoch (0: off)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
 
@@ -347,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                           ".tar.gz/.zip archive ([<split>/]<class>/<image>, images of any size)")
     evaluate.add_argument("--split", default="test", help="split to evaluate (default: test)")
     evaluate.add_argument("--data-dir", help="local data folder")
-    evaluate.add_argument("--limit", type=int, help="evaluate the first N images only")
-    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--limit", type=_count(1), help="evaluate the first N images only")
+    evaluate.add_argument("--batch-size", type=_count(1), default=500, help="images per forward pass (default: %(default)s)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--tta", choices=("none", "flip", "flip_translate"), default="none",
                           help="test-time augmentation: average over mirrored (and 2-pixel shifted) views")
@@ -357,11 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("preset", help="zoo name (nin_cifar10, nin_cifar10.fast) or preset folder to start from")
     tune.add_argument("data", help="class-folder directory or .tar.gz/.zip archive: <class>/<image>, optionally in "
                       "train/, test/ and val/ folders; images of any size")
-    tune.add_argument("--out", required=True, help="preset folder to write (class names = the folder names)")
-    tune.add_argument("--epochs", type=int, help="epochs (default 5)")
-    tune.add_argument("--learning-rate", type=float, help="peak SGD learning rate, cosine schedule (default 0.01)")
-    tune.add_argument("--batch-size", type=int, help="images per step (default 64)")
-    tune.add_argument("--freeze-epochs", type=int, help="train only the new classifier for the first K epochs")
+    tune.add_argument("--out", required=True, help="preset folder to write (class names = the folder names); an "
+                      "existing one only with --overwrite, and only if it is a preset folder")
+    tune.add_argument("--overwrite", action="store_true", help="replace --out if it is another run's preset folder")
+    tune.add_argument("--epochs", type=_count(0), help="epochs (default 5; 0: the started classifier only)")
+    tune.add_argument("--learning-rate", type=float,
+                      help="peak SGD learning rate, cosine schedule down to a tenth of it (default 0.01)")
+    tune.add_argument("--batch-size", type=_count(1), help="images per step (default 64)")
+    tune.add_argument("--min-steps", type=_count(0),
+                      help="fewest optimizer steps: a shorter plan repeats its epochs (default 100; 0: as planned)")
+    tune.add_argument("--head", choices=("fit", "preset", "random"),
+                      help="how the new classifier starts: fit (default: logistic regression on the pretrained "
+                           "body's features), preset (the preset's maps of the same class names), random")
+    tune.add_argument("--freeze-body-epochs", type=_count(0),
+                      help="train only the new classifier for the first K epochs")
+    tune.add_argument("--freeze-epochs", type=_count(0), help=argparse.SUPPRESS)  # deprecated name
     tune.add_argument("--freeze-body", action="store_true", help="train only the new classifier, for the whole run")
     tune.add_argument("--whitening", choices=("reuse", "refit"),
                       help="reuse the preset's fitted GCN/ZCA (default) or refit it on your training images")
@@ -371,8 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--from-scratch", action="store_true", help="random initial weights (a baseline)")
     tune.add_argument("--mixed-precision", choices=("float16", "bfloat16"), help="train under mixed precision")
     tune.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), help="tf.distribute strategy")
-    tune.add_argument("--seed", type=int, help="hold-out, data order, augmentation and dropout seed (default 0)")
-    tune.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
+    tune.add_argument("--seed", type=_count(0), help="hold-out, data order, augmentation and dropout seed (default 0)")
+    tune.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
     tune.add_argument("--run-dir", help="checkpoint and metrics folder (default: OUT.run)")
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     tune.set_defaults(func=_cmd_finetune)
@@ -485,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what the user typed, for the record
     if not args.verbose:
         from nin_keras.tf_startup import quiet_tensorflow_import
 

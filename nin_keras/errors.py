@@ -34,6 +34,11 @@ class ExportError(NinKerasError):
     (or its metadata) cannot be loaded or run."""
 
 
+class TrainingError(NinKerasError):
+    """A training run cannot give a usable result: its loss or weights became NaN or infinite
+    (the message names the epoch, the step and the learning rate, and nothing was published)."""
+
+
 class ImageError(DataError, ValueError):
     """An image file or buffer cannot become a model input (missing, not an allowed format,
     corrupt, too many pixels, or the wrong size in strict mode).

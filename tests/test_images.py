@@ -612,7 +612,7 @@ def test_finetune_freezes_checkpoints_resumes_and_its_preset_exports_and_predict
     (data / "train" / "README.txt").write_text("two classes")
     out, run = tmp_path / "pets_nin", tmp_path / "pets_nin.run"
     command = ["finetune", "nin_cifar10", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "8",
-               "--freeze-epochs", "1", "--quiet"]
+               "--freeze-body-epochs", "1", "--min-steps", "0", "--head", "random", "--quiet"]
     code, printed, err = run_cli(*command, "--max-steps", "2")
     assert code == 0, err
     assert "classes: cat, ship" in printed and (run / "checkpoint.npz").is_file()

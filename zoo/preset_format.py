@@ -19,6 +19,7 @@ module's parsers and helpers.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,26 @@ PREPROCESSING_FILE = "preprocessing.weights.h5"
 #: Largest ``config.json`` / ``metadata.json`` fetched for a URL preset (no registry lists their
 #: sizes; the published ones are under 40 kB).
 MAX_JSON_BYTES = 16 << 20
+
+
+#: Every name a preset folder may hold; a folder with anything else is not one the library wrote.
+PRESET_FILES = frozenset({CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, PREPROCESSING_FILE})
+
+
+def is_preset_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder the library wrote as a preset: preset files only, and a
+    ``config.json`` of this format. Commands that replace a preset (``overwrite=True``) replace
+    only such a folder, so a mistyped ``--out`` never deletes a folder of the user's own files."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    names = {entry.name for entry in path.iterdir()}
+    if not names <= PRESET_FILES or CONFIG_FILE not in names:
+        return False
+    try:
+        return read_json(path / CONFIG_FILE, error=PresetError).get("format") == FORMAT
+    except (PresetError, AttributeError):
+        return False
 
 
 def read_preset_json(folder: Path, file_name: str) -> Any:
@@ -158,3 +179,11 @@ def preprocessing_stack(layers: Sequence[keras.layers.Layer], input_shape: Seque
     stack = keras.Sequential(list(layers))
     stack.build((None, *input_shape))
     return stack
+
+
+def check_finite(model: keras.Model, what: str) -> None:
+    """Refuse a model with a NaN or infinite weight: a diverged run must not pass for a result,
+    on the way into a preset folder or out of one."""
+    for variable in model.weights:
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable))):
+            raise PresetError(f"{what} has NaN or infinite values in {variable.path}")

@@ -29,6 +29,7 @@ from nin_keras.zoo.preset_format import (
     METADATA_FILE,
     PREPROCESSING_FILE,
     WEIGHTS_FILE,
+    check_finite,
     parse_config,
     parse_metadata,
     preprocessing_stack,
@@ -193,6 +194,7 @@ def _load_weights(target: keras.Model, path: Path, misfit: str) -> None:
         raise WeightsMismatchError(f"{path} {misfit}: {err}") from err
     except (OSError, KeyError, RuntimeError) as err:
         raise PresetError(f"{path} is not a readable Keras weights file ({type(err).__name__}: {err}).") from err
+    check_finite(target, str(path))
 
 
 def _check_shapes(model: keras.Model, expected: Mapping[str, list], weights_path: Path) -> None:

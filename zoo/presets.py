@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 import nin_keras
 from nin_keras.data.input_policy import InputPolicy, policy_from_metadata
+from nin_keras.errors import PresetError
 from nin_keras.io_utils import atomic_dir, sha256_file
 from nin_keras.models import count_flops
 from nin_keras.zoo import registry
@@ -34,7 +36,10 @@ from nin_keras.zoo.preset_format import (
     FORMAT_VERSION,
     METADATA_FILE,
     PREPROCESSING_FILE,
+    PRESET_FILES,
     WEIGHTS_FILE,
+    check_finite,
+    is_preset_folder,
     json_default,
     parse_metadata,
     preprocessing_stack,
@@ -141,6 +146,9 @@ def save_preset(
 
     Raises:
         ValueError: the architecture is unknown, or ``metadata`` lacks ``dataset``.
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        PresetError: ``path`` exists but is not a preset folder (never replaced, even with
+            ``overwrite``), or a weight of ``model`` is NaN or infinite.
     """
     if architecture is None:
         known = registry.architecture_of(model)
@@ -154,6 +162,8 @@ def save_preset(
     registry.get_model_entry(architecture)
     if not isinstance(metadata, Mapping) or not isinstance(metadata.get("dataset"), str):
         raise ValueError("`metadata` must be a mapping with at least a 'dataset' name.")
+    check_replaceable(path, overwrite)
+    check_finite(model, f"the model for {path}")
     preprocessing = list(preprocessing or [])
     input_shape = list(model.input_shape[1:])
     config = {
@@ -188,4 +198,18 @@ def save_preset(
         (tmp / METADATA_FILE).write_text(json.dumps(parse_metadata(full), indent=2, default=json_default) + "\n")
     return Path(path)
 
+
+def check_replaceable(path: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse to write a preset at ``path`` where that would replace what the user did not ask
+    to replace: anything without ``overwrite``, and with it anything but a preset folder."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{path} already exists (pass overwrite=True, or --overwrite on the command line, "
+                              "to replace it)")
+    if not is_preset_folder(path):
+        raise PresetError(f"{path} exists and is not a preset folder (it holds files other than "
+                          f"{', '.join(sorted(PRESET_FILES))}, or no preset config.json); it is never replaced, "
+                          "even with overwrite: choose another output folder")
 

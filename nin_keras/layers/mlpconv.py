@@ -116,19 +116,32 @@ class MLPConv(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={axis: input_shape[axis]})
 
     def call(self, inputs, training=None):
+        return self._convolution(self.hidden(inputs, training=training), len(self.kernels) - 1, training)
+
+    def hidden(self, inputs, training=None):
+        """The micro-network's last hidden layer: the input of the last convolution.
+
+        ``call`` is the last convolution of this; a new classifier fitted in closed form on a
+        frozen body (``nin_keras.train.head_fit``) needs these features, of which the last
+        convolution is a linear map.
+        """
         x = inputs
-        last = len(self.filters) - 1
-        for i, kernel in enumerate(self.kernels):
-            if i == 0:
-                x = ops.conv(x, kernel, self.strides, self.padding, data_format=self.data_format)
-            else:
-                x = ops.conv(x, kernel, 1, "valid", data_format=self.data_format)
-            if self.batch_norm:
-                x = self.norms[i](x, training=training)
-            else:
-                x = _args.add_channel_bias(x, self.biases[i], self.data_format)
-            if not (self.linear_last and i == last):
-                x = self.activation(x)
+        for i in range(len(self.kernels) - 1):
+            x = self._convolution(x, i, training)
+        return x
+
+    def _convolution(self, x, i, training):
+        """Convolution ``i`` with its bias or batch norm and (unless ``linear_last`` and last) activation."""
+        if i == 0:
+            x = ops.conv(x, self.kernels[0], self.strides, self.padding, data_format=self.data_format)
+        else:
+            x = ops.conv(x, self.kernels[i], 1, "valid", data_format=self.data_format)
+        if self.batch_norm:
+            x = self.norms[i](x, training=training)
+        else:
+            x = _args.add_channel_bias(x, self.biases[i], self.data_format)
+        if not (self.linear_last and i == len(self.kernels) - 1):
+            x = self.activation(x)
         return x
 
     def compute_output_shape(self, input_shape):

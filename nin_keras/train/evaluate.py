@@ -89,8 +89,14 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"images and labels must be non-empty and of equal length, got {len(images)} and {len(labels)}")
+    _check_count(batch_size, "batch_size")
     images = _checked_images(images, model)
     probabilities = predict_probabilities(model, images, batch_size, tta)
+    broken = int(np.sum(~np.isfinite(probabilities).all(axis=-1)))
+    if broken:
+        # argmax of NaN is class 0 and a clipped log gives a plausible loss: figures nobody measured.
+        raise ValueError(f"the model gives NaN or infinite probabilities for {broken} of {len(images)} images; "
+                         "no accuracy or loss is reported for it")
     labels = np.asarray(labels, dtype=np.int64)
     accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == labels))
     picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
@@ -108,6 +114,12 @@ def preset_metrics(result: dict[str, Any]) -> dict[str, float | int]:
     parity reports give them (``evaluate_model``'s ``accuracy`` is a fraction, like Keras's)."""
     return {"test_error": round(result["error_percent"], 4), "test_accuracy": round(100 * result["accuracy"], 4),
             "test_loss": round(result["loss"], 6), "test_examples": result["examples"]}
+
+
+def _check_count(value: Any, name: str) -> None:
+    """``value`` must be a whole number >= 1 (0 is never read as "the default")."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _checked_images(images: np.ndarray, model: keras.Model) -> np.ndarray:
@@ -167,6 +179,9 @@ def evaluate_preset(
     from nin_keras.data import DATASET_NAMES
     from nin_keras.zoo import load_preset
 
+    if limit is not None:
+        _check_count(limit, "limit")
+    _check_count(batch_size, "batch_size")
     loaded = load_preset(preset)
     dataset = dataset or loaded.metadata["dataset"]
     extra: dict[str, Any] = {}

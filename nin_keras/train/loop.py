@@ -47,6 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
+from nin_keras.errors import TrainingError
 from nin_keras.tensorflow_only import import_tensorflow
 
 tf = import_tensorflow(__name__)
@@ -278,6 +279,8 @@ def train(
     """
     validate_recipe(dict(recipe))
     recipe = dict(recipe)
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"max_steps must be None or an integer >= 1, got {max_steps!r}")
     if isinstance(strategy, str):
         strategy = strategy_lib.make_strategy(strategy)
     chief = strategy_lib.is_chief(strategy)
@@ -349,7 +352,10 @@ def train(
         learning_rate = schedule.learning_rate(epoch, start)
         for step, batch in enumerate(loop.dataset(x_train, y_train, epoch, skip=start), start=start):
             learning_rate = schedule.learning_rate(epoch, step)
-            partial += loop.train_step(batch, learning_rate)
+            sums = loop.train_step(batch, learning_rate)
+            if not np.isfinite(sums[0]):
+                raise _diverged(sums[0], epoch, step, learning_rate, checkpoint)
+            partial += sums
             state.update(step=step + 1, global_step=state["global_step"] + 1, partial=partial.tolist(),
                          partial_seconds=time.time() - t0, partial_cpu_seconds=time.process_time() - cpu0)
             if bar:
@@ -388,6 +394,16 @@ def train(
     elif chief:
         test_metrics, preset_dir = finish_run(recipe, model, average, preprocess, out_dir, state["history"], extra, data_dir, verbose)
     return TrainResult(out_dir, state["history"], test_metrics, preset_dir, digest, resumed_from)
+
+
+def _diverged(loss: float, epoch: int, step: int, learning_rate: float, checkpoint: Path) -> TrainingError:
+    """The error that ends a run whose loss stopped being a number (nothing more is written)."""
+    kept = f"the last checkpoint ({checkpoint}) is" if checkpoint.exists() else "no checkpoint was"
+    return TrainingError(
+        f"training diverged: the loss became {loss} at epoch {epoch + 1}, step {step + 1} (learning rate "
+        f"{learning_rate:.3g}); {kept} kept and no preset was written. Start a new run (another --out, or "
+        "delete this run's folder) with a lower --learning-rate."
+    )
 
 
 # Keys a resumed run may change: the planned length and the documentation.
