@@ -6,7 +6,9 @@ library imports happen inside them so ``nin-keras --help`` stays fast.
 Exit codes, the same for every subcommand: 0 success; 1 the library rejected the request (a
 ``NinKerasError``, a ``ValueError`` naming a bad value, a missing or existing file; one line on
 stderr, no traceback unless ``--verbose``); 2 bad usage that argparse catches (unknown option,
-missing argument, invalid choice). TensorFlow's start-up log lines are hidden unless ``--verbose``.
+missing argument, invalid choice, a number out of range), and an address ``serve`` cannot listen
+on (port in use, a host this computer does not have; one line, no traceback). TensorFlow's
+start-up log lines are hidden unless ``--verbose``.
 """
 
 from __future__ import annotations
@@ -267,12 +269,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     """Serve a web export folder over HTTP until Ctrl-C (SIGINT) or SIGTERM."""
     import signal
 
-    from nin_keras.serve import make_server, url_of
+    from nin_keras.serve import BindError, make_server, url_of
 
     def stop(signum: int, frame) -> None:
         raise KeyboardInterrupt
 
-    server = make_server(args.folder, args.host, args.port)
+    try:
+        server = make_server(args.folder, args.host, args.port)
+    except BindError as err:
+        # The address is an argument, so a usage error (2), said in one line.
+        print(f"nin-keras serve: error: {err}", file=sys.stderr)
+        return 2
     # A shell starts background jobs with SIGINT ignored (Python then never raises
     # KeyboardInterrupt) and service managers stop with SIGTERM: both must stop the server.
     # The previous handlers come back afterwards, for callers of main() in their own process.
@@ -287,6 +294,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             signal.signal(signum, handler)
         server.server_close()
     return 0
+
+
+def _tcp_port(text: str) -> int:
+    """``--port``: a TCP port number, 0 to 65535 (argparse reports anything else as a usage error)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = None
+    if port is None or not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (an integer 0 to 65535; 0 picks a free one)")
+    return port
 
 
 def _cmd_compact(args: argparse.Namespace) -> int:
@@ -487,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("folder", metavar="FOLDER", help="a folder written by `nin-keras export NAME --formats web`")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default: %(default)s, reachable from this computer only)")
-    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s; 0 picks a free one)")
+    serve.add_argument("--port", type=_tcp_port, default=8000,
+                       help="TCP port (default: %(default)s; 0 picks a free one)")
     serve.set_defaults(func=_cmd_serve)
 
     predict = sub.add_parser("predict", help="top-k classes of images with a zoo model, preset or exported artifact")
