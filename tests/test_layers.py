@@ -9,14 +9,20 @@ import keras
 import numpy as np
 import pytest
 
+import nin_keras.layers
 from nin_keras.layers import (
     CaffePooling2D,
+    ConvWhitening,
     DropConnect,
     GlobalAveragePoolingHead,
+    GlobalContrastNormalization,
+    LocalContrastNormalization,
     Maxout,
     MaxoutConv2D,
     MLPConv,
+    RandomPadCrop,
     StochasticPooling2D,
+    ZCAWhitening,
 )
 
 RNG = np.random.default_rng(0)
@@ -400,3 +406,68 @@ def test_bad_arguments_name_the_argument(factory, argument):
 def test_wrong_input_rank_is_rejected(layer, shape):
     with pytest.raises(ValueError, match="rank|ndim"):
         layer(np.zeros(shape, "float32"))
+
+
+# ---------------------------------------------------------------- per-layer dtype policies
+# Every library layer (checked below), built from its factory with a `dtype` argument, and the
+# input shape it runs on.
+DTYPE_CASES = {
+    "MLPConv": (lambda dtype: MLPConv((4, 3), 3, dtype=dtype), (6, 6, 3)),
+    "MLPConv_batch_norm": (lambda dtype: MLPConv((4, 3), 3, batch_norm=True, dtype=dtype), (6, 6, 3)),
+    "CaffePooling2D": (lambda dtype: CaffePooling2D(3, 2, mode="average", dtype=dtype), (7, 7, 3)),
+    "GlobalAveragePoolingHead": (lambda dtype: GlobalAveragePoolingHead(dtype=dtype), (5, 5, 4)),
+    "Maxout": (lambda dtype: Maxout(4, 3, dtype=dtype), (6,)),
+    "MaxoutConv2D": (lambda dtype: MaxoutConv2D(4, 2, 3, dtype=dtype), (6, 6, 3)),
+    "DropConnect": (lambda dtype: DropConnect(5, 0.3, activation="relu", dtype=dtype), (6,)),
+    "StochasticPooling2D": (lambda dtype: StochasticPooling2D(2, dtype=dtype), (6, 6, 3)),
+    "RandomPadCrop": (lambda dtype: RandomPadCrop(2, dtype=dtype), (6, 6, 3)),
+    "GlobalContrastNormalization": (lambda dtype: GlobalContrastNormalization(scale=5.0, dtype=dtype), (6, 6, 3)),
+    "LocalContrastNormalization": (lambda dtype: LocalContrastNormalization(5, dtype=dtype), (8, 8, 3)),
+    "ZCAWhitening": (lambda dtype: ZCAWhitening(dtype=dtype), (3, 3, 2)),
+    "ConvWhitening": (lambda dtype: ConvWhitening(3, dtype=dtype), (6, 6, 3)),
+}
+# Loose enough for bfloat16's 8-bit mantissa over these small layers, tight enough to catch an
+# output that was not computed from the same weights.
+MIXED_TOLERANCE = 0.05
+
+
+def test_dtype_cases_cover_every_library_layer():
+    exported = {value for value in vars(nin_keras.layers).values()
+                if isinstance(value, type) and issubclass(value, keras.layers.Layer)}
+    assert {type(factory("float32")) for factory, _ in DTYPE_CASES.values()} == exported
+
+
+def _seeded_weights(layer):
+    rng = np.random.default_rng(3)
+    for weight in layer.weights:
+        value = rng.normal(size=weight.shape) * 0.3
+        if "variance" in weight.path:
+            value = np.abs(value) + 0.5
+        weight.assign(value.astype(weight.dtype))
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("name", sorted(DTYPE_CASES))
+def test_per_layer_mixed_policy_under_a_float32_global_policy(name, policy):
+    factory, shape = DTYPE_CASES[name]
+    assert keras.config.dtype_policy().name == "float32"
+    x = RNG.uniform(0, 2, size=(2, *shape)).astype("float32")
+    layer, reference = factory(policy), factory("float32")
+    layer.build(x.shape)
+    _seeded_weights(layer)
+    reference.build(x.shape)
+    reference.set_weights(layer.get_weights())
+    compute_dtype = policy.removeprefix("mixed_")
+    # Sublayers (MLPConv's two batch normalizations) follow the layer's policy, not the global one.
+    sublayer_policies = [sub.dtype_policy.name for sub in layer._flatten_layers(include_self=False)]
+    assert sublayer_policies == [policy] * (2 if name == "MLPConv_batch_norm" else 0)
+    y = layer(x, training=False)
+    assert keras.backend.standardize_dtype(y.dtype) == compute_dtype
+    assert {keras.backend.standardize_dtype(w.dtype) for w in layer.weights} <= {"float32"}
+    expected = keras.ops.convert_to_numpy(reference(x, training=False))
+    actual = keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))
+    assert np.abs(actual - expected).max() <= MIXED_TOLERANCE * max(1.0, np.abs(expected).max())
+
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.dtype_policy.name == policy
+    assert keras.backend.standardize_dtype(clone(x, training=False).dtype) == compute_dtype

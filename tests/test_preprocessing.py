@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -13,8 +14,8 @@ import tensorflow as tf  # noqa: E402
 from scipy.signal import convolve2d  # noqa: E402
 
 from nin_keras.data.pipeline import make_pipeline  # noqa: E402
-from nin_keras.layers import (GlobalContrastNormalization, LocalContrastNormalization,  # noqa: E402
-                              RandomPadCrop, ZCAWhitening)
+from nin_keras.layers import (ConvWhitening, GlobalContrastNormalization,  # noqa: E402
+                              LocalContrastNormalization, RandomPadCrop, ZCAWhitening)
 
 from conftest import DATASETS_DIR as DATASETS  # noqa: E402
 
@@ -231,6 +232,54 @@ def test_zca_bad_input(rng):
         ZCAWhitening(matrix_dtype="int8")
     with pytest.raises(ValueError, match="batches"):
         ZCAWhitening().adapt(tf.data.Dataset.from_tensor_slices(x.reshape(100, -1)[:, 0]))
+
+
+# ---------------------------------------------------------------- TF32 (issue 27.16)
+@pytest.fixture
+def tf32_enabled():
+    """TensorFlow's default TF32 setting for the test, and the setting before it put back after."""
+    before = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(True)
+    yield
+    tf.config.experimental.enable_tensor_float_32_execution(before)
+
+
+WHITENING_CALLS = {
+    "ZCAWhitening": lambda x: ZCAWhitening().adapt(x)(x),
+    "ZCAWhitening.inverse_transform": lambda x: ZCAWhitening().adapt(x).inverse_transform(x),
+    "LocalContrastNormalization": lambda x: LocalContrastNormalization(kernel_size=3)(x),
+    "ConvWhitening": lambda x: ConvWhitening(kernel_size=3)(x),
+    "ConvWhitening in a tf.function": lambda x: tf.function(ConvWhitening(kernel_size=3))(x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WHITENING_CALLS))
+def test_whitening_layers_turn_tensorflow_tf32_off(rng, tf32_enabled, name):
+    # TF32 is one process-wide switch read when kernels run, so the layers turn it off for good
+    # (nin_keras.layers._precision); on this CPU-only machine they do so without a warning.
+    x = rng.normal(size=(64, 4, 4, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        WHITENING_CALLS[name](x)
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()
+
+
+def test_turning_tf32_off_warns_where_tensorflow_sees_a_gpu(rng, tf32_enabled, monkeypatch):
+    visible = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: ["GPU:0 (played)"] if kind == "GPU" else visible(kind))
+    with pytest.warns(RuntimeWarning, match=r"TF32 execution off for this process"):
+        LocalContrastNormalization(kernel_size=3)(rng.normal(size=(2, 4, 4, 1)).astype(np.float32))
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()
+    with warnings.catch_warnings():  # already off: nothing to say a second time
+        warnings.simplefilter("error")
+        LocalContrastNormalization(kernel_size=3)(rng.normal(size=(2, 4, 4, 1)).astype(np.float32))
+
+
+def test_gcn_leaves_tf32_alone(rng, tf32_enabled):
+    # GCN has no matrix product or convolution (element-wise operations and sums only).
+    GlobalContrastNormalization()(rng.normal(size=(2, 4, 4, 3)).astype(np.float32))
+    assert tf.config.experimental.tensor_float_32_execution_enabled()
 
 
 # ---------------------------------------------------------------- LCN

@@ -33,6 +33,11 @@ class GlobalContrastNormalization(keras.layers.Layer):
     The Maxout/NIN CIFAR recipe is ``GlobalContrastNormalization(scale=55.)``: every image gets
     mean 0 and L2 norm 55. The SVHN recipe uses the defaults before LCN.
 
+    Precision: the layer has no matrix product or convolution, only element-wise operations and
+    sums, which GPUs compute in full float32 (TF32 applies to matrix products and convolutions),
+    so unlike the other whitening layers it needs no precision request (measured on an H200
+    under JAX: within 6e-6, issue 27).
+
     Args:
         scale: Target norm (or standard deviation with ``use_std``) of each example.
         sqrt_bias: Added under the square root; regularizes nearly flat images.

@@ -10,6 +10,7 @@ from keras import ops
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nin_keras.layers._args import choice
+from nin_keras.layers._precision import float32_precision
 from nin_keras.layers.zca import ZCAWhitening, _iter_batches
 
 _PADDINGS = {"zeros": "constant", "reflect": "reflect", "symmetric": "symmetric"}
@@ -38,6 +39,10 @@ class ConvWhitening(keras.layers.Layer):
 
     ``kernel`` and ``bias`` are non-trainable weights (saved in presets and exports). Before
     ``adapt`` (or loading weights) the layer is the identity.
+
+    The convolution asks for full float32 precision on every backend, never TF32 (on TensorFlow
+    that switches TF32 off for the whole process; ``nin_keras.layers._precision`` says how each
+    backend is asked and why).
 
     Args:
         kernel_size: odd ``k`` of the ``k x k`` kernel.
@@ -96,7 +101,8 @@ class ConvWhitening(keras.layers.Layer):
         half = self.kernel_size // 2
         if half:
             x = ops.pad(x, [[0, 0], [half, half], [half, half], [0, 0]], mode=_PADDINGS[self.padding])
-        y = ops.conv(x, ops.cast(self.kernel, self.compute_dtype), padding="valid")
+        with float32_precision():
+            y = ops.conv(x, ops.cast(self.kernel, self.compute_dtype), padding="valid")
         return y + ops.cast(self.bias, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from nin_keras.layers._args import check_rank, known_dim, positive_int
+from nin_keras.layers._precision import float32_precision
 
 
 def gaussian_kernel(kernel_size: int, sigma: float) -> np.ndarray:
@@ -56,7 +57,9 @@ class LocalContrastNormalization(keras.layers.Layer):
 
     The Gaussian is separable (``gaussian_kernel = outer(g, g)`` exactly), so the filtering is
     two matrix products with banded ``height x height`` and ``width x width`` matrices, about 5x
-    faster on CPU than a 7x7 depthwise convolution and the same numbers.
+    faster on CPU than a 7x7 depthwise convolution and the same numbers. The products ask for full
+    float32 precision on every backend, never TF32 (on TensorFlow that switches TF32 off for the
+    whole process; ``nin_keras.layers._precision`` says how each backend is asked and why).
 
     Args:
         kernel_size: Odd width of the square Gaussian kernel (7 for SVHN).
@@ -99,8 +102,9 @@ class LocalContrastNormalization(keras.layers.Layer):
         self._cols = banded_filter(int(input_shape[2]), taps).astype(self.compute_dtype)
 
     def _filter(self, x):
-        x = ops.einsum("bhwc,wv->bhvc", x, ops.convert_to_tensor(self._cols))
-        return ops.einsum("bhwc,hv->bvwc", x, ops.convert_to_tensor(self._rows))
+        with float32_precision():
+            x = ops.einsum("bhwc,wv->bhvc", x, ops.convert_to_tensor(self._cols))
+            return ops.einsum("bhwc,hv->bvwc", x, ops.convert_to_tensor(self._rows))
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)

@@ -37,6 +37,8 @@ class MLPConv(keras.layers.Layer):
         kernel_initializer, bias_initializer: initializers of all convolutions.
         kernel_regularizer, bias_regularizer: regularizers of all convolutions.
         data_format: ``"channels_last"`` (default from the Keras config) or ``"channels_first"``.
+        **kwargs: Base ``keras.layers.Layer`` arguments; a ``dtype`` policy applies to the batch
+            normalizations too.
 
     Input shape: 4-D ``(batch, rows, cols, channels)`` (or channels first).
     Output shape: 4-D ``(batch, new_rows, new_cols, filters[-1])`` (or channels first).
@@ -110,7 +112,10 @@ class MLPConv(keras.layers.Layer):
             shape = list(self.compute_output_shape(input_shape))
             for i, out_channels in enumerate(self.filters):
                 shape[axis] = out_channels
-                norm = keras.layers.BatchNormalization(axis=axis, name=f"batch_norm_{i}")
+                # The layer's own dtype policy, not the global one: a per-layer mixed policy would
+                # otherwise feed float16 maps to float32 normalizations.
+                norm = keras.layers.BatchNormalization(axis=axis, name=f"batch_norm_{i}",
+                                                       dtype=self.dtype_policy)
                 norm.build(tuple(shape))
                 self.norms.append(norm)
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={axis: input_shape[axis]})

@@ -10,6 +10,7 @@ import numpy as np
 from keras import ops
 
 from nin_keras.layers._args import choice
+from nin_keras.layers._precision import float32_precision
 
 _MATRIX_DTYPES = ("float32", "float16")
 
@@ -35,6 +36,10 @@ class ZCAWhitening(keras.layers.Layer):
     the matrices are ``d x d``. With ``matrix_dtype="float16"`` the two matrices are stored in
     float16, halving their size on disk (2 x 36 MiB -> 2 x 18 MiB at d=3072); compute stays in the
     layer's float32 (the matrices are cast up before the product).
+
+    The matrix products ask for full float32 precision on every backend, never TF32 (on
+    TensorFlow that switches TF32 off for the whole process; ``nin_keras.layers._precision``
+    says how each backend is asked and why).
 
     Args:
         filter_bias: Added to the covariance eigenvalues (pylearn2's CIFAR value is 0.1).
@@ -135,16 +140,18 @@ class ZCAWhitening(keras.layers.Layer):
     def call(self, inputs):
         x = ops.reshape(ops.cast(inputs, self.compute_dtype), (-1, self.mean.shape[0]))
         whitening = ops.cast(self.whitening, self.compute_dtype)
-        y = ops.matmul(x - ops.cast(self.mean, self.compute_dtype), whitening)
+        with float32_precision():
+            y = ops.matmul(x - ops.cast(self.mean, self.compute_dtype), whitening)
         return ops.reshape(y, (-1, *self._feature_shape))
 
     def inverse_transform(self, inputs):
         """Undo the whitening: ``x = y @ inverse + mean`` (for visualizing whitened images)."""
         y = ops.reshape(ops.cast(inputs, self.compute_dtype), (-1, self.mean.shape[0]))
-        if self.store_inverse:
-            x = ops.matmul(y, ops.cast(self.inverse, self.compute_dtype))
-        else:  # W is symmetric, so x = y W^-1 is the transpose of solve(W, y^T)
-            x = ops.transpose(ops.solve(ops.cast(self.whitening, self.compute_dtype), ops.transpose(y)))
+        with float32_precision():
+            if self.store_inverse:
+                x = ops.matmul(y, ops.cast(self.inverse, self.compute_dtype))
+            else:  # W is symmetric, so x = y W^-1 is the transpose of solve(W, y^T)
+                x = ops.transpose(ops.solve(ops.cast(self.whitening, self.compute_dtype), ops.transpose(y)))
         return ops.reshape(x + ops.cast(self.mean, self.compute_dtype), (-1, *self._feature_shape))
 
     def compute_output_shape(self, input_shape):
