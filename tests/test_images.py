@@ -300,6 +300,89 @@ def test_header_with_too_many_pixels_is_refused_before_decoding(width, height, t
         image_folder.read_labelled_images(tmp_path / "pets")
 
 
+def thin_png(width: int, height: int) -> bytes:
+    """A valid 8-bit grayscale PNG of zeros, ``width x height``, compressed as a stream (a
+    1 x 64,000,000 image is 125 kB, and writing it never holds its 128 MB of rows)."""
+    compressor, row = zlib.compressobj(9), b"\x00" * (1 + width)  # filter byte + samples
+    parts, left = [], height
+    while left:
+        rows = min(left, 1 << 16)
+        parts.append(compressor.compress(row * rows))
+        left -= rows
+    return png_bytes(width, height, 8, 0, b"".join(parts) + compressor.flush())
+
+
+_MEASURE_IN_A_FRESH_PROCESS = """
+import resource, sys
+from nin_keras.data.input_policy import default_policy
+from nin_keras.errors import ImageError
+policy = default_policy("cifar10", (32, 32, 3))
+policy(sys.argv[2])  # any PNG first: Pillow's plugins are loaded before measuring
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    policy(sys.argv[1])
+except ImageError as error:
+    print(error)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+@pytest.mark.parametrize("height", [1_000_000, 64_000_000])
+def test_thin_image_is_refused_from_its_header_before_the_resize(height, tmp_path):
+    """A 1 x 1,000,000 PNG passed the pixel check, and covering 32x32 made it 32 x 32,000,000:
+    6.5 GB and 25 s in predict. 1 x 64,000,000 is exactly MAX_IMAGE_PIXELS."""
+    import subprocess
+    import sys
+
+    path, small = tmp_path / "thin.png", tmp_path / "small.png"
+    path.write_bytes(thin_png(1, height))
+    small.write_bytes(encoded(Image.new("RGB", (40, 30)), "PNG"))
+    assert path.stat().st_size < 200_000
+    run = subprocess.run([sys.executable, "-c", _MEASURE_IN_A_FRESH_PROCESS, str(path), str(small)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    message, grown_kb = run.stdout.strip().splitlines()
+    assert f"thin.png: a 1x{height} image would be resized to 32x{32 * height}" in message
+    assert str(MAX_IMAGE_PIXELS) in message and "refused before decoding" in message
+    assert int(grown_kb) < 50_000  # peak memory (maxrss) grew by under 50 MB
+
+
+def test_resize_bound_is_exact_and_holds_for_every_source():
+    assert CIFAR.resized_size(1, 62_500) == (32, 2_000_000)  # 64,000,000 pixels: the limit itself
+    with pytest.raises(ImageError, match=r"edge.png: a 1x62501 image would be resized to 32x2000032"):
+        CIFAR(bomb_png(1, 62_501), "edge.png")
+    # A PIL.Image has no header: the same bound is checked before its resize.
+    with pytest.raises(ImageError, match=r"a 1000000x1 image would be resized to 32000000x32"):
+        CIFAR(Image.new("L", (1_000_000, 1)))
+    # crop_pct enlarges the cover size; strict mode never resizes, so the bound does not apply.
+    CIFAR._check_resize(1, 50_000)  # 32 x 1,600,000 fits
+    with pytest.raises(ImageError, match=r"resized to 40x2000000 .*crop_pct 0.8"):
+        CIFAR.replace(crop_pct=0.8)(bomb_png(1, 50_000), "thin.png")
+    with pytest.raises(ImageError, match="strict mode"):
+        CIFAR.replace(resize=False)(bomb_png(1, 1_000_000), "thin.png")
+    # With EXIF orientation applied after decoding, a non-square input is checked both ways.
+    tall = InputPolicy(size=(64, 2))
+    assert tall.resized_size(1, 64) == (2, 128) and tall.resized_size(64, 1) == (4096, 64)
+    with pytest.raises(ImageError, match="a 1000000x1 image"):
+        tall(bomb_png(1, 1_000_000), "turned.png")
+    tall.replace(exif_transpose=False)._check_resize(1, 1_000_000)  # 2 x 2,000,000 fits
+
+
+def test_thin_image_in_a_folder_stops_eval_and_finetune(tmp_path):
+    from nin_keras.train import finetune
+
+    write_folder(tmp_path / "pets")
+    (tmp_path / "pets" / "cat" / "thin.png").write_bytes(thin_png(1, 1_000_000))
+    words = r"cat/thin.png: a 1x1000000 image would be resized to 32x32000000 .*" + str(MAX_IMAGE_PIXELS)
+    with pytest.raises(DataError, match=words):
+        image_folder.read_labelled_images(tmp_path / "pets", policy=CIFAR)
+    with pytest.raises(DataError, match=words):
+        finetune("nin_cifar10", tmp_path / "pets", tmp_path / "out", verbose=0)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.run").exists()
+    code, _, err = run_cli("eval", "nin_cifar10", "--data", str(tmp_path / "pets"))
+    assert code == 1 and "thin.png: a 1x1000000 image would be resized" in err
+
+
 def fuzz_seeds() -> list[bytes]:
     rng = np.random.default_rng(11)
     pixels = rng.integers(0, 256, (12, 10, 3), np.uint8)
