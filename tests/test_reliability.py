@@ -590,6 +590,26 @@ def test_npz_bomb_is_refused_at_the_expansion_limit(tmp_path, monkeypatch):
         read_npz_split(path, "test")
 
 
+@pytest.mark.parametrize("kind", ["idx", "npz", "cifar"])
+def test_every_reader_refuses_an_empty_split_naming_the_file(tmp_path, kind):
+    """Before: an .npz with empty arrays failed in load_arrays with NumPy's "need at least one
+    array to concatenate", naming neither the file nor the arrays."""
+    from nin_keras.data.arrays import load_arrays
+
+    if kind == "cifar":  # protocol 3: protocol 2 pickles empty bytes as a call the reader refuses anyway
+        (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
+        (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(
+            {b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, protocol=3))
+        name = "cifar10"
+    else:
+        name = _write_split(kind, tmp_path / "data", np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8))
+    words = {"idx": r"t10k-images-idx3-ubyte: holds no images \(shape \(0, 28, 28\)\)",
+             "npz": r"mnist.npz: x_test is empty \(shape \(0, 28, 28\)\)",
+             "cifar": r"test_batch: holds no images \(shape \(0, 3072\)\)"}[kind]
+    with pytest.raises(DataError, match=words):
+        load_arrays({"name": name, "source": "local"}, "test", tmp_path / "data")
+
+
 # --------------------------------------------------------------------------- fuzzing: only the library's errors escape
 # A seeded loop (reproducible, a few seconds per target), as tests/test_caffe.py fuzzes the Caffe reader.
 
