@@ -501,6 +501,75 @@ def test_folder_bad_input_names_the_files(tmp_path):
         image_folder.read_labelled_images(single, policy=CIFAR, min_classes=2)
 
 
+def test_symlinked_class_folders_and_images_are_followed_and_broken_links_refused(tmp_path):
+    """Before: a linked class folder was dropped (three folders, a two-class preset) and a class
+    of linked images held "no images". Links are followed wherever they point, in the class-folder
+    reader and in predict's folder listing alike; a loop, a link to nothing and a FIFO are refused."""
+    photos = write_folder(tmp_path / "photos", classes=("cats", "dogs"))  # outside the data set
+    data = tmp_path / "data"
+    write_folder(data, classes=("bird",))
+    (data / "cat").symlink_to(tmp_path / "photos" / "cats", target_is_directory=True)
+    (data / "dog").mkdir()
+    for i, original in enumerate(photos["dogs"]):
+        (data / "dog" / f"{i}.png").symlink_to(original)
+    found = image_folder.read_labelled_images(data, policy=CIFAR)
+    assert found.class_names == ("bird", "cat", "dog")
+    images, labels = found.splits["train"]
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    np.testing.assert_array_equal(images[4], CIFAR(photos["cats"][1]))
+    np.testing.assert_array_equal(images[8], CIFAR(photos["dogs"][2]))
+    listed = image_folder.list_image_files([data])
+    assert len(listed) == 9 and str(data / "cat" / "0.png") in listed and str(data / "dog" / "2.png") in listed
+
+    def refused(words):
+        for read in (lambda: image_folder.read_labelled_images(data, policy=CIFAR),
+                     lambda: image_folder.list_image_files([data])):
+            with pytest.raises(DataError, match=words):
+                read()
+
+    (data / "bird" / "again").symlink_to(data, target_is_directory=True)
+    refused(r"bird/again is a link to .*data, a folder it sits in \(a loop\)")
+    (data / "bird" / "again").unlink()
+    (data / "dog" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    refused(r"dog/gone.png is a symbolic link to .*nowhere.png', which does not exist")
+    (data / "dog" / "gone.png").unlink()
+    os.mkfifo(data / "dog" / "pipe.png")
+    refused(r"dog/pipe.png is a FIFO, not a regular file; refusing to read it")
+    assert sorted(p.name for p in (tmp_path / "photos" / "cats").iterdir()) == ["0.png", "1.png", "2.png"]
+
+
+def test_class_folder_names_that_are_not_utf8_are_refused(tmp_path):
+    """A Latin-1 folder name became the class "caf\\udce9", which predict then failed to print."""
+    root = tmp_path / "pets"
+    write_folder(root, classes=("dog",))
+    latin1 = root / os.fsdecode(b"caf\xe9")
+    latin1.mkdir()
+    (latin1 / "0.png").write_bytes(encoded(Image.new("RGB", (40, 30)), "PNG"))
+    with pytest.raises(DataError, match=r"class folder name\(s\) caf\\xe9 are not valid UTF-8"):
+        image_folder.read_labelled_images(root, policy=CIFAR)
+    archive = tmp_path / "pets.tar"
+    with tarfile.open(archive, "w") as tar:  # tarfile keeps the raw bytes (surrogateescape)
+        tar.add(root, arcname="pets")
+    with pytest.raises(DataError, match=r"caf\\xe9 are not valid UTF-8"):
+        image_folder.read_labelled_images(archive, policy=CIFAR)
+
+
+def test_predict_prints_file_names_that_are_not_utf8_on_a_strict_stdout(tmp_path):
+    import contextlib
+
+    from nin_keras import cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9.png")).write_bytes(encoded(Image.new("RGB", (40, 30), (200, 30, 30)), "PNG"))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")  # a pipe under a UTF-8 locale
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()) as err:
+        code = cli.main(["predict", "nin_cifar10", str(folder)])
+    stdout.flush()
+    assert code == 0, err.getvalue()
+    assert stdout.buffer.getvalue().decode("utf-8").startswith(f"{folder}/caf\\xe9.png: ")
+
+
 # --------------------------------------------------------------------------- predict on any photo
 
 
@@ -772,11 +841,14 @@ def test_finetune_from_nin_cifar10_beats_random_init_on_the_same_budget(tmp_path
     assert results[False][0] <= 0.5, results
 
 
-def test_zip_member_declaring_too_many_bytes_is_refused(tmp_path):
+def test_zip_member_declaring_too_many_bytes_is_refused(tmp_path, monkeypatch):
     import zipfile
 
+    from nin_keras.data import archive as archives
     from nin_keras.data.archive import MAX_ZIP_MEMBER_BYTES
 
+    # The archive's total limit (32x its size) would refuse it first; this is the large archive's case.
+    monkeypatch.setattr(archives, "MIN_EXPANDED_BYTES", 1 << 30)
     path = tmp_path / "bomb.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("cat/0.png", encoded(Image.new("RGB", (4, 4)), "PNG"))
