@@ -328,7 +328,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     """Print the top-k classes of images (files, folders, globs) with a zoo name, preset or exported artifact."""
     import json
 
-    from nin_keras.data.image_folder import list_image_files
+    from nin_keras.data.image_folder import list_image_files, printable_path
     from nin_keras.deploy import Predictor
 
     predictor = Predictor(args.model, num_threads=args.threads, runtime=args.runtime)
@@ -346,8 +346,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                           "predictions": [{"image": image, "top_k": [{"label": label, "probability": p} for label, p in top]}
                                           for image, top in zip(images, results)]}, indent=2))
         return 0
-    for image, top in zip(images, results):
-        print(f"{image}: " + ", ".join(f"{label} {p:.4f}" for label, p in top))
+    for image, top in zip(images, results):  # names that are not UTF-8 print as \xe9 escapes
+        print(f"{printable_path(image)}: " + ", ".join(f"{label} {p:.4f}" for label, p in top))
     return 0
 
 

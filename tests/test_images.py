@@ -300,6 +300,89 @@ def test_header_with_too_many_pixels_is_refused_before_decoding(width, height, t
         image_folder.read_labelled_images(tmp_path / "pets")
 
 
+def thin_png(width: int, height: int) -> bytes:
+    """A valid 8-bit grayscale PNG of zeros, ``width x height``, compressed as a stream (a
+    1 x 64,000,000 image is 125 kB, and writing it never holds its 128 MB of rows)."""
+    compressor, row = zlib.compressobj(9), b"\x00" * (1 + width)  # filter byte + samples
+    parts, left = [], height
+    while left:
+        rows = min(left, 1 << 16)
+        parts.append(compressor.compress(row * rows))
+        left -= rows
+    return png_bytes(width, height, 8, 0, b"".join(parts) + compressor.flush())
+
+
+_MEASURE_IN_A_FRESH_PROCESS = """
+import resource, sys
+from nin_keras.data.input_policy import default_policy
+from nin_keras.errors import ImageError
+policy = default_policy("cifar10", (32, 32, 3))
+policy(sys.argv[2])  # any PNG first: Pillow's plugins are loaded before measuring
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    policy(sys.argv[1])
+except ImageError as error:
+    print(error)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+@pytest.mark.parametrize("height", [1_000_000, 64_000_000])
+def test_thin_image_is_refused_from_its_header_before_the_resize(height, tmp_path):
+    """A 1 x 1,000,000 PNG passed the pixel check, and covering 32x32 made it 32 x 32,000,000:
+    6.5 GB and 25 s in predict. 1 x 64,000,000 is exactly MAX_IMAGE_PIXELS."""
+    import subprocess
+    import sys
+
+    path, small = tmp_path / "thin.png", tmp_path / "small.png"
+    path.write_bytes(thin_png(1, height))
+    small.write_bytes(encoded(Image.new("RGB", (40, 30)), "PNG"))
+    assert path.stat().st_size < 200_000
+    run = subprocess.run([sys.executable, "-c", _MEASURE_IN_A_FRESH_PROCESS, str(path), str(small)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    message, grown_kb = run.stdout.strip().splitlines()
+    assert f"thin.png: a 1x{height} image would be resized to 32x{32 * height}" in message
+    assert str(MAX_IMAGE_PIXELS) in message and "refused before decoding" in message
+    assert int(grown_kb) < 50_000  # peak memory (maxrss) grew by under 50 MB
+
+
+def test_resize_bound_is_exact_and_holds_for_every_source():
+    assert CIFAR.resized_size(1, 62_500) == (32, 2_000_000)  # 64,000,000 pixels: the limit itself
+    with pytest.raises(ImageError, match=r"edge.png: a 1x62501 image would be resized to 32x2000032"):
+        CIFAR(bomb_png(1, 62_501), "edge.png")
+    # A PIL.Image has no header: the same bound is checked before its resize.
+    with pytest.raises(ImageError, match=r"a 1000000x1 image would be resized to 32000000x32"):
+        CIFAR(Image.new("L", (1_000_000, 1)))
+    # crop_pct enlarges the cover size; strict mode never resizes, so the bound does not apply.
+    CIFAR._check_resize(1, 50_000)  # 32 x 1,600,000 fits
+    with pytest.raises(ImageError, match=r"resized to 40x2000000 .*crop_pct 0.8"):
+        CIFAR.replace(crop_pct=0.8)(bomb_png(1, 50_000), "thin.png")
+    with pytest.raises(ImageError, match="strict mode"):
+        CIFAR.replace(resize=False)(bomb_png(1, 1_000_000), "thin.png")
+    # With EXIF orientation applied after decoding, a non-square input is checked both ways.
+    tall = InputPolicy(size=(64, 2))
+    assert tall.resized_size(1, 64) == (2, 128) and tall.resized_size(64, 1) == (4096, 64)
+    with pytest.raises(ImageError, match="a 1000000x1 image"):
+        tall(bomb_png(1, 1_000_000), "turned.png")
+    tall.replace(exif_transpose=False)._check_resize(1, 1_000_000)  # 2 x 2,000,000 fits
+
+
+def test_thin_image_in_a_folder_stops_eval_and_finetune(tmp_path):
+    from nin_keras.train import finetune
+
+    write_folder(tmp_path / "pets")
+    (tmp_path / "pets" / "cat" / "thin.png").write_bytes(thin_png(1, 1_000_000))
+    words = r"cat/thin.png: a 1x1000000 image would be resized to 32x32000000 .*" + str(MAX_IMAGE_PIXELS)
+    with pytest.raises(DataError, match=words):
+        image_folder.read_labelled_images(tmp_path / "pets", policy=CIFAR)
+    with pytest.raises(DataError, match=words):
+        finetune("nin_cifar10", tmp_path / "pets", tmp_path / "out", verbose=0)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.run").exists()
+    code, _, err = run_cli("eval", "nin_cifar10", "--data", str(tmp_path / "pets"))
+    assert code == 1 and "thin.png: a 1x1000000 image would be resized" in err
+
+
 def fuzz_seeds() -> list[bytes]:
     rng = np.random.default_rng(11)
     pixels = rng.integers(0, 256, (12, 10, 3), np.uint8)
@@ -416,6 +499,75 @@ def test_folder_bad_input_names_the_files(tmp_path):
     write_folder(single, classes=("cat",))
     with pytest.raises(DataError, match=r"1 class folder\(s\) \['cat'\]; at least 2"):
         image_folder.read_labelled_images(single, policy=CIFAR, min_classes=2)
+
+
+def test_symlinked_class_folders_and_images_are_followed_and_broken_links_refused(tmp_path):
+    """Before: a linked class folder was dropped (three folders, a two-class preset) and a class
+    of linked images held "no images". Links are followed wherever they point, in the class-folder
+    reader and in predict's folder listing alike; a loop, a link to nothing and a FIFO are refused."""
+    photos = write_folder(tmp_path / "photos", classes=("cats", "dogs"))  # outside the data set
+    data = tmp_path / "data"
+    write_folder(data, classes=("bird",))
+    (data / "cat").symlink_to(tmp_path / "photos" / "cats", target_is_directory=True)
+    (data / "dog").mkdir()
+    for i, original in enumerate(photos["dogs"]):
+        (data / "dog" / f"{i}.png").symlink_to(original)
+    found = image_folder.read_labelled_images(data, policy=CIFAR)
+    assert found.class_names == ("bird", "cat", "dog")
+    images, labels = found.splits["train"]
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    np.testing.assert_array_equal(images[4], CIFAR(photos["cats"][1]))
+    np.testing.assert_array_equal(images[8], CIFAR(photos["dogs"][2]))
+    listed = image_folder.list_image_files([data])
+    assert len(listed) == 9 and str(data / "cat" / "0.png") in listed and str(data / "dog" / "2.png") in listed
+
+    def refused(words):
+        for read in (lambda: image_folder.read_labelled_images(data, policy=CIFAR),
+                     lambda: image_folder.list_image_files([data])):
+            with pytest.raises(DataError, match=words):
+                read()
+
+    (data / "bird" / "again").symlink_to(data, target_is_directory=True)
+    refused(r"bird/again is a link to .*data, a folder it sits in \(a loop\)")
+    (data / "bird" / "again").unlink()
+    (data / "dog" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    refused(r"dog/gone.png is a symbolic link to .*nowhere.png', which does not exist")
+    (data / "dog" / "gone.png").unlink()
+    os.mkfifo(data / "dog" / "pipe.png")
+    refused(r"dog/pipe.png is a FIFO, not a regular file; refusing to read it")
+    assert sorted(p.name for p in (tmp_path / "photos" / "cats").iterdir()) == ["0.png", "1.png", "2.png"]
+
+
+def test_class_folder_names_that_are_not_utf8_are_refused(tmp_path):
+    """A Latin-1 folder name became the class "caf\\udce9", which predict then failed to print."""
+    root = tmp_path / "pets"
+    write_folder(root, classes=("dog",))
+    latin1 = root / os.fsdecode(b"caf\xe9")
+    latin1.mkdir()
+    (latin1 / "0.png").write_bytes(encoded(Image.new("RGB", (40, 30)), "PNG"))
+    with pytest.raises(DataError, match=r"class folder name\(s\) caf\\xe9 are not valid UTF-8"):
+        image_folder.read_labelled_images(root, policy=CIFAR)
+    archive = tmp_path / "pets.tar"
+    with tarfile.open(archive, "w") as tar:  # tarfile keeps the raw bytes (surrogateescape)
+        tar.add(root, arcname="pets")
+    with pytest.raises(DataError, match=r"caf\\xe9 are not valid UTF-8"):
+        image_folder.read_labelled_images(archive, policy=CIFAR)
+
+
+def test_predict_prints_file_names_that_are_not_utf8_on_a_strict_stdout(tmp_path):
+    import contextlib
+
+    from nin_keras import cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9.png")).write_bytes(encoded(Image.new("RGB", (40, 30), (200, 30, 30)), "PNG"))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")  # a pipe under a UTF-8 locale
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()) as err:
+        code = cli.main(["predict", "nin_cifar10", str(folder)])
+    stdout.flush()
+    assert code == 0, err.getvalue()
+    assert stdout.buffer.getvalue().decode("utf-8").startswith(f"{folder}/caf\\xe9.png: ")
 
 
 # --------------------------------------------------------------------------- predict on any photo
@@ -689,11 +841,14 @@ def test_finetune_from_nin_cifar10_beats_random_init_on_the_same_budget(tmp_path
     assert results[False][0] <= 0.5, results
 
 
-def test_zip_member_declaring_too_many_bytes_is_refused(tmp_path):
+def test_zip_member_declaring_too_many_bytes_is_refused(tmp_path, monkeypatch):
     import zipfile
 
+    from nin_keras.data import archive as archives
     from nin_keras.data.archive import MAX_ZIP_MEMBER_BYTES
 
+    # The archive's total limit (32x its size) would refuse it first; this is the large archive's case.
+    monkeypatch.setattr(archives, "MIN_EXPANDED_BYTES", 1 << 30)
     path = tmp_path / "bomb.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("cat/0.png", encoded(Image.new("RGB", (4, 4)), "PNG"))

@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -590,6 +591,144 @@ def test_npz_bomb_is_refused_at_the_expansion_limit(tmp_path, monkeypatch):
         read_npz_split(path, "test")
 
 
+@pytest.mark.parametrize("kind", ["idx", "npz", "cifar"])
+def test_every_reader_refuses_an_empty_split_naming_the_file(tmp_path, kind):
+    """Before: an .npz with empty arrays failed in load_arrays with NumPy's "need at least one
+    array to concatenate", naming neither the file nor the arrays."""
+    from nin_keras.data.arrays import load_arrays
+
+    if kind == "cifar":  # protocol 3: protocol 2 pickles empty bytes as a call the reader refuses anyway
+        (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
+        (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(
+            {b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, protocol=3))
+        name = "cifar10"
+    else:
+        name = _write_split(kind, tmp_path / "data", np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8))
+    words = {"idx": r"t10k-images-idx3-ubyte: holds no images \(shape \(0, 28, 28\)\)",
+             "npz": r"mnist.npz: x_test is empty \(shape \(0, 28, 28\)\)",
+             "cifar": r"test_batch: holds no images \(shape \(0, 3072\)\)"}[kind]
+    with pytest.raises(DataError, match=words):
+        load_arrays({"name": name, "source": "local"}, "test", tmp_path / "data")
+
+
+def _pets_archive(path: Path, extra=()) -> Path:
+    """A tar of ``pets/{cat,dog}/0.png``, then the members ``extra`` (files among them hold the
+    same PNG)."""
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, "PNG")
+    with tarfile.open(path, "w") as tar:
+        for info in [tarfile.TarInfo("pets/cat/0.png"), tarfile.TarInfo("pets/dog/0.png"), *extra]:
+            if info.isfile():
+                info.size = len(png.getvalue())
+            tar.addfile(info, io.BytesIO(png.getvalue()) if info.isfile() else None)
+    return path
+
+
+def _tar_member(name: str, kind: bytes, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+@pytest.mark.parametrize("member, words", [
+    (_tar_member("pets/dog/1.png", tarfile.SYMTYPE, "/etc/passwd"), r"symbolic link \(to '/etc/passwd'\)"),
+    (_tar_member("pets/bird", tarfile.SYMTYPE, "/home/me/birds"), r"symbolic link \(to '/home/me/birds'\)"),
+    (_tar_member("pets/dog/1.png", tarfile.LNKTYPE, "pets/cat/0.png"), r"hard link \(to 'pets/cat/0.png'\)"),
+    (_tar_member("pets/dog/1.png", tarfile.FIFOTYPE), "FIFO"),
+    (_tar_member("pets/dog/1.png", tarfile.CHRTYPE), "character device"),
+    (_tar_member("pets/dog/1.png", tarfile.BLKTYPE), "block device"),
+], ids=["symlink", "symlinked-class-folder", "hardlink", "fifo", "character-device", "block-device"])
+def test_tar_link_device_and_fifo_members_are_refused_naming_them(tmp_path, member, words):
+    """Before: skipped without a word (a linked class folder silently dropped its class)."""
+    from nin_keras.data.image_folder import read_labelled_images
+
+    archive = _pets_archive(tmp_path / "pets.tar", [member])
+    with pytest.raises(DataError, match=f"member '{member.name}' is a {words}; an archive is read without "
+                                        "extracting it.*tar --dereference"):
+        read_labelled_images(archive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pets.tar"]  # nothing extracted
+
+
+def test_tar_member_appearing_twice_is_refused(tmp_path):
+    """Before: a file appended twice (tar --append) was trained on twice."""
+    from nin_keras.data.image_folder import read_labelled_images
+
+    archive = _pets_archive(tmp_path / "twice.tar", [tarfile.TarInfo("./pets/cat/0.png")])  # another spelling
+    with pytest.raises(DataError, match=r"member './pets/cat/0.png' appears twice"):
+        read_labelled_images(archive)
+
+
+def _zip_with_overlapping_entries(path: Path, copies: int, size: int) -> Path:
+    """One deflated member of ``size`` zeros whose central directory entry is repeated ``copies``
+    times: every copy names the same compressed bytes, so the file stays small."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("pets/cat/0.png", bytes(size))
+    data = path.read_bytes()
+    start, end = data.index(b"PK\x01\x02"), data.index(b"PK\x05\x06")
+    entry = data[start:end]
+    tail = bytearray(data[end:])
+    struct.pack_into("<HHII", tail, 8, copies, copies, len(entry) * copies, start)
+    path.write_bytes(data[:start] + entry * copies + bytes(tail))
+    return path
+
+
+def test_zip_with_overlapping_entries_is_refused_before_inflating(tmp_path):
+    """Before: a 103 kB zip of overlapping entries inflated 400 MB before failing."""
+    from nin_keras.data.image_folder import read_labelled_images
+
+    bomb = _zip_with_overlapping_entries(tmp_path / "bomb.zip", copies=100, size=4 << 20)
+    assert bomb.stat().st_size < 20_000
+    assert sum(info.file_size for info in zipfile.ZipFile(bomb).infolist()) == 400 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"bomb.zip: the data of all its members takes 419430400 bytes, more than "
+                                            r"the 67108864 this file may expand to.*decompression bomb"):
+            read_labelled_images(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 << 20, peak
+
+
+def test_zip_inflation_is_counted_while_reading(tmp_path, monkeypatch):
+    """The bytes actually inflated are counted too, not only the declared sizes: with the check of
+    the declared sizes switched off, twenty 1 MiB members stop at the second (limit lowered to 1 MiB)."""
+    from nin_keras.data import archive
+
+    monkeypatch.setattr(archive, "MIN_EXPANDED_BYTES", 1 << 20)
+    monkeypatch.setattr(archive, "check_declared_size", lambda *args: None)
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for i in range(20):
+            bomb.writestr(f"pets/cat/{i}.png", bytes(1 << 20))
+    assert archive.expanded_limit(path) == 1 << 20
+    with pytest.raises(DataError, match=r"member 'pets/cat/1.png' inflates the archive past the 1048576 bytes"):
+        list(archive.iter_files(path))
+
+
+@pytest.mark.parametrize("mode, words", [(stat.S_IFLNK | 0o777, "symbolic link"), (stat.S_IFIFO | 0o644, "FIFO")],
+                         ids=["symlink", "fifo"])
+def test_zip_link_members_are_refused_and_duplicates_too(tmp_path, mode, words):
+    """zipfile reads a link member as a file holding the target's name; it is refused like tar's."""
+    from nin_keras.data.image_folder import read_labelled_images
+
+    path = tmp_path / "pets.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("pets/cat/0.png", b"png")
+        link = zipfile.ZipInfo("pets/dog/0.png")
+        link.create_system, link.external_attr = 3, mode << 16
+        archive.writestr(link, "../../../etc/passwd")
+    with pytest.raises(DataError, match=f"member 'pets/dog/0.png' is a {words}; an archive is read"):
+        read_labelled_images(path)
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("pets/cat/0.png", b"png")
+        archive.writestr("pets/cat/0.png", b"png")
+    with pytest.raises(DataError, match="member 'pets/cat/0.png' appears twice"):
+        read_labelled_images(path)
+
+
 # --------------------------------------------------------------------------- fuzzing: only the library's errors escape
 # A seeded loop (reproducible, a few seconds per target), as tests/test_caffe.py fuzzes the Caffe reader.
 
@@ -668,6 +807,43 @@ def test_fuzz_cifar_python_reader(tmp_path):
         tar.add(folder, arcname="cifar-10-batches-py")
     assert _only_library_errors(lambda: read_cifar_python(archive, "cifar10", "test"), archive.read_bytes(),
                                 archive, 32) > 0
+
+
+def test_fuzz_image_folder_archives(tmp_path):
+    """Class-folder zips (stored and deflated) and tars through read_labelled_images, whose zip
+    reader has to survive the central directory, local headers and sizes being mutated."""
+    import warnings
+
+    from PIL import Image
+
+    from nin_keras.data.image_folder import read_labelled_images
+    from nin_keras.data.input_policy import InputPolicy
+
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "pets"
+    for name in ("cat", "dog"):
+        (folder / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (6, 5, 3), np.uint8)).save(folder / name / f"{i}.png")
+    policy = InputPolicy(size=(4, 4))
+    for suffix, write, seed in ((".zip", zipfile.ZIP_STORED, 51), (".zip", zipfile.ZIP_DEFLATED, 52),
+                                (".tar.gz", None, 53)):
+        path = tmp_path / f"pets{suffix}"
+        if write is None:
+            with tarfile.open(path, "w:gz") as tar:
+                tar.add(folder, arcname="pets")
+        else:
+            with zipfile.ZipFile(path, "w", write) as archive:
+                for file in sorted(folder.rglob("*")):
+                    archive.write(file, file.relative_to(tmp_path).as_posix())
+        assert read_labelled_images(path, policy=policy).splits["train"][0].shape == (4, 4, 4, 3)
+
+        def read():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # mutated names are skipped with a warning
+                read_labelled_images(path, policy=policy)
+
+        assert _only_library_errors(read, path.read_bytes(), path, seed) > 0
 
 
 @pytest.mark.parametrize("name, seed", [("config.json", 41), ("metadata.json", 42)])

@@ -84,6 +84,8 @@ def _to_images(flat, source: str) -> np.ndarray:
     flat = pixel_array(flat, source)
     if flat.ndim != 2 or flat.shape[1] != _IMAGE_BYTES:
         raise DataError(f"{source}: expected rows of {_IMAGE_BYTES} pixel bytes, got shape {flat.shape}")
+    if len(flat) == 0:
+        raise DataError(f"{source}: holds no images (shape {flat.shape})")
     return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 

@@ -92,6 +92,10 @@ def read_idx_split(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, n
 
     Returns:
         ``(images uint8 (N, 28, 28, 1), labels int64 (N,))``.
+
+    Raises:
+        DataError: a missing or unreadable file (see :func:`read_idx`), images and labels that
+            do not match, no images, or values that are not pixels or labels.
     """
     folder = Path(folder)
     if split not in IDX_FILES:
@@ -103,4 +107,6 @@ def read_idx_split(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, n
     images, labels = (read_idx(p) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"{folder}: idx images {images.shape} and labels {labels.shape} do not match")
+    if images.size == 0:
+        raise DataError(f"{paths[0]}: holds no images (shape {images.shape}): no {split} images to read")
     return pixel_array(images, str(paths[0]))[..., None], label_array(labels, str(paths[1]))

@@ -14,7 +14,12 @@ What is refused and what is skipped:
   are refused: one ``DataError`` lists every such file and why, since training or measuring on
   a silently smaller set would misreport what was done;
 - an empty class folder, a split whose classes differ from the other splits', or class folders
-  not among the expected ``class_names`` are refused naming the folders and both lists.
+  not among the expected ``class_names`` are refused naming the folders and both lists;
+- a class folder whose name is not valid UTF-8 is refused naming it (its bytes shown as
+  ``\\xe9``): a class name is written to JSON metadata and printed by ``nin-keras predict``;
+- symbolic links in a folder are followed, wherever they point (a linked photo folder is a class
+  named after the link); in an archive, link, device and FIFO members and repeated member names
+  are refused (``nin_keras.data.archive`` states the rule, the same for every reader).
 
 Decoding tens of thousands of JPEGs takes a while, so the arrays decoded from an archive are
 cached as an ``.npz`` in ``nin_keras.data.locate.cache_dir()``, keyed by the archive's path,
@@ -34,7 +39,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from nin_keras.data.archive import is_archive, iter_files
+from nin_keras.data.archive import is_archive, iter_files, walk_folder
 from nin_keras.data.input_policy import IMAGE_SUFFIXES, InputPolicy, decode_image
 from nin_keras.data.locate import cache_dir
 from nin_keras.errors import DataError, ImageError
@@ -146,6 +151,7 @@ def read_labelled_images(root: str | os.PathLike, class_names: tuple[str, ...] |
                         f"and directly in class folders; use one layout")
     _check_no_empty_class_folder(root, folders, entries)
     found = sorted({folder for items in entries.values() for folder, _, _ in items})
+    _check_utf8_class_names(root, found)
     names = tuple(class_names) if class_names is not None else tuple(found)
     unknown = [folder for folder in found if folder not in names]
     if unknown:
@@ -165,6 +171,20 @@ def read_labelled_images(root: str | os.PathLike, class_names: tuple[str, ...] |
         splits[split or "train"] = (np.stack([image for _, _, image in items]),
                                     np.array([label_of[folder] for folder, _, _ in items], dtype=np.int64))
     return LabelledImages(root, names, splits, has_splits, skipped)
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """``path`` as text any UTF-8 stream can take: bytes of a file name that are not UTF-8 (which
+    Python keeps as lone surrogates) are shown as ``\\xe9`` escapes instead of failing to print."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _check_utf8_class_names(root: Path, found: list[str]) -> None:
+    """A class name goes into JSON metadata and onto the terminal: its bytes must be UTF-8."""
+    bad = [printable_path(name) for name in found if printable_path(name) != name]
+    if bad:
+        raise DataError(f"{printable_path(root)}: class folder name(s) {', '.join(bad)} are not valid UTF-8 "
+                        "(shown with \\x escapes); rename the folders")
 
 
 def _native(data: bytes, where: str) -> np.ndarray:
@@ -232,20 +252,25 @@ def _cached(archive: Path, class_names: tuple[str, ...] | None, policy: InputPol
     return splits
 
 
+def _image_name(path: PurePosixPath) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path)
+
+
 def list_image_files(specs: list[str | os.PathLike]) -> list[str]:
-    """Image files named by ``specs``: files, folders (every image file below, in natural order)
-    and glob patterns (``photos/*.jpg``, ``**`` for any depth).
+    """Image files named by ``specs``: files, folders (every image file below, in natural order,
+    following symbolic links as the class-folder reader does) and glob patterns (``photos/*.jpg``,
+    ``**`` for any depth).
 
     Raises:
-        DataError: a name that is no file or folder and matches nothing, or a folder without
-            image files (naming it and the suffixes looked for).
+        DataError: a name that is no file or folder and matches nothing, a folder without image
+            files (naming it and the suffixes looked for), or, below a folder, an image name that
+            is a link to nothing, a FIFO, a device or a socket, or a link loop.
     """
     found: list[str] = []
     for spec in map(os.fspath, specs):
         path = Path(spec)
         if path.is_dir():
-            below = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                            and not _hidden(PurePosixPath(p.relative_to(path).as_posix()))),
+            below = sorted((file for _, file in walk_folder(path, _image_name)),
                            key=lambda p: _natural_key(p.as_posix()))
             if not below:
                 raise DataError(f"{spec}: folder holds no {'/'.join(IMAGE_SUFFIXES)} files")

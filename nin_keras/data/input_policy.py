@@ -13,7 +13,8 @@ The steps, in order (``InputPolicy.describe`` says them with the policy's values
 
 1. Decode with Pillow, reading only PNG, JPEG (and MPO), BMP, GIF, WebP and TIFF; the first frame
    of an animation. An image header declaring more than :data:`MAX_IMAGE_PIXELS` pixels is refused
-   before any pixel is decoded.
+   before any pixel is decoded, and so is one that step 6 would resize to more than
+   :data:`MAX_IMAGE_PIXELS` pixels (a very thin image: see :class:`InputPolicy`).
 2. Apply the EXIF orientation tag (``PIL.ImageOps.exif_transpose``), as a photo viewer does.
 3. Reduce to 8 bits per channel: 16-bit samples keep their high byte (``value // 256``, what
    Pillow does for 16-bit colour PNGs; a plain ``convert("RGB")`` would saturate 16-bit
@@ -49,7 +50,7 @@ import dataclasses
 import io
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -58,7 +59,8 @@ from PIL import Image, ImageOps
 from nin_keras.errors import ImageError
 
 #: Images whose header declares more pixels than this are refused before decoding (a 64-megapixel
-#: photo, 9248 x 6936, is accepted; a PNG header claiming 20000 x 20000 is not).
+#: photo, 9248 x 6936, is accepted; a PNG header claiming 20000 x 20000 is not), and so are images
+#: the policy's resize would scale to more pixels than this (a 1 x 1,000,000 strip).
 MAX_IMAGE_PIXELS = 64_000_000
 #: The decoders Pillow may use (``Image.open(formats=...)``): no EPS (it runs Ghostscript), no
 #: exotic formats whose plugins are rarely exercised.
@@ -113,6 +115,15 @@ class InputPolicy:
         expects: what the model was trained on, in words (which images it can classify, and for
             digits which polarity it expects).
 
+    Memory is bounded before it is spent: the decoded image may have at most
+    :data:`MAX_IMAGE_PIXELS` pixels, and so may the image the resize makes before the crop
+    (:meth:`resized_size`), both computed from the file's header before any pixel is decoded.
+    Covering ``size / crop_pct`` scales the shorter side to the cover size, so a thin image grows
+    with its aspect ratio: at 32x32 a 1 x 1,000,000 PNG of 4 kB would become 32 x 32,000,000
+    (3 GB). Such an image is refused with an ``ImageError`` naming the file, both sizes and the
+    limit; at 32x32 and ``crop_pct`` 1 this allows sides up to 62,500:1. With
+    ``exif_transpose`` both orientations are checked, since the tag is applied after decoding.
+
     Example:
         >>> policy = InputPolicy(size=(28, 28), color_mode="grayscale", invert=True)
         >>> policy(open("digit_on_paper.png", "rb").read()).shape
@@ -158,6 +169,25 @@ class InputPolicy:
         """``(height, width, channels)``: the shape :meth:`apply` returns."""
         return (*self.size, self.channels)
 
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(new width, new height)`` that step 6 resizes a ``width x height`` image to, before the crop."""
+        out_height, out_width = self.size
+        scale = max(round(out_height / self.crop_pct) / height, round(out_width / self.crop_pct) / width)
+        return max(out_width, round(width * scale)), max(out_height, round(height * scale))
+
+    def _check_resize(self, width: int, height: int, name: str = "image", either_way: bool = False,
+                      when: str = "before decoding") -> None:
+        """``ImageError`` if resizing a ``width x height`` image would make more than
+        :data:`MAX_IMAGE_PIXELS` pixels; ``either_way``: also if the image turned by 90 degrees
+        would (what an EXIF orientation tag may do after decoding)."""
+        for w, h in ((width, height), (height, width)) if either_way else ((width, height),):
+            new_width, new_height = self.resized_size(w, h)
+            if new_width * new_height > MAX_IMAGE_PIXELS:
+                raise ImageError(f"{name}: a {w}x{h} image would be resized to {new_width}x{new_height} = "
+                                 f"{new_width * new_height} pixels (to cover the {self.size[1]}x{self.size[0]} "
+                                 f"input with crop_pct {self.crop_pct:g}), more than the limit of "
+                                 f"{MAX_IMAGE_PIXELS}; refused {when} (its sides are too unequal)")
+
     def replace(self, **changes: Any) -> "InputPolicy":
         """A copy with some fields changed (``policy.replace(resize=False)`` is the strict mode)."""
         return dataclasses.replace(self, **changes)
@@ -197,7 +227,9 @@ class InputPolicy:
                 else "grayscale: L = (299 R + 587 G + 114 B) / 1000, rounded (Pillow convert('L'))")
         steps = [
             f"Decode the file with Pillow (PNG, JPEG, BMP, GIF first frame, WebP, TIFF); refuse "
-            f"headers declaring more than {MAX_IMAGE_PIXELS} pixels.",
+            f"headers declaring more than {MAX_IMAGE_PIXELS} pixels"
+            + (f", or an image the resize below would make larger than {MAX_IMAGE_PIXELS} pixels."
+               if self.resize else "."),
             "Apply the EXIF orientation tag (PIL.ImageOps.exif_transpose)." if self.exif_transpose
             else "Ignore the EXIF orientation tag.",
             "Reduce to 8 bits per channel: 16-bit samples keep their high byte (value // 256); "
@@ -240,11 +272,17 @@ class InputPolicy:
 
         Raises:
             ImageError: (a ``DataError`` and a ``ValueError``) the file is missing, not an image
-                Pillow may decode here, corrupt, larger than ``MAX_IMAGE_PIXELS``, floating
-                point, or (strict mode) not of ``size``.
+                Pillow may decode here, corrupt, larger than ``MAX_IMAGE_PIXELS`` or resized
+                to more than that, floating point, or (strict mode) not of ``size``.
         """
         name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image")
-        image = decode_image(source, self.color_mode, self.background, self.exif_transpose, name)
+
+        def check_header(width: int, height: int) -> None:
+            if self.resize:
+                self._check_resize(width, height, name, either_way=self.exif_transpose)
+
+        image = decode_image(source, self.color_mode, self.background, self.exif_transpose, name,
+                             check_size=check_header)
         height, width = self.size
         exact = (image.height, image.width) == (height, width)
         if not self.resize and not exact:
@@ -252,6 +290,8 @@ class InputPolicy:
                              f"{width}x{height} (strict mode: no resizing; drop --no-resize / "
                              "resize=False to resize and center-crop)")
         if self.resize and (not exact or self.crop_pct < 1.0):
+            # Checked again on the image itself: a PIL.Image source had no header to check.
+            self._check_resize(image.width, image.height, name, when="before resizing")
             image = self._resize_and_crop(image)
         array = np.asarray(image, dtype=np.uint8)
         if array.ndim == 2:
@@ -260,9 +300,7 @@ class InputPolicy:
 
     def _resize_and_crop(self, image: Image.Image) -> Image.Image:
         height, width = self.size
-        scale = max(round(height / self.crop_pct) / image.height, round(width / self.crop_pct) / image.width)
-        new_width = max(width, round(image.width * scale))
-        new_height = max(height, round(image.height * scale))
+        new_width, new_height = self.resized_size(image.width, image.height)
         resized = image.resize((new_width, new_height), INTERPOLATIONS[self.interpolation])
         left, top = (new_width - width) // 2, (new_height - height) // 2
         return resized.crop((left, top, left + width, top + height))
@@ -292,7 +330,8 @@ def default_policy(dataset: str | None, input_shape: Sequence[int | None]) -> In
 
 def decode_image(source: ImageSource, color_mode: str | None = None,
                  background: Sequence[int] = (255, 255, 255), exif_transpose: bool = True,
-                 name: str | None = None) -> Image.Image:
+                 name: str | None = None,
+                 check_size: Callable[[int, int], None] | None = None) -> Image.Image:
     """Steps 1-5 of the policy: an 8-bit ``"RGB"`` or ``"L"`` Pillow image, not resized.
 
     Args:
@@ -302,10 +341,13 @@ def decode_image(source: ImageSource, color_mode: str | None = None,
         background: RGB colour transparency is composited over.
         exif_transpose: apply the EXIF orientation tag.
         name: how error messages name the image.
+        check_size: called with the header's ``(width, height)`` before any pixel is decoded,
+            to refuse (with ``ImageError``) a size a later step could not afford;
+            :meth:`InputPolicy.apply` checks its resize there.
 
     Raises:
         ImageError: missing file, not an allowed image format, corrupt data, too many pixels,
-            or a floating-point image.
+            a size ``check_size`` refuses, or a floating-point image.
     """
     name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image")
     if isinstance(source, Image.Image):
@@ -339,6 +381,8 @@ def decode_image(source: ImageSource, color_mode: str | None = None,
                                  "decoding")
             if width < 1 or height < 1:
                 raise ImageError(f"{name}: image has no pixels ({width}x{height})")
+            if check_size is not None:
+                check_size(width, height)
             try:
                 image.load()
                 return _to_8bit(image, color_mode, tuple(background), exif_transpose, name)

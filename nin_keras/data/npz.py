@@ -22,9 +22,9 @@ def read_npz_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
 
     Raises:
         DataError: Unreadable file, missing keys, arrays declaring more bytes than the file may
-            expand to (checked before reading them), images that are not integer pixel values
-            0..255 or labels that are not whole numbers (``nin_keras.data.arrays``), or
-            mismatched lengths.
+            expand to (checked before reading them), empty images, images that are not integer
+            pixel values 0..255 or labels that are not whole numbers (``nin_keras.data.arrays``),
+            or mismatched lengths.
     """
     keys = (f"x_{split}", f"y_{split}")
     try:
@@ -38,6 +38,8 @@ def read_npz_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
         raise DataError(f"{path}: not a readable .npz file ({type(error).__name__}: {error})") from error
     if images.ndim not in (3, 4):
         raise DataError(f"{path}: x_{split} must be images (N, H, W[, C]), got shape {images.shape}")
+    if images.size == 0:
+        raise DataError(f"{path}: x_{split} is empty (shape {images.shape}): no {split} images to read")
     images, labels = pixel_array(images, f"{path}:x_{split}"), label_array(labels.reshape(-1), f"{path}:y_{split}")
     if len(labels) != len(images):
         raise DataError(f"{path}: {len(images)} images but {len(labels)} labels in {split}")
