@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--epochs", type=_count(0), help="epochs (default 5; 0: the started classifier only)")
     tune.add_argument("--learning-rate", type=float,
                       help="peak SGD learning rate, cosine schedule down to a tenth of it (default 0.01)")
-    tune.add_argument("--batch-size", type=_count(1), help="images per step (default 64)")
+    tune.add_argument("--batch-size", type=_count(1), help="images per step (default 64, or all training images when fewer)")
     tune.add_argument("--min-steps", type=_count(0),
                       help="fewest optimizer steps: a shorter plan repeats its epochs (default 100; 0: as planned)")
     tune.add_argument("--head", choices=("fit", "preset", "random"),

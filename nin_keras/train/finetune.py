@@ -67,6 +67,7 @@ WHITENING = ("reuse", "refit")
 #: How the new classifier starts: fitted in closed form, from the preset's class maps of the same
 #: names, or from random weights.
 HEADS = ("fit", "preset", "random")
+DEFAULT_BATCH_SIZE = 64
 #: Significance below which a held-out accuracy counts as clearly above chance.
 CHANCE_LEVEL_P = 0.01
 _VALIDATION_SPLITS = ("val", "valid", "validation")
@@ -104,7 +105,7 @@ def finetune(
     *,
     epochs: int = 5,
     learning_rate: float = 0.01,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     freeze_body_epochs: int = 0,
     freeze_body: bool = False,
     head: str = "fit",
@@ -134,7 +135,8 @@ def finetune(
             preset with the started classifier only (``head`` "fit" or "preset").
         learning_rate: peak rate of SGD with Nesterov momentum 0.9 on a cosine schedule with
             a warm-up of a fifth of an epoch.
-        batch_size: images per step.
+        batch_size: images per step (default: ``DEFAULT_BATCH_SIZE``, or all training images
+            when there are fewer).
         freeze_body_epochs: train only the classifier for this many first epochs.
         freeze_body: train only the classifier for the whole run.
         head: how the new classifier starts: ``"fit"`` (closed-form logistic regression on the
@@ -194,8 +196,10 @@ def finetune(
     if epochs == 0 and head == "random":
         raise ValueError("epochs=0 with head='random' would publish an untrained classifier; train for at least "
                          "one epoch or start the classifier with head='fit'")
+    if batch_size is None:
+        batch_size = min(DEFAULT_BATCH_SIZE, len(arrays[0]))
     steps_per_epoch = len(arrays[0]) // batch_size
-    if steps_per_epoch < 1:
+    if steps_per_epoch < 1 and epochs:
         raise ValueError(f"batch_size {batch_size} is larger than the {len(arrays[0])} training images")
     repeat = math.ceil(min_steps / (epochs * steps_per_epoch)) if epochs and min_steps else 1
     if verbose:
@@ -316,11 +320,15 @@ def binomial_p_value(correct: int, examples: int, chance: float) -> float:
 
 
 def _chance_warning(measured: dict[str, Any], classes: int) -> str:
+    """One line: at chance (the preset is worthless), or too few held-out images to tell."""
     correct = round(measured["accuracy"] * measured["examples"])
-    return (f"warning: held-out accuracy {100 * measured['accuracy']:.1f}% ({correct} of {measured['examples']}) "
-            f"is not clearly above chance for {classes} classes ({100 / classes:.1f}%, p = "
-            f"{measured['chance_p_value']:.2g}): this preset is not better than guessing. Try more photos per "
-            "class, more --epochs, a lower --learning-rate, --freeze-body, or --head fit.")
+    figure = (f"held-out accuracy {100 * measured['accuracy']:.1f}% ({correct} of {measured['examples']}) is not "
+              f"clearly above chance for {classes} classes ({100 / classes:.1f}%, p = {measured['chance_p_value']:.2g})")
+    if measured["accuracy"] * classes <= 1.0 + 1.0 / classes:
+        return (f"warning: {figure}: this preset is no better than guessing. Try more photos per class, more "
+                "--epochs, a lower --learning-rate, --freeze-body, or --head fit.")
+    return (f"warning: {figure}: {measured['examples']} held-out images are too few to tell it from guessing; hold "
+            "out more (--validation-fraction, or a test/ folder of photos).")
 
 
 def _check_arguments(**values) -> None:
@@ -328,7 +336,7 @@ def _check_arguments(**values) -> None:
     rules = {
         "epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
         "learning_rate": (lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0, "a finite number > 0"),
-        "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        "batch_size": (lambda v: v is None or (_is_int(v) and v >= 1), "None or an integer >= 1"),
         "freeze_body_epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
         "whitening": (lambda v: v in WHITENING, f"one of {WHITENING}"),
         "head": (lambda v: v in HEADS, f"one of {HEADS}"),
