@@ -279,6 +279,30 @@ def test_live_writers_temporaries_are_left_alone(tmp_path):
         assert tmp.is_dir()
 
 
+_REPLACING_WRITER = r"""
+import sys
+from nin_keras.io_utils import atomic_dir
+target, writer, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(rounds):
+    with atomic_dir(target, overwrite=True) as tmp:
+        for name in ("a", "b", "c"):
+            (tmp / name).write_text(f"{writer} {i}")
+"""
+
+
+def test_concurrent_overwriting_writers_all_succeed_and_leave_one_complete_folder(tmp_path):
+    """Before: ENOTEMPTY errors when one writer's folder landed between another's two renames,
+    and `.out.old-PID` folders left behind."""
+    target, rounds = tmp_path / "out", 60
+    writers = [subprocess.Popen([sys.executable, "-c", _REPLACING_WRITER, str(target), name, str(rounds)],
+                                stderr=subprocess.PIPE) for name in ("w1", "w2", "w3")]
+    failures = [w.stderr.read().decode()[-1500:] for w in writers if w.wait(timeout=120) != 0]
+    assert failures == []
+    contents = {(target / name).read_text() for name in ("a", "b", "c")}
+    assert contents in ({f"{name} {rounds - 1}"} for name in ("w1", "w2", "w3")), contents
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 # --------------------------------------------------------------------------- URL presets and downloads
 
 
