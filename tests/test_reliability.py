@@ -752,6 +752,41 @@ def test_export_replaces_its_own_savedmodel_without_leftovers(artifacts):
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
+def test_exported_preset_names_stay_inside_the_output_folder(preset_folder, server, tmp_path):
+    """Before: a URL preset `http://HOST/a/../../../../escaped/p` wrote `escaped/p.onnx` outside
+    --out, a plain URL preset wrote into `out/http:/HOST:PORT/...`, and an odd folder name went
+    into the file name as it was."""
+    from nin_keras.export import export
+
+    work = tmp_path / "work"
+    out = work / "out"
+    parity = (np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1), np.uint8), None)
+    traversal = _serve_preset(server, preset_folder, prefix="/a/../../../../escaped/p").rstrip("/")
+    assert export(traversal, ("tflite",), out, parity_data=parity) == {"tflite": out / "p.tflite"}
+    odd = _copy(preset_folder, work, name="odd name; $(x) ..")
+    assert export(str(odd / ".." / odd.name), ("tflite",), out, parity_data=parity)["tflite"] \
+        == out / "odd_name____x__...tflite"
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*") if odd not in p.parents) == \
+        ["odd name; $(x) ..", "out", "out/odd_name____x__...tflite", "out/odd_name____x__...tflite.json",
+         "out/p.tflite", "out/p.tflite.json"]
+    with pytest.raises(ValueError, match="name must be a plain file name"):
+        export(str(odd), ("tflite",), out, name="../escaped", parity_data=parity)
+
+
+@pytest.mark.parametrize("written", ["tiny.tflite", "tiny.tflite.json"])
+def test_artifact_path_linking_outside_the_output_folder_is_refused(tmp_path, written):
+    from nin_keras.errors import ExportError
+    from nin_keras.export import export
+
+    out, outside = tmp_path / "out", tmp_path / "someone's.file"
+    out.mkdir()
+    outside.write_bytes(b"keep me")
+    (out / written).symlink_to(outside)
+    with pytest.raises(ExportError, match="outside the output folder"):
+        export(_tiny_model(), ("tflite",), out, parity_data=_PARITY)
+    assert outside.read_bytes() == b"keep me" and sorted(p.name for p in out.iterdir()) == [written]
+
+
 @pytest.mark.parametrize("where", ["under-a-file", "read-only"])
 def test_unwritable_output_folder_is_an_export_error(tmp_path, where):
     from nin_keras.errors import ExportError
