@@ -1,10 +1,12 @@
 """Loading presets: from a local folder, an ``http(s)://``/``file://`` URL or a zoo name.
 
-Loading follows Keras ``safe_mode``: the architecture is a registered zoo name and the
-preprocessing layers must be registered Keras classes; nothing in a preset can run code. Every
-file is checked before it is read: a zoo name's along the chain of trust (the weights index's
-sha256 of ``config.json`` and ``metadata.json``, the metadata's of the weights), a folder's and a
-URL's against its metadata, and the declared sizes before any weight is allocated.
+Nothing in a preset can run code: the architecture is a registered zoo name and the
+preprocessing layers are the library's preprocessing classes (``preprocessing_spec``). Every
+file is a regular file inside the preset and is checked before it is read: a zoo name's along
+the chain of trust (the weights index's sha256 of ``config.json`` and ``metadata.json``, the
+metadata's of the weights), a folder's and a URL's against its metadata. Every size the JSON
+declares (network and preprocessing weights, input shape) is compared with the weights files
+before any weight is allocated.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
     enters the cache), its weights checked against the metadata's sha256 and size.
 
     Raises:
-        PresetError: a file is missing, malformed or altered, or a layer class is not registered.
+        PresetError: a file is missing, outside the folder, malformed or altered, a preprocessing
+            layer is not one of the library's preprocessing classes, or a declared size does not
+            fit the weights files.
         WeightsMismatchError: the weights do not fit the architecture in config.json (names the layer).
         ValueError: unknown zoo name (with close matches).
         DownloadError, HashMismatchError: a file could not be fetched or verified.
