@@ -17,7 +17,9 @@ import contextlib
 import dataclasses
 import datetime
 import os
+import re
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -117,7 +119,9 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
         tolerance: parity bounds (defaults documented in :mod:`nin_keras.export.parity`).
         parity_samples: number of test images for the parity check.
         calibration_samples: number of training images for int8 calibration.
-        name: artifact base name (default: the preset or model name).
+        name: artifact base name (default: the preset's or model's name: a zoo name, or the last
+            part of a folder or URL, with characters other than letters, digits, ``.``, ``_``
+            and ``-`` replaced by ``_``); every artifact is written inside ``out_dir``.
         integer_io: with ``quantize="int8"``, quantize everything, preprocessing included:
             the TFLite artifact becomes integer-only (uint8 raw pixels in, uint8 probabilities
             out, int8 kernels only, no float tensor; its metadata carries the flash size and
@@ -129,7 +133,8 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
 
     Raises:
         ValueError: bad ``formats``/``quantize`` combination or arguments.
-        ExportError: conversion or parity failed, ``out_dir`` cannot be written, or an artifact
+        ExportError: conversion or parity failed, ``out_dir`` cannot be written, an artifact path
+            would lead outside ``out_dir`` (a link there), or an artifact
             path is taken by something that is not an artifact of that format (nothing is left
             behind).
 
@@ -140,6 +145,9 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
         'nin_cifar10.int8.onnx'
     """
     formats = _check_formats(formats, quantize)
+    if name is not None and not _SAFE_NAME.fullmatch(name):
+        raise ValueError(f"name must be a plain file name of letters, digits, '.', '_' and '-' (not starting with "
+                         f"'.' or '-'), got {name!r}")
     if integer_io and quantize != "int8":
         raise ValueError(f"integer_io needs quantize='int8', got quantize={quantize!r}")
     if "web" in formats and not include_preprocessing:
@@ -226,14 +234,19 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
 
 
 def _check_outputs(out_dir: Path, paths: dict[str, Path]) -> None:
-    """Before any conversion: ``out_dir`` is a writable folder, and no artifact path is taken by
-    something an export must not replace."""
+    """Before any conversion: ``out_dir`` is a writable folder, every artifact and metadata path
+    stays inside it, and no artifact path is taken by something an export must not replace."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir):
             pass
     except OSError as err:
         raise ExportError(f"cannot write to the output folder {out_dir}: {type(err).__name__}: {err}") from err
+    root = out_dir.resolve()
+    for written in (p for path in paths.values() for p in (path, meta.metadata_path(path))):
+        if written.resolve().parent != root:
+            raise ExportError(f"{written} would be written outside the output folder {out_dir} "
+                              f"(it resolves to {written.resolve()}); not writing it")
     for fmt, path in paths.items():
         if fmt in FOLDER_MARKERS:
             if (path.exists() or path.is_symlink()) and not (path.is_dir() and (path / FOLDER_MARKERS[fmt]).is_file()):
@@ -245,6 +258,28 @@ def _check_outputs(out_dir: Path, paths: dict[str, Path]) -> None:
                               "(remove it or choose another name or out_dir)")
         if meta.metadata_path(path).is_dir():
             raise ExportError(f"{meta.metadata_path(path)} (where the metadata goes) is a folder; not replacing it")
+
+
+#: An artifact base name: one path component, never hidden, ``.``/``..`` or empty.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
+def _preset_base_name(preset: str) -> str:
+    """The artifact base name of a preset reference: a folder's own name (``dir/..`` resolved
+    first), a URL's last path part (not its scheme and host), or the zoo name, made safe."""
+    if os.path.isdir(preset):
+        return _safe_name(Path(preset).resolve().name)
+    if "://" in preset:
+        parts = [part for part in urllib.parse.urlsplit(preset).path.split("/") if part]
+        return _safe_name(urllib.parse.unquote(parts[-1]) if parts else "")
+    return _safe_name(preset)
+
+
+def _safe_name(name: str) -> str:
+    """``name`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``_`` and leading
+    dots and dashes dropped (no hidden file, no ``..``, nothing that reads as an option); an
+    empty result becomes ``"preset"``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".-") or "preset"
 
 
 def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool = True,
@@ -265,7 +300,7 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
         dataset = dataset or preset.metadata.get("dataset")
         preset_name = os.fspath(model_or_name)
         weights_file = preset.metadata["files"][WEIGHTS_FILE]["sha256"]
-        base_name = Path(preset_name).name if os.path.isdir(preset_name) else preset_name
+        base_name = _preset_base_name(preset_name)
     elif isinstance(model_or_name, keras.Model):
         preprocessing, network = split_preprocessing(model_or_name)
         if isinstance(model_or_name, ImageClassifier):  # a classifier knows its names and policy
@@ -274,7 +309,7 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
         built_by = registry.architecture_of(network) or registry.architecture_of(model_or_name)
         if dataset is None and built_by is not None:
             dataset = registry.get_model_entry(built_by[0]).dataset
-        base_name = model_or_name.name
+        base_name = _safe_name(model_or_name.name)
     else:
         raise ValueError(f"model_or_name must be a keras.Model, a zoo name or a preset folder, "
                          f"got {type(model_or_name).__name__}")

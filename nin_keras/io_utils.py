@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import hashlib
 import json
@@ -109,8 +110,15 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     """Yield a temporary folder beside ``path``; on success move it into place as ``path``.
 
     With ``overwrite=True`` an existing ``path`` (folder or file) is replaced only after the new
-    folder is complete. Temporaries that killed writers of ``path`` left are removed first
+    folder is complete. Writers of the same ``path`` may run at once (processes or threads): each
+    fills its own temporary, and the moves into place take turns under a lock on the parent
+    folder, so every writer succeeds and ``path`` is always one writer's complete folder (the
+    last to finish). Temporaries that killed writers of ``path`` left are removed first
     (``remove_dead_writers_temporaries``).
+
+    Raises:
+        FileExistsError: ``path`` exists (also when another writer created it meanwhile) and
+            ``overwrite`` is False.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -121,16 +129,39 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     os.chmod(tmp_path, 0o777 & ~_UMASK)
     try:
         yield tmp_path
-        if path.exists() or path.is_symlink():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp_path, path)
-            _remove(old)
-        else:
-            os.replace(tmp_path, path)
+        with _folder_lock(path.parent):
+            _move_into_place(tmp_path, path, overwrite)
     finally:
         if tmp_path.exists():
             shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` itself: it serializes every process and thread
+    (each opens its own descriptor) and, unlike a lock file, leaves nothing beside the output."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _move_into_place(tmp_path: Path, path: Path, overwrite: bool) -> None:
+    """Rename ``tmp_path`` to ``path``; an existing ``path`` is first moved aside to
+    ``.<name>.old-<pid>`` (a folder cannot be renamed onto a non-empty one) and then deleted.
+    Called under ``_folder_lock``, so no other writer's rename falls between the two."""
+    if not (path.exists() or path.is_symlink()):
+        os.replace(tmp_path, path)
+        return
+    if not overwrite:
+        raise FileExistsError(f"{path} was created by another writer meanwhile (pass overwrite=True to replace it)")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    _remove(old)  # an earlier process with our PID that was killed here
+    os.replace(path, old)
+    os.replace(tmp_path, path)
+    _remove(old)
 
 
 def read_json(path: str | os.PathLike, source: str | None = None, error: type[Exception] = ValueError) -> Any:

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import stat
 import struct
@@ -249,6 +250,190 @@ def test_metadata_recording_more_weights_than_the_file_holds_is_refused(preset_f
     assert built == []
 
 
+@pytest.fixture(scope="module")
+def whitened_preset(tmp_path_factory):
+    """nin_mnist behind every preprocessing class whose weights or buffers grow with the input."""
+    from nin_keras import zoo
+    from nin_keras.layers import (ConvWhitening, GlobalContrastNormalization, LocalContrastNormalization,
+                                  ZCAWhitening)
+
+    folder = tmp_path_factory.mktemp("presets") / "whitened"
+    layers = [GlobalContrastNormalization(), ZCAWhitening(store_inverse=False), ConvWhitening(kernel_size=3),
+              LocalContrastNormalization(kernel_size=5)]
+    zoo.save_preset(zoo.create_model("nin_mnist"), folder, {"dataset": "mnist"}, layers)
+    return folder
+
+
+# Loads a preset once (the baseline: every module imported, one network built), then each case:
+# the preset's config.json / metadata.json replaced by the case's, loaded, the outcome recorded. The
+# peak resident memory beyond the baseline shows whether any case allocated what it declared.
+_LOAD_CASES = r"""
+import json, resource, sys
+from pathlib import Path
+from nin_keras import zoo
+from nin_keras.errors import NinKerasError
+folder, cases = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
+originals = {name: (folder / name).read_bytes() for name in ("config.json", "metadata.json")}
+zoo.load_preset(folder)
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+outcomes = []
+for case in cases:
+    for name, data in originals.items():
+        (folder / name).write_bytes(data)
+    for name, value in case.items():
+        (folder / name).write_text(json.dumps(value))
+    try:
+        zoo.load_preset(folder)
+        outcomes.append(["loaded", ""])
+    except (NinKerasError, ValueError) as err:
+        outcomes.append([type(err).__name__, str(err)])
+    except Exception as err:
+        outcomes.append(["unexpected " + type(err).__name__, str(err)[:500]])
+growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline
+print(json.dumps({"outcomes": outcomes, "growth_mib": growth / 1024}))
+"""
+#: Peak memory a hostile case may add over loading the good preset (each case below declares gigabytes).
+_GROWTH_LIMIT_MIB = 400
+
+
+def _load_cases(folder: Path, cases: list[dict], tmp_path: Path) -> tuple[list[list[str]], float]:
+    """Run ``_LOAD_CASES`` on a copy of ``folder``; return each case's (error type, message) and the
+    peak memory growth in MiB."""
+    work = _copy(folder, tmp_path, name="cases")
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    proc = subprocess.run([sys.executable, "-c", _LOAD_CASES, str(work), str(tmp_path / "cases.json")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["outcomes"], result["growth_mib"]
+
+
+def _variant(folder: Path, metadata_edit=None, config_edit=None) -> dict:
+    """The preset's config and metadata as JSON values, edited in place by the given functions."""
+    case = {}
+    for name, edit in (("metadata.json", metadata_edit), ("config.json", config_edit)):
+        if edit is not None:
+            value = json.loads((folder / name).read_text())
+            edit(value)
+            case[name] = value
+    return case
+
+
+def _set(*keys_and_value):
+    """An edit setting ``value[k1][k2]...[kn] = v`` (the last argument is v)."""
+    *keys, new = keys_and_value
+
+    def edit(value):
+        for key in keys[:-1]:
+            value = value[key]
+        value[keys[-1]] = new
+    return edit
+
+
+def _both(*edits):
+    def edit(value):
+        for one in edits:
+            one(value)
+    return edit
+
+
+def test_hostile_sizes_in_unhashed_json_are_refused_before_memory_is_spent(whitened_preset, tmp_path):
+    """Before: a preprocessing Dense of 200,000,000 units took 3.1 GB before the weights misfit was
+    reported; a spec's build_config or the metadata's input_shape sized a whitening matrix; the
+    architecture kwargs were built before they were compared with the weights."""
+    folder = whitened_preset
+    dense = keras.saving.serialize_keras_object(keras.layers.Dense(200_000_000))
+    huge_input = _set("kwargs", "input_shape", [4096, 4096, 1])
+    cases = {
+        "dense-units": (_variant(folder, _set("preprocessing", 1, dense)),
+                        "PresetError", r"metadata.json: preprocessing\[1\]: 'Dense' is not a preprocessing layer"),
+        "zca-build-config": (_variant(folder, _set("preprocessing", 1, "build_config", "input_shape",
+                                                   [None, 4096, 4096, 1])), "loaded", ""),
+        "zca-input-shape": (_variant(folder, _set("input_shape", [4096, 4096, 1]), huge_input), "PresetError",
+                            r"metadata.json: 'input_shape' \[4096, 4096, 1\] gives .*preprocessing\[1\] "
+                            r"\(ZCAWhitening\) 16777216 input values.* imply 784 input values"),
+        "zca-store-inverse": (_variant(folder, _set("preprocessing", 1, "config", "store_inverse", True)),
+                              "PresetError", r"preprocessing\[1\] \(ZCAWhitening\): its 'store_inverse' makes"),
+        "conv-kernel": (_variant(folder, _set("preprocessing", 2, "config", "kernel_size", 10**9)), "PresetError",
+                        r"preprocessing\[2\] \(ConvWhitening\): 'kernel_size' must be .* no larger than 28"),
+        "conv-kernel-fits": (_variant(folder, _set("preprocessing", 2, "config", "kernel_size", 27)), "PresetError",
+                             r"\(ConvWhitening\): its 'kernel_size' makes weights \[\(27, 27, 1, 1\)"),
+        "lcn-kernel": (_variant(folder, _set("preprocessing", 3, "config", "kernel_size", 2 * 10**8 + 1)),
+                       "PresetError", r"preprocessing\[3\] \(LocalContrastNormalization\): 'kernel_size'"),
+        "input-beyond-limit": (_variant(folder, _set("input_shape", [100_000, 100_000, 3])), "PresetError",
+                               r"'input_shape' must be at most 4096 per dimension"),
+        "classes": (_variant(folder, config_edit=_set("kwargs", "classes", 10**9)), "WeightsMismatchError",
+                    r"'classes' is 1000000000"),
+    }
+    outcomes, growth = _load_cases(folder, [case for case, _, _ in cases.values()], tmp_path)
+    for (name, (_, kind, words)), (got, message) in zip(cases.items(), outcomes):
+        assert got == kind and re.search(words, message), (name, got, message)
+    assert growth < _GROWTH_LIMIT_MIB
+
+
+def test_network_sized_by_config_is_compared_with_the_weights_before_it_is_built(tmp_path, monkeypatch):
+    """A Maxout MLP's first dense layer grows with the input: input_shape [4096, 4096, 1] in
+    config.json asks for 20 billion weights. The shapes are planned without allocating and
+    compared with metadata.json's record (bounded by the weights file) first."""
+    from nin_keras import zoo
+
+    folder = tmp_path / "maxout"
+    zoo.save_preset(zoo.create_model("maxout_mnist"), folder, {"dataset": "mnist"})
+    case = _variant(folder, _set("input_shape", [4096, 4096, 1]), _set("kwargs", "input_shape", [4096, 4096, 1]))
+    [(got, message)], growth = _load_cases(folder, [case], tmp_path)
+    assert got == "WeightsMismatchError" and "'maxout_dense1'" in message and "[16777216, 1200]" in message, message
+    assert growth < _GROWTH_LIMIT_MIB
+
+
+@pytest.mark.parametrize("shape, words", [
+    ([784], r"'input_shape' is \[784\], but the network 'nin_mnist' of config.json takes \[28, 28, 1\]"),
+    ([28, 28, 3], r"'input_shape' is \[28, 28, 3\], but the network 'nin_mnist' of config.json takes \[28, 28, 1\]"),
+])
+def test_metadata_input_shape_other_than_the_networks_is_a_preset_error(whitened_preset, tmp_path, shape, words):
+    """Before: Keras's "Input 0 of layer 'zca_whitening' is incompatible" from building the classifier."""
+    from nin_keras import zoo
+
+    folder = _copy(whitened_preset, tmp_path)
+    _edit_metadata(folder, _set("input_shape", shape))
+    with pytest.raises(PresetError, match=words):
+        zoo.load_preset(folder).classifier()
+
+
+def test_metadata_input_shape_other_than_the_preprocessing_weights_is_a_preset_error(whitened_preset, tmp_path):
+    from nin_keras import zoo
+
+    folder = _copy(whitened_preset, tmp_path)
+    _edit_metadata(folder, _set("input_shape", [32, 32, 1]))
+    config = json.loads((folder / "config.json").read_text())
+    config["kwargs"]["input_shape"] = [32, 32, 1]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PresetError, match=r"metadata.json: 'input_shape' \[32, 32, 1\] gives .*\(ZCAWhitening\) "
+                                          r"1024 input values, but preprocessing.weights.h5 holds weights "
+                                          r"\[\(784,\), \(784, 784\)\] for it, which imply 784 input values"):
+        zoo.load_preset(folder)
+
+
+@pytest.mark.parametrize("name", ["metadata.json", "config.json", "model.weights.h5", "preprocessing.weights.h5"])
+@pytest.mark.parametrize("kind", ["link-outside", "fifo"])
+def test_preset_files_must_be_regular_files_inside_the_folder(preset_folder, tmp_path, name, kind):
+    """Before: a metadata.json linked to a JSON file elsewhere was read and its values echoed in
+    the error; a FIFO in its place would block the loader for ever."""
+    from nin_keras import zoo
+
+    folder = _copy(preset_folder, tmp_path)
+    secret = tmp_path / "elsewhere.json"
+    secret.write_text(json.dumps({"dataset": "SECRET-VALUE-42", "input_shape": "SECRET-VALUE-42"}))
+    (folder / name).unlink()
+    if kind == "fifo":
+        os.mkfifo(folder / name)
+    else:
+        (folder / name).symlink_to(secret)
+    words = "links to a file outside the preset folder" if kind == "link-outside" else "is not a regular file"
+    with pytest.raises(PresetError, match=f"{name}.*{words}|{words}.*{name}") as info:
+        zoo.load_preset(folder)
+    assert "SECRET" not in str(info.value)
+
+
 def _kill_9_inside(code_in_context: str, env_path: str) -> None:
     """Run ``code_in_context`` in a fresh process that SIGKILLs itself inside it (cleanup skipped)."""
     code = f"import os, signal, sys\n{code_in_context}"
@@ -278,6 +463,30 @@ def test_live_writers_temporaries_are_left_alone(tmp_path):
     with atomic_dir(target) as tmp:
         assert remove_dead_writers_temporaries(target) == []  # our own, alive
         assert tmp.is_dir()
+
+
+_REPLACING_WRITER = r"""
+import sys
+from nin_keras.io_utils import atomic_dir
+target, writer, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(rounds):
+    with atomic_dir(target, overwrite=True) as tmp:
+        for name in ("a", "b", "c"):
+            (tmp / name).write_text(f"{writer} {i}")
+"""
+
+
+def test_concurrent_overwriting_writers_all_succeed_and_leave_one_complete_folder(tmp_path):
+    """Before: ENOTEMPTY errors when one writer's folder landed between another's two renames,
+    and `.out.old-PID` folders left behind."""
+    target, rounds = tmp_path / "out", 60
+    writers = [subprocess.Popen([sys.executable, "-c", _REPLACING_WRITER, str(target), name, str(rounds)],
+                                stderr=subprocess.PIPE) for name in ("w1", "w2", "w3")]
+    failures = [w.stderr.read().decode()[-1500:] for w in writers if w.wait(timeout=120) != 0]
+    assert failures == []
+    contents = {(target / name).read_text() for name in ("a", "b", "c")}
+    assert contents in ({f"{name} {rounds - 1}"} for name in ("w1", "w2", "w3")), contents
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 # --------------------------------------------------------------------------- URL presets and downloads
@@ -855,6 +1064,85 @@ def test_fuzz_preset_loader(preset_folder, tmp_path, name, seed):
     _only_library_errors(lambda: zoo.load_preset(folder), original, folder / name, seed)
 
 
+_CLASS_NAMES = ["Dense", "Lambda", "Conv2D", "Popen", "NoSuchLayer", "ZCAWhitening", "ConvWhitening",
+                "LocalContrastNormalization", "GlobalContrastNormalization", "Normalization", "Rescaling"]
+_SIZE_KEYS = ["units", "kernel_size", "store_inverse", "axis", "mean", "variance", "scale", "filters", "sigma",
+              "matrix_dtype", "padding", "dtype", "name"]
+
+
+def _hostile_value(rng: np.random.Generator, depth: int = 0):
+    """A JSON value of a random kind: huge, negative or fractional numbers, strings, nulls, deep
+    nesting, lists of huge numbers, objects, layer class names."""
+    kind = int(rng.integers(9 if depth < 3 else 6))
+    if kind == 0:
+        return int(rng.choice([0, -1, 1, 3, 10**6, 2 * 10**8, 10**12, 2**63, 10**30]))
+    if kind == 1:
+        return float(rng.choice([2e8, -0.5, 1e300, 0.0, 3.5]))
+    if kind == 2:
+        return str(rng.choice(_CLASS_NAMES + ["", "../x", "float16", "same"]))
+    if kind == 3:
+        return None if rng.integers(2) else bool(rng.integers(2))
+    if kind == 4:
+        return [int(rng.choice([1, 4096, 10**6, 10**9])) for _ in range(int(rng.integers(1, 5)))]
+    if kind == 5:
+        nested = 0
+        for _ in range(int(rng.integers(1, 60))):
+            nested = [nested]
+        return nested
+    if kind == 6:
+        return [_hostile_value(rng, depth + 1) for _ in range(int(rng.integers(1, 4)))]
+    if kind == 7:
+        return {str(rng.choice(_SIZE_KEYS)): _hostile_value(rng, depth + 1) for _ in range(int(rng.integers(1, 4)))}
+    return {"class_name": str(rng.choice(_CLASS_NAMES)), "config": _hostile_value(rng, depth + 1)}
+
+
+def _mutate_spec(metadata: dict, config: dict, rng: np.random.Generator) -> None:
+    """One random edit of the preprocessing spec, the input shape or the architecture kwargs."""
+    specs = metadata["preprocessing"] if isinstance(metadata["preprocessing"], list) else []
+    layer = specs[int(rng.integers(len(specs)))] if specs else {}
+    layer = layer if isinstance(layer, dict) else {}
+    kind = int(rng.integers(7))
+    if kind == 0 and isinstance(layer.get("config"), dict):
+        layer["config"][str(rng.choice(list(layer["config"]) + _SIZE_KEYS))] = _hostile_value(rng)
+    elif kind == 1 and layer:
+        layer["class_name"] = str(rng.choice(_CLASS_NAMES))
+    elif kind == 2 and layer:
+        huge = [None] + [int(d) for d in rng.choice([1, 28, 4096, 10**6, 10**9], 3)]
+        layer["build_config"] = {"input_shape": huge} if rng.integers(2) else _hostile_value(rng)
+    elif kind == 3:
+        shape = _hostile_value(rng) if rng.integers(2) else [int(d) for d in rng.choice([1, 3, 28, 4096, 10**5], 3)]
+        metadata["input_shape"] = shape
+        if rng.integers(2):
+            config["kwargs"]["input_shape"] = shape
+    elif kind == 4:
+        config["kwargs"][str(rng.choice(["classes", "input_shape", "dropout", "include_top", "batch_norm"]))] = \
+            _hostile_value(rng)
+    elif kind == 5 and specs:
+        specs.insert(int(rng.integers(len(specs) + 1)), _hostile_value(rng))
+    else:
+        metadata["preprocessing"] = _hostile_value(rng) if rng.integers(3) else specs + specs
+
+
+def test_fuzz_preset_metadata_and_preprocessing_spec(whitened_preset, tmp_path):
+    """Seeded structural mutations (1-3 edits each) of a real preset's metadata.json and
+    config.json end in a library error or a load, never another exception, and never allocate
+    what they declare."""
+    rng = np.random.default_rng(43)
+    original_metadata = json.loads((whitened_preset / "metadata.json").read_text())
+    original_config = json.loads((whitened_preset / "config.json").read_text())
+    cases = []
+    for _ in range(FUZZ_CASES // 2):
+        metadata, config = json.loads(json.dumps(original_metadata)), json.loads(json.dumps(original_config))
+        for _ in range(int(rng.integers(1, 4))):
+            _mutate_spec(metadata, config, rng)
+        cases.append({"metadata.json": metadata, "config.json": config})
+    outcomes, growth = _load_cases(whitened_preset, cases, tmp_path)
+    unexpected = [(i, got, message) for i, (got, message) in enumerate(outcomes) if got.startswith("unexpected")]
+    assert unexpected == []
+    assert sum(got != "loaded" for got, _ in outcomes) > len(cases) // 2  # the edits reach the checks
+    assert growth < _GROWTH_LIMIT_MIB
+
+
 # --------------------------------------------------------------------------- export: half-written output
 
 
@@ -902,6 +1190,41 @@ def test_export_replaces_its_own_savedmodel_without_leftovers(artifacts):
     out = artifacts["savedmodel"].parent
     export(_tiny_model(1), ("savedmodel",), out, parity_data=_PARITY)
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_exported_preset_names_stay_inside_the_output_folder(preset_folder, server, tmp_path):
+    """Before: a URL preset `http://HOST/a/../../../../escaped/p` wrote `escaped/p.onnx` outside
+    --out, a plain URL preset wrote into `out/http:/HOST:PORT/...`, and an odd folder name went
+    into the file name as it was."""
+    from nin_keras.export import export
+
+    work = tmp_path / "work"
+    out = work / "out"
+    parity = (np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1), np.uint8), None)
+    traversal = _serve_preset(server, preset_folder, prefix="/a/../../../../escaped/p").rstrip("/")
+    assert export(traversal, ("tflite",), out, parity_data=parity) == {"tflite": out / "p.tflite"}
+    odd = _copy(preset_folder, work, name="odd name; $(x) ..")
+    assert export(str(odd / ".." / odd.name), ("tflite",), out, parity_data=parity)["tflite"] \
+        == out / "odd_name____x__...tflite"
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*") if odd not in p.parents) == \
+        ["odd name; $(x) ..", "out", "out/odd_name____x__...tflite", "out/odd_name____x__...tflite.json",
+         "out/p.tflite", "out/p.tflite.json"]
+    with pytest.raises(ValueError, match="name must be a plain file name"):
+        export(str(odd), ("tflite",), out, name="../escaped", parity_data=parity)
+
+
+@pytest.mark.parametrize("written", ["tiny.tflite", "tiny.tflite.json"])
+def test_artifact_path_linking_outside_the_output_folder_is_refused(tmp_path, written):
+    from nin_keras.errors import ExportError
+    from nin_keras.export import export
+
+    out, outside = tmp_path / "out", tmp_path / "someone's.file"
+    out.mkdir()
+    outside.write_bytes(b"keep me")
+    (out / written).symlink_to(outside)
+    with pytest.raises(ExportError, match="outside the output folder"):
+        export(_tiny_model(), ("tflite",), out, parity_data=_PARITY)
+    assert outside.read_bytes() == b"keep me" and sorted(p.name for p in out.iterdir()) == [written]
 
 
 @pytest.mark.parametrize("where", ["under-a-file", "read-only"])

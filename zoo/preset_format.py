@@ -19,8 +19,9 @@ module's parsers and helpers.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,32 @@ CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.weights.h5"
 PREPROCESSING_FILE = "preprocessing.weights.h5"
-#: Largest ``config.json`` / ``metadata.json`` fetched for a URL preset (no registry lists their
-#: sizes; the published ones are under 40 kB).
+#: Largest ``config.json`` / ``metadata.json`` read from a folder or fetched for a URL preset (no
+#: registry lists their sizes; the published ones are under 40 kB).
 MAX_JSON_BYTES = 16 << 20
+#: Bounds of a preset's ``input_shape``: layers size buffers by it before any weight is compared
+#: (``LocalContrastNormalization`` holds a side x side filter, ``ZCAWhitening`` a values x values
+#: matrix), so a declared shape must not reach gigabytes. ImageNet-sized inputs are far below.
+MAX_INPUT_SIDE = 4096
+MAX_INPUT_VALUES = 1 << 24
+
+
+def preset_file(folder: Path, name: str) -> Path:
+    """``folder / name``, which must be a regular file inside ``folder``: a link is followed only
+    when it stays inside (nothing outside the preset is read, nor its content echoed in a message),
+    and a FIFO or device is refused before it is opened (reading one could block for ever).
+
+    Raises:
+        PresetError: missing, a link leading outside the folder, or not a regular file.
+    """
+    path = folder / name
+    if not path.exists() and not path.is_symlink():
+        raise PresetError(f"Preset {folder} has no {name}.")
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise PresetError(f"{path} links to a file outside the preset folder; refusing to read it.")
+    if not path.is_file():
+        raise PresetError(f"{path} is not a regular file; refusing to read it.")
+    return path
 
 
 #: Every name a preset folder may hold; a folder with anything else is not one the library wrote.
@@ -58,15 +82,21 @@ def is_preset_folder(path: str | os.PathLike) -> bool:
     if not names <= PRESET_FILES or CONFIG_FILE not in names:
         return False
     try:
-        return read_json(path / CONFIG_FILE, error=PresetError).get("format") == FORMAT
+        return read_preset_json(path, CONFIG_FILE).get("format") == FORMAT
     except (PresetError, AttributeError):
         return False
 
 
 def read_preset_json(folder: Path, file_name: str) -> Any:
-    path = folder / file_name
-    if not path.is_file():
-        raise PresetError(f"Preset {folder} has no {file_name}.")
+    """Parse a preset folder's JSON file (``preset_file`` checks; at most ``MAX_JSON_BYTES``).
+
+    Raises:
+        PresetError: the file is missing, outside the folder, not a regular file, too large or not JSON.
+    """
+    path = preset_file(folder, file_name)
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise PresetError(f"{path} is {size} bytes, more than a preset's JSON may hold ({MAX_JSON_BYTES}).")
     return read_json(path, error=PresetError)
 
 
@@ -116,6 +146,9 @@ def parse_metadata(metadata: Any, source: str = METADATA_FILE) -> dict[str, Any]
     check("dataset", isinstance(metadata.get("dataset"), str), "a data set name")
     shape = metadata.get("input_shape")
     check("input_shape", isinstance(shape, list) and all(d is None or _is_int(d) and d > 0 for d in shape), "a list of positive ints")
+    known = [d for d in shape if d is not None]
+    check("input_shape", all(d <= MAX_INPUT_SIDE for d in known) and math.prod(known) <= MAX_INPUT_VALUES,
+          f"at most {MAX_INPUT_SIDE} per dimension and {MAX_INPUT_VALUES} values")
     files = metadata.get("files")
     check(
         "files",
@@ -161,6 +194,26 @@ def weight_shapes(model: keras.Model) -> dict[str, list[list[int]]]:
     return {layer.name: [list(w.shape) for w in layer.weights] for layer in model.layers if layer.weights}
 
 
+def planned_weight_shapes(build: Callable[[], keras.Model]) -> dict[str, list[list[int]]]:
+    """``weight_shapes(build())`` without allocating a single weight.
+
+    Inside a ``keras.StatelessScope`` a variable records its shape and initializer and takes no
+    memory, so a config asking for a gigabyte network can be compared with the weights file before
+    anything is spent. Keras queues such variables for the next scope exit to initialize; the
+    probe's are taken off that queue (Keras offers no public call for it), or that exit would
+    allocate them after all.
+    """
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # a Keras without this internal: build for real, as before the probe
+        return weight_shapes(build())
+
+    queued = list(global_state.get_global_attribute("uninitialized_variables") or [])
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            return weight_shapes(build())
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", queued)
 
 
 def json_default(value: Any) -> Any:
@@ -170,8 +223,6 @@ def json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 
 
 def preprocessing_stack(layers: Sequence[keras.layers.Layer], input_shape: Sequence[int | None]) -> keras.Sequential:

@@ -1,10 +1,12 @@
 """Loading presets: from a local folder, an ``http(s)://``/``file://`` URL or a zoo name.
 
-Loading follows Keras ``safe_mode``: the architecture is a registered zoo name and the
-preprocessing layers must be registered Keras classes; nothing in a preset can run code. Every
-file is checked before it is read: a zoo name's along the chain of trust (the weights index's
-sha256 of ``config.json`` and ``metadata.json``, the metadata's of the weights), a folder's and a
-URL's against its metadata, and the declared sizes before any weight is allocated.
+Nothing in a preset can run code: the architecture is a registered zoo name and the
+preprocessing layers are the library's preprocessing classes (``preprocessing_spec``). Every
+file is a regular file inside the preset and is checked before it is read: a zoo name's along
+the chain of trust (the weights index's sha256 of ``config.json`` and ``metadata.json``, the
+metadata's of the weights), a folder's and a URL's against its metadata. Every size the JSON
+declares (network and preprocessing weights, input shape) is compared with the weights files
+before any weight is allocated.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Any
 
 import keras
 
-import nin_keras.layers  # noqa: F401  (registers the library's preprocessing layers for safe loading)
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.io_utils import read_json, sha256_file
 from nin_keras.zoo import download, registry
@@ -32,10 +33,12 @@ from nin_keras.zoo.preset_format import (
     check_finite,
     parse_config,
     parse_metadata,
+    planned_weight_shapes,
     preprocessing_stack,
+    preset_file,
     read_preset_json,
-    weight_shapes,
 )
+from nin_keras.zoo.preprocessing_spec import preprocessing_layers
 from nin_keras.zoo.presets import Preset
 
 _URL_SCHEMES = ("http://", "https://", "file://")
@@ -52,7 +55,9 @@ def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
     enters the cache), its weights checked against the metadata's sha256 and size.
 
     Raises:
-        PresetError: a file is missing, malformed or altered, or a layer class is not registered.
+        PresetError: a file is missing, outside the folder, malformed or altered, a preprocessing
+            layer is not one of the library's preprocessing classes, or a declared size does not
+            fit the weights files.
         WeightsMismatchError: the weights do not fit the architecture in config.json (names the layer).
         ValueError: unknown zoo name (with close matches).
         DownloadError, HashMismatchError: a file could not be fetched or verified.
@@ -125,24 +130,44 @@ def load_folder(folder: Path, verified: bool = False) -> Preset:
     for name, info in metadata["files"].items():
         _verify_file(folder, name, info, hash_contents=not verified)
     _check_declared_sizes(kwargs, metadata, folder)
-    try:
-        model = registry.build_architecture(architecture, **kwargs)
-    except (TypeError, ValueError) as err:
-        raise PresetError(f"{folder / CONFIG_FILE}: cannot build {architecture!r} with kwargs {kwargs}: {err}") from err
-    _check_shapes(model, metadata["layers"], folder / WEIGHTS_FILE)
+    model = _build_network(architecture, kwargs, metadata, folder)
     _load_weights(model, folder / WEIGHTS_FILE, f"does not fit {architecture!r}")
     preprocessing = _load_preprocessing(folder, metadata)
     return Preset(model, preprocessing, metadata, architecture, kwargs, folder)
 
 
+def _build_network(architecture: str, kwargs: Mapping[str, Any], metadata: Mapping[str, Any],
+                   folder: Path) -> keras.Model:
+    """The network of ``config.json``, its weight shapes compared with the metadata's record (which
+    ``_check_declared_sizes`` bounded by the weights file) before a single weight is allocated, and
+    its input with the metadata's ``input_shape``.
+
+    Raises:
+        PresetError: the builder refuses the kwargs, or the input shapes disagree.
+        WeightsMismatchError: a layer's weight shapes differ from the record (names the layer).
+    """
+    def build() -> keras.Model:
+        return registry.build_architecture(architecture, **kwargs)
+
+    try:
+        _check_shapes(planned_weight_shapes(build), metadata["layers"], architecture, folder / WEIGHTS_FILE)
+        model = build()
+    except (TypeError, ValueError) as err:
+        raise PresetError(f"{folder / CONFIG_FILE}: cannot build {architecture!r} with kwargs {kwargs}: {err}") from err
+    if list(model.input_shape[1:]) != metadata["input_shape"]:
+        raise PresetError(f"{folder / METADATA_FILE}: 'input_shape' is {metadata['input_shape']}, but the network "
+                          f"{architecture!r} of {CONFIG_FILE} takes {list(model.input_shape[1:])}.")
+    return model
+
+
 def _verify_file(folder: Path, name: str, info: Mapping[str, Any], hash_contents: bool = True) -> None:
-    """A listed file must be a file inside ``folder`` with the listed size and sha256 (the hash is
-    skipped with ``hash_contents=False``, for files the caller has just verified)."""
-    path = folder / name
-    if not path.is_file():
-        raise PresetError(f"Preset {folder} has no {name} (listed in {METADATA_FILE}).")
-    if not path.resolve().is_relative_to(folder.resolve()):
-        raise PresetError(f"{path} links to a file outside the preset folder; refusing to read it.")
+    """A listed file must be a regular file inside ``folder`` (``preset_file``) with the listed
+    size and sha256 (the hash is skipped with ``hash_contents=False``, for files the caller has
+    just verified)."""
+    try:
+        path = preset_file(folder, name)
+    except PresetError as err:
+        raise PresetError(f"{err} ({name} is listed in {METADATA_FILE}.)") from None
     size = path.stat().st_size
     if size != info["size"]:
         raise PresetError(f"{path} is altered or corrupt: {size} bytes, {METADATA_FILE} says {info['size']}.")
@@ -197,41 +222,35 @@ def _load_weights(target: keras.Model, path: Path, misfit: str) -> None:
     check_finite(target, str(path))
 
 
-def _check_shapes(model: keras.Model, expected: Mapping[str, list], weights_path: Path) -> None:
-    """Compare the model's per-layer weight shapes with the preset's record, naming the first misfit."""
-    actual = weight_shapes(model)
+def _check_shapes(actual: Mapping[str, list], expected: Mapping[str, list], network: str, weights_path: Path) -> None:
+    """Compare a network's per-layer weight shapes with the preset's record, naming the first misfit."""
     for name, shapes in actual.items():
         if name not in expected:
-            raise WeightsMismatchError(f"Layer {name!r} of {model.name!r} has no weights in {weights_path}.")
+            raise WeightsMismatchError(f"Layer {name!r} of {network!r} has no weights in {weights_path}.")
         if expected[name] != shapes:
             raise WeightsMismatchError(
-                f"Layer {name!r} of {model.name!r} has weight shapes {shapes}, {weights_path} holds {expected[name]}."
+                f"Layer {name!r} of {network!r} has weight shapes {shapes}, {weights_path} holds {expected[name]}."
             )
     extra = sorted(set(expected) - set(actual))
     if extra:
-        raise WeightsMismatchError(f"{weights_path} has weights for layers {extra} that {model.name!r} lacks.")
+        raise WeightsMismatchError(f"{weights_path} has weights for layers {extra} that {network!r} lacks.")
 
 
 def _load_preprocessing(folder: Path, metadata: Mapping[str, Any]) -> list[keras.layers.Layer]:
-    layers = []
-    for i, spec in enumerate(metadata.get("preprocessing", [])):
-        where = f"{folder / METADATA_FILE}: preprocessing[{i}]"
-        if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str):
-            raise PresetError(f"{where} is not a serialized Keras layer.")
-        try:
-            layer = keras.saving.deserialize_keras_object(spec, safe_mode=True)
-        except Exception as err:  # Keras raises TypeError/ValueError/KeyError for unknown or bad configs
-            raise PresetError(f"{where}: cannot load layer class {spec['class_name']!r}: {err}") from err
-        if not isinstance(layer, keras.layers.Layer):
-            raise PresetError(f"{where}: {spec['class_name']!r} is not a Keras layer.")
-        layers.append(layer)
-    if not layers:
-        return layers
+    """The preprocessing layers, every size checked before they are built (``preprocessing_spec``)."""
+    specs, input_shape = metadata.get("preprocessing", []), metadata["input_shape"]
+    if not specs:
+        return []
     weights = folder / PREPROCESSING_FILE
-    if not weights.is_file():
+    if not weights.exists():
         raise PresetError(f"Preset {folder} has preprocessing layers but no {PREPROCESSING_FILE}.")
     if PREPROCESSING_FILE not in metadata["files"]:  # listed files are verified; others never load
         raise PresetError(f"{folder / METADATA_FILE}: 'files' does not list {PREPROCESSING_FILE}, so it cannot be verified.")
-    _load_weights(preprocessing_stack(layers, metadata["input_shape"]), weights,
-                  f"does not fit the preprocessing layers in {METADATA_FILE}")
+    layers = preprocessing_layers(specs, input_shape, weights, str(folder / METADATA_FILE))
+    try:
+        stack = preprocessing_stack(layers, input_shape)
+    except (TypeError, ValueError) as err:
+        raise PresetError(f"{folder / METADATA_FILE}: the preprocessing layers cannot take 'input_shape' "
+                          f"{input_shape}: {err}") from err
+    _load_weights(stack, weights, f"does not fit the preprocessing layers in {METADATA_FILE}")
     return layers
