@@ -423,8 +423,11 @@ def test_javascript_input_policy_matches_python(driver, mnist_web, policy):
 def test_bad_files_get_a_readable_message(driver, mnist_web, tmp_path):
     huge = bytearray(encode(Image.new("L", (8, 8)), "PNG"))
     huge[16:24] = (20000).to_bytes(4, "big") * 2  # the header now claims 20000 x 20000
+    thin = bytearray(encode(Image.new("L", (8, 8)), "PNG"))
+    thin[16:24] = (1).to_bytes(4, "big") + (1_000_000).to_bytes(4, "big")  # a 1 x 1,000,000 header
     good = encode(Image.new("L", (40, 40), 200), "PNG")
     files = write(tmp_path / "bad", {
+        "thin_1x1000000.png": bytes(thin),
         "notes.txt": b"these are not the pixels you are looking for\n" * 10,
         "scan.tif": encode(Image.new("RGB", (10, 10)), "TIFF"),
         "claims_20000x20000.png": bytes(huge),
@@ -434,6 +437,8 @@ def test_bad_files_get_a_readable_message(driver, mnist_web, tmp_path):
     })
     expected = {"notes.txt": "not an image this page reads", "scan.tif": "TIFF images are not decoded",
                 "claims_20000x20000.png": "20000x20000 = 400000000 pixels, more than the limit of 64000000; refused before decoding",
+                "thin_1x1000000.png": "would be resized to 28x28000000 = 784000000 pixels, more than the limit of "
+                                      "64000000; refused before decoding",
                 "truncated.png": "corrupt or truncated PNG", "empty.png": "the file is empty"}
     with serving(mnist_web) as url:
         assert open_page(driver, url) == "ready", message(driver)

@@ -224,6 +224,16 @@ function mib(bytes) { return (bytes / 1048576).toFixed(1) + " MiB"; }
  * @returns {Promise<{pixels: Uint8Array, height: number, width: number, channels: number,
  *     header: object}>} pixels: uint8, height x width x channels, interleaved
  */
+/**
+ * The size step 6 resizes a width x height image to before the crop (InputPolicy.resized_size).
+ * @returns {[number, number]} [new width, new height]
+ */
+function resizedSize(policy, width, height) {
+  const [sizeH, sizeW] = policy.size;
+  const scale = Math.max(pyRound(sizeH / policy.crop_pct) / height, pyRound(sizeW / policy.crop_pct) / width);
+  return [Math.max(sizeW, pyRound(width * scale)), Math.max(sizeH, pyRound(height * scale))];
+}
+
 export async function applyPolicy(file, policy, maxFileBytes) {
   if (file.size > maxFileBytes) {
     throw new PolicyError(`the file is ${mib(file.size)}, more than this page's limit of ${mib(maxFileBytes)}; refused before reading it`);
@@ -236,6 +246,16 @@ export async function applyPolicy(file, policy, maxFileBytes) {
     throw new PolicyError(`the ${header.format} header declares ${header.width}x${header.height} = ${declared} pixels, more than the limit of ${policy.max_image_pixels}; refused before decoding`);
   }
   if (declared < 1) throw new PolicyError(`the ${header.format} image has no pixels (${header.width}x${header.height})`);
+  if (policy.resize) {
+    // The resize below may make a thin image far larger than it is (InputPolicy._check_resize):
+    // checked both ways round, since the EXIF orientation is applied while decoding.
+    for (const [w, h] of [[header.width, header.height], [header.height, header.width]]) {
+      const [newW, newH] = resizedSize(policy, w, h);
+      if (newW * newH > policy.max_image_pixels) {
+        throw new PolicyError(`a ${w}x${h} image would be resized to ${newW}x${newH} = ${newW * newH} pixels, more than the limit of ${policy.max_image_pixels}; refused before decoding (its sides are too unequal)`);
+      }
+    }
+  }
   let bitmap;
   try {
     // EXIF orientation applied, as the Python policy's exif_transpose; no colour-profile
@@ -273,11 +293,7 @@ export async function applyPolicy(file, policy, maxFileBytes) {
     throw new PolicyError(`the image is ${width}x${height}; this model takes ${sizeW}x${sizeH} and its policy does not resize`);
   }
   if (policy.resize && (!exact || policy.crop_pct < 1)) {
-    const coverH = pyRound(sizeH / policy.crop_pct);
-    const coverW = pyRound(sizeW / policy.crop_pct);
-    const scale = Math.max(coverH / height, coverW / width);
-    const newW = Math.max(sizeW, pyRound(width * scale));
-    const newH = Math.max(sizeH, pyRound(height * scale));
+    const [newW, newH] = resizedSize(policy, width, height);
     const resized = resize(pixels, height, width, channels, newH, newW, policy.interpolation);
     const left = Math.floor((newW - sizeW) / 2);
     const top = Math.floor((newH - sizeH) / 2);
