@@ -19,7 +19,7 @@ import datetime
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -88,7 +88,8 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
            dataset: str | None = None, opset: int = DEFAULT_OPSET,
            tolerance: ParityTolerance = ParityTolerance(), parity_samples: int = 500,
            calibration_samples: int = 200, name: str | None = None,
-           integer_io: bool = False) -> dict[str, Path]:
+           integer_io: bool = False,
+           progress: Callable[[str, Path], None] | None = None) -> dict[str, Path]:
     """Export a zoo model or a Keras model to SavedModel / TFLite / ONNX / a web page, verified by parity.
 
     Args:
@@ -123,6 +124,8 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
             out, int8 kernels only, no float tensor; its metadata carries the flash size and
             tensor arena TensorFlow Lite for Microcontrollers needs), and the ONNX artifact
             quantizes the preprocessing layers too. Artifacts are named ``*.int8io.*``.
+        progress: called as ``progress(format, path)`` once each artifact is verified and its
+            metadata written (``nin-keras export`` prints a line per artifact as it goes).
 
     Returns:
         ``{format: artifact path}``; each artifact has ``<artifact>.json`` beside it.
@@ -222,6 +225,8 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
         except OSError as err:  # a full disk, a folder made read-only meanwhile
             raise ExportError(f"cannot write {path}: {type(err).__name__}: {err}") from err
         written[fmt] = path
+        if progress is not None:
+            progress(fmt, path)
     return written
 
 

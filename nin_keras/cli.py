@@ -31,7 +31,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         extra += ["--only", *args.only]
     if args.results_dir:
         extra += ["--results-dir", args.results_dir]
-    return subprocess.run([sys.executable, str(script), *extra]).returncode
+    if args.verbose:
+        return subprocess.run([sys.executable, str(script), *extra]).returncode
+    return _filtered_run([sys.executable, str(script), *extra])
+
+
+def _filtered_run(command: list[str]) -> int:
+    """Run ``command`` with its stderr (and its children's) passed through line by line, less
+    TensorFlow's start-up lines: each benchmark is a fresh Python that imports TensorFlow."""
+    import subprocess
+
+    from nin_keras.tf_startup import is_startup_noise
+
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace") as child:
+        for line in child.stderr:
+            if not is_startup_noise(line):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+    return child.returncode
 
 
 def _train_command(args: argparse.Namespace) -> str:
@@ -172,8 +189,12 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
 
     from nin_keras.errors import NinKerasError
 
+    if args.output is not None:
+        print("nin-keras visualize: --output is deprecated; use --out (the name every command uses)",
+              file=sys.stderr)
+        args.out = args.output
     try:
-        written = _visualize(args, Path(args.output))
+        written = _visualize(args, Path(args.out))
     except NinKerasError:
         raise  # bad files (an ImageError is also a ValueError): exit status 1 from main
     except ValueError as err:
@@ -219,31 +240,39 @@ def _visualize(args: argparse.Namespace, out) -> list:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     """Export a preset to SavedModel / TFLite / ONNX; each artifact is parity-checked first."""
-    import json
-
     from nin_keras.export import export
-    from nin_keras.export.metadata import metadata_path
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    paths = export(args.model, formats, args.out, quantize=args.quantize,
-                   include_preprocessing=not args.no_preprocessing, opset=args.opset,
-                   parity_samples=args.parity_samples,
-                   calibration_samples=args.calibration_samples, integer_io=args.integer_io)
-    for fmt, path in paths.items():
-        info = json.loads(metadata_path(path).read_text())
-        parity = info["parity"]
-        accuracy = (f", accuracy {parity['artifact_accuracy']:.2f}% (Keras {parity['keras_accuracy']:.2f}%)"
-                    if "artifact_accuracy" in parity else "")
-        print(f"{fmt:<10} {path}  {info['bytes'] / 1e6:.1f} MB  {info['quantization']['mode'] or 'float32'}  "
-              f"max|Δ| {parity['max_abs_diff']:.2g}, top-1 agreement {parity['top1_agreement']:.4f}"
-              f"{accuracy} on {parity['count']} images")
-        if fmt == "web":
-            print(f"{'':<10} open the page: nin-keras serve {path}")
-        if "micro" in info:
-            fits = [name for name, ok in info["micro"]["fits"].items() if ok]
-            print(f"{'':<10} tflite-micro: flash {info['micro']['flash_bytes'] / 1024:.0f} KiB, tensor arena "
-                  f"{info['micro']['arena_bytes'] / 1024:.0f} KiB; fits: {', '.join(fits) or 'none of the listed MCU classes'}")
+    print(f"exporting {args.model}: {', '.join(formats)} into {args.out}/ (each checked against Keras "
+          f"on {args.parity_samples} test images)", flush=True)
+    export(args.model, formats, args.out, quantize=args.quantize,
+           include_preprocessing=not args.no_preprocessing, opset=args.opset,
+           parity_samples=args.parity_samples,
+           calibration_samples=args.calibration_samples, integer_io=args.integer_io,
+           progress=_print_artifact)
     return 0
+
+
+def _print_artifact(fmt: str, path) -> None:
+    """One line per exported artifact, printed as soon as it is written: path, size, parity."""
+    import json
+
+    from nin_keras.export.metadata import metadata_path
+
+    info = json.loads(metadata_path(path).read_text())
+    parity = info["parity"]
+    accuracy = (f", accuracy {parity['artifact_accuracy']:.2f}% (Keras {parity['keras_accuracy']:.2f}%)"
+                if "artifact_accuracy" in parity else "")
+    print(f"{fmt:<10} {path}  {info['bytes'] / 1e6:.1f} MB  {info['quantization']['mode'] or 'float32'}  "
+          f"max|Δ| {parity['max_abs_diff']:.2g}, top-1 agreement {parity['top1_agreement']:.4f}"
+          f"{accuracy} on {parity['count']} images")
+    if fmt == "web":
+        print(f"{'':<10} open the page: nin-keras serve {path}")
+    if "micro" in info:
+        fits = [name for name, ok in info["micro"]["fits"].items() if ok]
+        print(f"{'':<10} tflite-micro: flash {info['micro']['flash_bytes'] / 1024:.0f} KiB, tensor arena "
+              f"{info['micro']['arena_bytes'] / 1024:.0f} KiB; fits: {', '.join(fits) or 'none of the listed MCU classes'}")
+    sys.stdout.flush()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -348,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", help="split to evaluate (default: test)")
     evaluate.add_argument("--data-dir", help="local data folder")
     evaluate.add_argument("--limit", type=int, help="evaluate the first N images only")
-    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--batch-size", type=int, default=500,
+                          help="images per inference batch (default: %(default)s; lower it to use less memory)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--tta", choices=("none", "flip", "flip_translate"), default="none",
                           help="test-time augmentation: average over mirrored (and 2-pixel shifted) views")
@@ -400,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     visualize = sub.add_parser("visualize", help="PNG pictures: confidence maps, CAM, deconvnet, filters, curves")
     kinds = visualize.add_subparsers(dest="kind", required=True, metavar="KIND")
     output = argparse.ArgumentParser(add_help=False)
-    output.add_argument("--output", default="nin_keras_visualize", help="folder for the PNGs (default: %(default)s)")
+    output.add_argument("--out", default="nin_keras_visualize", help="folder for the PNGs (default: %(default)s)")
+    output.add_argument("--output", help=argparse.SUPPRESS)  # the old name of --out, deprecated
     model = argparse.ArgumentParser(add_help=False, parents=[output])
     model.add_argument("--model", required=True, help="zoo preset (nin_cifar10), preset folder or URL, or a .keras file")
     images = argparse.ArgumentParser(add_help=False, parents=[model])
@@ -430,7 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("preset", help="zoo name (nin_cifar10.caffe) or preset folder with a ZCAWhitening")
     compact.add_argument("--out", required=True, help="the new preset folder")
     compact.add_argument("--kernel-size", type=int, default=7, help="odd kernel size (default: %(default)s)")
-    compact.add_argument("--padding", choices=("symmetric", "reflect", "zeros"), default="symmetric")
+    compact.add_argument("--padding", choices=("symmetric", "reflect", "zeros"), default="symmetric",
+                         help="how the convolution sees past the image border: mirrored with the edge pixel "
+                              "(symmetric), without it (reflect) or black (zeros) (default: %(default)s)")
     compact.add_argument("--fit-images", type=int, default=3000, help="training images to fit on (default: %(default)s)")
     compact.add_argument("--seed", type=int, default=0, help="seed of the fitting subset")
     compact.add_argument("--data-dir", help="local data folder")
@@ -485,12 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.verbose:
-        from nin_keras.tf_startup import quiet_tensorflow_import
-
-        quiet_tensorflow_import()  # before any subcommand imports Keras (and so TensorFlow)
     from nin_keras.errors import NinKerasError
+    from nin_keras.tf_startup import is_verbose, set_verbose
 
+    was_verbose = is_verbose()  # $NIN_KERAS_VERBOSE
+    args.verbose = args.verbose or was_verbose
+    set_verbose(args.verbose)  # before any subcommand imports Keras (and so TensorFlow)
     try:
         return int(args.func(args) or 0)
     except (NinKerasError, ValueError, FileNotFoundError, FileExistsError) as err:
@@ -499,6 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad files and inputs are the user's to fix: one line, no traceback.
         print(f"nin-keras {args.command}: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        set_verbose(was_verbose)  # main() called in a caller's process leaves it as it was
 
 
 if __name__ == "__main__":

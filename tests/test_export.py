@@ -494,6 +494,36 @@ def test_cli_export_then_predict_matches_keras(tmp_path, capsys):
     assert "nope.png" in capsys.readouterr().err
 
 
+def test_cli_export_prints_a_line_per_artifact_as_it_goes(tmp_path, capsys, monkeypatch):
+    from nin_keras.export import exporter
+
+    keras.utils.set_random_seed(0)
+    preset = presets.save_preset(registry.create_model("nin_mnist"), tmp_path / "preset", {"dataset": "mnist"},
+                                 [keras.layers.Rescaling(1 / 255)])
+    out = tmp_path / "out"
+    seen = []  # what was printed and which artifacts existed when each artifact was finished
+    real_export = exporter.export
+
+    def watched(*args, progress, **kwargs):
+        def step(fmt, path):
+            progress(fmt, path)
+            seen.append((capsys.readouterr().out, sorted(p.name for p in out.iterdir())))
+        return real_export(*args, progress=step, **kwargs)
+
+    monkeypatch.setattr(exporter, "export", watched)
+    monkeypatch.setattr("nin_keras.export.export", watched)
+    assert cli.main(["export", str(preset), "--formats", "tflite,onnx", "--out", str(out),
+                     "--parity-samples", "8"]) == 0
+    (tflite_line, files_then), (onnx_line, files_at_end) = seen
+    # The TFLite line came while the ONNX file was not written yet, and names its size and parity.
+    assert files_then == ["preset.tflite", "preset.tflite.json"]
+    assert tflite_line.startswith("exporting ") and "on 8 test images" in tflite_line
+    assert f"tflite     {out / 'preset.tflite'}  " in tflite_line and " MB  float32  max|Δ| " in tflite_line
+    assert "top-1 agreement 1.0000" in tflite_line and "on 8 images" in tflite_line
+    assert onnx_line.startswith(f"onnx       {out / 'preset.onnx'}  ") and len(onnx_line.splitlines()) == 1
+    assert "preset.onnx" in files_at_end
+
+
 # --------------------------------------------------------------------------- pretrained, full size (slow)
 
 
