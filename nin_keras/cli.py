@@ -121,13 +121,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
-    paper = "n/a" if r["paper_error"] is None else f"{r['paper_error']:.2f}%"
     published = (r["published"] or {}).get("test_error")
-    published = "n/a" if published is None else f"{published:.2f}%"
     print(f"{r['preset']} on {r['dataset']} {r['split']} ({r['examples']} images)")
     views = "" if r["tta"] == "none" else f"   (test-time augmentation: {r['tta']}; the published figure is single-view)"
     print(f"  accuracy {100 * r['accuracy']:.2f}%   error {r['error_percent']:.2f}%   loss {r['loss']:.4f}{views}")
-    print(f"  paper error {paper}   published error {published}")
+    if r["paper_error"] is not None or published is not None:  # only on the preset's own data set
+        paper = "n/a" if r["paper_error"] is None else f"{r['paper_error']:.2f}%"
+        published = "n/a" if published is None else f"{published:.2f}%"
+        print(f"  paper error {paper}   published error {published}")
     return 0
 
 
@@ -305,8 +306,12 @@ def _cmd_compact(args: argparse.Namespace) -> int:
     """Write a copy of a preset whose dense ZCA is distilled into a small ConvWhitening."""
     import json
 
+    from pathlib import Path
+
     from nin_keras.zoo.compact import make_compact_preset
 
+    if Path(args.out).exists() and not args.overwrite:  # before minutes of fitting, not after
+        raise FileExistsError(f"{args.out} already exists (pass --overwrite to replace it)")
     folder = make_compact_preset(args.preset, args.out, kernel_size=args.kernel_size, padding=args.padding,
                                  fit_images=args.fit_images, seed=args.seed, data_dir=args.data_dir,
                                  overwrite=args.overwrite, command=" ".join(["nin-keras", *sys.argv[1:]]))
@@ -331,8 +336,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         predictor.input_policy = policy.replace(resize=policy.resize and not args.no_resize,
                                                 invert=policy.invert or args.invert)
     images = list_image_files(args.images)
+    _say_skipped(args.images, images)
     results = [top for start in range(0, len(images), 64)
-               for top in predictor.predict(images[start:start + 64], top_k=args.top_k)]
+               for top in predictor.classify(images[start:start + 64], top_k=args.top_k)]
     if args.json:
         policy = predictor.input_policy
         print(json.dumps({"model": args.model, "format": predictor.format, "runtime": predictor.runtime,
@@ -343,6 +349,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for image, top in zip(images, results):
         print(f"{image}: " + ", ".join(f"{label} {p:.4f}" for label, p in top))
     return 0
+
+
+def _say_skipped(specs: list[str], taken: list[str]) -> None:
+    """One stderr line naming the files in the given folders that are not read (not an image by
+    their suffix, or hidden), so that none is skipped without a word."""
+    from pathlib import Path
+
+    chosen = {Path(p).resolve() for p in taken}
+    skipped = sorted(str(p) for spec in specs if Path(spec).is_dir()
+                     for p in Path(spec).rglob("*") if p.is_file() and p.resolve() not in chosen)
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+        print(f"nin-keras predict: skipped {len(skipped)} file(s) that are not images (by suffix) or hidden: {shown}",
+              file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -515,6 +535,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The library's messages spell a fix in Python (``overwrite=True``); the command line's name the
+#: flag or command that does it.
+_CLI_SPELLINGS = (
+    ("(pass overwrite=True / --overwrite to replace it)", "(pass --overwrite to replace it)"),
+    ("(pass overwrite=True to replace it)", "(pass --overwrite to replace it)"),
+    ("See nin_keras.zoo.list_models().", "`nin-keras models --pretrained` lists the names with weights."),
+    ("pass data_dir= (--data-dir)", "pass --data-dir"),
+)
+
+
+def _cli_spelling(message: str) -> str:
+    for python, cli in _CLI_SPELLINGS:
+        message = message.replace(python, cli)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -530,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         # Bad files and inputs are the user's to fix: one line, no traceback.
-        print(f"nin-keras {args.command}: error: {err}", file=sys.stderr)
+        print(f"nin-keras {args.command}: error: {_cli_spelling(str(err))}", file=sys.stderr)
         return 1
     finally:
         set_verbose(was_verbose)  # main() called in a caller's process leaves it as it was

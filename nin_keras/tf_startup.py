@@ -106,7 +106,7 @@ def _filtered_stderr() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def quiet_output() -> Iterator[None]:
+def quiet_output(show_on_failure: bool = True) -> Iterator[None]:
     """Hide what a converter or runtime call prints, unless verbose; show it if the call fails.
 
     TFLite's converter (absl's ``trackable_obj`` warning, ``fully_quantize: 0, inference_type:
@@ -116,6 +116,9 @@ def quiet_output() -> Iterator[None]:
     for the call (:func:`captured_output`); when the call raises, that text is written to stderr
     before the error propagates, since it may say why; with :func:`is_verbose` nothing is
     captured.
+
+    Args:
+        show_on_failure: ``False`` where the caller reports the failure itself, in words.
 
     Example:
         >>> with quiet_output():
@@ -129,7 +132,8 @@ def quiet_output() -> Iterator[None]:
         with captured_output() as lines:
             yield
     except BaseException:
-        _write_stderr(lines)
+        if show_on_failure:
+            _write_stderr(lines)
         raise
 
 

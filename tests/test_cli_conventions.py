@@ -300,3 +300,90 @@ def test_quiet_output_shows_what_a_failed_call_printed(capfd):
             os.write(2, b"E0000 converter.cc:2] op FOO has no kernel\n")
             raise RuntimeError("conversion failed")
     assert "op FOO has no kernel" in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------- messages a user can follow
+
+
+def _error(argv, capsys) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def mnist_onnx(tmp_path_factory):
+    """nin_mnist exported to ONNX, with its metadata."""
+    from nin_keras.export import export
+
+    return export("nin_mnist", ["onnx"], tmp_path_factory.mktemp("onnx"), parity_samples=8)["onnx"]
+
+
+@pytest.mark.parametrize("command", [["eval"], ["visualize", "filters", "--model"]])
+def test_a_preset_command_on_an_exported_artifact_points_to_predict(command, mnist_onnx, capsys):
+    # Before: "Preset folder .../nin_mnist.onnx does not exist." about a file that exists.
+    err = _error([*command, str(mnist_onnx)], capsys)
+    assert f"{mnist_onnx} is not a preset but a file" in err
+    assert "zoo name" in err and "preset folder" in err and "`nin-keras predict`" in err
+    assert "does not exist" not in err
+
+
+def test_an_unknown_zoo_name_is_named_with_close_matches_and_the_models_command(tmp_path, capsys):
+    # Before: "cannot load the preset artifact 'nin_cifar11' (corrupt or truncated?)" and a Python function.
+    for argv in (["predict", "nin_cifar11", str(tmp_path / "x.png")], ["eval", "nin_cifar11"]):
+        err = _error(argv, capsys)
+        assert "Unknown zoo model 'nin_cifar11'" in err and "'nin_cifar10'" in err
+        assert "`nin-keras models --pretrained`" in err
+        assert "corrupt" not in err and "list_models()" not in err
+
+
+def test_cli_errors_name_the_flag_not_the_python_argument(tmp_path, capsys):
+    # Before: "pass overwrite=True to replace it" from `nin-keras compact`.
+    (tmp_path / "taken").mkdir()
+    err = _error(["compact", "nin_cifar10.caffe", "--out", str(tmp_path / "taken")], capsys)
+    assert f"{tmp_path / 'taken'} already exists" in err and "(pass --overwrite to replace it)" in err
+    assert "overwrite=True" not in err
+    err = _error(["eval", "nin_cifar10", "--data", "svhn", "--data-dir", str(tmp_path / "empty")], capsys)
+    assert "'svhn' is not available offline" in err and "pass --data-dir" in err and "data_dir=" not in err
+    assert not (tmp_path / "empty").exists()
+
+
+def test_predict_takes_a_web_export_folder_and_names_skipped_files(mnist_onnx, tmp_path, capsys):
+    import shutil
+
+    from PIL import Image
+
+    # A web export folder holds the page's model.onnx and its metadata model.onnx.json.
+    web = tmp_path / "nin_mnist.web"
+    web.mkdir()
+    shutil.copy(mnist_onnx, web / "model.onnx")
+    shutil.copy(f"{mnist_onnx}.json", web / "model.onnx.json")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(photos / "white.png")
+    (photos / "notes.txt").write_text("not an image")
+    assert main(["predict", str(web), str(photos), "--top-k", "1"]) == 0
+    out = capsys.readouterr()
+    from nin_keras.deploy import Predictor
+
+    expected = Predictor(mnist_onnx).classify([str(photos / "white.png")], top_k=1)[0][0][0]
+    assert out.out.startswith(f"{photos / 'white.png'}: {expected} ")
+    # Before: notes.txt was skipped without a word.
+    assert out.err.strip() == f"nin-keras predict: skipped 1 file(s) that are not images (by suffix) or hidden: {photos / 'notes.txt'}"
+
+
+def test_eval_prints_the_paper_figures_only_on_the_presets_own_data_set(tmp_path, capsys):
+    from PIL import Image
+
+    from nin_keras.data.arrays import load_arrays
+
+    images, labels = load_arrays({"name": "mnist", "test_examples": 30}, "test", None)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (tmp_path / "digits" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(tmp_path / "digits" / str(label) / f"{i}.png")
+    assert main(["eval", "nin_mnist", "--data", str(tmp_path / "digits")]) == 0
+    on_folder = capsys.readouterr().out
+    assert "accuracy" in on_folder and "paper error" not in on_folder and "published error" not in on_folder
+    assert main(["eval", "nin_mnist", "--limit", "30"]) == 0
+    assert "paper error 0.47%   published error 0.44%" in capsys.readouterr().out

@@ -277,7 +277,7 @@ def test_predictor_top1_matches_keras_on_image_files(float_exports, tmp_path):
     predictors.append(Predictor(case["paths"]["onnx"], runtime="openvino"))
     for predictor in predictors:
         assert predictor.runtime in ("tensorflow", "litert", "onnxruntime", "openvino")
-        top = predictor.predict([str(f) for f in files], top_k=3)
+        top = predictor.classify([str(f) for f in files], top_k=3)
         assert [t[0][0] for t in top] == [names[c] for c in expected]
         assert all(len(t) == 3 and t[0][1] >= t[1][1] >= t[2][1] for t in top)
         # Arrays: one HW image, one HWC image, a batch; all give the same answer as the files.
@@ -297,7 +297,7 @@ def test_predictor_without_metadata_reads_the_artifact(float_exports, tmp_path):
         (shutil.copytree if path.is_dir() else shutil.copy)(path, bare)
         predictor = Predictor(bare)
         assert predictor.metadata == {} and predictor.input_shape == (28, 28, 1)
-        top = predictor.predict(images, top_k=1)
+        top = predictor.classify(images, top_k=1)
         assert [t[0][0] for t in top] == [str(c) for c in case["reference"][:4].argmax(1)]
 
 
@@ -312,16 +312,16 @@ def test_predictor_without_metadata_reads_the_artifact(float_exports, tmp_path):
 def test_predictor_rejects_bad_input(float_exports, bad, message):
     predictor = Predictor(float_exports["nin_mnist"]["paths"]["onnx"])
     with pytest.raises(ValueError, match=message):
-        predictor.predict(bad)
+        predictor.classify(bad)
 
 
 def test_predictor_rejects_bad_files_and_paths(float_exports, tmp_path):
     predictor = Predictor(float_exports["nin_mnist"]["paths"]["tflite"])
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="broken.png"):
-        predictor.predict([str(tmp_path / "broken.png")])
+        predictor.classify([str(tmp_path / "broken.png")])
     with pytest.raises(ValueError, match="top_k"):
-        predictor.predict(np.zeros((1, 28, 28, 1), np.uint8), top_k=0)
+        predictor.classify(np.zeros((1, 28, 28, 1), np.uint8), top_k=0)
     with pytest.raises(ValueError, match="does not exist"):
         Predictor(tmp_path / "missing.onnx")
     (tmp_path / "model.h5").write_bytes(b"")
@@ -463,6 +463,18 @@ def test_failed_parity_leaves_no_artifact_and_keeps_the_old_one(fmt, tmp_path):
         export(model, (fmt,), tmp_path, parity_data=(images, None), tolerance=impossible)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert json.loads(metadata_path(path).read_text())["sha256"] == digest
+
+
+def test_predictor_classify_is_the_method_and_predict_its_deprecated_alias(tmp_path):
+    model = tiny_model()
+    images = np.random.default_rng(3).integers(0, 256, (6, 8, 8, 3), np.uint8)
+    path = export(model, ("onnx",), tmp_path, parity_data=(images, None))["onnx"]
+    predictor = Predictor(path)
+    expected = keras_probabilities(model, images)
+    top = predictor.classify(images, top_k=2)
+    assert [[int(name) for name, _ in row] for row in top] == np.argsort(-expected, axis=1)[:, :2].tolist()
+    with pytest.warns(DeprecationWarning, match="use Predictor.classify"):
+        assert predictor.predict(images, top_k=2) == top
 
 
 # --------------------------------------------------------------------------- CLI

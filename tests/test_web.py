@@ -380,7 +380,7 @@ def test_page_matches_predictor_on_photos_of_any_size(driver, mnist_web, tmp_pat
             if bound(name) == 0:
                 assert np.abs(page - from_file).max() <= FLOAT_ATOL, name
             worst_probability = max(worst_probability, float(np.abs(page - same_input).max()))
-            assert [t["label"] for t in last["top"]] == [n for n, _ in predictor.predict(page_pixels.astype(np.uint8))[0]]
+            assert [t["label"] for t in last["top"]] == [n for n, _ in predictor.classify(page_pixels.astype(np.uint8))[0]]
             assert last["mapsShape"] == [1, 7, 7, 10] and last["backend"] == "wasm"
             stats = overlay_stats(driver)
             assert stats["std"] > 5 and stats["coloured"] > 0.2, (name, stats)
