@@ -241,16 +241,26 @@ def _visualize(args: argparse.Namespace, out) -> list:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     """Export a preset to SavedModel / TFLite / ONNX; each artifact is parity-checked first."""
+    import warnings
+
     from nin_keras.export import export
+
+    from nin_keras.export.exporter import SUPPORTED_QUANTIZATION
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     print(f"exporting {args.model}: {', '.join(formats)} into {args.out}/ (each checked against Keras "
           f"on {args.parity_samples} test images)", flush=True)
-    export(args.model, formats, args.out, quantize=args.quantize,
-           include_preprocessing=not args.no_preprocessing, opset=args.opset,
-           parity_samples=args.parity_samples,
-           calibration_samples=args.calibration_samples, integer_io=args.integer_io,
-           progress=_print_artifact)
+    unquantized = [f for f in formats if args.quantize not in SUPPORTED_QUANTIZATION.get(f, (args.quantize,))]
+    if args.quantize and len(unquantized) < len(formats) and unquantized:
+        print(f"note: --quantize {args.quantize} does not apply to {', '.join(unquantized)}: written in float32",
+              flush=True)
+    with warnings.catch_warnings():  # a kept failure is on its artifact's line: "PARITY FAILED, kept"
+        warnings.filterwarnings("ignore", message=r".*\(accept_parity_failure=True\)", category=UserWarning)
+        export(args.model, formats, args.out, quantize=args.quantize,
+               include_preprocessing=not args.no_preprocessing, opset=args.opset,
+               parity_samples=args.parity_samples,
+               calibration_samples=args.calibration_samples, integer_io=args.integer_io,
+               accept_parity_failure=args.accept_parity_failure, progress=_print_artifact)
     return 0
 
 
@@ -264,9 +274,10 @@ def _print_artifact(fmt: str, path) -> None:
     parity = info["parity"]
     accuracy = (f", accuracy {parity['artifact_accuracy']:.2f}% (Keras {parity['keras_accuracy']:.2f}%)"
                 if "artifact_accuracy" in parity else "")
+    failed = "" if parity["passed"] else f"  PARITY FAILED, kept: {'; '.join(parity['failures'])}"
     print(f"{fmt:<10} {path}  {info['bytes'] / 1e6:.1f} MB  {info['quantization']['mode'] or 'float32'}  "
           f"max|Δ| {parity['max_abs_diff']:.2g}, top-1 agreement {parity['top1_agreement']:.4f}"
-          f"{accuracy} on {parity['count']} images")
+          f"{accuracy} on {parity['count']} images{failed}")
     if fmt == "web":
         print(f"{'':<10} open the page: nin-keras serve {path}")
     if "micro" in info:
@@ -496,8 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated: savedmodel, tflite, onnx, web (default: the first three; web: a "
                              "folder with a page that classifies photos in the browser, see `nin-keras serve`)")
     export.add_argument("--quantize", choices=("float16", "dynamic", "int8"),
-                        help="float16 (tflite), dynamic or int8 (tflite, onnx, web); SavedModel stays float32; "
-                             "without it web is int8 for compact presets, float32 otherwise")
+                        help="float16 (tflite), dynamic or int8 (tflite, onnx, web); formats without the mode "
+                             "(SavedModel always) are written in float32; without it web is int8 for compact "
+                             "presets, float32 otherwise")
     export.add_argument("--integer-io", action="store_true",
                         help="with --quantize int8: integer-only TFLite (uint8 pixels in, uint8 out, int8 kernels, "
                              "no float tensor; tflite-micro flash/arena in its metadata) and fully quantized ONNX")
@@ -506,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="export the network alone (default: GCN/ZCA/LCN baked in, raw [0, 255] pixels in)")
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default: %(default)s)")
     export.add_argument("--parity-samples", type=int, default=500, help="test images for the parity check")
+    export.add_argument("--accept-parity-failure", action="store_true",
+                        help="keep an artifact that fails its parity check (the failure is printed and recorded "
+                             "in its metadata) instead of writing nothing")
     export.add_argument("--calibration-samples", type=int, default=200, help="training images for int8 calibration")
     export.set_defaults(func=_cmd_export)
 
@@ -542,6 +557,7 @@ _CLI_SPELLINGS = (
     ("(pass overwrite=True to replace it)", "(pass --overwrite to replace it)"),
     ("See nin_keras.zoo.list_models().", "`nin-keras models --pretrained` lists the names with weights."),
     ("pass data_dir= (--data-dir)", "pass --data-dir"),
+    ("pass accept_parity_failure=True", "pass --accept-parity-failure"),
 )
 
 
