@@ -6,7 +6,7 @@ Example:
     >>> from nin_keras.export import export
     >>> from nin_keras.deploy import Predictor
     >>> paths = export("nin_cifar10", formats=("savedmodel", "tflite", "onnx"), out_dir="out")
-    >>> Predictor(paths["onnx"]).predict(["cat.jpg"], top_k=3)
+    >>> Predictor(paths["onnx"]).classify(["cat.jpg"], top_k=3)
 
 Names load on first use, so ``nin_keras.export.runtime`` and ``nin_keras.export.predictor``
 import without TensorFlow.

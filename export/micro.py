@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -28,12 +27,13 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from nin_keras.errors import ExportError
 from nin_keras.export.runtime import Runner, dequantize, quantize
+from nin_keras.tf_startup import captured_output
 
 #: Microcontroller classes an artifact is checked against: (flash bytes, RAM bytes). The RAM
 #: figure is compared with the tensor arena alone; the application needs some RAM of its own.
@@ -56,33 +56,12 @@ def _runtime():
     return runtime
 
 
-@contextlib.contextmanager
-def _captured_native_output() -> Iterator[list[str]]:
-    """TFLM's allocator prints every failed attempt to stdout/stderr from C++: capture both fds.
-
-    Yields a list that holds the captured lines once the block ends (why a model failed to
-    load: ``Node BROADCAST_TO (number 9) failed to prepare with status 1``).
-    """
-    lines: list[str] = []
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile() as capture:
-        try:
-            os.dup2(capture.fileno(), 1)
-            os.dup2(capture.fileno(), 2)
-            yield lines
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            capture.seek(0)
-            lines.extend(capture.read().decode(errors="replace").splitlines())
-
-
 def _allocates(runtime, flatbuffer: bytes, arena: int) -> tuple[bool, list[str]]:
     """Whether TFLM allocates the model in ``arena`` bytes, and what it printed."""
     try:
-        with _captured_native_output() as printed:
+        # TFLM's allocator prints every failed attempt from C++; the lines say why a model failed
+        # (``Node BROADCAST_TO (number 9) failed to prepare with status 1``).
+        with captured_output() as printed:
             runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
     except RuntimeError:
         return False, printed
@@ -99,7 +78,7 @@ def _check_flatbuffer(flatbuffer: bytes, source: str) -> None:
 def _check_invokes(runtime, flatbuffer: bytes, arena: int) -> None:
     """Run the model once on a zero input: some kernels only check their input types when invoked
     (TFLM's SQRT prepares on an int8 tensor, then refuses it)."""
-    with _captured_native_output() as printed:
+    with captured_output() as printed:
         interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
         source = interpreter.get_input_details(0)
         interpreter.set_input(np.zeros(source["shape"], source["dtype"]), 0)
@@ -226,11 +205,11 @@ def load_micro(path: str | os.PathLike, arena_size: int | None = None) -> Runner
                           f"Microcontrollers, {arena_size} given")
     arena = arena_size or needed
     try:
-        with _captured_native_output() as printed:
+        with captured_output() as printed:  # TFLM's allocator prints its failed attempts
             interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
     except RuntimeError as err:
         raise ExportError(f"TensorFlow Lite for Microcontrollers cannot load {path}: {err} "
-                          f"({'; '.join(printed[-3:])})") from err
+                          f"({'; '.join(line.strip() for line in printed[-3:])})") from err
     source, target = interpreter.get_input_details(0), interpreter.get_output_details(0)
 
     def run(images: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ import numpy as np
 from nin_keras.errors import ExportError
 from nin_keras.export.runtime import INPUT_NAME
 from nin_keras.export.serving import ServingModule
+from nin_keras.tf_startup import quiet_output
 
 #: Highest opset tf2onnx 1.17 supports; ONNX Runtime runs it on CPU.
 DEFAULT_OPSET = 18
@@ -60,7 +61,8 @@ def convert_onnx(module: ServingModule, opset: int = DEFAULT_OPSET):
 
     spec = tf.TensorSpec([None, *module.input_shape], tf.float32, name=INPUT_NAME)
     try:
-        proto, _ = tf2onnx.convert.from_function(module.serve, input_signature=[spec], opset=opset)
+        with quiet_output():
+            proto, _ = tf2onnx.convert.from_function(module.serve, input_signature=[spec], opset=opset)
     except Exception as err:  # tf2onnx raises many types; surface them as one
         raise ExportError(f"ONNX conversion of {module.model.name!r} (opset {opset}) failed: "
                           f"{err}") from err
@@ -119,7 +121,8 @@ def quantize_onnx(model, quantize: str, calibration_data: np.ndarray | None = No
             batch = next(self._batches, None)
             return None if batch is None else {INPUT_NAME: batch}
 
-    with tempfile.TemporaryDirectory(prefix="nin_keras_onnx_") as tmp:
+    # The calibration prints its progress on stdout.
+    with tempfile.TemporaryDirectory(prefix="nin_keras_onnx_") as tmp, quiet_output():
         float_path, prepared, quantized = (Path(tmp) / n for n in ("f.onnx", "p.onnx", "q.onnx"))
         onnx.save(model, float_path)
         # Static shapes except the batch: ONNX shape inference suffices (no sympy needed).

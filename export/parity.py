@@ -4,8 +4,9 @@ Bounds (the documented defaults of :class:`ParityTolerance`):
 
 - float32 artifacts (SavedModel, TFLite, ONNX): max |Δ| ≤ 1e-4 on the probabilities, and the same
   top-1 class on every image.
-- TFLite float16 weights: max |Δ| ≤ 1e-2 (weight rounding to 11 significant bits moves
-  probabilities by up to a few 1e-3 on NIN CIFAR-10) and the same top-1 class.
+- TFLite float16 weights: max |Δ| ≤ 1e-2 and the same top-1 class. Weight rounding to 11
+  significant bits moves probabilities by up to a few 1e-3 (measured: see ``float16_atol``); the
+  bound leaves 3x room over the worst measured image.
 - quantized artifacts (``"dynamic"``, ``"int8"``): top-1 agreement with Keras ≥ 0.95, and, where
   labels are known, accuracy no more than 1.0 point below Keras (the goal is 0.5; the measured drop
   is in every metadata file).
@@ -31,6 +32,14 @@ class ParityTolerance:
     """Pass/fail bounds for :func:`parity_report` (see the module docstring)."""
 
     float32_atol: float = 1e-4
+    # The float16 TFLite artifacts' largest |Δprobability| per image against Keras, on 500 CIFAR-10
+    # (JPEG copy) test images, as percentiles over the images (p50 / p90 / p99 / max; top-1
+    # agreement 1.0 and the same accuracy in both):
+    #   nin_cifar10.caffe_compact    5.3e-7 / 3.7e-4 / 1.6e-3 / 3.0e-3
+    #   nin_cifar10.modern_compact   5.0e-5 / 3.6e-4 / 7.6e-4 / 9.8e-4
+    # with their whitening weights fitted on the float16 grid (whitening_int8.float16_grid_kernel).
+    # Rounded to nearest, those weights alone gave max 0.020 / 0.013 (p99 0.0092 / 0.0069), while
+    # all the other weights in float16 gave 0.0022 / 0.0012: the bound is not loosened for them.
     float16_atol: float = 1e-2
     min_top1_agreement: float = 0.95
     max_accuracy_drop: float = 1.0  # percentage points

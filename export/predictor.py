@@ -21,9 +21,14 @@ from nin_keras.export.metadata import metadata_path, read_metadata
 ImageInput = str | os.PathLike | np.ndarray | Sequence[str | os.PathLike]
 
 
+#: The model inside a web export folder (``export/web.py``'s ``MODEL_FILE``; that module needs TensorFlow).
+WEB_MODEL_FILE = "model.onnx"
+
+
 def artifact_format(path: str | os.PathLike) -> str:
-    """``"savedmodel"``, ``"tflite"``, ``"onnx"`` or ``"preset"`` (a preset folder with a
-    ``config.json``, or a zoo name such as ``nin_cifar10.caffe``) from a path or name.
+    """``"savedmodel"``, ``"tflite"``, ``"onnx"`` (a file, or a web export folder holding
+    ``model.onnx``) or ``"preset"`` (a preset folder with a ``config.json``, or a zoo name such
+    as ``nin_cifar10.caffe``) from a path or name.
 
     Raises:
         ValueError: the path does not exist or is none of these.
@@ -34,7 +39,10 @@ def artifact_format(path: str | os.PathLike) -> str:
             return "savedmodel"
         if (path / "config.json").is_file():
             return "preset"
-        raise ValueError(f"artifact {str(path)!r} is a folder without saved_model.pb or config.json")
+        if (path / WEB_MODEL_FILE).is_file():
+            return "onnx"
+        raise ValueError(f"artifact {str(path)!r} is a folder without saved_model.pb, config.json or "
+                         f"{WEB_MODEL_FILE} (a SavedModel, a preset or a web export)")
     if not path.exists() and path.suffix not in (".tflite", ".onnx") and len(path.parts) == 1:
         return "preset"  # a zoo name; load_preset suggests close names for a typo
     if not path.is_file():
@@ -65,8 +73,9 @@ class Predictor:
     runtime raised, and so does metadata whose class names do not match the artifact's outputs.
 
     Args:
-        path: a SavedModel folder, a ``.tflite`` file, a ``.onnx`` file, a preset folder or a
-            zoo name (``"nin_cifar10"``, ``"nin_cifar10.caffe"``).
+        path: a SavedModel folder, a ``.tflite`` file, a ``.onnx`` file, a web export folder
+            (its ``model.onnx``), a preset folder or a zoo name (``"nin_cifar10"``,
+            ``"nin_cifar10.caffe"``).
         num_threads: CPU threads for the runtime (``None``: the runtime's default).
         runtime: for ``.onnx`` files, ``"onnxruntime"`` (default) or ``"openvino"``
             (:func:`nin_keras.export.openvino.load_openvino`).
@@ -75,20 +84,24 @@ class Predictor:
 
     Example:
         >>> predictor = Predictor("out/nin_cifar10.int8.onnx")
-        >>> predictor.predict(["frog.jpg", "ship.jpg"], top_k=2)
+        >>> predictor.classify(["frog.jpg", "ship.jpg"], top_k=2)
         [[('frog', 0.93), ('cat', 0.04)], [('ship', 0.88), ('airplane', 0.07)]]
     """
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None,
                  runtime: str | None = None, input_policy: InputPolicy | None = None):
+        self.format = artifact_format(path)
         self.path = Path(path)
-        self.format = artifact_format(self.path)
+        if self.path.is_dir() and self.format == "onnx":  # a web export: the page's model and metadata
+            self.path = self.path / WEB_MODEL_FILE
         self.runtime = runtime or RUNTIMES[self.format][0]
         if self.runtime not in RUNTIMES[self.format]:
             raise ValueError(f"runtime {self.runtime!r} does not run {self.format} artifacts; "
                              f"use one of {RUNTIMES[self.format]}")
         self.metadata: dict[str, Any] = {} if self.format == "preset" else read_metadata(self.path) or {}
-        with self._artifact_errors("cannot load"):
+        # A preset's own errors name the problem (an unknown zoo name with its close matches); a
+        # runtime's are about a broken file.
+        with contextlib.nullcontext() if self.format == "preset" else self._artifact_errors("cannot load"):
             self._run = self._load(num_threads)
             self.raw_pixels = self.metadata.get("include_preprocessing", True)
             shape = self.metadata.get("input", {}).get("shape")
@@ -157,10 +170,19 @@ class Predictor:
                               f"artifact has {probabilities.shape[-1]} outputs")
         return probabilities
 
-    def predict(self, images: ImageInput, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-``k`` ``(class name, probability)`` pairs per image, most probable first."""
+    def classify(self, images: ImageInput, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-``k`` ``(class name, probability)`` pairs per image, most probable first (the same
+        method as ``ImageClassifier.classify``)."""
         check_top_k(top_k)
         return top_k_classes(self.predict_proba(images), self.class_names, top_k)
+
+    def predict(self, images: ImageInput, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Deprecated name of :meth:`classify` (in Keras, ``predict`` gives probabilities)."""
+        import warnings
+
+        warnings.warn("Predictor.predict is deprecated; use Predictor.classify (the name "
+                      "ImageClassifier uses)", DeprecationWarning, stacklevel=2)
+        return self.classify(images, top_k)
 
     def _as_batch(self, images: ImageInput) -> np.ndarray:
         if not self.raw_pixels and _are_paths(images):

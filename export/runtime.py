@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from nin_keras.tf_startup import quiet_output
 
 #: The one input and output name of every artifact (traced from ``serving.ServingModule``).
 INPUT_NAME = "images"
@@ -47,7 +48,7 @@ def load_tflite(path: str | os.PathLike, num_threads: int | None = None,
         ``run(images float32 [N, H, W, C]) -> probabilities float32 [N, classes]`` (quantized to
         and from uint8 for integer-only artifacts).
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
     # Integer-only artifacts take and give uint8: the runner quantizes the raw pixels and
@@ -59,19 +60,8 @@ def load_tflite(path: str | os.PathLike, num_threads: int | None = None,
     def run_chunk(images: np.ndarray) -> np.ndarray:
         nonlocal interpreter
         if current[0] != images.shape:
-            interpreter.resize_tensor_input(input_index, list(images.shape))
-            try:
-                interpreter.allocate_tensors()
-            except RuntimeError as err:
-                if "XNNPACK" not in str(err):
-                    raise
-                # XNNPACK rejects some int8 subgraphs (quantization scales outside its limits);
-                # the reference built-in kernels run them, more slowly.
-                interpreter = Interpreter(
-                    model_path=str(path), num_threads=num_threads,
-                    experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-                interpreter.resize_tensor_input(input_index, list(images.shape))
-                interpreter.allocate_tensors()
+            with quiet_output():  # XNNPACK's "Created ... delegate for CPU" line, its refusals
+                interpreter = _allocated(interpreter, input_index, images.shape, path, num_threads)
             current[0] = images.shape
         interpreter.set_tensor(input_index, quantize(images, source))
         interpreter.invoke()
@@ -81,6 +71,27 @@ def load_tflite(path: str | os.PathLike, num_threads: int | None = None,
         return batched(run_chunk, images, batch_size)
 
     return run
+
+
+def _allocated(interpreter, input_index: int, shape: tuple, path, num_threads: int | None):
+    """``interpreter`` with its input resized to ``shape`` and tensors allocated; a new one on
+    the reference kernels where XNNPACK refuses the graph."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter.resize_tensor_input(input_index, list(shape))
+    try:
+        interpreter.allocate_tensors()
+        return interpreter
+    except RuntimeError as err:
+        if "XNNPACK" not in str(err):
+            raise
+    # XNNPACK rejects some int8 subgraphs (quantization scales outside its limits); the
+    # reference built-in kernels run them, more slowly.
+    interpreter = Interpreter(model_path=str(path), num_threads=num_threads,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.resize_tensor_input(input_index, list(shape))
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 def load_onnx(path: str | os.PathLike, num_threads: int | None = None,

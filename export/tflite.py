@@ -42,6 +42,7 @@ tf = import_tensorflow(__name__)
 
 from nin_keras.errors import ExportError
 from nin_keras.export.serving import ServingModule
+from nin_keras.tf_startup import quiet_output
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 
@@ -72,7 +73,8 @@ def convert_tflite(module: ServingModule, quantize: str | None = None,
     if integer_io and quantize != "int8":
         raise ValueError(f"integer_io needs quantize='int8', got quantize={quantize!r}")
     frozen = module.frozen_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    with quiet_output():  # absl: "Please consider providing the trackable_obj argument"
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     # Built-ins only: never let the converter fall back to Flex (SELECT_TF_OPS).
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize is not None:
@@ -91,10 +93,11 @@ def convert_tflite(module: ServingModule, quantize: str | None = None,
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.uint8
     try:
-        if quantize == "int8" and float_layers and not integer_io:
-            flatbuffer = _selective_int8(frozen, converter, samples, float_layers)
-        else:
-            flatbuffer = converter.convert()
+        with quiet_output():  # the quantizer's settings, the debugger's deprecation warnings
+            if quantize == "int8" and float_layers and not integer_io:
+                flatbuffer = _selective_int8(frozen, converter, samples, float_layers)
+            else:
+                flatbuffer = converter.convert()
     except Exception as err:  # the converter raises ConverterError or plain exceptions
         message = str(err)
         if integer_io and ("quantiz" in message.lower() or "int8" in message.lower()):

@@ -16,7 +16,7 @@
   ``web`` section); ``Predictor(folder / "model.onnx")`` reads it, and so does the page.
 - ``ort/``: ONNX Runtime Web's WebGPU bundle and its WebAssembly build, copied unchanged from the
   npm package ``onnxruntime-web`` at the version pinned in ``web/package.json`` (installed into
-  ``web/node_modules`` by ``scripts/setup.sh``), with its licence in ``ort/LICENSE.txt``. That one
+  ``web/node_modules`` by ``scripts/setup.sh --test``), with its licence in ``ort/LICENSE.txt``. That one
   bundle runs both the wasm and the WebGPU backends.
 
 The folder needs any static HTTP server (``nin-keras serve FOLDER``); browsers do not run
@@ -97,7 +97,7 @@ def find_runtime(folder: str | os.PathLike | None = None) -> dict[str, Any]:
             one of :data:`RUNTIME_FILES` is missing; the message says how to install it.
     """
     folder = Path(folder) if folder is not None else runtime_folder()
-    install = (f"install it with `npm ci --ignore-scripts --prefix {folder}` (scripts/setup.sh does), "
+    install = (f"install it with `npm ci --ignore-scripts --prefix {folder}` (scripts/setup.sh --test does), "
                f"or point ${RUNTIME_ENV} at a folder holding package.json and node_modules")
     try:
         pinned = json.loads((folder / "package.json").read_text())["dependencies"][PACKAGE]

@@ -33,7 +33,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         extra += ["--only", *args.only]
     if args.results_dir:
         extra += ["--results-dir", args.results_dir]
-    return subprocess.run([sys.executable, str(script), *extra]).returncode
+    if args.verbose:
+        return subprocess.run([sys.executable, str(script), *extra]).returncode
+    return _filtered_run([sys.executable, str(script), *extra])
+
+
+def _filtered_run(command: list[str]) -> int:
+    """Run ``command`` with its stderr (and its children's) passed through line by line, less
+    TensorFlow's start-up lines: each benchmark is a fresh Python that imports TensorFlow."""
+    import subprocess
+
+    from nin_keras.tf_startup import is_startup_noise
+
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace") as child:
+        for line in child.stderr:
+            if not is_startup_noise(line):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+    return child.returncode
 
 
 def _train_command(args: argparse.Namespace) -> str:
@@ -123,13 +140,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
-    paper = "n/a" if r["paper_error"] is None else f"{r['paper_error']:.2f}%"
     published = (r["published"] or {}).get("test_error")
-    published = "n/a" if published is None else f"{published:.2f}%"
     print(f"{r['preset']} on {r['dataset']} {r['split']} ({r['examples']} images)")
     views = "" if r["tta"] == "none" else f"   (test-time augmentation: {r['tta']}; the published figure is single-view)"
     print(f"  accuracy {100 * r['accuracy']:.2f}%   error {r['error_percent']:.2f}%   loss {r['loss']:.4f}{views}")
-    print(f"  paper error {paper}   published error {published}")
+    if r["paper_error"] is not None or published is not None:  # only on the preset's own data set
+        paper = "n/a" if r["paper_error"] is None else f"{r['paper_error']:.2f}%"
+        published = "n/a" if published is None else f"{published:.2f}%"
+        print(f"  paper error {paper}   published error {published}")
     return 0
 
 
@@ -191,8 +209,12 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
 
     from nin_keras.errors import NinKerasError
 
+    if args.output is not None:
+        print("nin-keras visualize: --output is deprecated; use --out (the name every command uses)",
+              file=sys.stderr)
+        args.out = args.output
     try:
-        written = _visualize(args, Path(args.output))
+        written = _visualize(args, Path(args.out))
     except NinKerasError:
         raise  # bad files (an ImageError is also a ValueError): exit status 1 from main
     except ValueError as err:
@@ -238,31 +260,50 @@ def _visualize(args: argparse.Namespace, out) -> list:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     """Export a preset to SavedModel / TFLite / ONNX; each artifact is parity-checked first."""
-    import json
+    import warnings
 
     from nin_keras.export import export
-    from nin_keras.export.metadata import metadata_path
+
+    from nin_keras.export.exporter import SUPPORTED_QUANTIZATION
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    paths = export(args.model, formats, args.out, quantize=args.quantize,
-                   include_preprocessing=not args.no_preprocessing, opset=args.opset,
-                   parity_samples=args.parity_samples,
-                   calibration_samples=args.calibration_samples, integer_io=args.integer_io)
-    for fmt, path in paths.items():
-        info = json.loads(metadata_path(path).read_text())
-        parity = info["parity"]
-        accuracy = (f", accuracy {parity['artifact_accuracy']:.2f}% (Keras {parity['keras_accuracy']:.2f}%)"
-                    if "artifact_accuracy" in parity else "")
-        print(f"{fmt:<10} {path}  {info['bytes'] / 1e6:.1f} MB  {info['quantization']['mode'] or 'float32'}  "
-              f"max|Δ| {parity['max_abs_diff']:.2g}, top-1 agreement {parity['top1_agreement']:.4f}"
-              f"{accuracy} on {parity['count']} images")
-        if fmt == "web":
-            print(f"{'':<10} open the page: nin-keras serve {path}")
-        if "micro" in info:
-            fits = [name for name, ok in info["micro"]["fits"].items() if ok]
-            print(f"{'':<10} tflite-micro: flash {info['micro']['flash_bytes'] / 1024:.0f} KiB, tensor arena "
-                  f"{info['micro']['arena_bytes'] / 1024:.0f} KiB; fits: {', '.join(fits) or 'none of the listed MCU classes'}")
+    print(f"exporting {args.model}: {', '.join(formats)} into {args.out}/ (each checked against Keras "
+          f"on {args.parity_samples} test images)", flush=True)
+    unquantized = [f for f in formats if args.quantize not in SUPPORTED_QUANTIZATION.get(f, (args.quantize,))]
+    if args.quantize and len(unquantized) < len(formats) and unquantized:
+        print(f"note: --quantize {args.quantize} does not apply to {', '.join(unquantized)}: written in float32",
+              flush=True)
+    with warnings.catch_warnings():  # a kept failure is on its artifact's line: "PARITY FAILED, kept"
+        warnings.filterwarnings("ignore", message=r".*\(accept_parity_failure=True\)", category=UserWarning)
+        export(args.model, formats, args.out, quantize=args.quantize,
+               include_preprocessing=not args.no_preprocessing, opset=args.opset,
+               parity_samples=args.parity_samples,
+               calibration_samples=args.calibration_samples, integer_io=args.integer_io,
+               accept_parity_failure=args.accept_parity_failure, progress=_print_artifact)
     return 0
+
+
+def _print_artifact(fmt: str, path) -> None:
+    """One line per exported artifact, printed as soon as it is written: path, size, parity."""
+    import json
+
+    from nin_keras.export.metadata import metadata_path
+
+    info = json.loads(metadata_path(path).read_text())
+    parity = info["parity"]
+    accuracy = (f", accuracy {parity['artifact_accuracy']:.2f}% (Keras {parity['keras_accuracy']:.2f}%)"
+                if "artifact_accuracy" in parity else "")
+    failed = "" if parity["passed"] else f"  PARITY FAILED, kept: {'; '.join(parity['failures'])}"
+    print(f"{fmt:<10} {path}  {info['bytes'] / 1e6:.1f} MB  {info['quantization']['mode'] or 'float32'}  "
+          f"max|Δ| {parity['max_abs_diff']:.2g}, top-1 agreement {parity['top1_agreement']:.4f}"
+          f"{accuracy} on {parity['count']} images{failed}")
+    if fmt == "web":
+        print(f"{'':<10} open the page: nin-keras serve {path}")
+    if "micro" in info:
+        fits = [name for name, ok in info["micro"]["fits"].items() if ok]
+        print(f"{'':<10} tflite-micro: flash {info['micro']['flash_bytes'] / 1024:.0f} KiB, tensor arena "
+              f"{info['micro']['arena_bytes'] / 1024:.0f} KiB; fits: {', '.join(fits) or 'none of the listed MCU classes'}")
+    sys.stdout.flush()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -311,8 +352,12 @@ def _cmd_compact(args: argparse.Namespace) -> int:
     """Write a copy of a preset whose dense ZCA is distilled into a small ConvWhitening."""
     import json
 
+    from pathlib import Path
+
     from nin_keras.zoo.compact import make_compact_preset
 
+    if Path(args.out).exists() and not args.overwrite:  # before minutes of fitting, not after
+        raise FileExistsError(f"{args.out} already exists (pass --overwrite to replace it)")
     folder = make_compact_preset(args.preset, args.out, kernel_size=args.kernel_size, padding=args.padding,
                                  fit_images=args.fit_images, seed=args.seed, data_dir=args.data_dir,
                                  overwrite=args.overwrite, command=" ".join(["nin-keras", *sys.argv[1:]]))
@@ -337,8 +382,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         predictor.input_policy = policy.replace(resize=policy.resize and not args.no_resize,
                                                 invert=policy.invert or args.invert)
     images = list_image_files(args.images)
+    _say_skipped(args.images, images)
     results = [top for start in range(0, len(images), 64)
-               for top in predictor.predict(images[start:start + 64], top_k=args.top_k)]
+               for top in predictor.classify(images[start:start + 64], top_k=args.top_k)]
     if args.json:
         policy = predictor.input_policy
         print(json.dumps({"model": args.model, "format": predictor.format, "runtime": predictor.runtime,
@@ -349,6 +395,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for image, top in zip(images, results):  # names that are not UTF-8 print as \xe9 escapes
         print(f"{printable_path(image)}: " + ", ".join(f"{label} {p:.4f}" for label, p in top))
     return 0
+
+
+def _say_skipped(specs: list[str], taken: list[str]) -> None:
+    """One stderr line naming the files in the given folders that are not read (not an image by
+    their suffix, or hidden), so that none is skipped without a word."""
+    from pathlib import Path
+
+    chosen = {Path(p).resolve() for p in taken}
+    skipped = sorted(str(p) for spec in specs if Path(spec).is_dir()
+                     for p in Path(spec).rglob("*") if p.is_file() and p.resolve() not in chosen)
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+        print(f"nin-keras predict: skipped {len(skipped)} file(s) that are not images (by suffix) or hidden: {shown}",
+              file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", help="split to evaluate (default: test)")
     evaluate.add_argument("--data-dir", help="local data folder")
     evaluate.add_argument("--limit", type=_count(1), help="evaluate the first N images only")
-    evaluate.add_argument("--batch-size", type=_count(1), default=500, help="images per forward pass (default: %(default)s)")
+    evaluate.add_argument("--batch-size", type=_count(1), default=500,
+                          help="images per inference batch (default: %(default)s; lower it to use less memory)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--tta", choices=("none", "flip", "flip_translate"), default="none",
                           help="test-time augmentation: average over mirrored (and 2-pixel shifted) views")
@@ -445,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     visualize = sub.add_parser("visualize", help="PNG pictures: confidence maps, CAM, deconvnet, filters, curves")
     kinds = visualize.add_subparsers(dest="kind", required=True, metavar="KIND")
     output = argparse.ArgumentParser(add_help=False)
-    output.add_argument("--output", default="nin_keras_visualize", help="folder for the PNGs (default: %(default)s)")
+    output.add_argument("--out", default="nin_keras_visualize", help="folder for the PNGs (default: %(default)s)")
+    output.add_argument("--output", help=argparse.SUPPRESS)  # the old name of --out, deprecated
     model = argparse.ArgumentParser(add_help=False, parents=[output])
     model.add_argument("--model", required=True, help="zoo preset (nin_cifar10), preset folder or URL, or a .keras file")
     images = argparse.ArgumentParser(add_help=False, parents=[model])
@@ -475,7 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("preset", help="zoo name (nin_cifar10.caffe) or preset folder with a ZCAWhitening")
     compact.add_argument("--out", required=True, help="the new preset folder")
     compact.add_argument("--kernel-size", type=int, default=7, help="odd kernel size (default: %(default)s)")
-    compact.add_argument("--padding", choices=("symmetric", "reflect", "zeros"), default="symmetric")
+    compact.add_argument("--padding", choices=("symmetric", "reflect", "zeros"), default="symmetric",
+                         help="how the convolution sees past the image border: mirrored with the edge pixel "
+                              "(symmetric), without it (reflect) or black (zeros) (default: %(default)s)")
     compact.add_argument("--fit-images", type=int, default=3000, help="training images to fit on (default: %(default)s)")
     compact.add_argument("--seed", type=int, default=0, help="seed of the fitting subset")
     compact.add_argument("--data-dir", help="local data folder")
@@ -488,8 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated: savedmodel, tflite, onnx, web (default: the first three; web: a "
                              "folder with a page that classifies photos in the browser, see `nin-keras serve`)")
     export.add_argument("--quantize", choices=("float16", "dynamic", "int8"),
-                        help="float16 (tflite), dynamic or int8 (tflite, onnx, web); SavedModel stays float32; "
-                             "without it web is int8 for compact presets, float32 otherwise")
+                        help="float16 (tflite), dynamic or int8 (tflite, onnx, web); formats without the mode "
+                             "(SavedModel always) are written in float32; without it web is int8 for compact "
+                             "presets, float32 otherwise")
     export.add_argument("--integer-io", action="store_true",
                         help="with --quantize int8: integer-only TFLite (uint8 pixels in, uint8 out, int8 kernels, "
                              "no float tensor; tflite-micro flash/arena in its metadata) and fully quantized ONNX")
@@ -498,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="export the network alone (default: GCN/ZCA/LCN baked in, raw [0, 255] pixels in)")
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default: %(default)s)")
     export.add_argument("--parity-samples", type=int, default=500, help="test images for the parity check")
+    export.add_argument("--accept-parity-failure", action="store_true",
+                        help="keep an artifact that fails its parity check (the failure is printed and recorded "
+                             "in its metadata) instead of writing nothing")
     export.add_argument("--calibration-samples", type=int, default=200, help="training images for int8 calibration")
     export.set_defaults(func=_cmd_export)
 
@@ -528,24 +596,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The library's messages spell a fix in Python (``overwrite=True``); the command line's name the
+#: flag or command that does it.
+_CLI_SPELLINGS = (
+    ("(pass overwrite=True / --overwrite to replace it)", "(pass --overwrite to replace it)"),
+    ("(pass overwrite=True to replace it)", "(pass --overwrite to replace it)"),
+    ("See nin_keras.zoo.list_models().", "`nin-keras models --pretrained` lists the names with weights."),
+    ("pass data_dir= (--data-dir)", "pass --data-dir"),
+    ("pass accept_parity_failure=True", "pass --accept-parity-failure"),
+)
+
+
+def _cli_spelling(message: str) -> str:
+    for python, cli in _CLI_SPELLINGS:
+        message = message.replace(python, cli)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what the user typed, for the record
-    if not args.verbose:
-        from nin_keras.tf_startup import quiet_tensorflow_import
-
-        quiet_tensorflow_import()  # before any subcommand imports Keras (and so TensorFlow)
     from nin_keras.errors import NinKerasError
+    from nin_keras.tf_startup import is_verbose, set_verbose
 
+    was_verbose = is_verbose()  # $NIN_KERAS_VERBOSE
+    args.verbose = args.verbose or was_verbose
+    set_verbose(args.verbose)  # before any subcommand imports Keras (and so TensorFlow)
     try:
         return int(args.func(args) or 0)
     except (NinKerasError, ValueError, FileNotFoundError, FileExistsError) as err:
         if args.verbose:
             raise
         # Bad files and inputs are the user's to fix: one line, no traceback.
-        print(f"nin-keras {args.command}: error: {err}", file=sys.stderr)
+        print(f"nin-keras {args.command}: error: {_cli_spelling(str(err))}", file=sys.stderr)
         return 1
+    finally:
+        set_verbose(was_verbose)  # main() called in a caller's process leaves it as it was
 
 
 if __name__ == "__main__":

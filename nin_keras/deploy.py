@@ -4,7 +4,7 @@ and presets where TensorFlow or Keras is installed. The one import path for ``Pr
 
 Example:
     >>> from nin_keras.deploy import Predictor
-    >>> Predictor("out/nin_cifar10.onnx").predict(["cat.jpg"], top_k=3)
+    >>> Predictor("out/nin_cifar10.onnx").classify(["cat.jpg"], top_k=3)
 """
 
 from nin_keras.export.predictor import Predictor, artifact_format

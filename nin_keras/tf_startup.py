@@ -1,4 +1,4 @@
-"""TensorFlow's start-up log lines, silenced for the command line.
+"""Quiet TensorFlow and its converters: their log output, hidden unless asked for.
 
 Importing TensorFlow prints 5-7 lines on stderr before any work starts (oneDNN, ``cudart_stub``,
 ``cpu_feature_guard``, a ``cuInit`` *error* on a machine without a GPU driver). Setting
@@ -8,6 +8,11 @@ quiet import captures file descriptor 2 while TensorFlow loads and initialises i
 the lines that ``TF_CPP_MIN_LOG_LEVEL=2`` would have hidden (absl INFO/WARNING lines), plus the
 "no CUDA driver" error, and writes everything else back to stderr. It happens at the first
 ``import tensorflow`` (an import hook), so a command that never needs TensorFlow never loads it.
+``import nin_keras`` installs the hook, so the library is as quiet as the command line.
+
+The converters and runtimes print too, from C++ and from Python: :func:`quiet_output` hides it
+around each such call and shows it if the call fails. ``nin-keras --verbose`` (or
+``$NIN_KERAS_VERBOSE=1``; :func:`set_verbose`) shows everything.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ import re
 import sys
 import tempfile
 from typing import Iterator
+
+#: Set to anything but "" or "0" (``nin-keras --verbose`` does), it shows what this module hides.
+VERBOSE_ENV = "NIN_KERAS_VERBOSE"
+# Whether quiet_tensorflow_import set TF_CPP_MIN_LOG_LEVEL (set_verbose(True) then unsets it).
+_log_level_set_here = False
 
 # Lines TensorFlow prints while it loads that say nothing the user has to act on.
 _STARTUP_NOISE = (
@@ -44,23 +54,108 @@ def is_startup_noise(line: str) -> bool:
 
 
 @contextlib.contextmanager
+def captured_output(fds: tuple[int, ...] = (1, 2)) -> Iterator[list[str]]:
+    """Point file descriptors ``fds`` at one temporary file for the block; yield its lines.
+
+    The one place that captures what C++ code prints (absl, the TFLite converter, LiteRT,
+    TensorFlow Lite for Microcontrollers): it writes to the file descriptors, not to
+    ``sys.stdout``/``sys.stderr``, so only ``os.dup2`` catches it. Python's streams are flushed
+    on both sides, so what Python printed before and after goes where it belongs.
+
+    Yields:
+        A list that holds the captured lines (line ends kept) once the block ends, also when it
+        raises.
+    """
+    lines: list[str] = []
+    _flush()
+    saved = [os.dup(fd) for fd in fds]
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        for fd in fds:
+            os.dup2(captured.fileno(), fd)
+        try:
+            yield lines
+        finally:
+            _flush()
+            for fd, copy in zip(fds, saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+            captured.seek(0)
+            lines.extend(captured.read().decode("utf-8", errors="replace").splitlines(keepends=True))
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(ValueError, OSError):  # closed or detached by the caller
+            stream.flush()
+
+
+def _write_stderr(lines: list[str]) -> None:
+    sys.stderr.write("".join(lines))
+    sys.stderr.flush()
+
+
+@contextlib.contextmanager
 def _filtered_stderr() -> Iterator[None]:
     """Capture what C++ and Python write to file descriptor 2, then replay all but the noise."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
+    lines: list[str] = []
+    try:
+        with captured_output((2,)) as lines:
             yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode("utf-8", errors="replace")
-            kept = [line for line in text.splitlines(keepends=True) if not is_startup_noise(line)]
-            sys.stderr.write("".join(kept))
-            sys.stderr.flush()
+    finally:
+        _write_stderr([line for line in lines if not is_startup_noise(line)])
+
+
+@contextlib.contextmanager
+def quiet_output(show_on_failure: bool = True) -> Iterator[None]:
+    """Hide what a converter or runtime call prints, unless verbose; show it if the call fails.
+
+    TFLite's converter (absl's ``trackable_obj`` warning, ``fully_quantize: 0, inference_type:
+    6``, the ``tf.lite.Interpreter`` deprecation block), LiteRT (XNNPACK's INFO line), tf2onnx
+    and ONNX Runtime's calibration (``Collecting tensor data and making histogram ...``) print
+    progress and advice a user cannot act on. File descriptors 1 and 2 go to a temporary file
+    for the call (:func:`captured_output`); when the call raises, that text is written to stderr
+    before the error propagates, since it may say why; with :func:`is_verbose` nothing is
+    captured.
+
+    Args:
+        show_on_failure: ``False`` where the caller reports the failure itself, in words.
+
+    Example:
+        >>> with quiet_output():
+        ...     flatbuffer = converter.convert()
+    """
+    if is_verbose():
+        yield
+        return
+    lines: list[str] = []
+    try:
+        with captured_output() as lines:
+            yield
+    except BaseException:
+        if show_on_failure:
+            _write_stderr(lines)
+        raise
+
+
+def is_verbose() -> bool:
+    """Whether log output is shown: ``nin-keras --verbose``, or ``$NIN_KERAS_VERBOSE`` set to
+    anything but ``""`` or ``"0"`` (processes started from here inherit it)."""
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def set_verbose(on: bool) -> None:
+    """Show (``True``) or hide TensorFlow's start-up lines and converter output, in this process
+    and the processes it starts. Takes effect on start-up lines only before TensorFlow loads."""
+    global _log_level_set_here
+    if on:
+        os.environ[VERBOSE_ENV] = "1"
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietFinder)]
+        if _log_level_set_here:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+            _log_level_set_here = False
+    else:
+        os.environ.pop(VERBOSE_ENV, None)
+        quiet_tensorflow_import()
 
 
 def quiet_tensorflow_import() -> None:
@@ -77,7 +172,10 @@ def quiet_tensorflow_import() -> None:
     Example:
         >>> quiet_tensorflow_import()   # in a command line's main, before any import of Keras
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    global _log_level_set_here
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        _log_level_set_here = True
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietFinder())
 

@@ -1,38 +1,62 @@
 #!/usr/bin/env bash
-# Idempotent set-up: a virtual environment in .venv with nin-keras and its dev extras,
-# Debian's Fashion-MNIST files (the only data set this project installs; the others
-# are read from ../shared or from tfds when online), and for the web export and its browser
-# test (tests/test_web.py) Debian's Chromium with its ChromeDriver and the npm package
-# onnxruntime-web at the version pinned in web/package.json (into web/node_modules).
-# Reinstalls when pyproject.toml changes (its hash is kept in .venv/.install-stamp); prints
-# one line per step. What cannot be installed is reported, and the tests needing it skip.
+# Idempotent set-up, one line per step.
+#
+#   bash scripts/setup.sh          the quick start's needs: a virtual environment in .venv with
+#                                  nin-keras and its dependencies (no extras)
+#   bash scripts/setup.sh --test   what the test suite needs (scripts/test.sh): nin-keras with its
+#                                  dev extras (exporters, tensorflow-datasets, pytest, selenium),
+#                                  Debian's Fashion-MNIST files (the only data set this project
+#                                  installs; the others are read from ../shared or from tfds), and
+#                                  for the web export and its browser test (tests/test_web.py)
+#                                  Debian's Chromium with its ChromeDriver and the npm package
+#                                  onnxruntime-web at the version pinned in web/package.json (into
+#                                  web/node_modules)
+#
+# Reinstalls when pyproject.toml changes (its hash is kept in .venv/.install-stamp); a venv set up
+# with --test also serves the quick start. What cannot be installed is reported, and the tests
+# needing it skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+  "") test_setup=false ;;
+  --test) test_setup=true ;;
+  *) echo "usage: bash scripts/setup.sh [--test]" >&2; exit 2 ;;
+esac
 . scripts/venv.sh
-ensure_venv .venv "pyproject.toml sha256 $(pyproject_hash)" "-e .[dev]"
-
-if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  echo "setup: apt-get install dataset-fashion-mnist (Debian's Fashion-MNIST files)"
-  log=$(mktemp)
-  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >"$log" 2>&1; then
-    echo "setup: Fashion-MNIST installed in /usr/share/datasets/fashion-mnist"
-  else
-    echo "setup: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped. apt-get said:" >&2
-    tail -n 20 "$log" >&2
-  fi
-  rm -f "$log"
+test_key="pyproject.toml sha256 $(pyproject_hash)"
+if $test_setup; then
+  ensure_venv .venv "$test_key" "-e .[dev]"
+elif [ "$(cat .venv/.install-stamp 2>/dev/null)" = "$test_key" ]; then
+  echo "setup: .venv is up to date (with the test extras)"
+else
+  ensure_venv .venv "$test_key (no extras)" "-e ."
 fi
+$test_setup || exit 0
 
-if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  echo "setup: apt-get install chromium chromium-driver (the web page's browser test)"
+# apt_install WHAT PACKAGES...: install Debian packages as root, or say what will be skipped.
+apt_install() {
+  local what=$1 log
+  shift
+  command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] || {
+    echo "setup: cannot apt-get install $* (needs root and apt-get); $what will be skipped" >&2
+    return 0
+  }
+  echo "setup: apt-get install $* ($what)"
   log=$(mktemp)
-  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >"$log" 2>&1; then
-    echo "setup: $(/usr/bin/chromium --version 2>/dev/null) installed"
+  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@") >"$log" 2>&1; then
+    echo "setup: $* installed"
   else
-    echo "setup: could not install chromium/chromium-driver; the browser tests will be skipped. apt-get said:" >&2
+    echo "setup: could not install $*; $what will be skipped. apt-get said:" >&2
     tail -n 20 "$log" >&2
   fi
   rm -f "$log"
+}
+
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  apt_install "the Fashion-MNIST tests" dataset-fashion-mnist
+fi
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  apt_install "the web page's browser tests" chromium chromium-driver
 fi
 
 # The runtime the web export copies; npm ci installs exactly what web/package-lock.json pins

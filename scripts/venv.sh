@@ -24,10 +24,22 @@ ensure_venv() {
     # pip >= 25 shows setuptools' "Editable installation ... be careful with folders named like
     # your package" note, which every package-dir mapping (zoo/, export/) gets; it is no warning.
     read -r -a words <<< "$args"  # split on spaces, no glob expansion of ".[dev]"
+    # pip's progress, one line per package it fetches (a first install takes minutes); its
+    # errors go to stderr as they are.
     PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation" \
-      "$venv/bin/python" -m pip install -q "${words[@]}"
+      "$venv/bin/python" -m pip install --progress-bar off "${words[@]}" | pip_progress
+    if [ "${PIPESTATUS[0]}" != 0 ]; then  # whatever the caller's pipefail setting
+      echo "setup: pip install $args failed" >&2
+      return 1
+    fi
   done
   printf '%s\n' "$key" > "$venv/.install-stamp"
+}
+
+# pip's stdout, less its "Requirement already satisfied" chatter: "Collecting NAME" per package
+# fetched, then what was installed.
+pip_progress() {
+  grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' | sed -u 's/^/setup:   pip: /' || true
 }
 
 # The sha256 of pyproject.toml: what the package's dependencies are.

@@ -1,12 +1,15 @@
 """What every ``nin-keras`` subcommand shares: quiet start-up and one exit-code rule."""
 
+import argparse
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from nin_keras.cli import main
+from nin_keras.cli import build_parser, main
 from nin_keras.tf_startup import _filtered_stderr, is_startup_noise
 
 # Lines TensorFlow 2.21 printed on this project's CPU machine at every CLI start before the fix.
@@ -120,8 +123,8 @@ LIBRARY_ERRORS = {
     "export": ["export", "no_such_model", "--out", "{tmp}/exported"],
     "predict": ["predict", "{tmp}/missing.onnx", "{tmp}/missing.png"],
     "import-caffe": ["import-caffe", "{tmp}/missing.caffemodel", "--arch", "nin_cifar10", "--out", "{tmp}/p"],
-    "visualize curves": ["visualize", "curves", "{tmp}/missing.csv", "--output", "{tmp}/v"],
-    "visualize filters": ["visualize", "filters", "--model", "{tmp}/missing.keras", "--output", "{tmp}/v"],
+    "visualize curves": ["visualize", "curves", "{tmp}/missing.csv", "--out", "{tmp}/v"],
+    "visualize filters": ["visualize", "filters", "--model", "{tmp}/missing.keras", "--out", "{tmp}/v"],
 }
 USAGE_ERRORS = {
     "no command": [],
@@ -153,3 +156,234 @@ def test_usage_errors_exit_2(case, capsys):
 def test_verbose_shows_the_traceback_instead_of_one_line():
     with pytest.raises(ValueError, match="no_such_split"):
         main(["--verbose", "eval", "nin_mnist", "--split", "no_such_split", "--limit", "1"])
+
+
+# What TensorFlow, absl, LiteRT, the converters and ONNX Runtime print that a user cannot act on:
+# none of it may reach a terminal without --verbose.
+LOG_LINE_PATTERNS = [re.compile(p) for p in (
+    r"^[IW]\d{4} \d\d:\d\d:\d\d|cuInit",                   # absl's C++ INFO/WARNING format
+    r"absl::InitializeLog|^(WARNING|INFO):absl:",           # absl before init; absl's Python logger
+    r"oneDNN custom operations|cpu_feature_guard|cudart_stub|rebuild TensorFlow",
+    r"^INFO: Created TensorFlow Lite",                      # LiteRT's XNNPACK line
+    r"fully_quantize: \d, inference_type",                  # the TFLite quantizer's settings
+    r"tf\.lite\.Interpreter is deprecated|Statistics for quantized inputs",
+    r"^(Collecting tensor data|Finding optimal threshold|Number of tensors :|Number of histogram bins"
+    r"|Percentile :)",                                      # ONNX Runtime's calibration
+    r"site-packages/(tensorflow|tf2onnx|onnxruntime|ai_edge_litert|absl)/.*Warning",
+)]
+
+
+def _log_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if any(p.search(line) for p in LOG_LINE_PATTERNS)]
+
+
+def _subcommands(parser=None) -> dict[str, argparse.ArgumentParser]:
+    """Every (sub)subcommand's parser by its words ("visualize cam"), read from the real parser."""
+    parser = parser or build_parser()
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found[name] = child
+                found.update({f"{name} {k}": v for k, v in _subcommands(child).items()})
+    return found
+
+
+def test_log_line_patterns_catch_what_the_converters_printed():
+    # Printed by `nin-keras export nin_cifar10.caffe_compact --quantize int8` before the fix.
+    printed = [
+        "WARNING:absl:Please consider providing the trackable_obj argument in the from_concrete_functions.",
+        "fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, output_inference_type: FLOAT32",
+        "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+        "Collecting tensor data and making histogram ...",
+        "    Warning: tf.lite.Interpreter is deprecated and is scheduled for deletion in",
+        *TENSORFLOW_STARTUP_LINES[:4],
+    ]
+    assert _log_lines("\n".join(printed)) == printed
+    assert _log_lines("\n".join(REAL_PROBLEMS + ["tflite  out/nin_mnist.tflite  1.1 MB  float32"])) == []
+
+
+@pytest.mark.parametrize("words", sorted(_subcommands()))
+def test_every_subcommand_has_help(words, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*words.split(), "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(f"usage: nin-keras {words}") and out.err == ""
+    undocumented = [a.dest for a in _subcommands()[words]._actions if not a.help and a.dest != "help"
+                    and not isinstance(a, argparse._SubParsersAction)]
+    assert undocumented == [], f"options without help text: {undocumented}"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A tiny digit image, a two-class folder of them, and a model exported to TFLite and ONNX."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(root / "digit.png")
+    for name in ("zero", "one"):
+        (root / "photos" / name).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(root / "photos" / name / f"{i}.png")
+    (root / "metrics.csv").write_text("epoch,loss,accuracy\n0,1.0,0.5\n1,0.5,0.8\n")
+    return root
+
+
+# One real call per subcommand (a quick one; some end in the library's error, which loads the same
+# libraries); the export makes the files the predict calls read, so it runs first.
+REAL_CALLS = {
+    "export": ["export", "nin_mnist", "--formats", "tflite,onnx", "--quantize", "int8", "--parity-samples", "20",
+               "--calibration-samples", "20", "--out", "{tmp}/exported"],
+    "predict": ["predict", "{tmp}/exported/nin_mnist.int8.tflite", "{tmp}/digit.png"],
+    "predict onnx": ["predict", "{tmp}/exported/nin_mnist.int8.onnx", "{tmp}/digit.png"],
+    "models": ["models", "nin_mnist"],
+    "eval": ["eval", "nin_mnist", "--limit", "50"],
+    "train": ["train", "nin_mnist_fast", "--max-steps", "1", "--epochs", "1", "--quiet", "--out", "{tmp}/run"],
+    "finetune": ["finetune", "nin_mnist", "{tmp}/photos", "--out", "{tmp}/tuned", "--max-steps", "1", "--epochs", "1",
+                 "--quiet"],
+    "import-caffe": ["import-caffe", "{tmp}/digit.png", "--arch", "nin_mnist", "--out", "{tmp}/imported"],
+    "visualize filters": ["visualize", "filters", "--model", "nin_mnist", "--out", "{tmp}/pictures"],
+    "visualize curves": ["visualize", "curves", "{tmp}/metrics.csv", "--out", "{tmp}/pictures"],
+    "compact": ["compact", "nin_mnist", "--out", "{tmp}/compact"],
+    "serve": ["serve", "{tmp}/no_such_folder.web", "--port", "0"],
+    "bench": ["bench", "--quick", "--only", "pipeline", "--results-dir", "{tmp}/bench"],
+}
+SLOW_CALLS = {"bench", "train", "finetune"}
+
+
+def test_real_calls_cover_every_subcommand():
+    top = {words for words in _subcommands() if " " not in words}
+    assert top <= {words.split()[0] for words in REAL_CALLS}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CALLS else c
+                                  for c in REAL_CALLS])
+def test_subcommands_print_no_log_lines_unless_verbose(case, workspace):
+    done = _cli(*(word.format(tmp=workspace) for word in REAL_CALLS[case]))
+    assert done.returncode in (0, 1), done.stderr
+    assert _log_lines(done.stderr) == [] and _log_lines(done.stdout) == [], done.stderr
+    if done.returncode == 1:  # the library's refusal: one line, no traceback
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_library_is_quiet_when_imported_unless_verbose(tmp_path):
+    # The README's Python use: import, load a preset, export it; only the results are printed.
+    child = (
+        "from nin_keras import zoo\n"
+        "from nin_keras.export import export\n"
+        "model = zoo.from_preset('nin_mnist')\n"
+        f"paths = export(model, ['tflite'], {str(tmp_path)!r}, parity_samples=10)\n"
+        "print(paths['tflite'].name)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "NIN_KERAS_VERBOSE")}
+    quiet = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.split() == ["nin_mnist_inference.tflite"]
+    assert quiet.stderr == ""
+    loud = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300,
+                          env={**env, "NIN_KERAS_VERBOSE": "1"})
+    assert loud.returncode == 0, loud.stderr
+    assert _log_lines(loud.stderr), loud.stderr  # what the quiet run hid is really there
+
+
+def test_quiet_output_shows_what_a_failed_call_printed(capfd):
+    from nin_keras.tf_startup import quiet_output
+
+    with quiet_output():
+        os.write(2, b"I0000 00:00:1.0 1 converter.cc:1] converting\n")
+        os.write(1, b"fully_quantize: 0, inference_type: 6\n")
+    assert capfd.readouterr() == ("", "")
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        with quiet_output():
+            os.write(2, b"E0000 converter.cc:2] op FOO has no kernel\n")
+            raise RuntimeError("conversion failed")
+    assert "op FOO has no kernel" in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------- messages a user can follow
+
+
+def _error(argv, capsys) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def mnist_onnx(tmp_path_factory):
+    """nin_mnist exported to ONNX, with its metadata."""
+    from nin_keras.export import export
+
+    return export("nin_mnist", ["onnx"], tmp_path_factory.mktemp("onnx"), parity_samples=8)["onnx"]
+
+
+@pytest.mark.parametrize("command", [["eval"], ["visualize", "filters", "--model"]])
+def test_a_preset_command_on_an_exported_artifact_points_to_predict(command, mnist_onnx, capsys):
+    # Before: "Preset folder .../nin_mnist.onnx does not exist." about a file that exists.
+    err = _error([*command, str(mnist_onnx)], capsys)
+    assert f"{mnist_onnx} is not a preset but a file" in err
+    assert "zoo name" in err and "preset folder" in err and "`nin-keras predict`" in err
+    assert "does not exist" not in err
+
+
+def test_an_unknown_zoo_name_is_named_with_close_matches_and_the_models_command(tmp_path, capsys):
+    # Before: "cannot load the preset artifact 'nin_cifar11' (corrupt or truncated?)" and a Python function.
+    for argv in (["predict", "nin_cifar11", str(tmp_path / "x.png")], ["eval", "nin_cifar11"]):
+        err = _error(argv, capsys)
+        assert "Unknown zoo model 'nin_cifar11'" in err and "'nin_cifar10'" in err
+        assert "`nin-keras models --pretrained`" in err
+        assert "corrupt" not in err and "list_models()" not in err
+
+
+def test_cli_errors_name_the_flag_not_the_python_argument(tmp_path, capsys):
+    # Before: "pass overwrite=True to replace it" from `nin-keras compact`.
+    (tmp_path / "taken").mkdir()
+    err = _error(["compact", "nin_cifar10.caffe", "--out", str(tmp_path / "taken")], capsys)
+    assert f"{tmp_path / 'taken'} already exists" in err and "(pass --overwrite to replace it)" in err
+    assert "overwrite=True" not in err
+    err = _error(["eval", "nin_cifar10", "--data", "svhn", "--data-dir", str(tmp_path / "empty")], capsys)
+    assert "'svhn' is not available offline" in err and "pass --data-dir" in err and "data_dir=" not in err
+    assert not (tmp_path / "empty").exists()
+
+
+def test_predict_takes_a_web_export_folder_and_names_skipped_files(mnist_onnx, tmp_path, capsys):
+    import shutil
+
+    from PIL import Image
+
+    # A web export folder holds the page's model.onnx and its metadata model.onnx.json.
+    web = tmp_path / "nin_mnist.web"
+    web.mkdir()
+    shutil.copy(mnist_onnx, web / "model.onnx")
+    shutil.copy(f"{mnist_onnx}.json", web / "model.onnx.json")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(photos / "white.png")
+    (photos / "notes.txt").write_text("not an image")
+    assert main(["predict", str(web), str(photos), "--top-k", "1"]) == 0
+    out = capsys.readouterr()
+    from nin_keras.deploy import Predictor
+
+    expected = Predictor(mnist_onnx).classify([str(photos / "white.png")], top_k=1)[0][0][0]
+    assert out.out.startswith(f"{photos / 'white.png'}: {expected} ")
+    # Before: notes.txt was skipped without a word.
+    assert out.err.strip() == f"nin-keras predict: skipped 1 file(s) that are not images (by suffix) or hidden: {photos / 'notes.txt'}"
+
+
+def test_eval_prints_the_paper_figures_only_on_the_presets_own_data_set(tmp_path, capsys):
+    from PIL import Image
+
+    from nin_keras.data.arrays import load_arrays
+
+    images, labels = load_arrays({"name": "mnist", "test_examples": 30}, "test", None)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (tmp_path / "digits" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(tmp_path / "digits" / str(label) / f"{i}.png")
+    assert main(["eval", "nin_mnist", "--data", str(tmp_path / "digits")]) == 0
+    on_folder = capsys.readouterr().out
+    assert "accuracy" in on_folder and "paper error" not in on_folder and "published error" not in on_folder
+    assert main(["eval", "nin_mnist", "--limit", "30"]) == 0
+    assert "paper error 0.47%   published error 0.44%" in capsys.readouterr().out

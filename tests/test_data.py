@@ -360,24 +360,38 @@ def test_missing_data_error_says_where_and_how(tmp_path):
 def test_auto_falls_back_to_tfds_only_without_local_copy(tmp_path, monkeypatch):
     calls = []
 
-    def fake_tfds(info, split, data_dir):
-        calls.append((info.name, split))
+    def fake_tfds(info, split, data_dir, download):
+        calls.append((info.name, split, download))
         return tf.data.Dataset.from_tensor_slices((np.zeros((1, 32, 32, 3), np.uint8), [0]))
 
     monkeypatch.setattr(sources, "_load_tfds", fake_tfds)
     load_dataset("cifar100", "test", source="auto", data_dir=tmp_path)
-    assert calls == [("cifar100", "test")]
+    assert calls == [("cifar100", "test", False)]  # auto reads a prepared copy, never downloads
     np.savez(tmp_path / "cifar100.npz", x_train=np.zeros((1, 32, 32, 3), np.uint8), y_train=[1],
              x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=[3, 4])
     _, labels = arrays(load_dataset("cifar100", "test", source="auto", data_dir=tmp_path))
     assert labels.tolist() == [3, 4] and len(calls) == 1
 
-    def offline(info, split, data_dir):
+    def offline(info, split, data_dir, download):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(sources, "_load_tfds", offline)
     with pytest.raises(DataError, match="no network"):
         load_dataset("svhn", "test", source="auto", data_dir=tmp_path / "nothing")
+
+
+def test_auto_offline_says_where_to_put_the_files_and_touches_no_tfds_folder(tmp_path):
+    # The real tensorflow-datasets without a prepared copy (this machine is offline): before, auto
+    # started a download ("Downloading and preparing dataset ...") into its data folder.
+    pytest.importorskip("tensorflow_datasets")
+    folder = tmp_path / "data"  # searched for the publisher's files, and tfds's data folder
+    with pytest.raises(DataError) as error:
+        load_dataset("svhn", "test", source="auto", data_dir=folder)
+    message = str(error.value)
+    assert "no local copy of dataset 'svhn'" in message and "test_32x32.mat" in message
+    assert str(folder) in message and "--data-dir" in message
+    assert "is not available offline" in message and "never downloads" in message
+    assert not folder.exists()
 
 
 def test_bad_names():

@@ -25,7 +25,7 @@ spec = json.loads(sys.argv[1])
 out = {}
 for path in spec["artifacts"]:
     predictor = Predictor(path)
-    out[path] = {"top": predictor.predict(spec["images"], top_k=3),
+    out[path] = {"top": predictor.classify(spec["images"], top_k=3),
                  "proba": predictor.predict_proba(spec["images"]).tolist()}
 loaded = sorted(name for name, module in sys.modules.items()
                 if module is not None and name.split(".")[0] in ("tensorflow", "keras", "jax"))
@@ -58,7 +58,7 @@ def test_deploy_runs_tflite_and_onnx_without_tensorflow_or_keras(artifacts):
         here = Predictor(path)
         np.testing.assert_allclose(np.array(report["results"][path]["proba"]), here.predict_proba(images), atol=1e-6)
         assert [[name for name, _ in row] for row in report["results"][path]["top"]] == \
-               [[name for name, _ in row] for row in here.predict(images, top_k=3)]
+               [[name for name, _ in row] for row in here.classify(images, top_k=3)]
 
 
 def test_predictor_has_one_import_path():

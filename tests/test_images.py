@@ -691,7 +691,7 @@ def test_exports_record_the_policy_and_strict_mode_keeps_the_old_error(photo_exp
     shutil.copy(paths["onnx"], old)
     metadata_path(old).write_text(json.dumps({k: v for k, v in info.items() if k != "input_policy"}))
     assert Predictor(old).input_policy == CIFAR
-    assert Predictor(old).predict([rgb])[0][0][0] == Predictor(paths["onnx"]).predict([rgb])[0][0][0]
+    assert Predictor(old).classify([rgb])[0][0][0] == Predictor(paths["onnx"]).classify([rgb])[0][0][0]
     # Hostile files through predict: the bomb header and a glob matching nothing.
     (tmp_path / "huge.png").write_bytes(bomb_png(20000, 20000))
     code, _, err = run_cli("predict", "nin_cifar10", str(tmp_path / "huge.png"))

@@ -67,3 +67,43 @@ def test_clean_build_and_the_wheel_ships_license_recipes_and_weights(tmp_path):
     assert "nin_keras/zoo/README.md" in names and "nin_keras/export/exporter.py" in names
     # The web export's page ships with the library (its runtime comes from npm at export time).
     assert {f"nin_keras/export/web_page/{p.name}" for p in (REPO / "export" / "web_page").iterdir()} <= names
+
+
+def _setup_calls(tmp_path: Path, *args: str) -> list[str]:
+    """Run scripts/setup.sh in a copy of the repository whose venv is current, with apt-get and
+    npm replaced by programs that only record their arguments; return what was called."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "web").mkdir()
+    for name in ("setup.sh", "venv.sh"):
+        shutil.copy2(REPO / "scripts" / name, repo / "scripts" / name)
+    shutil.copy2(REPO / "pyproject.toml", repo / "pyproject.toml")
+    shutil.copy2(REPO / "web" / "package.json", repo / "web" / "package.json")
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    digest = subprocess.run(["sha256sum", "pyproject.toml"], cwd=repo, capture_output=True, text=True).stdout.split()[0]
+    (repo / ".venv" / ".install-stamp").write_text(f"pyproject.toml sha256 {digest}\n")  # set up with --test
+    calls = tmp_path / "calls"
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    for tool in ("apt-get", "npm"):
+        (shims / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n')
+        (shims / tool).chmod(0o755)
+    env = {"PATH": f"{shims}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", "scripts/setup.sh", *args], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert all(line.startswith("setup: ") for line in done.stdout.splitlines()), done.stdout
+    return calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_the_quick_start_installs_no_browser_or_web_runtime(tmp_path):
+    # Before: the quick start ran `npm ci` and (as root) apt-get install chromium chromium-driver.
+    assert _setup_calls(tmp_path) == []
+    assert any(call.startswith("npm ci") for call in _setup_calls(tmp_path / "test", "--test"))
+    readme = (REPO / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in quick_start.splitlines()] == [
+        "bash scripts/quickstart.sh", "bash scripts/test.sh"]
+    assert "bash scripts/setup.sh\n" in (REPO / "scripts" / "quickstart.sh").read_text()
+    assert "bash scripts/setup.sh --test\n" in (REPO / "scripts" / "test.sh").read_text()

@@ -1281,7 +1281,7 @@ def test_predictor_on_a_corrupt_artifact_is_an_export_error(artifacts, tmp_path,
     damaged.write_bytes({"random": np.random.default_rng(0).bytes(len(original)),
                          "truncated": original[: len(original) // 2], "empty": b""}[damage])
     with pytest.raises(ExportError, match=f"{fmt} artifact .*{target.name}"):
-        Predictor(target).predict(_PARITY[0])
+        Predictor(target).classify(_PARITY[0])
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
@@ -1295,4 +1295,4 @@ def test_predictor_metadata_with_too_few_class_names_is_an_export_error(artifact
     info = json.loads(metadata.metadata_path(artifacts[fmt]).read_text())
     metadata.metadata_path(target).write_text(json.dumps({**info, "class_names": ["a", "b"]}))
     with pytest.raises(ExportError, match="lists 2 class names, but the artifact has 3 outputs"):
-        Predictor(target).predict(_PARITY[0])
+        Predictor(target).classify(_PARITY[0])

@@ -548,15 +548,20 @@ def test_curves_from_training_metrics_files(tmp_path, training_run):
 # ---------------------------------------------------------------- CLI
 def test_cli_visualize_curves_and_filters(tmp_path, training_run, capsys):
     run, _ = training_run
-    assert main(["visualize", "curves", str(run / "metrics.csv"), "--output", str(tmp_path / "out")]) == 0
+    assert main(["visualize", "curves", str(run / "metrics.csv"), "--out", str(tmp_path / "out")]) == 0
     _assert_png(tmp_path / "out" / "curves.png", (1200, 360))
+    capsys.readouterr()
+    # --output is the deprecated spelling of --out: it still works, and says which flag to use.
+    assert main(["visualize", "curves", str(run / "metrics.csv"), "--output", str(tmp_path / "old")]) == 0
+    _assert_png(tmp_path / "old" / "curves.png", (1200, 360))
+    assert "--output is deprecated; use --out" in capsys.readouterr().err
     keras.utils.set_random_seed(19)
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(16, 3, activation="relu", name="conv")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
     model.save(tmp_path / "small.keras")
-    assert main(["visualize", "filters", "--model", str(tmp_path / "small.keras"), "--output", str(tmp_path / "out")]) == 0
+    assert main(["visualize", "filters", "--model", str(tmp_path / "small.keras"), "--out", str(tmp_path / "out")]) == 0
     _assert_png(tmp_path / "out" / "filters_conv.png", (4 * 32, 4 * 32))
     assert str(tmp_path / "out" / "filters_conv.png") in capsys.readouterr().out
 
@@ -565,7 +570,7 @@ def test_cli_visualize_curves_and_filters(tmp_path, training_run, capsys):
     for n, image in enumerate(images):
         files.append(str(tmp_path / f"{n}.png"))
         Image.fromarray(image).save(files[-1])
-    common = ["--model", str(tmp_path / "small.keras"), "--images", *files, "--output", str(tmp_path / "out")]
+    common = ["--model", str(tmp_path / "small.keras"), "--images", *files, "--out", str(tmp_path / "out")]
     assert main(["visualize", "cam", *common, "--top", "2"]) == 0
     _assert_png(tmp_path / "out" / "cam.png", (3 * 96, 3 * 96))
     conv = keras.Model(inputs, model.get_layer("conv").output)
@@ -576,7 +581,7 @@ def test_cli_visualize_curves_and_filters(tmp_path, training_run, capsys):
     # A file of another size goes through the input policy; in strict mode it is the user's to
     # fix: one line on stderr, exit status 1.
     Image.fromarray(np.zeros((9, 8, 3), "uint8")).save(tmp_path / "odd.png")
-    odd = [*common[:2], "--images", str(tmp_path / "odd.png"), "--output", str(tmp_path / "odd")]
+    odd = [*common[:2], "--images", str(tmp_path / "odd.png"), "--out", str(tmp_path / "odd")]
     assert main(["visualize", "cam", *odd]) == 0
     assert main(["visualize", "cam", *odd, "--no-resize"]) == 1
     assert "the model takes 8x8" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Tests for the web export (nin_keras.export.web) and ``nin-keras serve``, in a real browser.
 
 Debian's Chromium runs headless under its own ChromeDriver (``/usr/bin/chromium``,
-``/usr/bin/chromedriver``; scripts/setup.sh installs both with apt, and the pinned
+``/usr/bin/chromedriver``; scripts/setup.sh --test installs both with apt, and the pinned
 onnxruntime-web with npm), driven by Selenium. The page is served from a loopback server
 (``nin_keras.serve``) and fed photos written here from real MNIST and CIFAR-10 test images, in
 several sizes, aspect ratios, formats and modes. Its top classes and probabilities are compared
@@ -9,7 +9,7 @@ with ``Predictor`` on the same ``model.onnx``, and its JavaScript input policy w
 one (``InputPolicy``) pixel by pixel.
 
 Where Chromium, its driver, Selenium or the runtime package are missing, every test here skips
-and says which one (scripts/setup.sh installs them; the skip reason names the command).
+and says which one (scripts/setup.sh --test installs them; the skip reason names the command).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _missing() -> str | None:
 
 MISSING = _missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no headless browser test: missing {MISSING}; "
-                                                            "scripts/setup.sh installs them")
+                                                            "scripts/setup.sh --test installs them")
 
 
 # --------------------------------------------------------------------------- browser and server
@@ -380,7 +380,7 @@ def test_page_matches_predictor_on_photos_of_any_size(driver, mnist_web, tmp_pat
             if bound(name) == 0:
                 assert np.abs(page - from_file).max() <= FLOAT_ATOL, name
             worst_probability = max(worst_probability, float(np.abs(page - same_input).max()))
-            assert [t["label"] for t in last["top"]] == [n for n, _ in predictor.predict(page_pixels.astype(np.uint8))[0]]
+            assert [t["label"] for t in last["top"]] == [n for n, _ in predictor.classify(page_pixels.astype(np.uint8))[0]]
             assert last["mapsShape"] == [1, 7, 7, 10] and last["backend"] == "wasm"
             stats = overlay_stats(driver)
             assert stats["std"] > 5 and stats["coloured"] > 0.2, (name, stats)

@@ -130,7 +130,7 @@ class ImageClassifier(keras.Model):
 
         Args:
             images: image file paths (decoded by the input policy), one image array or a batch
-                of uint8 / float ``[0, 255]`` arrays, as ``Predictor.predict`` takes.
+                of uint8 / float ``[0, 255]`` arrays, as ``Predictor.classify`` takes.
             top_k: how many classes per image.
             batch_size: images per forward pass.
         """

@@ -73,13 +73,26 @@ def from_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
     return load_preset(preset, cache_dir=cache_dir).classifier()
 
 
+#: What a preset can be, said when something else was given.
+_PRESET_IS = ("a preset is a zoo name with weights (`nin-keras models --pretrained`), a preset folder "
+              "(config.json, model.weights.h5, metadata.json) or its URL")
+#: Files that mark an exported artifact folder (SavedModel, web page).
+_EXPORT_MARKERS = ("saved_model.pb", "model.onnx")
+
+
 def _resolve(ref: str, cache_dir: str | os.PathLike | None) -> Path:
+    exported = os.path.isfile(ref) or (os.path.isdir(ref) and not os.path.isfile(os.path.join(ref, CONFIG_FILE))
+                                       and any(os.path.isfile(os.path.join(ref, m)) for m in _EXPORT_MARKERS))
+    if exported:
+        raise PresetError(f"{ref} is not a preset but a {'file' if os.path.isfile(ref) else 'folder'}: {_PRESET_IS}. "
+                          "Exported artifacts (.tflite, .onnx, SavedModel and web folders) run with `nin-keras "
+                          "predict` (nin_keras.deploy.Predictor).")
     if os.path.isdir(ref):
         return Path(ref)
     if ref.startswith(_URL_SCHEMES):
         return _fetch_url_preset(ref, cache_dir)
     if os.sep in ref or ref.startswith("."):
-        raise PresetError(f"Preset folder {ref} does not exist.")
+        raise PresetError(f"Preset folder {ref} does not exist ({_PRESET_IS}).")
     return resolve_registered(*registry.get_pretrained_config(ref), cache_dir)
 
 

@@ -206,8 +206,7 @@ def check_replaceable(path: str | os.PathLike, overwrite: bool) -> None:
     if not (path.exists() or path.is_symlink()):
         return
     if not overwrite:
-        raise FileExistsError(f"{path} already exists (pass overwrite=True, or --overwrite on the command line, "
-                              "to replace it)")
+        raise FileExistsError(f"{path} already exists (pass overwrite=True / --overwrite to replace it)")
     if not is_preset_folder(path):
         raise PresetError(f"{path} exists and is not a preset folder (it holds files other than "
                           f"{', '.join(sorted(PRESET_FILES))}, or no preset config.json); it is never replaced, "

@@ -19,6 +19,7 @@ from nin_keras.data.locate import not_found, search_dirs
 from nin_keras.data.npz import read_npz_split
 from nin_keras.data.svhn import SVHN_FILES, VALID_PER_CLASS, read_svhn_mat, validation_mask
 from nin_keras.errors import DataError
+from nin_keras.tf_startup import quiet_output
 
 Arrays = tuple[np.ndarray, np.ndarray]
 Reader = Callable[[Path, DatasetInfo, str], Arrays]
@@ -75,7 +76,9 @@ def load_dataset(name: str, split: str, source: str = "auto",
             ``train`` + ``extra`` (598,388 images) and no image is in two splits.
         source: ``"local"`` reads the publishers' files from a data folder (see
             ``nin_keras.data.locate.data_dirs``); ``"tfds"`` uses tensorflow-datasets (which may
-            download); ``"auto"`` uses a local copy when there is one, else tfds.
+            download); ``"auto"`` uses a local copy when there is one, else tensorflow-datasets'
+            prepared copy, and never downloads (an offline machine gets the message saying
+            where to put the files, not a failed download).
         data_dir: Folder to read (only this one) instead of the default search path; for tfds,
             its data folder.
 
@@ -99,13 +102,19 @@ def load_dataset(name: str, split: str, source: str = "auto",
     if source == "local":
         raise not_found(name, search_dirs(name, data_dir), _local_names(name))
     try:
-        return _load_tfds(info, split, data_dir)
+        return _load_tfds(info, split, data_dir, download=source == "tfds")
     except Exception as error:  # tfds reports offline/download/prepare failures in many types
         if source == "tfds":
             raise DataError(f"tensorflow-datasets could not load {info.tfds_name!r} split "
                             f"{split!r}: {type(error).__name__}: {error}") from error
         raise not_found(name, search_dirs(name, data_dir), _local_names(name),
-                        f"{type(error).__name__}: {error}") from error
+                        f"it has no prepared copy either, so {name!r} is not available offline (source='auto' "
+                        f"never downloads; source='tfds' does): {_first_sentence(error)}") from error
+
+
+def _first_sentence(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.split('. ')[0].splitlines()[0] if text else ''}"
 
 
 def _local_names(name: str) -> list[str]:
@@ -169,18 +178,26 @@ def _to_dataset(arrays: Arrays) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((images.astype(np.uint8), labels.astype(np.int64)))
 
 
-def _load_tfds(info: DatasetInfo, split: str, data_dir) -> tf.data.Dataset:
+def _load_tfds(info: DatasetInfo, split: str, data_dir, download: bool = True) -> tf.data.Dataset:
+    """The split through tensorflow-datasets; ``download=False`` reads a prepared copy only
+    (nothing is created under its data folder)."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
         raise DataError("tensorflow-datasets is not installed (pip install tensorflow-datasets)") from error
     data_dir = None if data_dir is None else str(data_dir)
 
+    def load(tfds_split: str, **options):
+        # absl's "Variant folder ... has no dataset_info.json", also when the copy is missing:
+        # that failure is reported by load_dataset, in words.
+        with quiet_output(show_on_failure=False):
+            return tfds.load(info.tfds_name, split=tfds_split, as_supervised=True, data_dir=data_dir,
+                             download=download, **options)
+
     def read_arrays(tfds_split: str) -> Arrays:
-        return tuple(tfds.as_numpy(tfds.load(info.tfds_name, split=tfds_split, batch_size=-1,
-                                             as_supervised=True, data_dir=data_dir)))
+        return tuple(tfds.as_numpy(load(tfds_split, batch_size=-1)))
 
     if info.name == "svhn" and split != "test":
         return _to_dataset(_checked(svhn_split(read_arrays, split), info, split))
-    dataset = tfds.load(info.tfds_name, split=split, as_supervised=True, data_dir=data_dir)
+    dataset = load(split)
     return dataset.map(lambda image, label: (tf.cast(image, tf.uint8), tf.cast(label, tf.int64)))

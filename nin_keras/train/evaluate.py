@@ -165,7 +165,8 @@ def evaluate_preset(
 
     Returns:
         ``evaluate_model``'s dict plus ``preset``, ``dataset``, ``split``, ``paper_error`` (the
-        paper's test error in %, or None) and ``published`` (the preset's own recorded metrics);
+        paper's test error in %) and ``published`` (the preset's own recorded metrics), both None
+        unless ``dataset`` is the preset's own data set;
         for a folder also ``class_names`` and ``input_policy``.
 
     Raises:
@@ -197,12 +198,14 @@ def evaluate_preset(
         raise ValueError(f"dataset {str(dataset)!r} is neither a data set name ({', '.join(DATASET_NAMES)}) "
                          f"nor an existing class-folder directory or archive{hint}")
     result = evaluate_model(loaded.inference_model(), images, labels, batch_size, tta)
+    # The paper's and the published figures are about the preset's own data set, not a user's folder.
+    own = not extra and dataset == loaded.metadata.get("dataset")
     result.update(
         preset=str(preset),
         dataset=str(dataset),
         split=split,
-        paper_error=loaded.metadata.get("paper_error"),
-        published=loaded.metadata.get("metrics"),
+        paper_error=loaded.metadata.get("paper_error") if own else None,
+        published=loaded.metadata.get("metrics") if own else None,
         **extra,
     )
     return result

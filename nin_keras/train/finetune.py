@@ -379,7 +379,7 @@ def _check_outputs(out: Path, run_dir: Path, data: Path, overwrite: bool) -> Non
     except (OSError, ValueError, AttributeError):
         written_by = None
     if written_by != os.fspath(run_dir.resolve()) and not overwrite:
-        raise FileExistsError(f"{out} is a preset from another run; pass overwrite=True (--overwrite) to replace it, "
+        raise FileExistsError(f"{out} is a preset from another run (pass overwrite=True / --overwrite to replace it), "
                               "or choose another --out")
 
 
