@@ -224,3 +224,14 @@ def test_cli_finetune_on_jax_writes_a_preset_that_predicts(tmp_path):
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["class_names"] == ["blue", "red"] and len(metadata["history"]) == 1
     _loads_and_predicts(out, rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), 2)
+
+
+def test_a_tensorflow_strategy_on_jax_names_the_one_that_runs():
+    from nin_keras.train.strategy import make_strategy
+
+    for name in ("mirrored", "multiworker"):
+        with pytest.raises(ValueError, match="--strategy data_parallel"):
+            make_strategy(name)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        make_strategy("tpu")
+    assert make_strategy("default") is None
