@@ -22,8 +22,15 @@ own subprocess, because oneDNN and thread pools are fixed when TensorFlow starts
 peak is the highest matmul rate any variant's process measured; every row's fraction of peak is
 against it. ``--budget-s`` bounds the whole run on a busy machine (later variants are skipped).
 
+With ``--backend tensorflow|jax`` it measures instead the library's whole training path
+(``nin_keras.train.run.run``: the ``tf.distribute`` loop on TensorFlow, Keras ``fit`` with the
+library's callbacks, rate table and Caffe L2 on JAX) against plain ``model.fit`` of the same
+network on the same uint8 arrays, on that backend, and writes ``results/train_step_<backend>.json``
+(run it with a Python that has that backend: ``.venv-jax/bin/python`` for JAX).
+
 Usage:
     python benchmarks/train_step.py            # all variants, writes results/train_step.json
+    .venv-jax/bin/python benchmarks/train_step.py --backend jax --quick
     python benchmarks/train_step.py --quick    # tiny smoke run
     python benchmarks/train_step.py --variants baseline jit_compile
     python benchmarks/train_step.py --budget-s 540
@@ -323,8 +330,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="timed runs per model (median reported)")
     parser.add_argument("--budget-s", type=float, help="skip the remaining variants once this many seconds "
                         "would likely be exceeded")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"),
+                        help="compare the library's training path with plain Keras fit on this backend")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.backend:
+        return backend_comparison(args.backend, args.quick, args.runs, argv)
     if args.worker:
         print(RESULT_PREFIX + json.dumps(worker(json.loads(args.worker))), flush=True)
         return 0
@@ -353,6 +364,94 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(path)
     return 0 if all(row.get("status") == "ok" or row["status"].startswith("skipped") for row in rows) else 1
+
+
+def backend_comparison(backend: str, quick: bool, runs: int | None, argv) -> int:
+    """Library training path vs plain ``fit``, NIN CIFAR-10 on random uint8 images (see the module
+    docstring); each side trains ``1 + runs`` epochs, the first (compilation) is not timed."""
+    os.environ["KERAS_BACKEND"] = backend  # before the first Keras import
+    batch, steps, runs = (32, 4, runs or 2) if quick else (128, 10, runs or 3)
+    library = _library_epochs(batch, steps, runs)
+    plain = _plain_fit_epochs(batch, steps, runs)
+    row = {"backend": backend, "batch_size": batch, "steps_per_epoch": steps, "timed_epochs": runs,
+           "library_images_per_s": batch * steps / statistics.median(library),
+           "plain_fit_images_per_s": batch * steps / statistics.median(plain),
+           "library_epoch_s": library, "plain_fit_epoch_s": plain, "load_avg_1m": os.getloadavg()[0]}
+    row["ratio"] = row["library_images_per_s"] / row["plain_fit_images_per_s"]
+    command = "python benchmarks/train_step.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    path = common.write_result(
+        f"train_step_{backend}", [row], command,
+        title=f"Training path on {backend}: nin_keras.train vs plain Keras fit, NIN CIFAR-10",
+        quick=quick,
+        notes=("images/s = batch x steps / median epoch time of the timed epochs (first epoch excluded: "
+               "compilation). Library: nin_keras.train.run.run with SGD momentum 0.9, Caffe L2 5e-4, a cosine "
+               "schedule, Rescaling in the model and no augmentation, EMA or validation; plain: model.fit of the "
+               "same network (float32 images, SGD momentum 0.9, no L2). ratio = library / plain. The CPU is "
+               "shared with other processes (load_avg_1m), which moves single figures by tens of percent."),
+    )
+    print(json.dumps(row, indent=1))
+    print(path)
+    return 0
+
+
+def _recipe(batch: int, epochs: int) -> dict[str, Any]:
+    return {"name": "bench", "model": {"name": "nin_cifar10"}, "dataset": {"name": "synthetic"},
+            "preprocessing": [{"module": "keras.layers", "class_name": "Rescaling", "config": {"scale": 1 / 255, "offset": 0.0}}],
+            "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
+            "weight_decay": {"value": 5e-4, "mode": "l2"}, "schedule": {"name": "cosine"},
+            "epochs": epochs, "batch_size": batch, "seed": 0, "checkpoint_every_steps": 0}
+
+
+def _arrays(batch: int, steps: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch * steps, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, batch * steps).astype(np.int64)
+    return images, labels
+
+
+def _library_epochs(batch: int, steps: int, runs: int) -> list[float]:
+    import tempfile
+
+    import numpy as np
+
+    from nin_keras.train.components import build_layers
+    from nin_keras.train.recipes import Recipe
+    from nin_keras.train.run import NetworkStart, RunInputs, RunSettings, input_shape_after, run
+
+    images, labels = _arrays(batch, steps)
+    recipe = Recipe.parse(_recipe(batch, 1 + runs))
+    preprocess = build_layers(recipe.preprocessing)
+    empty = np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64)
+    network = NetworkStart("nin_cifar10", {"input_shape": input_shape_after(preprocess, (32, 32, 3))})
+    with tempfile.TemporaryDirectory() as out:
+        outcome = run(recipe, RunInputs((images, labels, *empty), preprocess, network), RunSettings(Path(out), verbose=0))
+    return [row["seconds"] for row in outcome.history[1:]]
+
+
+def _plain_fit_epochs(batch: int, steps: int, runs: int) -> list[float]:
+    import keras
+    import numpy as np
+
+    from nin_keras.models import nin_cifar10
+
+    images, labels = _arrays(batch, steps)
+    x, y = images.astype("float32") / 255, np.eye(10, dtype="float32")[labels]
+    model = nin_cifar10()
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.CategoricalCrossentropy(),
+                  metrics=["accuracy"])
+    times: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    model.fit(x, y, batch_size=batch, epochs=1 + runs, shuffle=False, verbose=0, callbacks=[Clock()])
+    return times[1:]
 
 
 if __name__ == "__main__":

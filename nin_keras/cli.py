@@ -428,8 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", help="recipe name in zoo/recipes (e.g. nin_mnist_fast) or a path to a .json")
     train.add_argument("--epochs", type=_count(1), help="override the recipe's epochs")
     train.add_argument("--out", help="run folder (checkpoint, metrics, preset); default runs/<recipe>")
-    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
-                       help="tf.distribute strategy; multiworker reads TF_CONFIG (default: one device)")
+    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "data_parallel"),
+                       help="TensorFlow: mirrored or multiworker (reads TF_CONFIG); JAX: data_parallel "
+                            "(keras.distribution over all devices; several processes from the "
+                            "KERAS_DISTRIBUTION_* variables) (default: one device)")
     train.add_argument("--data-dir", help="local data folder (else $NIN_KERAS_DATA_DIR, ../shared/datasets, ...)")
     train.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
     train.add_argument("--checkpoint-every", type=_count(0), help="also checkpoint every N steps inside an epoch (0: off)")
@@ -476,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--no-augment", action="store_true", help="no random translations and flips")
     tune.add_argument("--from-scratch", action="store_true", help="random initial weights (a baseline)")
     tune.add_argument("--mixed-precision", choices=("float16", "bfloat16"), help="train under mixed precision")
-    tune.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), help="tf.distribute strategy")
+    tune.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "data_parallel"),
+                      help="TensorFlow: mirrored or multiworker; JAX: data_parallel (default: one device)")
     tune.add_argument("--seed", type=_count(0), help="hold-out, data order, augmentation and dropout seed (default 0)")
     tune.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
     tune.add_argument("--run-dir", help="checkpoint and metrics folder (default: OUT.run)")

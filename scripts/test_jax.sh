@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Keras 3 multi-backend check: layers, architectures and presets on JAX, in .venv-jax, a venv
+# The Keras 3 multi-backend check: layers, architectures, presets and training on JAX, in .venv-jax, a venv
 # with the package's dependencies but no TensorFlow. TensorFlow's outputs of the same cases are
 # written first with the main .venv (tests_jax/tf_reference.py) and compared within 1e-4.
 # Runs tests_jax/ plus tests/test_layers.py and tests/test_models.py (its fresh-process .keras

@@ -7,9 +7,6 @@ from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
-from nin_keras.tensorflow_only import import_tensorflow
-
-tf = import_tensorflow(__name__)
 
 from nin_keras.errors import DataError
 
@@ -90,18 +87,14 @@ def load_arrays(dataset: Mapping[str, Any], split: str, data_dir: str | os.PathL
         split: ``"train"`` or ``"test"``.
         data_dir: local data folder (see ``nin_keras.data.load_dataset``).
     """
-    from nin_keras.data import load_dataset
+    from nin_keras.data.sources import load_split
 
-    ds = load_dataset(dataset["name"], split, source=dataset.get("source", "auto"), data_dir=data_dir)
+    images, labels = load_split(dataset["name"], split, source=dataset.get("source", "auto"), data_dir=data_dir)
+    images, labels = images.astype(np.uint8), labels.astype(np.int64)
     limit = dataset.get(f"{split}_examples")
     seed = dataset.get("subset_seed")
     if limit and seed is None:
-        ds = ds.take(int(limit))
-    images, labels = [], []
-    for x, y in ds.batch(4096).as_numpy_iterator():
-        images.append(x)
-        labels.append(y)
-    images, labels = np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int64)
+        images, labels = images[: int(limit)], labels[: int(limit)]
     if limit and seed is not None:
         keep = np.sort(np.random.default_rng(int(seed)).permutation(len(labels))[: int(limit)])
         images, labels = images[keep], labels[keep]
@@ -109,15 +102,22 @@ def load_arrays(dataset: Mapping[str, Any], split: str, data_dir: str | os.PathL
 
 
 def fit_preprocessing(layers: Sequence[keras.layers.Layer], images: np.ndarray, chunk: int = 2048) -> None:
-    """Fit every layer that has ``adapt`` (e.g. ``ZCAWhitening``) on ``images`` passed through the layers before it."""
+    """Fit every layer that has ``adapt`` (e.g. ``ZCAWhitening``) on ``images`` passed through the
+    layers before it, ``chunk`` images at a time (``keras.ops``: any backend, no ``tf.data``)."""
     for i, layer in enumerate(layers):
-        if not hasattr(layer, "adapt"):
-            continue
+        if hasattr(layer, "adapt"):
+            layer.adapt(_Upstream(images, layers[:i], chunk))
 
-        def upstream(batch, before=layers[:i]):
-            x = tf.cast(batch, "float32")
-            for previous in before:
-                x = previous(x)
-            return x
 
-        layer.adapt(tf.data.Dataset.from_tensor_slices(images).batch(chunk).map(upstream))
+class _Upstream:
+    """Batches of images through some layers, in the ``as_numpy_iterator`` form ``adapt`` reads."""
+
+    def __init__(self, images: np.ndarray, layers: Sequence[keras.layers.Layer], chunk: int):
+        self.images, self.layers, self.chunk = images, layers, chunk
+
+    def as_numpy_iterator(self):
+        for start in range(0, len(self.images), self.chunk):
+            x = keras.ops.cast(self.images[start:start + self.chunk], "float32")
+            for layer in self.layers:
+                x = layer(x)
+            yield keras.ops.convert_to_numpy(x)

@@ -7,9 +7,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from nin_keras.tensorflow_only import import_tensorflow
-
-tf = import_tensorflow(__name__)
 
 from nin_keras.data.catalog import DatasetInfo, dataset_info
 from nin_keras.data.cifar import read_cifar_binary, read_cifar_python
@@ -19,6 +16,7 @@ from nin_keras.data.locate import not_found, search_dirs
 from nin_keras.data.npz import read_npz_split
 from nin_keras.data.svhn import SVHN_FILES, VALID_PER_CLASS, read_svhn_mat, validation_mask
 from nin_keras.errors import DataError
+from nin_keras.tensorflow_only import import_tensorflow
 from nin_keras.tf_startup import quiet_output
 
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -90,17 +88,47 @@ def load_dataset(name: str, split: str, source: str = "auto",
         DataError: Nothing found locally with ``source="local"`` (the message says where it
             looked and how to get the data), or a file that cannot be read.
     """
+    arrays = _local_split(name, split, source, data_dir)
+    if arrays is not None:
+        return _to_dataset(arrays)
+    return _tfds_split(name, split, source, data_dir)
+
+
+def load_split(name: str, split: str, source: str = "auto",
+               data_dir: str | os.PathLike | None = None) -> Arrays:
+    """``load_dataset``'s split as NumPy arrays ``(uint8 images, labels)``, in the same order.
+
+    Local copies are read without TensorFlow (what training on JAX uses); only ``source="tfds"``,
+    or ``"auto"`` without a local copy, needs it.
+
+    Raises:
+        ValueError, DataError: as ``load_dataset``.
+    """
+    arrays = _local_split(name, split, source, data_dir)
+    if arrays is not None:
+        return arrays
+    images, labels = [], []
+    for x, y in _tfds_split(name, split, source, data_dir).batch(4096).as_numpy_iterator():
+        images.append(x)
+        labels.append(y)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _local_split(name: str, split: str, source: str, data_dir) -> Arrays | None:
+    """The split from a local copy; None when ``source`` allows tfds and there is no local copy."""
     info = dataset_info(name)
     if split not in info.splits:
         raise ValueError(f"split must be one of {list(info.splits)} for {name}, got {split!r}")
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    if source != "tfds":
-        arrays = _load_local(info, split, data_dir)
-        if arrays is not None:
-            return _to_dataset(arrays)
-    if source == "local":
+    arrays = _load_local(info, split, data_dir) if source != "tfds" else None
+    if arrays is None and source == "local":
         raise not_found(name, search_dirs(name, data_dir), _local_names(name))
+    return arrays
+
+
+def _tfds_split(name: str, split: str, source: str, data_dir):
+    info = dataset_info(name)
     try:
         return _load_tfds(info, split, data_dir, download=source == "tfds")
     except Exception as error:  # tfds reports offline/download/prepare failures in many types
@@ -174,6 +202,7 @@ def _checked(arrays: Arrays, info: DatasetInfo, split: str) -> Arrays:
 
 
 def _to_dataset(arrays: Arrays) -> tf.data.Dataset:
+    tf = import_tensorflow(__name__)
     images, labels = arrays
     return tf.data.Dataset.from_tensor_slices((images.astype(np.uint8), labels.astype(np.int64)))
 
@@ -181,6 +210,7 @@ def _to_dataset(arrays: Arrays) -> tf.data.Dataset:
 def _load_tfds(info: DatasetInfo, split: str, data_dir, download: bool = True) -> tf.data.Dataset:
     """The split through tensorflow-datasets; ``download=False`` reads a prepared copy only
     (nothing is created under its data folder)."""
+    tf = import_tensorflow(__name__)
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:

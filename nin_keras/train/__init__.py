@@ -1,4 +1,4 @@
-"""Training: one loop for every ``tf.distribute`` strategy, recipes, checkpoints and metrics.
+"""Training on every Keras backend: recipes, one run builder, checkpoints and metrics.
 
 Example:
     >>> from nin_keras.train import load_recipe, train
@@ -10,8 +10,8 @@ Example:
 
 from nin_keras.train.evaluate import evaluate_model, evaluate_preset
 from nin_keras.train.finetune import FinetuneResult, finetune
-from nin_keras.train.loop import TrainResult, train
-from nin_keras.train.recipes import list_recipes, load_recipe, with_overrides
+from nin_keras.train.recipes import Recipe, list_recipes, load_recipe, with_overrides
+from nin_keras.train.run import TrainResult, train
 from nin_keras.train.schedules import (
     CosineSchedule,
     OneCycleSchedule,
@@ -26,6 +26,7 @@ __all__ = [
     "FinetuneResult",
     "OneCycleSchedule",
     "PlateauSchedule",
+    "Recipe",
     "Schedule",
     "TrainResult",
     "evaluate_model",

@@ -125,6 +125,24 @@ def load_checkpoint(
     return state
 
 
+def read_state(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's loop state alone (what a run needs to know before building its optimizer).
+
+    Raises:
+        CheckpointError: the file is unreadable or has no valid state.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            text = str(_entry({"state": data["state"]} if "state" in data.files else {}, "state", path))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"checkpoint {path}: its loop state is not valid JSON ({e})") from None
+
+
 def _entry(arrays: Mapping[str, np.ndarray], key: str, path: Path) -> np.ndarray:
     if key not in arrays:
         raise CheckpointError(f"checkpoint {path} has no {key!r} entry (not written by nin-keras, or damaged)")

@@ -15,15 +15,19 @@ def build_layers(configs: Sequence[Mapping[str, Any]]) -> list[keras.layers.Laye
 
 
 def build_optimizer(
-    config: Mapping[str, Any], weight_decay: Mapping[str, Any] | None, policy: str | None = None
+    config: Mapping[str, Any], weight_decay: Any = None, policy: str | None = None
 ) -> keras.optimizers.Optimizer:
     """The recipe's optimizer (``{"name": "sgd", "learning_rate": ..., ...}``), with decoupled
-    weight decay when asked, wrapped in a ``LossScaleOptimizer`` under the ``mixed_float16``
+    weight decay when ``weight_decay`` (a ``WeightDecay`` or its recipe dict) asks for it, wrapped in a ``LossScaleOptimizer`` under the ``mixed_float16``
     dtype ``policy`` (float16 gradients underflow without loss scaling; bfloat16 ones do not)."""
+    from nin_keras.train.recipes import WeightDecay
+
     options = dict(config)
     name = options.pop("name")
-    if weight_decay and weight_decay.get("mode", "l2") == "decoupled":
-        options["weight_decay"] = float(weight_decay["value"])
+    if isinstance(weight_decay, Mapping):
+        weight_decay = WeightDecay(float(weight_decay.get("value", 0.0)), weight_decay.get("mode", "l2"))
+    if weight_decay is not None and weight_decay.decoupled:
+        options["weight_decay"] = weight_decay.decoupled
     try:
         optimizer = keras.optimizers.deserialize({"class_name": name, "config": options})
     except (TypeError, ValueError) as e:
@@ -40,15 +44,19 @@ def is_decayed(variable) -> bool:
     return variable.name.startswith("kernel")
 
 
-def build_network(model_config: Mapping[str, Any], input_shape: tuple, policy: str | None) -> keras.Model:
-    """The recipe's architecture, under the mixed-precision dtype ``policy`` when one is given
-    (the policy is global in Keras, so it is set only while the layers are created)."""
+def create_network(start, policy: str | None) -> keras.Model:
+    """A ``NetworkStart``'s architecture (with its starting weights, if any), under the
+    mixed-precision dtype ``policy`` when one is given (the policy is global in Keras, so it is set
+    only while the layers are created)."""
     from nin_keras.zoo import create_model
 
     previous = keras.config.dtype_policy()
     if policy:
         keras.config.set_dtype_policy(policy)
     try:
-        return create_model(model_config["name"], input_shape=input_shape, **model_config.get("kwargs", {}))
+        model = create_model(start.architecture, **start.kwargs)
     finally:
         keras.config.set_dtype_policy(previous)
+    if start.weights is not None:
+        model.set_weights(start.weights)
+    return model

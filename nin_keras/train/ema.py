@@ -22,9 +22,6 @@ from typing import Iterator
 
 import keras
 import numpy as np
-from nin_keras.tensorflow_only import import_tensorflow
-
-tf = import_tensorflow(__name__)
 
 
 class WeightAverage:
@@ -35,9 +32,10 @@ class WeightAverage:
         decay: the averaging decay ``d`` in ``(0, 1)``; 0.999 averages roughly the last 1,000 steps.
         warmup: use ``min(decay, (1 + t) / (10 + t))`` as the decay of update ``t``.
 
-    Create it inside the training strategy's scope; call ``update()`` inside the compiled
-    train step, in cross-replica context (after ``strategy.run``), so every replica's shadow
-    receives the same write.
+    Written in ``keras.ops``, so it runs on every backend. On TensorFlow, create it inside the
+    training strategy's scope and call ``update()`` inside the compiled train step, in
+    cross-replica context (after ``strategy.run``), so every replica's shadow receives the same
+    write; on JAX, ``nin_keras.train.fit_loop`` calls it from a callback after each ``fit`` step.
 
     Example:
         >>> average = WeightAverage(model, decay=0.999)
@@ -63,12 +61,12 @@ class WeightAverage:
         """Every variable of the average (the update counter first), for checkpoints."""
         return [self.updates, *self.shadow]
 
-    def current_decay(self, updates: tf.Tensor) -> tf.Tensor:
+    def current_decay(self, updates):
         """The decay of update number ``updates`` (counting from 1)."""
-        decay = tf.constant(self.decay, "float32")
+        decay = keras.ops.convert_to_tensor(self.decay, "float32")
         if self.warmup:
-            t = tf.cast(updates, "float32")
-            decay = tf.minimum(decay, (1.0 + t) / (10.0 + t))
+            t = keras.ops.cast(updates, "float32")
+            decay = keras.ops.minimum(decay, (1.0 + t) / (10.0 + t))
         return decay
 
     def update(self) -> None:
@@ -76,7 +74,7 @@ class WeightAverage:
         self.updates.assign_add(1)
         decay = self.current_decay(self.updates.value)
         for shadow, variable in zip(self.shadow, self.tracked):
-            shadow.assign(decay * shadow.value + (1.0 - decay) * tf.cast(variable.value, shadow.dtype))
+            shadow.assign(decay * shadow.value + (1.0 - decay) * keras.ops.cast(variable.value, shadow.dtype))
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
@@ -88,6 +86,11 @@ class WeightAverage:
         finally:
             for variable, value in zip(self.tracked, saved):
                 variable.assign(value)
+
+    def averaged_weights(self, model: keras.Model) -> list[np.ndarray]:
+        """``model.get_weights()`` with the averaged values (the weights a run publishes)."""
+        with self.applied():
+            return [np.array(w) for w in model.get_weights()]
 
     def copy_to_model(self) -> None:
         """Overwrite the model's weights with the average (for the published weights)."""

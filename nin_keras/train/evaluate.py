@@ -15,9 +15,6 @@ from typing import Any
 
 import keras
 import numpy as np
-from nin_keras.tensorflow_only import import_tensorflow
-
-tf = import_tensorflow(__name__)
 
 from nin_keras.data.arrays import load_arrays
 
@@ -58,10 +55,11 @@ def tta_views(images: np.ndarray, tta: str = "none") -> list[tuple[float, np.nda
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 500, tta: str = "none") -> np.ndarray:
-    """Class probabilities for ``images`` in batches (a plain ``tf.function`` call, which works
-    under any distribution strategy the model was built in, unlike ``model.predict``), averaged
-    over the ``tta`` views (``tta_views``) of each image."""
-    call = tf.function(lambda x: model(x, training=False))
+    """Class probabilities for ``images`` in batches, averaged over the ``tta`` views
+    (``tta_views``) of each image. On TensorFlow a plain ``tf.function`` call (which works under
+    any distribution strategy the model was built in, unlike ``model.predict``); on other backends
+    ``predict_on_batch`` (compiled once)."""
+    call = _compiled_call(model)
     views = tta_views(images, tta)
     total = 0.0
     for weight, view in views:
@@ -227,3 +225,11 @@ def _folder_split(preset, root: str | os.PathLike, split: str):
         split = "all"  # no split folders: every image is evaluated
     images, labels = found.splits[split] if found.has_splits else found.splits["train"]
     return images, labels, split, {"class_names": list(found.class_names), "input_policy": policy.to_dict()}
+
+
+def _compiled_call(model: keras.Model):
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(lambda x: model(x, training=False))
+    return model.predict_on_batch

@@ -26,10 +26,12 @@ is reported in one line, and a run whose loss or weights become NaN or infinite 
 ``overwrite=True``, another preset folder; a folder holding anything else is never replaced, and
 ``out`` and ``run_dir`` may not overlap the training data.
 
-Training runs in the library's one training loop (``nin_keras.train.loop.train``): the same
-progress bar, validation accuracy each epoch, atomic checkpoints every N steps and at every
-epoch end, resume by rerunning the same call, mixed precision and every ``tf.distribute``
-strategy. The run's checkpoint and metrics live in ``run_dir`` (default ``<out>.run``); the
+Training runs in the library's run builder (``nin_keras.train.run.run``, which ``train`` uses too):
+the arrays, the fitted preprocessing, the started network and the freeze plan go in as plain
+values; the same progress bar, validation accuracy each epoch, atomic checkpoints every N steps
+and at every epoch end, resume by rerunning the same call, mixed precision, and on TensorFlow
+every ``tf.distribute`` strategy, on JAX ``keras.distribution`` data parallelism. The run's
+checkpoint and metrics live in ``run_dir`` (default ``<out>.run``); the
 result is a normal preset folder at ``out`` whose class names are the folder names, which
 ``nin-keras eval``, ``export`` and ``predict`` accept.
 
@@ -53,15 +55,15 @@ import numpy as np
 
 from nin_keras.data.arrays import fit_preprocessing
 from nin_keras.data.image_folder import read_labelled_images
-from nin_keras.tensorflow_only import import_tensorflow
 from nin_keras.errors import DataError, PresetError
 from nin_keras.train import head_fit
-from nin_keras.train.evaluate import evaluate_model, preset_metrics
+from nin_keras.train.checkpoint import weights_digest
 from nin_keras.train.components import build_layers
-from nin_keras.train.loop import CHECKPOINT, RunParts, train
+from nin_keras.train.evaluate import evaluate_model, preset_metrics
+from nin_keras.train.recipes import Recipe
+from nin_keras.train.run import CHECKPOINT, FreezePlan, NetworkStart, RunInputs, RunOutcome, RunSettings, run
 from nin_keras.train.splits import stratified_holdout
-
-tf = import_tensorflow(__name__)
+from nin_keras.train.strategy import make_strategy
 
 WHITENING = ("reuse", "refit")
 #: How the new classifier starts: fitted in closed form, from the preset's class maps of the same
@@ -115,7 +117,7 @@ def finetune(
     augment: bool = True,
     pretrained: bool = True,
     mixed_precision: bool | str = False,
-    strategy: str | tf.distribute.Strategy = "default",
+    strategy: Any = "default",
     seed: int = 0,
     run_dir: str | os.PathLike | None = None,
     max_steps: int | None = None,
@@ -154,7 +156,8 @@ def finetune(
             fine-tune is measured against).
         mixed_precision: ``False``, ``True`` (float16), ``"mixed_float16"`` or
             ``"mixed_bfloat16"``; the preset is float32 either way.
-        strategy: ``"default"``, ``"mirrored"``, ``"multiworker"`` or a strategy object.
+        strategy: ``"default"``; on TensorFlow ``"mirrored"``, ``"multiworker"`` or a strategy
+            object; on JAX ``"data_parallel"`` (``nin_keras.train.strategy``).
         seed: seeds the hold-out, the data order, augmentation and dropout.
         run_dir: checkpoint and metrics folder (default: ``<out>.run`` beside ``out``).
         max_steps: stop after this many optimizer steps in total (a smoke test; rerun to go on).
@@ -232,75 +235,85 @@ def finetune(
         fit_preprocessing(preprocess, arrays[0])
     else:
         preprocess = source.preprocessing
-    body = set(_body_layer_names(source))
     start = _new_classifier(source, classes, None, pretrained)
     if not (run_dir / CHECKPOINT).exists():  # a resumed run's checkpoint holds its classifier
         _start_classifier(start, head, source, found.class_names, preprocess, arrays, verbose)
 
-    def build_model(input_shape, dtype_policy):
-        model = _new_classifier(source, classes, dtype_policy, pretrained=False)
-        model.set_weights(start.get_weights())
-        return model
+    publish = _Publisher(source, preset, data, out, run_dir, found, policy, preprocess, held_out, measured_on,
+                         recipe, command, verbose)
+    if epochs == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        outcome = RunOutcome(start, None, [], weights_digest(start, []), None, True,
+                             {"recipe": recipe, "command": command, "strategy": None})
+    else:
+        if isinstance(strategy, str):
+            strategy = make_strategy(strategy)
+        inputs = RunInputs(arrays, preprocess, NetworkStart(source.architecture, {**source.kwargs, "classes": classes},
+                                                            start.get_weights()),
+                           FreezePlan(frozenset(_body_layer_names(source)), None if freeze_body else freeze_body_epochs)
+                           if freeze_body or freeze_body_epochs else None)
+        settings = RunSettings(run_dir, strategy, max_steps, checkpoint_every_steps, command, verbose)
+        outcome = run(Recipe.parse(recipe), inputs, settings)
+    measured, preset_dir = publish(outcome) if outcome.chief else (None, None)
+    above = None if measured is None else measured["chance_p_value"] < CHANCE_LEVEL_P
+    return FinetuneResult(preset_dir, run_dir, found.class_names, outcome.history, measured, outcome.weights_digest,
+                          outcome.resumed_from, above)
 
-    def before_epoch(epoch, loop):
-        frozen = freeze_body or epoch < freeze_body_epochs
-        changed = False
-        for layer in loop.model.layers:
-            if layer.name in body and layer.trainable == frozen:
-                layer.trainable = not frozen
-                changed = True
-        if changed:
-            loop.retrace()
-            if loop.verbose:
-                print(f"Epoch {epoch + 1}: body {'frozen (classifier only)' if frozen else 'trains'}", flush=True)
 
-    def finish(model, average, history, extra):
-        network = _float32(model, source, classes)
-        measured = evaluate_model(_inference(network, preprocess), *held_out)
-        measured["measured_on"] = measured_on
+@dataclasses.dataclass
+class _Publisher:
+    """Measures a finished fine-tune on its held-out images and writes its preset (chief only)."""
+
+    source: Any
+    preset: Any
+    data: Any
+    out: Path
+    run_dir: Path
+    found: Any
+    policy: Any
+    preprocess: list
+    held_out: tuple
+    measured_on: str
+    recipe: dict
+    command: str | None
+    verbose: int
+
+    def __call__(self, outcome: RunOutcome) -> tuple[dict[str, Any], Path]:
+        from nin_keras.train.history import write_history
+        from nin_keras.zoo import save_preset
+
+        classes = len(self.found.class_names)
+        network = outcome.network
+        measured = evaluate_model(_inference(network, self.preprocess), *self.held_out)
+        measured["measured_on"] = self.measured_on
         measured["chance_p_value"] = binomial_p_value(round(measured["accuracy"] * measured["examples"]),
                                                       measured["examples"], 1 / classes)
         metadata = {
             # Prefixed: a folder named like a catalogued data set must not pass for it.
-            "dataset": f"image_folder:{found.root.name.split('.')[0]}",
-            "data_source": os.fspath(data),
-            "class_names": list(found.class_names),
-            "input_policy": policy.to_dict(),
+            "dataset": f"image_folder:{self.found.root.name.split('.')[0]}",
+            "data_source": os.fspath(self.data),
+            "class_names": list(self.found.class_names),
+            "input_policy": self.policy.to_dict(),
             "metrics": preset_metrics(measured),
-            "evaluated_on": measured_on,
-            "fine_tuned_from": os.fspath(preset),
-            "fine_tune_run": os.fspath(run_dir.resolve()),
-            "command": command,
-            "recipe": recipe,
-            "epochs_trained": len(history),
-            "history": history,
-            "source": f"fine-tuned from {preset} with nin_keras.train.finetune",
-            "license": source.metadata.get("license", ""),
+            "evaluated_on": self.measured_on,
+            "fine_tuned_from": os.fspath(self.preset),
+            "fine_tune_run": os.fspath(self.run_dir.resolve()),
+            "command": self.command,
+            "recipe": self.recipe,
+            "epochs_trained": len(outcome.history),
+            "history": outcome.history,
+            "source": f"fine-tuned from {self.preset} with nin_keras.train.finetune",
+            "license": self.source.metadata.get("license", ""),
             "paper_error": None,
         }
-        from nin_keras.train.history import write_history
-        from nin_keras.zoo import save_preset
-
-        preset_dir = save_preset(network, out, metadata, preprocess, overwrite=out.exists())
-        write_history(run_dir, history, {**extra, "test": measured})
-        if verbose:
+        preset_dir = save_preset(network, self.out, metadata, self.preprocess, overwrite=self.out.exists())
+        write_history(self.run_dir, outcome.history, {**outcome.extra, "test": measured})
+        if self.verbose:
             print(f"Held-out accuracy {100 * measured['accuracy']:.2f}% on {measured['examples']} images "
-                  f"({measured_on}); preset written to {preset_dir}", flush=True)
+                  f"({self.measured_on}); preset written to {preset_dir}", flush=True)
         if measured["chance_p_value"] >= CHANCE_LEVEL_P:
             print(_chance_warning(measured, classes), flush=True)
         return measured, preset_dir
-
-    if epochs == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        measured, preset_dir = finish(start, None, [], {"recipe": recipe, "command": command, "strategy": None})
-        result = _untrained_result(start, preset_dir, measured)
-    else:
-        result = train(recipe, run_dir, strategy=strategy, max_steps=max_steps,
-                       checkpoint_every_steps=checkpoint_every_steps, command=command, verbose=verbose,
-                       parts=RunParts(arrays, preprocess, build_model, finish, before_epoch))
-    above = None if result.test_metrics is None else result.test_metrics["chance_p_value"] < CHANCE_LEVEL_P
-    return FinetuneResult(result.preset_dir, run_dir, found.class_names, result.history,
-                          result.test_metrics, result.weights_digest, result.resumed_from, above)
 
 
 def binomial_p_value(correct: int, examples: int, chance: float) -> float:
@@ -432,13 +445,6 @@ def _copy_class_maps(network, source, class_names) -> None:
     bias.assign(old_bias[columns])
 
 
-def _untrained_result(network, preset_dir, measured):
-    from nin_keras.train.checkpoint import weights_digest
-    from nin_keras.train.loop import TrainResult
-
-    return TrainResult(preset_dir.parent, [], measured, preset_dir, weights_digest(network, []), None)
-
-
 def _split(found, validation_fraction: float, seed: int):
     """``(train/val arrays, held-out (images, labels), what the held-out images are)``."""
     splits = found.splits
@@ -498,15 +504,6 @@ def _new_classifier(source, classes: int, dtype_policy: str | None, pretrained: 
     if pretrained:
         transfer_weights(source.model, model, classifier_layer_names(source.architecture, arguments))
     return model
-
-
-def _float32(model: keras.Model, source, classes: int) -> keras.Model:
-    """The trained network as a float32 model (a preset is float32 whatever it trained in)."""
-    from nin_keras.zoo import create_model
-
-    network = create_model(source.architecture, **{**source.kwargs, "classes": classes})
-    network.set_weights(model.get_weights())
-    return network
 
 
 def _inference(network: keras.Model, preprocess) -> keras.Model:

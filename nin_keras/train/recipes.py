@@ -27,17 +27,23 @@ A recipe names everything a training run depends on, so the same file reproduces
 Preprocessing and augmentation entries are Keras layer configs as written by
 ``keras.saving.serialize_keras_object`` (the short form ``{"class_name": "Rescaling",
 "config": {...}}`` is accepted too).
+
+The JSON dict is what files, checkpoints and metadata hold (``load_recipe`` returns it, and a
+resumed run compares it key by key); a run reads it once through ``Recipe.parse``, which checks
+it and gives the training code typed attributes (``recipe.optimizer.learning_rate``,
+``recipe.weight_decay.l2``) instead of string keys.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 REQUIRED = ("name", "model", "dataset", "optimizer", "schedule", "epochs", "batch_size", "seed")
 OPTIONAL = (
@@ -134,3 +140,124 @@ def with_overrides(recipe: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     out.update({k: v for k, v in overrides.items() if v is not None})
     validate_recipe(out)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """The network: a zoo architecture name and its keyword arguments."""
+
+    name: str
+    kwargs: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """A Keras optimizer by name; ``config`` is the recipe block (``name`` included)."""
+
+    name: str
+    learning_rate: float
+    config: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightDecay:
+    """``mode`` "l2" (Caffe's: ``0.5 * value * sum(kernel**2)`` in the loss) or "decoupled"."""
+
+    value: float = 0.0
+    mode: str = "l2"
+
+    @property
+    def l2(self) -> float:
+        """The loss-side coefficient (0 for decoupled decay, which the optimizer applies)."""
+        return self.value if self.mode == "l2" else 0.0
+
+    @property
+    def decoupled(self) -> float:
+        """The optimizer-side coefficient (0 for Caffe-style L2)."""
+        return self.value if self.mode == "decoupled" else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EmaSpec:
+    """A weight average (``nin_keras.train.ema.WeightAverage``)."""
+
+    decay: float
+    warmup: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A recipe checked once and read through attributes (see the module docstring).
+
+    Build it with ``Recipe.parse(dict)``; ``to_dict()`` gives back the JSON form it came from.
+    """
+
+    name: str
+    model: ModelSpec
+    dataset: dict[str, Any]
+    validation: dict[str, Any]
+    preprocessing: tuple[dict[str, Any], ...]
+    augmentation: tuple[dict[str, Any], ...]
+    optimizer: OptimizerSpec
+    weight_decay: WeightDecay
+    schedule: dict[str, Any]
+    label_smoothing: float
+    ema: EmaSpec | None
+    epochs: int
+    batch_size: int
+    seed: int
+    policy: str | None
+    checkpoint_every_steps: int
+    paper_error: float | None
+    license: str | None
+    source: dict[str, Any] = dataclasses.field(repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, recipe: "Recipe | Mapping[str, Any]", source: str = "recipe") -> "Recipe":
+        """Check a recipe dict (``validate_recipe``) and type it; a ``Recipe`` is returned as is.
+
+        Raises:
+            ValueError: a missing, unknown or malformed key, named.
+        """
+        if isinstance(recipe, Recipe):
+            return recipe
+        data = copy.deepcopy(dict(recipe))
+        validate_recipe(data, source)
+        if not isinstance(data["seed"], int) or isinstance(data["seed"], bool) or data["seed"] < 0:
+            raise ValueError(f"{source}: 'seed' must be an integer >= 0, got {data['seed']!r}")
+        every = data.get("checkpoint_every_steps", 200)
+        if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+            raise ValueError(f"{source}: 'checkpoint_every_steps' must be an integer >= 0 (0: only at epoch ends), "
+                             f"got {every!r}")
+        optimizer = data["optimizer"]
+        decay = data.get("weight_decay") or {}
+        ema = data.get("ema")
+        return cls(
+            name=data["name"],
+            model=ModelSpec(data["model"]["name"], dict(data["model"].get("kwargs", {}))),
+            dataset=data["dataset"],
+            validation=dict(data.get("validation") or {}),
+            preprocessing=tuple(data.get("preprocessing", [])),
+            augmentation=tuple(data.get("augmentation", [])),
+            optimizer=OptimizerSpec(optimizer["name"], float(optimizer["learning_rate"]), dict(optimizer)),
+            weight_decay=WeightDecay(float(decay.get("value", 0.0)), decay.get("mode", "l2")),
+            schedule=dict(data["schedule"]),
+            label_smoothing=float((data.get("loss") or {}).get("label_smoothing", 0.0)),
+            ema=None if not ema else EmaSpec(float(ema["decay"]), bool(ema.get("warmup", True))),
+            epochs=data["epochs"],
+            batch_size=data["batch_size"],
+            seed=data["seed"],
+            policy=mixed_precision_policy(data),
+            checkpoint_every_steps=every,
+            paper_error=(data.get("paper") or {}).get("test_error"),
+            license=data.get("license"),
+            source=data,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe's JSON form (a copy): what checkpoints, metrics and presets record."""
+        return copy.deepcopy(self.source)
+
+    def replace(self, **keys: Any) -> "Recipe":
+        """A recipe with top-level JSON keys replaced (checked again)."""
+        return Recipe.parse({**self.to_dict(), **keys})

@@ -10,60 +10,57 @@ from __future__ import annotations
 from nin_keras.data.arrays import load_arrays
 from nin_keras.train.evaluate import evaluate_model, preset_metrics
 from nin_keras.train.history import write_history
-from nin_keras.train.recipes import mixed_precision_policy
 
 #: The license of weights a recipe trains, unless the recipe names one (the project's own).
 DEFAULT_LICENSE = "BSD-3-Clause"
 
 
-def finish_run(recipe, model, average, preprocess, out_dir, history, extra, data_dir, verbose):
+def finish_run(recipe, outcome, preprocess, out_dir, data_dir, verbose):
     """Measure the test split through the inference model and write the preset (chief only).
+
+    Args:
+        recipe: the run's ``Recipe``.
+        outcome: the ``RunOutcome`` of ``nin_keras.train.run.run``.
+        preprocess: the fitted preprocessing layers (saved in the preset).
+        out_dir: the run's folder (the preset goes to ``out_dir/preset``).
+        data_dir: local data folder of the test split.
+        verbose: 1 prints the test result.
 
     With a weight average, the preset holds the averaged weights; the last step's weights are
     measured too (``test_without_ema`` in ``metrics.json``), which is what the average gave.
     """
     from nin_keras.data import dataset_info
-    from nin_keras.zoo import create_model, get_model_entry, inference_model, save_preset
+    from nin_keras.zoo import get_model_entry, inference_model, save_preset
     from nin_keras.zoo.registry import architecture_of
 
-    architecture, kwargs = architecture_of(model)
-    x_test, y_test = load_arrays(recipe["dataset"], "test", data_dir)
-
-    # The preset is a float32 network: under mixed precision a default-policy twin carries the weights.
-    trained = model
-    network = create_model(architecture, **kwargs) if mixed_precision_policy(recipe) else trained
-
-    def sync():
-        if network is not trained:
-            network.set_weights(trained.get_weights())
-
-    sync()
+    network, extra = outcome.network, dict(outcome.extra)
+    architecture, _ = architecture_of(network)
+    x_test, y_test = load_arrays(recipe.dataset, "test", data_dir)
     inference = inference_model(network, preprocess)
-    if average is not None:
-        extra = {**extra, "test_without_ema": evaluate_model(inference, x_test, y_test)}
-        average.copy_to_model()
-        sync()
-    model = network
+    if outcome.averaged_weights is not None:
+        extra["test_without_ema"] = evaluate_model(inference, x_test, y_test)
+        network.set_weights(outcome.averaged_weights)
     test = evaluate_model(inference, x_test, y_test)
-    if any(layer.get("config", {}).get("horizontal_flip") for layer in recipe.get("augmentation", [])):
+    if any(layer.get("config", {}).get("horizontal_flip") for layer in recipe.augmentation):
         # Mirrored views are only fair for a model trained on mirrored images (not for digits).
-        extra = {**extra, "test_tta": evaluate_model(inference, x_test, y_test, tta="flip_translate")}
-    paper_error = (recipe.get("paper") or {}).get("test_error", get_model_entry(architecture).paper_error)
-    info = dataset_info(recipe["dataset"]["name"])
+        extra["test_tta"] = evaluate_model(inference, x_test, y_test, tta="flip_translate")
+    paper_error = recipe.paper_error if recipe.paper_error is not None else get_model_entry(architecture).paper_error
+    info = dataset_info(recipe.dataset["name"])
+    history = outcome.history
     metadata = {
         "dataset": info.name,
         "class_names": list(info.class_names),
         "metrics": preset_metrics(test),
         "command": extra.get("command"),
-        "evaluated_on": f"{recipe['dataset'].get('label', info.name)} test split",
+        "evaluated_on": f"{recipe.dataset.get('label', info.name)} test split",
         "paper_error": paper_error,
-        "recipe": recipe,
+        "recipe": recipe.to_dict(),
         "epochs_trained": len(history),
         "history": history,
-        "source": f"trained with nin-keras recipe {recipe['name']!r}",
-        "license": recipe.get("license", DEFAULT_LICENSE),
+        "source": f"trained with nin-keras recipe {recipe.name!r}",
+        "license": recipe.license or DEFAULT_LICENSE,
     }
-    preset_dir = save_preset(model, out_dir / "preset", metadata, preprocess, overwrite=True)
+    preset_dir = save_preset(network, out_dir / "preset", metadata, preprocess, overwrite=True)
     write_history(out_dir, history, {**extra, "test": test})
     if verbose:
         print(f"Test {info.name}: accuracy {100 * test['accuracy']:.2f}%, error {test['error_percent']:.2f}% "

@@ -1,31 +1,59 @@
-"""Pick a ``tf.distribute`` strategy by name and tell a worker whether it is the chief."""
+"""Pick the run's distribution by name, for the current Keras backend, and tell a worker whether
+it is the chief.
+
+- TensorFlow: ``tf.distribute`` strategies, ``"default"``, ``"mirrored"`` and ``"multiworker"``.
+- JAX (and other backends): ``"default"`` (one device) and ``"data_parallel"``:
+  ``keras.distribution.DataParallel`` over every device of every process. Several processes are
+  joined with ``keras.distribution.initialize`` when ``KERAS_DISTRIBUTION_NUM_PROCESSES`` > 1
+  (with ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
-from nin_keras.tensorflow_only import import_tensorflow
+import keras
 
-tf = import_tensorflow(__name__)
+TENSORFLOW_STRATEGIES = ("default", "mirrored", "multiworker")
+KERAS_STRATEGIES = ("default", "data_parallel")
+STRATEGIES = ("default", "mirrored", "multiworker", "data_parallel")
 
-STRATEGIES = ("default", "mirrored", "multiworker")
 
+def make_strategy(name: str = "default") -> Any:
+    """Create the distribution the training loop runs under.
 
-def make_strategy(name: str = "default") -> tf.distribute.Strategy:
-    """Create the strategy the training loop runs under.
-
-    Must be called before any other TensorFlow op in the process (multi-worker collectives are
-    configured at start-up).
+    On TensorFlow this must be called before any other TensorFlow op in the process
+    (multi-worker collectives are configured at start-up); on JAX before any model is built.
 
     Args:
-        name: ``"default"`` (one device), ``"mirrored"`` (all local GPUs, or the CPU) or
-            ``"multiworker"`` (``MultiWorkerMirroredStrategy``; the cluster comes from the
-            ``TF_CONFIG`` environment variable).
+        name: ``"default"`` (one device); TensorFlow: ``"mirrored"`` (all local GPUs, or the CPU)
+            or ``"multiworker"`` (``MultiWorkerMirroredStrategy``; the cluster comes from the
+            ``TF_CONFIG`` environment variable); JAX: ``"data_parallel"``.
 
     Returns:
-        A ``tf.distribute.Strategy``.
+        A ``tf.distribute.Strategy`` on TensorFlow; on other backends None (``"default"``) or a
+        ``keras.distribution.DataParallel``.
+
+    Raises:
+        ValueError: an unknown name, or one the backend does not run (the message names the
+            ``--strategy`` values it does).
     """
+    backend = keras.backend.backend()
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+    if backend == "tensorflow":
+        return _tensorflow_strategy(name)
+    if name not in KERAS_STRATEGIES:
+        raise ValueError(f"--strategy {name} is a tf.distribute strategy (KERAS_BACKEND=tensorflow); on {backend} "
+                         f"use --strategy data_parallel")
+    return data_parallel() if name == "data_parallel" else None
+
+
+def _tensorflow_strategy(name: str):
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -34,11 +62,32 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
         if "TF_CONFIG" not in os.environ:
             raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable (cluster and task)")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+    raise ValueError(f"--strategy data_parallel is keras.distribution (KERAS_BACKEND=jax); on TensorFlow use "
+                     f"--strategy mirrored or multiworker")
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True on the worker that writes checkpoints, logs and the preset (task 0, or single-process)."""
+def data_parallel():
+    """``keras.distribution.DataParallel`` over all devices, joining the processes first when
+    ``KERAS_DISTRIBUTION_NUM_PROCESSES`` says there are several."""
+    processes = int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1)
+    if processes > 1:
+        keras.distribution.initialize()  # reads the KERAS_DISTRIBUTION_* variables
+    return keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+
+
+def process_count() -> tuple[int, int]:
+    """``(this process's index, number of processes)`` of a ``keras.distribution`` run."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.process_index(), jax.process_count()
+    return 0, 1
+
+
+def is_chief(strategy: Any) -> bool:
+    """True on the worker that writes checkpoints, logs and the preset (task or process 0)."""
+    if keras.backend.backend() != "tensorflow":
+        return process_count()[0] == 0
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
