@@ -62,8 +62,8 @@ def _tensorflow_strategy(name: str):
         if "TF_CONFIG" not in os.environ:
             raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable (cluster and task)")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"--strategy data_parallel is keras.distribution (KERAS_BACKEND=jax); on TensorFlow use "
-                     f"--strategy mirrored or multiworker")
+    raise ValueError("--strategy data_parallel is keras.distribution (KERAS_BACKEND=jax); on TensorFlow use "
+                     "--strategy mirrored or multiworker")
 
 
 def data_parallel():
