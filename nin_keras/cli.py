@@ -53,16 +53,11 @@ def _filtered_run(command: list[str]) -> int:
     return child.returncode
 
 
-def _train_command(args: argparse.Namespace) -> str:
-    """The command line that reproduces this run, recorded in the metrics and preset metadata."""
+def _command(args: argparse.Namespace) -> str:
+    """The command line as typed, recorded in a run's metrics and its preset's metadata."""
     import shlex
 
-    words = ["nin-keras", "train", args.recipe]
-    for flag in ("epochs", "out", "strategy", "data_dir", "max_steps", "checkpoint_every"):
-        value = getattr(args, flag)
-        if value is not None:
-            words += [f"--{flag.replace('_', '-')}", str(value)]
-    return shlex.join(words)
+    return shlex.join(["nin-keras", *args.argv])
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -70,6 +65,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from nin_keras.train import load_recipe, train, with_overrides
 
     recipe = with_overrides(load_recipe(args.recipe), epochs=args.epochs)
+    if args.source:
+        recipe = with_overrides(recipe, dataset={**recipe["dataset"], "source": args.source})
     result = train(
         recipe,
         args.out or f"runs/{recipe['name']}",
@@ -77,7 +74,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         max_steps=args.max_steps,
         checkpoint_every_steps=args.checkpoint_every,
-        command=_train_command(args),
+        command=_command(args),
         verbose=0 if args.quiet else 1,
     )
     if result.preset_dir is not None:
@@ -88,8 +85,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     """Fine-tune a preset on a class-folder directory or archive; rerun the same command to resume."""
-    import shlex
-
     from nin_keras.train import finetune
 
     if args.freeze_epochs is not None:
@@ -102,7 +97,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         given["mixed_precision"] = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[args.mixed_precision]
     result = finetune(
         args.preset, args.data, args.out, freeze_body=args.freeze_body, augment=not args.no_augment,
-        pretrained=not args.from_scratch, overwrite=args.overwrite, command=shlex.join(["nin-keras", *args.argv]),
+        pretrained=not args.from_scratch, overwrite=args.overwrite, command=_command(args),
         verbose=0 if args.quiet else 1, **given)
     if result.preset_dir is not None:
         print(f"preset: {result.preset_dir}  classes: {', '.join(result.class_names)}")
@@ -135,8 +130,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from nin_keras.train import evaluate_preset
 
-    r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, limit=args.limit, batch_size=args.batch_size,
-                        tta=args.tta)
+    r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, source=args.source, limit=args.limit,
+                        batch_size=args.batch_size, tta=args.tta)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -360,7 +355,7 @@ def _cmd_compact(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{args.out} already exists (pass --overwrite to replace it)")
     folder = make_compact_preset(args.preset, args.out, kernel_size=args.kernel_size, padding=args.padding,
                                  fit_images=args.fit_images, seed=args.seed, data_dir=args.data_dir,
-                                 overwrite=args.overwrite, command=" ".join(["nin-keras", *sys.argv[1:]]))
+                                 overwrite=args.overwrite, command=_command(args))
     metadata = json.loads((folder / "metadata.json").read_text())
     fit = metadata["compact_whitening"]
     print(f"{folder}: {fit['kernel_size']}x{fit['kernel_size']} {fit['padding']} ConvWhitening fitted on "
@@ -411,6 +406,12 @@ def _say_skipped(specs: list[str], taken: list[str]) -> None:
               file=sys.stderr)
 
 
+_SOURCES = ("auto", "local", "tfds")
+_SOURCE_HELP = ("where a named data set comes from: auto (the publisher's files in the data folder, else a copy "
+                "tensorflow-datasets already prepared; never downloads), local (the files only), tfds "
+                "(tensorflow-datasets, downloading when needed)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nin-keras", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -433,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(keras.distribution over all devices; several processes from the "
                             "KERAS_DISTRIBUTION_* variables) (default: one device)")
     train.add_argument("--data-dir", help="local data folder (else $NIN_KERAS_DATA_DIR, ../shared/datasets, ...)")
+    train.add_argument("--source", choices=_SOURCES, help=_SOURCE_HELP + " (default: the recipe's)")
     train.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
     train.add_argument("--checkpoint-every", type=_count(0), help="also checkpoint every N steps inside an epoch (0: off)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -444,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
                           ".tar.gz/.zip archive ([<split>/]<class>/<image>, images of any size)")
     evaluate.add_argument("--split", default="test", help="split to evaluate (default: test)")
     evaluate.add_argument("--data-dir", help="local data folder")
+    evaluate.add_argument("--source", choices=_SOURCES, default="auto", help=_SOURCE_HELP)
     evaluate.add_argument("--limit", type=_count(1), help="evaluate the first N images only")
     evaluate.add_argument("--batch-size", type=_count(1), default=500,
                           help="images per inference batch (default: %(default)s; lower it to use less memory)")
@@ -607,6 +610,7 @@ _CLI_SPELLINGS = (
     ("See nin_keras.zoo.list_models().", "`nin-keras models --pretrained` lists the names with weights."),
     ("pass data_dir= (--data-dir)", "pass --data-dir"),
     ("pass accept_parity_failure=True", "pass --accept-parity-failure"),
+    ("(source='auto' never downloads; source='tfds' does)", "(--source auto never downloads; --source tfds does)"),
 )
 
 

@@ -346,7 +346,11 @@ def test_cli_errors_name_the_flag_not_the_python_argument(tmp_path, capsys):
     assert "overwrite=True" not in err
     err = _error(["eval", "nin_cifar10", "--data", "svhn", "--data-dir", str(tmp_path / "empty")], capsys)
     assert "'svhn' is not available offline" in err and "pass --data-dir" in err and "data_dir=" not in err
+    assert "(--source auto never downloads; --source tfds does)" in err and "source='tfds'" not in err
     assert not (tmp_path / "empty").exists()
+    err = _error(["eval", "nin_cifar10", "--data", "svhn", "--source", "local", "--data-dir", str(tmp_path / "e")],
+                 capsys)
+    assert "no local copy of dataset 'svhn'" in err and "test_32x32.mat" in err
 
 
 def test_predict_takes_a_web_export_folder_and_names_skipped_files(mnist_onnx, tmp_path, capsys):
