@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -109,14 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         row["difference_to_full"] = None if full is None else round(row["test_accuracy"] - full, 2)
     config = {"recipe": RECIPE, "epochs": args.epochs, "train_images": args.train, "test_images": args.test,
               "data": "CIFAR-10 (JPEG copy), seeded random subsets (subset_seed 0)"}
-    command = shlex.join(["python", "benchmarks/ablation.py", *(argv if argv is not None else sys.argv[1:])])
-    path = common.write_result(
-        "ablation", rows, command=command, config=config,
+    common.finish(
+        "ablation", rows, common.command_line(__file__, argv), config=config,
         title=f"Ablation of the {RECIPE} recipe (short runs)",
         notes=[f"{args.epochs} epochs on {args.train} training images, measured on {args.test} test images "
                "(seeded random draws from the CIFAR-10 JPEG copy); one ingredient changed per row.",
                "epoch_seconds: summed wall time of the epochs; epoch_cpu_seconds: the process's CPU time."])
-    print(f"wrote {path}")
     return 0
 
 

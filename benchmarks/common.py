@@ -1,7 +1,9 @@
 """Shared benchmark plumbing: machine info, median-of-runs timing, JSON results.
 
-Every benchmark script writes ``benchmarks/results/<name>.json`` through ``write_result``;
-``benchmarks/report.py`` turns those files into the tables in ``benchmarks/README.md``.
+Every benchmark script ends its ``main`` with ``finish`` (the result written to
+``benchmarks/results/<name>.json`` through ``write_result``, its path and summary printed), the
+command it records made by ``command_line``; ``benchmarks/report.py`` turns those files into the
+tables in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import importlib.metadata
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -97,3 +101,35 @@ def write_result(name: str, rows: list[dict[str, Any]], command: str, **extra: A
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def command_line(script: str | os.PathLike, argv: Sequence[str] | None = None) -> str:
+    """The command a result records: ``python benchmarks/<file name of script> ARGS``, shell-quoted.
+
+    Args:
+        script: the benchmark's ``__file__``.
+        argv: the arguments its ``main`` was given; None means the process's own (``sys.argv[1:]``).
+    """
+    arguments = sys.argv[1:] if argv is None else argv
+    return shlex.join(["python", f"benchmarks/{Path(script).name}", *arguments])
+
+
+def finish(name: str, rows: list[dict[str, Any]], command: str, **extra: Any) -> Path:
+    """The end of a benchmark's ``main``: write its result (``write_result``, ``extra`` included),
+    print the path, then a ``summary`` mapping among ``extra`` one ``key: value`` a line.
+
+    The README's tables are not touched here: ``report.py`` (which ``run_all.py`` runs after the
+    benchmarks) renders them from all the results.
+    """
+    path = write_result(name, rows, command, **extra)
+    print(f"wrote {path}")
+    summary = extra.get("summary")
+    if isinstance(summary, Mapping):
+        for key, value in summary.items():
+            print(f"{key}: {value}")
+    return path
+
+
+def exit_status(rows: list[dict[str, Any]]) -> int:
+    """0 when every row ran (``status`` "ok") or was skipped on purpose ("skipped ..."), else 1."""
+    return 0 if all(row.get("status") == "ok" or row["status"].startswith("skipped") for row in rows) else 1

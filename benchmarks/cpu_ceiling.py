@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -114,9 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "int8_ceiling_ips": int8_ceiling_ips,
             "int8_ceiling_vs_compiled_keras": int8_ceiling_ips / keras_ips,
         })
-    command = shlex.join(["python", "benchmarks/cpu_ceiling.py", *(argv or sys.argv[1:])])
-    path = common.write_result(
-        "cpu_ceiling", rows, command, title="CPU ceiling: peak fp32 and int8 multiply-add rates against NIN's compiled call",
+    common.finish(
+        "cpu_ceiling", rows, common.command_line(__file__, argv), title="CPU ceiling: peak fp32 and int8 multiply-add rates against NIN's compiled call",
         columns=COLUMNS, summary=summary, quick=args.quick, model="random weights" if args.quick else args.preset,
         notes=["gmacs: billions of multiply-adds per second (x2 for GFLOP/s); peaks: the best of the timed calls, "
                "all cores; others: the median",
@@ -125,9 +123,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                "int8_ceiling_ips = int8 peak / network MACs per image: the most any int8 artifact of the network "
                "could run at, preprocessing, pooling and requantization free; int8_ceiling_vs_compiled_keras: that "
                "over the dense-ZCA preset's compiled Keras call measured here"])
-    print(path)
-    for key, value in summary.items():
-        print(f"{key}: {value}")
     return 0
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -309,9 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "0.5 points of float; best float >= compiled Keras",
     }
     summary.update(compact_summary(rows, compiled, versus_bare))
-    command = shlex.join(["python", "benchmarks/inference.py", *(argv or sys.argv[1:])])
-    path = common.write_result(
-        "inference", rows, command, title="Inference: Keras vs SavedModel, TFLite, ONNX Runtime and OpenVINO",
+    common.finish(
+        "inference", rows, common.command_line(__file__, argv), title="Inference: Keras vs SavedModel, TFLite, ONNX Runtime and OpenVINO",
         columns=COLUMNS, summary=summary, images=described, quick=args.quick,
         model=str(exported_from if isinstance(exported_from, str) else exported_from.name),
         notes=["latency: median of single-image calls; throughput: 64 / median batch-64 time",
@@ -325,9 +323,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                "compact_int8_b64_vs_network_only_int8_same_runtime: batch-64 calls of the two artifacts "
                "in alternation, the ratio of their median times (so drift in the machine's speed "
                "during the run moves both alike)"])
-    print(path)
-    for key, value in summary.items():
-        print(f"{key}: {value}")
     return 0
 
 

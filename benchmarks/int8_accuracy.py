@@ -23,7 +23,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -84,16 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         print("quick run: nothing written")
         return 0
-    path = common.write_result(
-        args.result, rows,
-        "python benchmarks/" + " ".join(map(shlex.quote, [Path(__file__).name, *sys.argv[1:]])),
+    common.finish(
+        args.result, rows, common.command_line(__file__, argv),
         title=f"int8 raw-pixel artifacts of {args.preset} on the whole test split",
         columns=["artifact", "size_mb", "accuracy", "agreement"], preset=args.preset,
         notes=[f"accuracy in percent on all {len(y_test):,} test images ({preset.metadata['dataset']}; "
                "for CIFAR-10 the JPEG copy); agreement: top-1 equal to the float Keras model of the first row.",
                "int8 calibration: 200 training images (the export default); size: the artifact file."],
     )
-    print(f"wrote {path}")
     return 0
 
 

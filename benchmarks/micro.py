@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 import time
@@ -87,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("quick run: nothing written")
         return 0
     rows = carried_rows(common.results_dir() / "micro.json", {row["preset"] for row in rows}) + rows
-    path = common.write_result(
-        "micro", rows, "python benchmarks/" + " ".join(map(shlex.quote, [Path(__file__).name, *sys.argv[1:]])),
+    common.finish(
+        "micro", rows, common.command_line(__file__, argv),
         title="Integer-only models on TensorFlow Lite for Microcontrollers (tflite-micro's Python interpreter)",
         columns=["preset", "test_images", "float_accuracy", "micro_accuracy", "top1_agreement", "flash_kib",
                  "arena_kib", "fits", "ms_per_image_tflm_on_host", "cpu", "date"],
@@ -98,7 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                "ms_per_image is TFLM's reference kernels on the row's host CPU, not a microcontroller timing; "
                "rows of presets not named by --presets are kept from the previous results, with their CPU and date."],
     )
-    print(f"wrote {path}")
     return 0
 
 

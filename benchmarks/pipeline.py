@@ -262,15 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes.append("Each throughput is the median of the timed passes over the same images after one "
                  "warm-up pass; tf.data and NumPy run in the same process, one after the other, on a "
                  "CPU shared with other jobs.")
-    path = common.write_result(
-        "pipeline", rows, command="python benchmarks/pipeline.py" + (" --quick" if args.quick else ""),
+    for row in rows:
+        print(row)
+    common.finish(
+        "pipeline", rows, common.command_line(__file__, argv),
         title="Input pipeline: ZCA fit and preprocessing throughput",
         columns=["task", "implementation", "images_per_s", "median_s", "seconds"],
         summary=summary, notes=notes)
-    print(path)
-    for row in rows:
-        print(row)
-    print(summary)
     return 0
 
 

@@ -113,9 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = budget.run(Path(__file__), config)
         print(f"[scaling] {json.dumps(result)}", file=sys.stderr, flush=True)
         rows.append({"batch_size": batch, "image_size": size, "steps": steps, **result})
-    command = "python benchmarks/scaling.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    path = common.write_result(
-        "scaling", rows, command,
+    common.finish(
+        "scaling", rows, common.command_line(__file__, argv),
         title="Scaling: NIN CIFAR-10 training step time, epoch estimate and memory vs batch and image size",
         columns=COLUMNS,
         quick=args.quick,
@@ -126,8 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batch size."
         ),
     )
-    print(path)
-    return 0 if all(row.get("status") == "ok" or row["status"].startswith("skipped") for row in rows) else 1
+    return common.exit_status(rows)
 
 
 if __name__ == "__main__":

@@ -341,9 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     variants = args.variants or (["baseline"] if args.quick else list(VARIANTS))
     rows, peak, cpu_peak = run(variants, args.quick, args.runs, args.budget_s)
-    command = "python benchmarks/train_step.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    path = common.write_result(
-        "train_step", rows, command,
+    common.finish(
+        "train_step", rows, common.command_line(__file__, argv),
         title="Training step: NIN CIFAR-10, library layers vs stock keras.layers",
         columns=COLUMNS,
         summary=summarize(rows, peak),
@@ -362,8 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "processes."
         ),
     )
-    print(path)
-    return 0 if all(row.get("status") == "ok" or row["status"].startswith("skipped") for row in rows) else 1
+    return common.exit_status(rows)
 
 
 def backend_comparison(backend: str, quick: bool, runs: int | None, argv) -> int:

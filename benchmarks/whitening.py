@@ -21,7 +21,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -101,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         print("quick run: nothing written")
         return 0
-    path = common.write_result(
-        "whitening", rows, "python benchmarks/" + " ".join(map(shlex.quote, [Path(__file__).name, *sys.argv[1:]])),
+    common.finish(
+        "whitening", rows, common.command_line(__file__, argv),
         title="Convolutional whitening distilled from the dense ZCA (Caffe NIN, CIFAR-10 JPEG copy)",
         columns=["whitening", "fit_images", "numbers", "accuracy", "agreement", "relative_error", "fit_seconds"],
         notes=[f"Accuracy and agreement (top-1 equal to the dense-ZCA pipeline's) in percent on all {len(y_test):,} "
@@ -110,7 +109,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                "relative_error: squared error of the whitened test images against the dense ZCA's, over its squared norm.",
                "Fitting images are a seeded (seed 0) random subset of the 50,000 GCN'd training images."],
     )
-    print(f"wrote {path}")
     return 0
 
 

@@ -34,6 +34,10 @@ class ExportError(NinKerasError):
     (or its metadata) cannot be loaded or run."""
 
 
+class CheckpointError(NinKerasError):
+    """A checkpoint file is unreadable or does not fit the model and optimizer being trained."""
+
+
 class TrainingError(NinKerasError):
     """A training run cannot give a usable result: its loss or weights became NaN or infinite
     (the message names the epoch, the step and the learning rate, and nothing was published)."""

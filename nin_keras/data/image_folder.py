@@ -40,7 +40,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from nin_keras.data.archive import is_archive, iter_files, walk_folder
-from nin_keras.data.input_policy import IMAGE_SUFFIXES, InputPolicy, decode_image
+from nin_keras.data.image_decode import IMAGE_SUFFIXES, decode_image
+from nin_keras.data.input_policy import InputPolicy
 from nin_keras.data.locate import cache_dir
 from nin_keras.errors import DataError, ImageError
 from nin_keras.io_utils import atomic_write

@@ -87,10 +87,48 @@ def known_dim(dim: int | None, name: str) -> int:
     return int(dim)
 
 
-def conv_output_length(length: int | None, kernel: int, stride: int, padding: str) -> int | None:
-    """Output length of a convolution or pooling along one axis ("valid" or "same" padding)."""
+def window_output_length(length: int | None, window: int, stride: int, padding: str) -> int | None:
+    """Output length of a convolution or pooling window along one axis (None stays None).
+
+    ``padding``: ``"valid"`` (whole windows only), ``"same"`` (``ceil(length / stride)``) or
+    ``"caffe"``, Caffe's unpadded pooling, which rounds up: ``ceil((length - window) / stride) + 1``,
+    the last window running past the bottom/right border.
+    """
     if length is None:
         return None
     if padding == "same":
         return -(-length // stride)
-    return max(0, (length - kernel) // stride + 1)
+    if padding == "caffe":
+        return max(0, -(-(length - window) // stride) + 1)
+    return max(0, (length - window) // stride + 1)
+
+
+def spatial_axes(fmt: str) -> tuple[int, int]:
+    """The two spatial axes of a 4-D tensor in data format ``fmt``."""
+    return (2, 3) if fmt == "channels_first" else (1, 2)
+
+
+def window_output_shape(
+    input_shape: Sequence[int | None],
+    window: Sequence[int],
+    strides: Sequence[int],
+    padding: str,
+    fmt: str,
+    layer: str,
+    channels: int | None = None,
+) -> tuple[int | None, ...]:
+    """Output shape of a 2-D window op (convolution or pooling) on a 4-D ``input_shape``.
+
+    Each spatial axis gets ``window_output_length`` under ``padding``; the channel axis becomes
+    ``channels`` when given (a convolution), else it is kept (a pooling).
+
+    Raises:
+        ValueError: ``input_shape`` is not of rank 4 (the message names ``layer``).
+    """
+    check_rank(input_shape, 4, layer)
+    shape = list(input_shape)
+    for axis, k, s in zip(spatial_axes(fmt), window, strides):
+        shape[axis] = window_output_length(shape[axis], k, s, padding)
+    if channels is not None:
+        shape[channel_axis(fmt, 4)] = channels
+    return tuple(shape)

@@ -12,9 +12,7 @@ from nin_keras.layers import _args
 
 def caffe_pooled_length(length: int | None, pool: int, stride: int) -> int | None:
     """Caffe's pooled length without padding: ``ceil((length - pool) / stride) + 1``."""
-    if length is None:
-        return None
-    return max(0, -(-(length - pool) // stride) + 1)
+    return _args.window_output_length(length, pool, stride, "caffe")
 
 
 @keras.saving.register_keras_serializable(package="nin_keras")
@@ -80,7 +78,7 @@ class CaffePooling2D(keras.layers.Layer):
 
     def _same_is_caffe(self, shape) -> bool:
         """Whether "same" pooling of this static ``shape`` has Caffe's size and borders."""
-        spatial = shape[2:] if self.data_format == "channels_first" else shape[1:3]
+        spatial = [shape[axis] for axis in _args.spatial_axes(self.data_format)]
         for n, k, s in zip(spatial, self.pool_size, self.strides):
             if n is None:
                 return False
@@ -91,12 +89,9 @@ class CaffePooling2D(keras.layers.Layer):
         return True
 
     def compute_output_shape(self, input_shape):
-        _args.check_rank(input_shape, 4, "CaffePooling2D")
-        spatial = (2, 3) if self.data_format == "channels_first" else (1, 2)
-        shape = list(input_shape)
-        for axis, k, s in zip(spatial, self.pool_size, self.strides):
-            shape[axis] = caffe_pooled_length(shape[axis], k, s)
-        return tuple(shape)
+        return _args.window_output_shape(
+            input_shape, self.pool_size, self.strides, "caffe", self.data_format, "CaffePooling2D"
+        )
 
     def get_config(self):
         config = super().get_config()

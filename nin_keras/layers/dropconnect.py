@@ -6,10 +6,11 @@ import keras
 from keras import ops
 
 from nin_keras.layers import _args
+from nin_keras.layers._dense_base import DenseStyleLayer
 
 
 @keras.saving.register_keras_serializable(package="nin_keras")
-class DropConnect(keras.layers.Layer):
+class DropConnect(DenseStyleLayer):
     """Dense layer that drops each weight with probability ``rate`` during training.
 
     Training: ``y = activation(x · (W ⊙ M) / (1 - rate) + b)`` with ``M`` a Bernoulli(1 - rate)
@@ -62,43 +63,19 @@ class DropConnect(keras.layers.Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+                         kernel_constraint, bias_constraint, **kwargs)
         self.units = _args.positive_int(units, "units")
         self.rate = _args.rate(rate, "rate")
         self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
         self.inference = _args.choice(inference, ("mean", "gaussian"), "inference")
         self.samples = _args.positive_int(samples, "samples")
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
-        _args.check_min_rank(input_shape, 2, "DropConnect")
-        features = _args.known_dim(input_shape[-1], "input_shape")
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(features, self.units),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.units,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: features})
+        self.build_on_features(input_shape, self.units)
 
     def _affine(self, inputs, kernel):
         z = ops.matmul(inputs, kernel)
@@ -118,8 +95,7 @@ class DropConnect(keras.layers.Layer):
         return ops.mean(self.activation(mean + ops.sqrt(variance) * noise), axis=0)
 
     def compute_output_shape(self, input_shape):
-        _args.check_min_rank(input_shape, 2, "DropConnect")
-        return (*input_shape[:-1], self.units)
+        return self.features_output_shape(input_shape, self.units)
 
     def get_config(self):
         config = super().get_config()
@@ -132,12 +108,7 @@ class DropConnect(keras.layers.Layer):
                 "inference": self.inference,
                 "samples": self.samples,
                 "seed": self.seed,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                **self.weight_arguments_config(),
             }
         )
         return config

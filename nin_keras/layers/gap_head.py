@@ -37,8 +37,7 @@ class GlobalAveragePoolingHead(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def call(self, inputs):
-        spatial = (2, 3) if self.data_format == "channels_first" else (1, 2)
-        return self.activation(ops.mean(inputs, axis=spatial))
+        return self.activation(ops.mean(inputs, axis=_args.spatial_axes(self.data_format)))
 
     def compute_output_shape(self, input_shape):
         _args.check_rank(input_shape, 4, "GlobalAveragePoolingHead")

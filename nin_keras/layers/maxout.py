@@ -9,6 +9,8 @@ import numpy as np
 from keras import ops
 
 from nin_keras.layers import _args
+from nin_keras.layers._dense_base import DenseStyleLayer
+
 
 def max_over_pieces(z, units: int, pieces: int, axis: int):
     """Max over groups of ``pieces`` consecutive entries along ``axis`` (unit-major layout)."""
@@ -18,53 +20,15 @@ def max_over_pieces(z, units: int, pieces: int, axis: int):
     return ops.max(grouped, axis=axis + 1)
 
 
-class _MaxoutBase(keras.layers.Layer):
-    """Shared weights, config and ``unit_pieces`` of the dense and convolutional maxout layers."""
+class _MaxoutBase(DenseStyleLayer):
+    """Shared ``units``/``pieces``, config and ``unit_pieces`` of the dense and convolutional maxout layers."""
 
     _units_name = "units"  # the constructor argument naming the number of units
 
-    def __init__(
-        self,
-        units: int,
-        pieces: int,
-        use_bias: bool = True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        **kwargs,
-    ):
+    def __init__(self, units: int, pieces: int, **kwargs):
         super().__init__(**kwargs)
         self.units = _args.positive_int(units, self._units_name)
         self.pieces = _args.positive_int(pieces, "pieces")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
-
-    def _build_weights(self, kernel_shape: tuple[int, ...]) -> None:
-        width = self.units * self.pieces
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(*kernel_shape, width),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(width,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
 
     def unit_pieces(self, unit: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The kernel ``(..., pieces)`` and bias ``(pieces,)`` (None without bias) of one unit."""
@@ -82,12 +46,7 @@ class _MaxoutBase(keras.layers.Layer):
                 self._units_name: self.units,
                 "pieces": self.pieces,
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                **self.weight_arguments_config(),
             }
         )
         return config
@@ -122,10 +81,7 @@ class Maxout(_MaxoutBase):
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
-        _args.check_min_rank(input_shape, 2, "Maxout")
-        features = _args.known_dim(input_shape[-1], "input_shape")
-        self._build_weights((features,))
-        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: features})
+        self.build_on_features(input_shape, self.units * self.pieces)
 
     def call(self, inputs):
         z = ops.matmul(inputs, self.kernel)
@@ -134,8 +90,7 @@ class Maxout(_MaxoutBase):
         return max_over_pieces(z, self.units, self.pieces, axis=-1)
 
     def compute_output_shape(self, input_shape):
-        _args.check_min_rank(input_shape, 2, "Maxout")
-        return (*input_shape[:-1], self.units)
+        return self.features_output_shape(input_shape, self.units)
 
 
 @keras.saving.register_keras_serializable(package="nin_keras")
@@ -191,7 +146,7 @@ class MaxoutConv2D(_MaxoutBase):
         _args.check_rank(input_shape, 4, "MaxoutConv2D")
         axis = _args.channel_axis(self.data_format, 4)
         channels = _args.known_dim(input_shape[axis], "input_shape")
-        self._build_weights((*self.kernel_size, channels))
+        self.add_kernel_and_bias((*self.kernel_size, channels), self.units * self.pieces)
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={axis: channels})
 
     def call(self, inputs):
@@ -202,13 +157,10 @@ class MaxoutConv2D(_MaxoutBase):
         return max_over_pieces(z, self.units, self.pieces, axis=axis)
 
     def compute_output_shape(self, input_shape):
-        _args.check_rank(input_shape, 4, "MaxoutConv2D")
-        spatial = (2, 3) if self.data_format == "channels_first" else (1, 2)
-        shape = list(input_shape)
-        for axis, k, s in zip(spatial, self.kernel_size, self.strides):
-            shape[axis] = _args.conv_output_length(shape[axis], k, s, self.padding)
-        shape[_args.channel_axis(self.data_format, 4)] = self.units
-        return tuple(shape)
+        return _args.window_output_shape(
+            input_shape, self.kernel_size, self.strides, self.padding, self.data_format, "MaxoutConv2D",
+            channels=self.units,
+        )
 
     def get_config(self):
         config = super().get_config()

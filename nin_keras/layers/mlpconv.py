@@ -150,13 +150,10 @@ class MLPConv(keras.layers.Layer):
         return x
 
     def compute_output_shape(self, input_shape):
-        _args.check_rank(input_shape, 4, "MLPConv")
-        spatial = (2, 3) if self.data_format == "channels_first" else (1, 2)
-        shape = list(input_shape)
-        for axis, k, s in zip(spatial, self.kernel_size, self.strides):
-            shape[axis] = _args.conv_output_length(shape[axis], k, s, self.padding)
-        shape[_args.channel_axis(self.data_format, 4)] = self.filters[-1]
-        return tuple(shape)
+        return _args.window_output_shape(
+            input_shape, self.kernel_size, self.strides, self.padding, self.data_format, "MLPConv",
+            channels=self.filters[-1],
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -78,12 +78,9 @@ class StochasticPooling2D(keras.layers.Layer):
         return ops.transpose(pooled, (0, 3, 1, 2)) if self.data_format == "channels_first" else pooled
 
     def compute_output_shape(self, input_shape):
-        _args.check_rank(input_shape, 4, "StochasticPooling2D")
-        spatial = (2, 3) if self.data_format == "channels_first" else (1, 2)
-        shape = list(input_shape)
-        for axis, k, s in zip(spatial, self.pool_size, self.strides):
-            shape[axis] = _args.conv_output_length(shape[axis], k, s, self.padding)
-        return tuple(shape)
+        return _args.window_output_shape(
+            input_shape, self.pool_size, self.strides, self.padding, self.data_format, "StochasticPooling2D"
+        )
 
     def get_config(self):
         config = super().get_config()

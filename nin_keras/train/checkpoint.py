@@ -35,8 +35,7 @@ from nin_keras.errors import NinKerasError
 from nin_keras.io_utils import atomic_write
 
 
-class CheckpointError(NinKerasError):
-    """A checkpoint file is unreadable or does not fit the model and optimizer being trained."""
+from nin_keras.errors import CheckpointError
 
 
 def _values(variables: list) -> list[np.ndarray]:
