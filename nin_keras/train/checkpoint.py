@@ -31,10 +31,8 @@ from typing import Any, Mapping, Sequence
 import keras
 import numpy as np
 
+from nin_keras.errors import CheckpointError
 from nin_keras.io_utils import atomic_write
-
-
-from nin_keras.errors import CheckpointError  # noqa: F401  (raised here; importable from here as before)
 
 
 def _values(variables: list) -> list[np.ndarray]:
