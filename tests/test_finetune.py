@@ -175,6 +175,16 @@ def test_short_runs_are_lengthened_to_the_minimum_steps_and_the_plan_is_printed(
     assert recipe["schedule"]["final_fraction"] == 0.1
 
 
+def test_freeze_epochs_is_a_deprecated_name_for_freeze_body_epochs(tmp_path):
+    data = write_class_folder(tmp_path / "pets", {"cat": (4, 1), "ship": (4, 1)})
+    code, printed, err = run_cli("finetune", "nin_cifar10", str(data), "--out", str(tmp_path / "out"),
+                                 "--epochs", "0", "--freeze-epochs", "1")
+    assert code == 0, err
+    assert "--freeze-epochs is deprecated; use --freeze-body-epochs" in err
+    recipe = json.loads((tmp_path / "out" / "metadata.json").read_text())["recipe"]
+    assert recipe["model"]["freeze_body_epochs"] == 1
+
+
 # --------------------------------------------------------------------------- what a fine-tune may write
 
 
