@@ -1,0 +1,149 @@
+"""The house's arrows point down (ARCHITECTURE.md): every import of a library module, at module
+level or inside a function, is read from the source, and no package may import one above it.
+
+The packages in order, lowest first: the helpers every package may use (``errors``, ``io_utils``,
+``lazy``, ``tensorflow_only``, ``tf_startup`` and the package's own ``__init__``), then
+``layers``, ``models``, ``data``, ``caffe``, ``zoo``, ``train``, ``export``, ``deploy``,
+``serve``, ``visualize``, ``cli``. ``KNOWN_UPWARD`` lists the upward imports that were there
+when this check was written, each to be removed by issue 30's moves, and ``KNOWN_CYCLES`` the
+import cycles inside packages; the check fails on any other, and on a listed one that is gone
+(so the lists only shrink).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Where each installed package's source lives (pyproject's package-dir mapping).
+SOURCES = {"nin_keras": ROOT / "nin_keras", "nin_keras.zoo": ROOT / "zoo", "nin_keras.export": ROOT / "export"}
+HELPERS = ("", "errors", "io_utils", "lazy", "tensorflow_only", "tf_startup")
+ORDER = ("layers", "models", "data", "caffe", "zoo", "train", "export", "deploy", "serve", "visualize", "cli")
+#: (importing module, imported module): upward imports issue 30 removes.
+KNOWN_UPWARD = {
+    ("nin_keras.zoo.classifier", "nin_keras.export.predictor"),
+    ("nin_keras.zoo.compact", "nin_keras.train.evaluate"),
+    ("nin_keras.zoo.publish", "nin_keras.train.evaluate"),
+}
+
+
+def library_modules() -> dict[str, Path]:
+    """Every library module's dotted name -> its file."""
+    found = {}
+    for package, folder in SOURCES.items():
+        for path in folder.rglob("*.py"):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if package == "nin_keras" and parts[0] in ("zoo", "export"):
+                continue  # mapped from the top-level folders, not these
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join([package, *parts])] = path
+    return found
+
+
+def imports_of(name: str, path: Path, modules: set[str] = frozenset()) -> set[str]:
+    """Every ``nin_keras`` module ``path`` imports, anywhere in the file (relative imports
+    resolved): ``from nin_keras.zoo import registry`` imports the module ``nin_keras.zoo.registry``
+    when ``modules`` holds it, ``from nin_keras.zoo import load_preset`` the package itself."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            for alias in node.names:
+                submodule = f"{module}.{alias.name}"
+                found.add(submodule if submodule in modules else module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {module for module in found if module.split(".")[0] == "nin_keras"}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Library module -> the library modules it imports (itself excluded)."""
+    modules = library_modules()
+    return {name: {target for target in imports_of(name, path, set(modules)) if target in modules} - {name}
+            for name, path in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The graph's strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = set()
+            while not component or node not in component:
+                component.add(stack.pop())
+            on_stack.difference_update(component)
+            if len(component) > 1:
+                found.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+#: Import cycles inside a package when this check was written (issue 30: the zoo's presets and
+#: registry; issue 28's engines and run builder; the data readers and sources).
+KNOWN_CYCLES = [
+    {"nin_keras.zoo.classifier", "nin_keras.zoo.preprocessing_spec", "nin_keras.zoo.preset_format",
+     "nin_keras.zoo.preset_loader", "nin_keras.zoo.presets", "nin_keras.zoo.registry", "nin_keras.zoo.transfer"},
+    {"nin_keras.data.arrays", "nin_keras.data.cifar", "nin_keras.data.idx", "nin_keras.data.npz",
+     "nin_keras.data.sources", "nin_keras.data.svhn"},
+    {"nin_keras.train.fit_loop", "nin_keras.train.loop", "nin_keras.train.run"},
+]
+
+
+def rank(module: str) -> int:
+    """The module's package's place in ``ORDER`` (-1: a helper every package may use)."""
+    top = module.split(".")[1] if "." in module else ""
+    return -1 if top in HELPERS else ORDER.index(top)
+
+
+def upward_imports() -> set[tuple[str, str]]:
+    return {(name, target) for name, targets in import_graph().items() for target in targets
+            if rank(target) > rank(name)}
+
+
+def test_every_library_package_has_a_place_in_the_order():
+    tops = {name.split(".")[1] for name in library_modules() if "." in name}
+    assert tops <= set(HELPERS) | set(ORDER), sorted(tops - set(HELPERS) - set(ORDER))
+
+
+def test_no_package_imports_one_above_it():
+    upward = upward_imports()
+    assert upward - KNOWN_UPWARD == set(), "new upward imports: " + ", ".join(
+        f"{a} -> {b}" for a, b in sorted(upward - KNOWN_UPWARD))
+    assert KNOWN_UPWARD - upward == set(), "gone, remove from KNOWN_UPWARD: " + ", ".join(
+        f"{a} -> {b}" for a, b in sorted(KNOWN_UPWARD - upward))
+
+
+def test_no_new_import_cycles():
+    found = cycles(import_graph())
+    assert sorted(map(sorted, found)) == sorted(map(sorted, KNOWN_CYCLES)), (
+        "import cycles changed (a new one, a grown one, or one that is gone: update KNOWN_CYCLES only "
+        f"to shrink it): {sorted(map(sorted, found))}")
+
+
+def test_the_check_finds_a_cycle_and_sees_imports_inside_functions(tmp_path):
+    """The check's own test: a module importing upward from inside a function is caught, and a
+    three-module loop is one cycle while a chain is none."""
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    module = tmp_path / "sneaky.py"
+    module.write_text("def later():\n    from nin_keras.train import evaluate\n    from ..export import exporter\n")
+    found = imports_of("nin_keras.zoo.sneaky", module, set(library_modules()))
+    assert {"nin_keras.train.evaluate", "nin_keras.export.exporter"} <= found
+    assert rank("nin_keras.train.evaluate") > rank("nin_keras.zoo.sneaky")
