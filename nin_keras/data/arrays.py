@@ -115,6 +115,9 @@ class _Upstream:
     def __init__(self, images: np.ndarray, layers: Sequence[keras.layers.Layer], chunk: int):
         self.images, self.layers, self.chunk = images, layers, chunk
 
+    def __iter__(self):  # Keras's own adapt (e.g. keras.layers.Normalization) reads iterables of batches
+        return self.as_numpy_iterator()
+
     def as_numpy_iterator(self):
         for start in range(0, len(self.images), self.chunk):
             x = keras.ops.cast(self.images[start:start + self.chunk], "float32")
