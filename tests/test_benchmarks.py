@@ -168,6 +168,7 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
     import ablation
 
     from nin_keras.train import load_recipe
+    from nin_keras.train.components import build_layers
     from nin_keras.train.recipes import validate_recipe
 
     base = load_recipe(ablation.RECIPE)
@@ -178,7 +179,11 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
         validate_recipe(recipe)
         changed = {key for key in set(recipe) | set(full) if recipe.get(key) != full.get(key)}
         assert len(changed) == (0 if edit is None else 1), (name, changed)
+        # Every layer a variant names deserializes (Keras's own Normalization and RandomErasing too).
+        assert len(build_layers(recipe["preprocessing"]) + build_layers(recipe["augmentation"])) >= 1
     assert base == load_recipe(ablation.RECIPE)  # variants are copies
+    with_validation = ablation.variant_recipe(base, None, 2, 100, 50, validation=20)
+    assert with_validation["validation"] == {"holdout": 20}
 
 
 def test_quick_inference_run_covers_every_row_kind(tmp_path):
