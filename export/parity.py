@@ -9,7 +9,10 @@ Bounds (the documented defaults of :class:`ParityTolerance`):
   bound leaves 3x room over the worst measured image.
 - quantized artifacts (``"dynamic"``, ``"int8"``): top-1 agreement with Keras ≥ 0.95, and, where
   labels are known, accuracy no more than 1.0 point below Keras (the goal is 0.5; the measured drop
-  is in every metadata file).
+  is in every metadata file), or one image's share where that is more (a single changed answer
+  among 64 parity images is 1.56 points: a sample that small cannot show a smaller drop; on this
+  project's AVX2-only AMD EPYC, ONNX Runtime's int8 kernels changed one such answer for the
+  compact CIFAR-10 web export where AVX-512 VNNI machines changed none).
 
 "The same top-1" allows exact ties: an image counts as a mismatch only when the artifact's top
 class is more than the float bound below Keras's top class in Keras's own probabilities (a
@@ -100,10 +103,13 @@ def parity_report(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarr
         report.update(keras_accuracy=keras_acc, artifact_accuracy=art_acc,
                       accuracy_drop=keras_acc - art_acc)
         if atol is None:
-            report["max_accuracy_drop"] = tolerance.max_accuracy_drop
-            if keras_acc - art_acc > tolerance.max_accuracy_drop:
-                failures.append(f"accuracy drop {keras_acc - art_acc:.2f} points > "
-                                f"{tolerance.max_accuracy_drop}")
+            # One image is the smallest drop a sample can show: on fewer than 100 / bound images a
+            # single changed answer would exceed the bound, so the bound is at least one image's
+            # share (64 parity images: 1.5625 points; the CLI's 500: the bound itself).
+            allowed = max(tolerance.max_accuracy_drop, 100.0 / len(labels))
+            report["max_accuracy_drop"] = allowed
+            if keras_acc - art_acc > allowed + 1e-9:
+                failures.append(f"accuracy drop {keras_acc - art_acc:.2f} points > {allowed:g}")
     report["passed"] = not failures
     report["failures"] = failures
     return report

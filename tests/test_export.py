@@ -154,6 +154,20 @@ def test_parity_report_quantized_agreement_and_accuracy():
     assert not strict["passed"] and any("accuracy drop" in f for f in strict["failures"])
 
 
+@pytest.mark.parametrize("count, wrong, passes", [(64, 1, True), (64, 2, False), (500, 5, True), (500, 6, False)])
+def test_accuracy_drop_bound_is_at_least_one_images_share(count, wrong, passes):
+    """64 parity images cannot show a drop under 1.5625 points: one changed answer passes, two fail;
+    on 500 images the 1-point bound holds as it is (5 answers pass, 6 fail)."""
+    reference = np.eye(10)[np.arange(count) % 10] * 0.9 + 0.01
+    labels = reference.argmax(1)
+    candidate = reference.copy()
+    candidate[:wrong] = np.roll(candidate[:wrong], 1, axis=1)  # right before, wrong now
+    report = parity_report(reference, candidate, labels, quantize="int8")
+    assert report["accuracy_drop"] == pytest.approx(100 * wrong / count)
+    assert report["max_accuracy_drop"] == pytest.approx(max(1.0, 100 / count))
+    assert report["passed"] is passes
+
+
 # --------------------------------------------------------------------------- every architecture
 
 
