@@ -106,7 +106,11 @@ def fit_preprocessing(layers: Sequence[keras.layers.Layer], images: np.ndarray, 
     layers before it, ``chunk`` images at a time (``keras.ops``: any backend, no ``tf.data``)."""
     for i, layer in enumerate(layers):
         if hasattr(layer, "adapt"):
-            layer.adapt(_Upstream(images, layers[:i], chunk))
+            upstream = _Upstream(images, layers[:i], chunk)
+            # Keras's own adapt layers (Normalization) take an iterable only where TensorFlow is
+            # installed (they test for tf.data.Dataset first), so they get the whole input as one array.
+            streams = type(layer).__module__.startswith("nin_keras.")
+            layer.adapt(upstream if streams else np.concatenate(list(upstream.as_numpy_iterator())))
 
 
 class _Upstream:
@@ -114,9 +118,6 @@ class _Upstream:
 
     def __init__(self, images: np.ndarray, layers: Sequence[keras.layers.Layer], chunk: int):
         self.images, self.layers, self.chunk = images, layers, chunk
-
-    def __iter__(self):  # Keras's own adapt (e.g. keras.layers.Normalization) reads iterables of batches
-        return self.as_numpy_iterator()
 
     def as_numpy_iterator(self):
         for start in range(0, len(self.images), self.chunk):
