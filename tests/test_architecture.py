@@ -1,7 +1,7 @@
 """The house's arrows point down (ARCHITECTURE.md): every import of a library module, at module
 level or inside a function, is read from the source, and no package may import one above it.
 
-The packages in order, lowest first: the helpers every package may use (``errors``, ``io_utils``,
+The packages in order, lowest first: the helpers every package may use (``arguments``, ``errors``, ``io_utils``,
 ``lazy``, ``tensorflow_only``, ``tf_startup`` and the package's own ``__init__``), then
 ``layers``, ``models``, ``data``, ``caffe``, ``zoo``, ``train``, ``export``, ``deploy``,
 ``serve``, ``visualize``, ``cli``. ``KNOWN_UPWARD`` lists the upward imports that were there
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: Where each installed package's source lives (pyproject's package-dir mapping).
 SOURCES = {"nin_keras": ROOT / "nin_keras", "nin_keras.zoo": ROOT / "zoo", "nin_keras.export": ROOT / "export"}
-HELPERS = ("", "errors", "io_utils", "lazy", "tensorflow_only", "tf_startup")
+HELPERS = ("", "arguments", "errors", "io_utils", "lazy", "tensorflow_only", "tf_startup")
 ORDER = ("layers", "models", "data", "caffe", "zoo", "train", "export", "deploy", "serve", "visualize", "cli")
 #: (importing module, imported module): upward imports issue 30 removes.
 KNOWN_UPWARD = {

@@ -28,6 +28,7 @@ from typing import Any
 import h5py
 import keras
 
+from nin_keras.arguments import is_whole
 from nin_keras.errors import PresetError
 from nin_keras.layers import ConvWhitening, LocalContrastNormalization, ZCAWhitening
 from nin_keras.zoo.classifier import PREPROCESSING_LAYERS
@@ -88,7 +89,7 @@ def _check_window(cls: type, config: Mapping[str, Any], input_shape: Sequence[in
     size = config["kernel_size"]
     sides = [d for d in input_shape[:2] if d is not None]
     largest = (min if cls is ConvWhitening else max)(sides, default=None)
-    if not _is_int(size) or size < 1 or largest is not None and size > largest:
+    if not is_whole(size) or size < 1 or largest is not None and size > largest:
         raise PresetError(f"{where} ({cls.__name__}): 'kernel_size' must be a positive int no larger than "
                           f"{largest} for input_shape {list(input_shape)}, got {size!r}.")
 
@@ -127,10 +128,6 @@ def _check_sized_weights(cls: type, config: Mapping[str, Any], input_shape: Sequ
         raise PresetError(f"{METADATA_FILE}: 'input_shape' {list(input_shape)} gives {layer} {size} {unit}, but "
                           f"{file} holds weights {held} for it, which imply {implied} {unit}.")
     raise PresetError(f"{layer}: its '{argument}' makes weights {planned}, but {file} holds {held}.")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _stored_shapes(path: Path) -> dict[str, list[tuple]]:

@@ -28,6 +28,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from nin_keras.arguments import is_whole
 from nin_keras.data.input_policy import InputPolicy
 from nin_keras.errors import PresetError
 from nin_keras.io_utils import read_json
@@ -145,7 +146,7 @@ def parse_metadata(metadata: Any, source: str = METADATA_FILE) -> dict[str, Any]
 
     check("dataset", isinstance(metadata.get("dataset"), str), "a data set name")
     shape = metadata.get("input_shape")
-    check("input_shape", isinstance(shape, list) and all(d is None or _is_int(d) and d > 0 for d in shape), "a list of positive ints")
+    check("input_shape", isinstance(shape, list) and all(d is None or is_whole(d) and d > 0 for d in shape), "a list of positive ints")
     known = [d for d in shape if d is not None]
     check("input_shape", all(d <= MAX_INPUT_SIDE for d in known) and math.prod(known) <= MAX_INPUT_VALUES,
           f"at most {MAX_INPUT_SIDE} per dimension and {MAX_INPUT_VALUES} values")
@@ -153,7 +154,7 @@ def parse_metadata(metadata: Any, source: str = METADATA_FILE) -> dict[str, Any]
     check(
         "files",
         isinstance(files, dict)
-        and all(isinstance(v, dict) and isinstance(v.get("sha256"), str) and _is_int(v.get("size")) and v["size"] >= 0
+        and all(isinstance(v, dict) and isinstance(v.get("sha256"), str) and is_whole(v.get("size")) and v["size"] >= 0
                 for v in files.values()),
         'an object {file: {"sha256": str, "size": int}}',
     )
@@ -166,7 +167,7 @@ def parse_metadata(metadata: Any, source: str = METADATA_FILE) -> dict[str, Any]
     check(
         "layers",
         isinstance(layers, dict)
-        and all(isinstance(v, list) and all(isinstance(s, list) and all(_is_int(d) for d in s) for s in v) for v in layers.values()),
+        and all(isinstance(v, list) and all(isinstance(s, list) and all(is_whole(d) for d in s) for s in v) for v in layers.values()),
         "an object {layer: [weight shapes]}",
     )
     check("preprocessing", isinstance(metadata.get("preprocessing", []), list), "a list of layer configs")
@@ -178,10 +179,6 @@ def parse_metadata(metadata: Any, source: str = METADATA_FILE) -> dict[str, Any]
         except ValueError as err:
             raise PresetError(f"{source}: 'input_policy' is malformed: {err}") from err
     return metadata
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_plain_name(name: str) -> bool:

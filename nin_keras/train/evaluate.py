@@ -16,6 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from nin_keras.arguments import check_count
 from nin_keras.data.arrays import load_arrays
 
 
@@ -87,7 +88,7 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"images and labels must be non-empty and of equal length, got {len(images)} and {len(labels)}")
-    _check_count(batch_size, "batch_size")
+    check_count(batch_size, "batch_size")
     images = _checked_images(images, model)
     probabilities = predict_probabilities(model, images, batch_size, tta)
     broken = int(np.sum(~np.isfinite(probabilities).all(axis=-1)))
@@ -112,12 +113,6 @@ def preset_metrics(result: dict[str, Any]) -> dict[str, float | int]:
     parity reports give them (``evaluate_model``'s ``accuracy`` is a fraction, like Keras's)."""
     return {"test_error": round(result["error_percent"], 4), "test_accuracy": round(100 * result["accuracy"], 4),
             "test_loss": round(result["loss"], 6), "test_examples": result["examples"]}
-
-
-def _check_count(value: Any, name: str) -> None:
-    """``value`` must be a whole number >= 1 (0 is never read as "the default")."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _checked_images(images: np.ndarray, model: keras.Model) -> np.ndarray:
@@ -179,8 +174,8 @@ def evaluate_preset(
     from nin_keras.zoo import load_preset
 
     if limit is not None:
-        _check_count(limit, "limit")
-    _check_count(batch_size, "batch_size")
+        check_count(limit, "limit")
+    check_count(batch_size, "batch_size")
     loaded = load_preset(preset)
     dataset = dataset or loaded.metadata["dataset"]
     extra: dict[str, Any] = {}

@@ -53,6 +53,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from nin_keras.arguments import check_count
 from nin_keras.data.arrays import fit_preprocessing
 from nin_keras.data.image_folder import read_labelled_images
 from nin_keras.errors import DataError, PresetError
@@ -344,28 +345,23 @@ def _chance_warning(measured: dict[str, Any], classes: int) -> str:
             "out more (--validation-fraction, or a test/ folder of photos).")
 
 
-def _check_arguments(**values) -> None:
+def _check_arguments(*, epochs, learning_rate, batch_size, freeze_body_epochs, whitening, head, min_steps,
+                     validation_fraction, seed, max_steps) -> None:
     """Refuse out-of-range arguments by name; 0 never silently means a default."""
-    rules = {
-        "epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-        "learning_rate": (lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0, "a finite number > 0"),
-        "batch_size": (lambda v: v is None or (_is_int(v) and v >= 1), "None or an integer >= 1"),
-        "freeze_body_epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-        "whitening": (lambda v: v in WHITENING, f"one of {WHITENING}"),
-        "head": (lambda v: v in HEADS, f"one of {HEADS}"),
-        "min_steps": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-        "validation_fraction": (lambda v: isinstance(v, (int, float)) and 0.0 < v < 1.0, "a number in (0, 1)"),
-        "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
-        "max_steps": (lambda v: v is None or (_is_int(v) and v >= 1), "None or an integer >= 1"),
-    }
-    for name, value in values.items():
-        valid, expected = rules[name]
-        if not valid(value):
-            raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    for name, value in (("epochs", epochs), ("freeze_body_epochs", freeze_body_epochs), ("min_steps", min_steps),
+                        ("seed", seed)):
+        check_count(value, name, minimum=0)
+    check_count(batch_size, "batch_size", optional=True)
+    check_count(max_steps, "max_steps", optional=True)
+    if seed >= 2**32:
+        raise ValueError(f"seed must be below 2**32, got {seed!r}")
+    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+    if not (isinstance(validation_fraction, (int, float)) and 0.0 < validation_fraction < 1.0):
+        raise ValueError(f"validation_fraction must be a number in (0, 1), got {validation_fraction!r}")
+    for name, value, choices in (("whitening", whitening, WHITENING), ("head", head, HEADS)):
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def _check_outputs(out: Path, run_dir: Path, data: Path, overwrite: bool) -> None:

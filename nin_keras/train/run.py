@@ -42,6 +42,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from nin_keras.arguments import check_count
 from nin_keras.errors import TrainingError
 from nin_keras.train.checkpoint import load_checkpoint, save_checkpoint
 from nin_keras.train.history import write_history
@@ -226,8 +227,7 @@ def train(
 
 
 def check_max_steps(max_steps: Any) -> None:
-    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
-        raise ValueError(f"max_steps must be None or an integer >= 1, got {max_steps!r}")
+    check_count(max_steps, "max_steps", optional=True)
 
 
 class RunState:
