@@ -44,7 +44,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from pathlib import Path
@@ -366,7 +365,7 @@ def _check_arguments(*, epochs, learning_rate, batch_size, freeze_body_epochs, w
 
 def _check_outputs(out: Path, run_dir: Path, data: Path, overwrite: bool) -> None:
     """Refuse outputs that would delete or mix with what the user did not ask to replace."""
-    from nin_keras.zoo.preset_format import METADATA_FILE, is_preset_folder
+    from nin_keras.zoo.preset_format import METADATA_FILE, is_preset_folder, read_preset_json
 
     data = data.resolve()
     for name, folder in (("out", out), ("run_dir", run_dir)):
@@ -384,8 +383,8 @@ def _check_outputs(out: Path, run_dir: Path, data: Path, overwrite: bool) -> Non
         raise PresetError(f"{out} exists and is not a preset folder; it is never replaced, even with --overwrite: "
                           "choose another --out")
     try:
-        written_by = json.loads((out / METADATA_FILE).read_text()).get("fine_tune_run")
-    except (OSError, ValueError, AttributeError):
+        written_by = read_preset_json(out, METADATA_FILE).get("fine_tune_run")
+    except (PresetError, AttributeError):
         written_by = None
     if written_by != os.fspath(run_dir.resolve()) and not overwrite:
         raise FileExistsError(f"{out} is a preset from another run (pass overwrite=True / --overwrite to replace it), "
