@@ -471,3 +471,17 @@ def test_per_layer_mixed_policy_under_a_float32_global_policy(name, policy):
     clone = type(layer).from_config(layer.get_config())
     assert clone.dtype_policy.name == policy
     assert keras.backend.standardize_dtype(clone(x, training=False).dtype) == compute_dtype
+
+
+def test_fit_preprocessing_fits_keras_normalization_per_channel_on_every_backend():
+    """Per-channel standardization in a recipe: Keras's own ``Normalization`` fitted by
+    ``fit_preprocessing`` on the images through the layers before it (its adapt takes an iterable
+    only where TensorFlow is installed, so on JAX it must be given one array)."""
+    from nin_keras.data.arrays import fit_preprocessing
+
+    images = np.random.default_rng(3).integers(0, 256, (101, 6, 5, 3)).astype(np.uint8)
+    normalization = keras.layers.Normalization(axis=-1)
+    fit_preprocessing([keras.layers.Rescaling(1 / 255), normalization], images, chunk=17)
+    pixels = images.reshape(-1, 3).astype(np.float64) / 255
+    np.testing.assert_allclose(np.ravel(normalization.mean), pixels.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(np.ravel(normalization.variance), pixels.var(0), rtol=1e-4)

@@ -445,16 +445,3 @@ def test_config_round_trip(layer):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is type(layer)
     assert restored.get_config() == layer.get_config()
-
-
-def test_fit_preprocessing_fits_keras_normalization_per_channel_after_the_layers_before_it():
-    """Per-channel standardization (Keras's own ``Normalization``) in a recipe's preprocessing:
-    ``fit_preprocessing`` feeds it the images through the layers before it, in chunks."""
-    from nin_keras.data.arrays import fit_preprocessing
-
-    images = np.random.default_rng(3).integers(0, 256, (101, 6, 5, 3)).astype(np.uint8)
-    normalization = keras.layers.Normalization(axis=-1)
-    fit_preprocessing([keras.layers.Rescaling(1 / 255), normalization], images, chunk=17)
-    pixels = images.reshape(-1, 3).astype(np.float64) / 255
-    np.testing.assert_allclose(np.ravel(normalization.mean), pixels.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(np.ravel(normalization.variance), pixels.var(0), rtol=1e-4)

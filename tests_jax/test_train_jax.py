@@ -235,16 +235,3 @@ def test_a_tensorflow_strategy_on_jax_names_the_one_that_runs():
     with pytest.raises(ValueError, match="strategy must be one of"):
         make_strategy("tpu")
     assert make_strategy("default") is None
-
-
-def test_fit_preprocessing_fits_keras_normalization_without_tensorflow():
-    """Per-channel standardization (Keras's Normalization) in a recipe on JAX: Keras's own adapt
-    reads an iterable of batches only where TensorFlow is installed, so it gets one array."""
-    from nin_keras.data.arrays import fit_preprocessing
-
-    images = np.random.default_rng(5).integers(0, 256, (70, 4, 4, 3)).astype(np.uint8)
-    normalization = keras.layers.Normalization(axis=-1)
-    fit_preprocessing([keras.layers.Rescaling(1 / 255), normalization], images, chunk=16)
-    pixels = images.reshape(-1, 3).astype(np.float64) / 255
-    np.testing.assert_allclose(np.ravel(normalization.mean), pixels.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(np.ravel(normalization.variance), pixels.var(0), rtol=1e-4)
