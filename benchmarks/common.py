@@ -14,6 +14,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -61,7 +62,8 @@ def machine_info() -> dict[str, Any]:
     # Installed versions from package metadata: importing TensorFlow just to read it costs seconds.
     distributions = {"numpy": ("numpy",), "tensorflow": ("tensorflow", "tensorflow-cpu"), "keras": ("keras",),
                      "onnxruntime": ("onnxruntime",), "ai_edge_litert": ("ai-edge-litert",),
-                     "openvino": ("openvino",)}
+                     "openvino": ("openvino",), "jax": ("jax",)}
+    info["accelerator"] = accelerator_name()
     for module, names in distributions.items():
         info[module] = None  # a missing optional runtime is recorded, not fatal
         for name in names:
@@ -71,6 +73,18 @@ def machine_info() -> dict[str, Any]:
             except importlib.metadata.PackageNotFoundError:
                 continue
     return info
+
+
+def accelerator_name() -> str | None:
+    """The GPU's name as ``nvidia-smi`` gives it (the first one), or None on a machine without one:
+    a result measured on a GPU machine must name the GPU, not only its host CPU."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = done.stdout.strip().splitlines() if done.returncode == 0 else []
+    return f"{names[0]} (x{len(names)})" if len(names) > 1 else (names[0] if names else None)
 
 
 def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict[str, float]:

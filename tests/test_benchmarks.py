@@ -240,3 +240,35 @@ def test_quick_cpu_ceiling_run_derives_its_summary_from_its_rows(tmp_path):
     assert summary["int8_peak_over_fp32_peak"] > 1
     ceiling = peaks["int8"]["gmacs"] * 1e9 / nin_cifar10_macs(32)
     assert summary["int8_ceiling_vs_compiled_keras"] == pytest.approx(ceiling / summary["compiled_keras_ips"])
+
+
+def test_accelerator_name_reads_nvidia_smi_and_is_none_without_it(tmp_path, monkeypatch):
+    """A result measured on a GPU machine names the GPU: what ``nvidia-smi`` lists, counted when
+    there are several; no ``nvidia-smi`` (this CPU machine) or a failing one gives None."""
+    fake = tmp_path / "nvidia-smi"
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert common.accelerator_name() is None
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H200'\necho 'NVIDIA H200'\n")
+    fake.chmod(0o755)
+    assert common.accelerator_name() == "NVIDIA H200 (x2)"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H200'\n")
+    assert common.accelerator_name() == "NVIDIA H200"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    assert common.accelerator_name() is None
+
+
+@pytest.mark.slow
+def test_device_bundle_runs_the_search_from_the_installed_layout_on_jax():
+    """The GPU machine gets the package in its installed layout without the weights
+    (scripts/device_bundle.sh); the same bundle runs the search's smoke run here on JAX without
+    TensorFlow (.venv-jax), the dry run the brief asks before a device call."""
+    root = BENCH.parent
+    if not (root / ".venv-jax" / "bin" / "python").exists():
+        pytest.skip(".venv-jax is missing: bash scripts/test_jax.sh creates it")
+    done = subprocess.run(["bash", "scripts/device_bundle.sh", "--check-here"], cwd=root,
+                          capture_output=True, text=True, timeout=3000)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    site = root / ".device" / "site" / "nin_keras"
+    assert (site / "zoo" / "registry.py").is_file() and (site / "export" / "exporter.py").is_file()
+    assert not [p for p in (site / "zoo" / "weights").iterdir() if p.is_dir()]
+    assert "device_bundle: rows [('full recipe'" in done.stdout
