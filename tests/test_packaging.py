@@ -2,15 +2,22 @@
 the code, recipes, the weights index and presets' JSON, the web page and the web runtime, and no
 weights files (an installed copy fetches them, tests/test_zoo.py and the acceptance test below)."""
 
+import http.server
+import json
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import zipfile
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import nin_keras
 from nin_keras.errors import ExportError
@@ -196,3 +203,138 @@ def test_the_quick_start_installs_no_browser_or_web_runtime(tmp_path):
         "bash scripts/quickstart.sh", "bash scripts/test.sh"]
     assert "bash scripts/setup.sh\n" in (REPO / "scripts" / "quickstart.sh").read_text()
     assert "bash scripts/setup.sh --test\n" in (REPO / "scripts" / "test.sh").read_text()
+
+
+# --------------------------------------------------------------------------- the installed wheel
+
+
+@contextmanager
+def _weights_mirror(folder: Path):
+    """``folder`` (a checkout's zoo/weights, the mirror's layout) served on 127.0.0.1; yields the
+    base URL and a Counter of the paths requested."""
+    hits: Counter = Counter()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            hits[self.path] += 1
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@needs_setuptools_77
+def test_the_installed_wheel_predicts_exports_and_its_page_runs_without_the_checkout(tmp_path):
+    """Issue 30's acceptance: the wheel, installed into a fresh venv and run from elsewhere (no
+    checkout on the path, no npm), fetches its weights from a mirror on first use, predicts,
+    exports all four formats, and its web export classifies a photo in Chromium. About 90 s on
+    2 CPU cores, most of it TensorFlow's start and the converters."""
+    test_web = pytest.importorskip("test_web")  # onnx and onnxruntime, or the reason they are missing
+    if test_web.MISSING is not None:
+        pytest.skip(f"no headless browser test: missing {test_web.MISSING}")
+    if not _has_runtime():
+        pytest.skip("web/node_modules lacks the pinned onnxruntime-web: scripts/setup.sh --test installs it")
+    import keras
+    from conftest import DATASETS_DIR
+    from nin_keras.deploy import Predictor
+    from nin_keras.export import samples
+    from nin_keras.export.metadata import read_metadata
+    from nin_keras.zoo import registry
+
+    digits, labels, described = samples.parity_images("mnist", 2, (28, 28, 1))
+    if labels is None:
+        pytest.skip(f"no local copy of mnist: {described}")
+    source, dist, elsewhere = tmp_path / "source", tmp_path / "dist", tmp_path / "elsewhere"
+    for folder in (source, dist, elsewhere):
+        folder.mkdir()
+    _copy_sources(source)
+    wheel, _ = _build("build_wheel", source, dist)
+
+    # A fresh venv holding the wheel alone; its dependencies come from this venv's site-packages
+    # through a .pth file (offline: nothing is installed but the wheel).
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "_dependencies.pth").write_text(f"{Path(keras.__file__).resolve().parents[1]}\n")
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+                           "--no-deps", "--no-index", "--quiet", str(wheel)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    photos = {}
+    for i, (digit, size) in enumerate(zip(digits[..., 0], ((28, 28), (90, 120)))):
+        photos[f"digit{i}.png"] = elsewhere / f"digit{i}.png"
+        Image.fromarray(digit).resize(size).save(photos[f"digit{i}.png"])
+    cache = tmp_path / "cache"
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "NIN_KERAS_HOME": str(cache),
+           "NIN_KERAS_DATA_DIR": str(DATASETS_DIR), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def installed(*args: str, mirror: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(args, cwd=elsewhere, capture_output=True, text=True, timeout=600,
+                              env={**env, **({"NIN_KERAS_MIRROR": mirror} if mirror else {})})
+
+    where = installed("python", "-c", "import nin_keras.zoo, nin_keras.export.web as w; "
+                                      "print(nin_keras.__file__, w.runtime_folder())")
+    assert where.returncode == 0, where.stderr[-3000:]
+    module, runtime = where.stdout.split()
+    assert Path(module).is_relative_to(site) and Path(runtime) == site / RUNTIME_PREFIX.rstrip("/")
+
+    # No mirror: the first use says where the weights could come from.
+    refused = installed("nin-keras", "predict", "nin_mnist", str(photos["digit0.png"]))
+    assert refused.returncode == 1 and "NIN_KERAS_MIRROR" in refused.stderr, refused.stderr[-3000:]
+
+    preset = registry.get_model_entry("nin_mnist").preset_name(registry.get_model_entry("nin_mnist").default_tag)
+    with _weights_mirror(REPO / "zoo" / "weights") as (mirror, hits):
+        predicted = installed("nin-keras", "predict", "nin_mnist", *map(str, photos.values()), "--json", mirror=mirror)
+        assert predicted.returncode == 0, predicted.stderr[-3000:]
+        exported = installed("nin-keras", "export", "nin_mnist", "--formats", "savedmodel,tflite,onnx,web",
+                             "--out", "out", "--parity-samples", "64", mirror=mirror)
+        assert exported.returncode == 0, exported.stderr[-3000:]
+    # The weights files came from the mirror once; the JSON files the wheel carries did not.
+    assert {path: n for path, n in hits.items() if n} == {f"/{preset}/model.weights.h5": 1,
+                                                           f"/{preset}/preprocessing.weights.h5": 1}
+    reference = Predictor("nin_mnist")  # the checkout's own weights
+    answers = json.loads(predicted.stdout)["predictions"]
+    for answer, path in zip(answers, photos.values()):
+        expected = reference.classify(str(path), top_k=5)[0]
+        assert [t["label"] for t in answer["top_k"]] == [label for label, _ in expected]
+        np.testing.assert_allclose([t["probability"] for t in answer["top_k"]], [p for _, p in expected], atol=1e-5)
+
+    out = elsewhere / "out"
+    for suffix in (".savedmodel", ".tflite", ".onnx", ".web"):
+        assert read_metadata(out / f"nin_mnist{suffix}")["parity"]["passed"], suffix
+    tflite = installed("nin-keras", "predict", str(out / "nin_mnist.tflite"), str(photos["digit1.png"]), "--json")
+    assert tflite.returncode == 0, tflite.stderr[-3000:]
+    assert json.loads(tflite.stdout)["predictions"][0]["top_k"][0]["label"] == answers[1]["top_k"][0]["label"]
+
+    page = out / "nin_mnist.web"
+    packaged = site / RUNTIME_PREFIX / "node_modules" / "onnxruntime-web" / "dist"
+    for name in web.RUNTIME_FILES:  # the page's runtime is the wheel's copy
+        assert (page / "ort" / name).read_bytes() == (packaged / name).read_bytes()
+    predictor = Predictor(page / web.MODEL_FILE)
+    worst = 0.0
+    with test_web.chromium() as driver, test_web.serving(page) as url:
+        assert test_web.open_page(driver, url) == "ready", test_web.message(driver)
+        for name, path in photos.items():
+            last = test_web.choose(driver, path)
+            assert "error" not in last, (name, last)
+            pixels = np.asarray(last["input"], np.uint8).reshape(last["inputShape"])
+            np.testing.assert_array_equal(pixels, predictor.input_policy(path))
+            expected = predictor.predict_proba(pixels)[0]
+            assert np.abs(np.asarray(last["probabilities"]) - expected).max() <= test_web.FLOAT_ATOL, name
+            assert last["top"][0]["label"] == answers[int(name[5])]["top_k"][0]["label"]
+            worst = max(worst, float(np.abs(np.asarray(last["probabilities"]) - expected).max()))
+        assert test_web.console_errors(driver) == []
+    print(f"mirror requests {dict(hits)}; browser-vs-Predictor max |Δprobability| {worst:.2g}")

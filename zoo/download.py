@@ -176,7 +176,9 @@ def fetch(
         if not candidates:
             raise DownloadError(
                 f"No URL to download {file_name} from: this project has no public weight host. Set "
-                f"${ENV_MIRROR} to a base URL (http://, https:// or file://) serving <base>/{relative}."
+                f"${ENV_MIRROR} to a base URL (http://, https:// or file://) serving <base>/{relative} "
+                f"(a checkout's zoo/weights folder is laid out so; the pip-installed package carries "
+                f"the weights' hashes, not the weights files)."
             )
         limits = _Limits(timeout, deadline, max_bytes)
         return _download_first(candidates, target, str(relative), sha256, limits, validate)
