@@ -62,10 +62,10 @@ def _build(hook: str, source: Path, dist: Path) -> tuple[Path, str]:
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     log = done.stdout + done.stderr
-    # A Python warning ("...py:82: SetuptoolsDeprecationWarning: ...") or distutils' "warning: ...";
-    # not distutils' "byte-compiling is disabled" note (it follows PYTHONDONTWRITEBYTECODE).
-    # build_editable's "InformationOnly: Editable installation" note is filtered by setup.py.
-    warning = re.compile(r"\w*Warning: |^\s*warning: ")
+    # A Python warning ("...py:82: SetuptoolsDeprecationWarning: ...", "InformationOnly: ...", which
+    # pip shows as a BuildBackendWarning) or distutils' "warning: ..."; not distutils' "byte-compiling
+    # is disabled" note (it follows PYTHONDONTWRITEBYTECODE).
+    warning = re.compile(r"\w*Warning: |InformationOnly: |^\s*warning: ")
     warnings = [line for line in log.splitlines() if warning.search(line) and "byte-compil" not in line]
     assert warnings == [], "\n".join(warnings)
     return dist / done.stdout.strip().splitlines()[-1], log
