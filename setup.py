@@ -95,7 +95,9 @@ class BuildPyWithRuntime(build_py):
         super().run()
         if self.editable_mode:  # the editable install reads the checkout's web/ directly
             return
-        why = copy_runtime(Path(self.build_lib) / WHEEL_FOLDER)
+        target = Path(self.build_lib) / WHEEL_FOLDER
+        shutil.rmtree(target, ignore_errors=True)  # a previous in-place build's copy must not linger
+        why = copy_runtime(target)
         if why is not None:
             print(f"nin-keras: this build ships no web runtime ({why}); its web export will refuse. "
                   "scripts/setup.sh --test installs it.", file=sys.stderr)
