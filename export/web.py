@@ -15,9 +15,11 @@
 - ``model.onnx.json``: that model's metadata (the ONNX exporter's, parity report included, plus a
   ``web`` section); ``Predictor(folder / "model.onnx")`` reads it, and so does the page.
 - ``ort/``: ONNX Runtime Web's WebGPU bundle and its WebAssembly build, copied unchanged from the
-  npm package ``onnxruntime-web`` at the version pinned in ``web/package.json`` (installed into
-  ``web/node_modules`` by ``scripts/setup.sh --test``), with its licence in ``ort/LICENSE.txt``. That one
-  bundle runs both the wasm and the WebGPU backends.
+  npm package ``onnxruntime-web`` at the version pinned in ``web/package.json``, with its licence in
+  ``ort/LICENSE.txt``. That one bundle runs both the wasm and the WebGPU backends. The files come
+  from :func:`runtime_folder`: ``$NIN_KERAS_WEB_RUNTIME``, else the copy an installed wheel carries
+  (``web_runtime/`` beside this module, put there by ``setup.py`` from ``web/node_modules``), else
+  a checkout's ``web/node_modules`` (``scripts/setup.sh --test`` installs it).
 
 The folder needs any static HTTP server (``nin-keras serve FOLDER``); browsers do not run
 WebAssembly modules from ``file://`` pages.
@@ -49,9 +51,13 @@ METADATA_FILE = MODEL_FILE + ".json"
 MAPS_NAME = "confidence_maps"
 #: The page refuses image files larger than this before reading them.
 MAX_FILE_BYTES = 50 * 1024 * 1024
-#: Where the pinned ``web/package.json`` and its ``node_modules`` live, unless
-#: ``$NIN_KERAS_WEB_RUNTIME`` names another such folder.
+#: Names a folder holding a ``package.json`` that pins the runtime and its ``node_modules``.
 RUNTIME_ENV = "NIN_KERAS_WEB_RUNTIME"
+#: The wheel's copy of the runtime, in the layout of ``web/`` (``setup.py`` writes it; a checkout
+#: and an editable install have none).
+PACKAGED_RUNTIME = Path(__file__).resolve().parent / "web_runtime"
+#: A checkout's ``web/`` folder.
+CHECKOUT_RUNTIME = Path(__file__).resolve().parents[1] / "web"
 _PAGE_DIR = Path(__file__).resolve().parent / "web_page"
 _MIT = """MIT License
 
@@ -79,8 +85,11 @@ SOFTWARE.
 
 def runtime_folder() -> Path:
     """The folder holding the pinned ``package.json`` and ``node_modules/onnxruntime-web``:
-    ``$NIN_KERAS_WEB_RUNTIME``, else ``web/`` at the top of the repository."""
-    return Path(os.environ.get(RUNTIME_ENV) or Path(__file__).resolve().parents[1] / "web")
+    ``$NIN_KERAS_WEB_RUNTIME``, else the wheel's :data:`PACKAGED_RUNTIME`, else a checkout's
+    ``web/``."""
+    if os.environ.get(RUNTIME_ENV):
+        return Path(os.environ[RUNTIME_ENV])
+    return PACKAGED_RUNTIME if PACKAGED_RUNTIME.is_dir() else CHECKOUT_RUNTIME
 
 
 def find_runtime(folder: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -102,6 +111,11 @@ def find_runtime(folder: str | os.PathLike | None = None) -> dict[str, Any]:
     try:
         pinned = json.loads((folder / "package.json").read_text())["dependencies"][PACKAGE]
     except (OSError, ValueError, KeyError, TypeError) as err:
+        if folder == CHECKOUT_RUNTIME and not folder.is_dir():  # an installed wheel without a runtime
+            raise ExportError(f"this installation of nin-keras has no web runtime: its wheel was built "
+                              f"without web/node_modules (`scripts/setup.sh --test` installs it before "
+                              f"building), so it carries no {PACKAGE}; point ${RUNTIME_ENV} at a folder "
+                              f"holding a package.json that pins {PACKAGE} and its node_modules") from err
         raise ExportError(f"the web export needs {folder / 'package.json'} pinning {PACKAGE} "
                           f"({type(err).__name__}: {err})") from err
     package = folder / "node_modules" / PACKAGE

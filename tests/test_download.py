@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -240,6 +241,29 @@ def test_resolve_files_prefers_a_verified_bundled_copy(server, monkeypatch, tmp_
         folder = download.resolve_files("m.v1", {"w.h5": PAYLOAD_SHA})
     assert folder == tmp_path / "cache" / "m.v1"
     assert (folder / "w.h5").read_bytes() == PAYLOAD and server.hits["/good/m.v1/w.h5"] == 1
+
+
+def test_an_incomplete_bundled_copy_is_completed_in_the_cache(server, monkeypatch, tmp_path):
+    """An installed wheel bundles a preset's JSON files, not its weights: the verified bundled
+    files are copied into the cache (offline too) and only the missing ones are downloaded."""
+    anchor = b'{"format": "anchor"}'
+    files = {"a.json": hashlib.sha256(anchor).hexdigest(), "w.h5": PAYLOAD_SHA}
+    bundled = tmp_path / "bundled"
+    (bundled / "m.v2").mkdir(parents=True)
+    (bundled / "m.v2" / "a.json").write_bytes(anchor)
+    monkeypatch.setattr(download, "BUNDLED_WEIGHTS_DIR", bundled)
+    monkeypatch.setenv(download.ENV_OFFLINE, "1")
+    with pytest.raises(DownloadError, match="m.v2/w.h5 is not in the cache"):
+        download.resolve_files("m.v2", files)
+    assert (tmp_path / "cache" / "m.v2" / "a.json").read_bytes() == anchor  # copied, offline
+    monkeypatch.delenv(download.ENV_OFFLINE)
+    monkeypatch.setenv(download.ENV_MIRROR, f"{server.url}/good")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing bundled file is expected, not "altered"
+        folder = download.resolve_files("m.v2", files)
+    assert folder == tmp_path / "cache" / "m.v2"
+    assert (folder / "w.h5").read_bytes() == PAYLOAD and (folder / "a.json").read_bytes() == anchor
+    assert server.hits["/good/m.v2/w.h5"] == 1 and server.hits["/good/m.v2/a.json"] == 0
 
 
 @pytest.mark.parametrize("name", ["", "../x", "/abs/x", "a/../b", "a//b"])

@@ -89,8 +89,9 @@ pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no headless browse
 # --------------------------------------------------------------------------- browser and server
 
 
-@pytest.fixture(scope="module")
-def driver():
+@contextmanager
+def chromium():
+    """Headless Chromium under Selenium (tests/test_packaging.py drives an installed wheel's page with it)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -102,8 +103,16 @@ def driver():
     # The driver path is given: Selenium Manager would otherwise try to download one.
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     browser.set_script_timeout(60)
-    yield browser
-    browser.quit()
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+@pytest.fixture(scope="module")
+def driver():
+    with chromium() as browser:
+        yield browser
 
 
 @contextmanager

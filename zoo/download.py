@@ -2,14 +2,18 @@
 
 Where a registered preset's files come from, in this order:
 
-1. **Bundled**: ``zoo/weights/<preset>/`` inside the installed package (the wheel ships the weights
-   this project published). Used when every file's sha256 matches the registry.
+1. **Bundled**: ``zoo/weights/<preset>/`` beside this module. In a checkout (and an editable
+   install) it holds every published file; the wheel ships only each preset's ``config.json`` and
+   ``metadata.json`` (with ``index.json``, the trust anchor), not the weights files. Used as it is
+   when every file's sha256 matches the registry.
 2. **Cache**: ``<cache>/<preset>/<file>``, where ``<cache>`` is ``$NIN_KERAS_HOME``, else
    ``$KERAS_HOME/nin_keras``, else ``~/.keras/nin_keras``. A cached file whose sha256 does not match
-   is treated as corrupt, deleted and fetched again.
+   is treated as corrupt, deleted and fetched again. A preset whose bundled folder is incomplete
+   (an installed wheel) is assembled here: its verified bundled files are copied, the rest fetched.
 3. **Download**: ``$NIN_KERAS_MIRROR/<preset>/<file>`` first (any ``http://``, ``https://`` or
    ``file://`` base URL), then the registry's own URLs. This project has **no public weight host**:
-   the registry lists no URLs, so without bundled files a download needs ``NIN_KERAS_MIRROR``.
+   the registry lists no URLs, so without bundled files a download needs ``NIN_KERAS_MIRROR``
+   (a checkout's ``zoo/weights/`` folder, served or as a ``file://`` URL, is such a mirror).
 
 ``NIN_KERAS_OFFLINE=1`` forbids step 3: nothing touches the network and a file that is neither
 bundled nor cached raises ``DownloadError`` saying where it was looked for.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import os
+import shutil
 import sys
 import time
 import urllib.error
@@ -102,6 +107,7 @@ def fetch(
     max_bytes: int | None = None,
     deadline: float = DEFAULT_DEADLINE,
     validate: Callable[[Path], Any] | None = None,
+    local: Path | None = None,
 ) -> Path:
     """Return the path of a verified local copy of ``file_name``, downloading it if needed.
 
@@ -124,6 +130,8 @@ def fetch(
             download before it enters the cache and on a cached copy before it is returned.
             Raising a ``NinKerasError`` rejects the file: a rejected cached copy is deleted and
             fetched again, a rejected download never enters the cache.
+        local: a copy of the file on this machine (the package's bundled one), copied into the
+            cache instead of a download when it verifies; offline mode allows it.
 
     Returns:
         Path of the cached file (``<cache_dir>/<file_name>``).
@@ -155,6 +163,10 @@ def fetch(
                 return target
             warnings.warn(f"Cached {target} is corrupt ({problem}); fetching it again.", stacklevel=2)
             target.unlink()
+        if local is not None and _rejection(local, sha256, validate) is None:
+            with atomic_write(target) as tmp:
+                shutil.copyfile(local, tmp)
+            return target
         if offline:
             raise DownloadError(
                 f"{file_name} is not in the cache ({target}) and offline mode is on "
@@ -164,7 +176,9 @@ def fetch(
         if not candidates:
             raise DownloadError(
                 f"No URL to download {file_name} from: this project has no public weight host. Set "
-                f"${ENV_MIRROR} to a base URL (http://, https:// or file://) serving <base>/{relative}."
+                f"${ENV_MIRROR} to a base URL (http://, https:// or file://) serving <base>/{relative} "
+                f"(a checkout's zoo/weights folder is laid out so; the pip-installed package carries "
+                f"the weights' hashes, not the weights files)."
             )
         limits = _Limits(timeout, deadline, max_bytes)
         return _download_first(candidates, target, str(relative), sha256, limits, validate)
@@ -271,8 +285,10 @@ def resolve_files(
 ) -> Path:
     """Return a folder holding every file of a registered preset, each verified against ``files``.
 
-    Follows the module's resolution order: the bundled folder if all its files verify, else the
-    cache (downloading what is missing or corrupt from the mirror, then ``urls``).
+    Follows the module's resolution order: the bundled folder if all its files verify; else the
+    cache, where the bundled files that verify are copied and the rest are downloaded (the mirror,
+    then ``urls``). Missing bundled files are expected (the wheel ships no weights files); altered
+    ones are warned about.
 
     Args:
         preset: preset name, e.g. ``"nin_mnist.v1"``: the folder name in every location.
@@ -285,15 +301,16 @@ def resolve_files(
     if not files:
         raise ValueError(f"`files` of preset {preset!r} is empty.")
     bundled = BUNDLED_WEIGHTS_DIR / preset
-    if bundled.is_dir():
-        bad = [name for name, digest in files.items() if not _verified(bundled / name, digest)]
-        if not bad:
-            return bundled
-        warnings.warn(f"Bundled preset {bundled} has missing or altered files {bad}; using the cache instead.", stacklevel=2)
+    good = {name for name, digest in files.items() if _verified(bundled / name, digest)}
+    if len(good) == len(files):
+        return bundled
+    altered = [name for name in files if name not in good and (bundled / name).exists()]
+    if altered:
+        warnings.warn(f"Bundled preset {bundled} has altered files {altered}; using the cache instead.", stacklevel=2)
     sizes = sizes or {}
     paths = [
         fetch(f"{preset}/{name}", digest, [join_url(base, name) for base in urls], cache_dir, timeout=timeout,
-              offline=offline, max_bytes=sizes.get(name))
+              offline=offline, max_bytes=sizes.get(name), local=bundled / name if name in good else None)
         for name, digest in files.items()
     ]
     return paths[0].parent

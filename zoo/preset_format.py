@@ -223,8 +223,10 @@ def json_default(value: Any) -> Any:
 
 
 def preprocessing_stack(layers: Sequence[keras.layers.Layer], input_shape: Sequence[int | None]) -> keras.Sequential:
-    """The layers in a built Sequential: Keras's own weights format reads and writes them."""
-    stack = keras.Sequential(list(layers))
+    """The layers in a built Sequential: Keras's own weights format reads and writes them. Its
+    name is fixed (Keras's default counts Sequentials per process, and the file records it), so
+    equal preprocessing gives byte-identical files, which git and a content-addressed store keep once."""
+    stack = keras.Sequential(list(layers), name="preprocessing")
     stack.build((None, *input_shape))
     return stack
 
