@@ -23,6 +23,7 @@ import collections
 import itertools
 import multiprocessing
 import os
+from multiprocessing import forkserver
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Union
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -157,6 +158,16 @@ def _gathered(chunk: list, future: Future) -> Iterator[tuple[Hashable, Result]]:
 
 
 def _start_context() -> multiprocessing.context.BaseContext:
-    """``forkserver`` where the platform has it, else ``spawn``: never ``fork`` (see the module docstring)."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    """``forkserver`` where the platform has it, else ``spawn``: never ``fork`` (see the module docstring).
+
+    The fork server imports this module (NumPy, Pillow, the input policy) once, so that each pool's
+    workers start without importing them again: 0.25 s instead of 1 s for two workers on a shared
+    2-core CPU. The modules others asked it to preload stay in its list.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    preloaded = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
+    if __name__ not in preloaded:
+        context.set_forkserver_preload([*preloaded, __name__])
+    return context
