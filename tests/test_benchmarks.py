@@ -240,3 +240,15 @@ def test_quick_cpu_ceiling_run_derives_its_summary_from_its_rows(tmp_path):
     assert summary["int8_peak_over_fp32_peak"] > 1
     ceiling = peaks["int8"]["gmacs"] * 1e9 / nin_cifar10_macs(32)
     assert summary["int8_ceiling_vs_compiled_keras"] == pytest.approx(ceiling / summary["compiled_keras_ips"])
+
+
+def test_quick_decode_run_times_each_number_of_workers_on_identical_arrays(tmp_path):
+    """benchmarks/decode.py --quick: a row for workers=1 and 2 (and the default), the same arrays for each."""
+    from nin_keras.data.decode_pool import default_workers
+
+    payload = quick_run("decode", tmp_path)
+    rows, summary = payload["rows"], payload["summary"]
+    assert [row["workers"] for row in rows] == sorted({1, 2, default_workers()})
+    assert all(row["images"] == 300 and row["images_per_s"] > 0 and row["status"] == "ok" for row in rows)
+    assert summary["identical_arrays"] is True and summary["quick"] == "yes"
+    assert summary["workers_2_over_1"] == pytest.approx(rows[1]["images_per_s"] / rows[0]["images_per_s"], abs=0.01)
