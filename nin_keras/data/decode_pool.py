@@ -12,8 +12,11 @@ the JAX backend reads image folders without TensorFlow; ``tf.data`` stays the Te
 
 Workers are started with ``forkserver`` (``spawn`` where the platform has no ``forkserver``),
 never ``fork``: forking a process in which JAX or TensorFlow has started its thread pools can
-deadlock the child. So, as with every ``multiprocessing`` program, a script that decodes with
-``workers > 1`` needs the ``if __name__ == "__main__":`` guard; ``workers=1`` decodes in the
+deadlock the child. A worker so started imports the script that started it (Python's rule for
+these start methods): the ``nin-keras`` command's is light, but a script importing TensorFlow at
+its top has workers that import it too (``benchmarks/decode.py`` is its own script for that
+reason), and, as with every ``multiprocessing`` program, a script that decodes with
+``workers > 1`` needs the ``if __name__ == "__main__":`` guard. ``workers=1`` decodes in the
 calling process and starts nothing.
 """
 
