@@ -106,7 +106,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 # finetune() arguments that the CLI passes only when their flag is given.
 _FINETUNE_OPTIONS = ("epochs", "learning_rate", "batch_size", "freeze_body_epochs", "head", "min_steps", "whitening",
-                     "validation_fraction", "strategy", "seed", "max_steps", "run_dir")
+                     "validation_fraction", "strategy", "seed", "max_steps", "run_dir", "workers")
 
 
 def _count(minimum: int):
@@ -131,7 +131,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from nin_keras.train import evaluate_preset
 
     r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, source=args.source, limit=args.limit,
-                        batch_size=args.batch_size, tta=args.tta)
+                        batch_size=args.batch_size, tta=args.tta, workers=args.workers)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -410,6 +410,8 @@ _SOURCES = ("auto", "local", "tfds")
 _SOURCE_HELP = ("where a named data set comes from: auto (the publisher's files in the data folder, else a copy "
                 "tensorflow-datasets already prepared; never downloads), local (the files only), tfds "
                 "(tensorflow-datasets, downloading when needed)")
+_WORKERS_HELP = ("processes decoding a folder's images (the same images for any number; default: one per usable "
+                 "CPU, at most nin_keras.data.decode_pool.MAX_DEFAULT_WORKERS; 1: no extra processes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -453,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--tta", choices=("none", "flip", "flip_translate"), default="none",
                           help="test-time augmentation: average over mirrored (and 2-pixel shifted) views")
+    evaluate.add_argument("--workers", type=_count(1), help=_WORKERS_HELP)
     evaluate.set_defaults(func=_cmd_eval)
     tune = sub.add_parser("finetune", help="fine-tune a preset on your own class folders; rerun the same command to resume")
     tune.add_argument("preset", help="zoo name (nin_cifar10, nin_cifar10.fast) or preset folder to start from")
@@ -486,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=_count(0), help="hold-out, data order, augmentation and dropout seed (default 0)")
     tune.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
     tune.add_argument("--run-dir", help="checkpoint and metrics folder (default: OUT.run)")
+    tune.add_argument("--workers", type=_count(1), help=_WORKERS_HELP)
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     tune.set_defaults(func=_cmd_finetune)
 

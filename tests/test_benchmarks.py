@@ -272,3 +272,15 @@ def test_device_bundle_runs_the_search_from_the_installed_layout_on_jax():
     assert (site / "zoo" / "registry.py").is_file() and (site / "export" / "exporter.py").is_file()
     assert not [p for p in (site / "zoo" / "weights").iterdir() if p.is_dir()]
     assert "device_bundle: rows [('full recipe'" in done.stdout
+
+
+def test_quick_decode_run_times_each_number_of_workers_on_identical_arrays(tmp_path):
+    """benchmarks/decode.py --quick: a row for workers=1 and 2 (and the default), the same arrays for each."""
+    from nin_keras.data.decode_pool import default_workers
+
+    payload = quick_run("decode", tmp_path)
+    rows, summary = payload["rows"], payload["summary"]
+    assert [row["workers"] for row in rows] == sorted({1, 2, default_workers()})
+    assert all(row["images"] == 300 and row["images_per_s"] > 0 and row["status"] == "ok" for row in rows)
+    assert summary["identical_arrays"] is True and summary["quick"] == "yes"
+    assert summary["workers_2_over_1"] == pytest.approx(rows[1]["images_per_s"] / rows[0]["images_per_s"], abs=0.01)

@@ -280,6 +280,8 @@ def test_save_and_load_refuse_non_finite_weights(tmp_path):
     (["finetune", "P", "D", "--out", "O", "--max-steps", "-1"], "--max-steps"),
     (["finetune", "P", "D", "--out", "O", "--seed", "-1"], "--seed"),
     (["finetune", "P", "D", "--out", "O", "--min-steps", "-3"], "--min-steps"),
+    (["finetune", "P", "D", "--out", "O", "--workers", "0"], "--workers"),
+    (["eval", "P", "--data", "D", "--workers", "-2"], "--workers"),
     (["eval", "P", "--limit", "0"], "--limit"),
     (["eval", "P", "--limit", "-5"], "--limit"),
     (["eval", "P", "--batch-size", "0"], "--batch-size"),

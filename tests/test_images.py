@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import os
+import re
 import struct
 import tarfile
 import time
@@ -552,6 +553,163 @@ def test_class_folder_names_that_are_not_utf8_are_refused(tmp_path):
         tar.add(root, arcname="pets")
     with pytest.raises(DataError, match=r"caf\\xe9 are not valid UTF-8"):
         image_folder.read_labelled_images(archive, policy=CIFAR)
+
+
+# --------------------------------------------------------------------------- decoding in worker processes
+
+
+_SUFFIXES = ("jpg", "jpg", "png", "png", "png", "png", "gif", "bmp")
+
+
+def mixed_file(array: np.ndarray, kind: int) -> bytes:
+    """``array`` (H, W, 3) as the ``kind``-th of: RGB JPEG, CMYK JPEG, grayscale PNG, palette PNG
+    with a transparent colour, RGBA PNG, 16-bit RGB PNG, GIF, BMP (suffixes in ``_SUFFIXES``)."""
+    image = Image.fromarray(array)
+    return [lambda: encoded(image, "JPEG", quality=90),
+            lambda: encoded(image.convert("CMYK"), "JPEG", quality=90),
+            lambda: encoded(image.convert("L"), "PNG"),
+            lambda: encoded(image.convert("P"), "PNG", transparency=0),
+            lambda: encoded(Image.fromarray(np.dstack([array, array[..., :1]])), "PNG"),
+            lambda: png16(array.astype(np.uint16) * 257 + 100),
+            lambda: encoded(image, "GIF"),
+            lambda: encoded(image, "BMP")][kind]()
+
+
+def write_mixed_folder(root: Path, per_class: int = 100) -> list[tuple[str, Path]]:
+    """``per_class`` images of random sizes in each of three class folders, in eight modes and
+    formats (``mixed_file``), named ``0.jpg`` ... ``99.bmp`` so that the natural order (2 before
+    10) is not the order of the names as text. Returns ``(class, path)`` in the order a reader gives."""
+    rng = np.random.default_rng(28)
+    files = []
+    for name in ("cat", "dog", "frog"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            height, width = rng.integers(6, 90, 2)
+            path = root / name / f"{i}.{_SUFFIXES[i % 8]}"
+            path.write_bytes(mixed_file(rng.integers(0, 256, (height, width, 3), np.uint8), i % 8))
+            files.append((name, path))
+    return files
+
+
+def test_worker_processes_decode_byte_for_byte_what_one_process_does_in_order(tmp_path, monkeypatch):
+    from nin_keras.data import decode_pool
+
+    files = write_mixed_folder(tmp_path / "mixed")
+    assert len(files) > 2 * decode_pool.CHUNK_FILES  # several chunks: they go to the workers
+    with tarfile.open(tmp_path / "mixed.tar.gz", "w:gz") as archive:
+        archive.add(tmp_path / "mixed", arcname="mixed")
+    started = []
+
+    class Recorded(decode_pool.ProcessPoolExecutor):
+        def __init__(self, workers, mp_context):
+            started.append((workers, mp_context.get_start_method()))
+            super().__init__(workers, mp_context=mp_context)
+
+    monkeypatch.setattr(decode_pool, "ProcessPoolExecutor", Recorded)
+    one = image_folder.read_labelled_images(tmp_path / "mixed", policy=CIFAR, workers=1)
+    assert started == []
+    # The reference: each file through the policy on its own, in natural order within each class.
+    reference = np.stack([CIFAR(path) for _, path in files])
+    labels = [("cat", "dog", "frog").index(name) for name, _ in files]
+    np.testing.assert_array_equal(one.splits["train"][0], reference)
+    for root in (tmp_path / "mixed", tmp_path / "mixed.tar.gz"):
+        two = image_folder.read_labelled_images(root, policy=CIFAR, workers=2)
+        images = two.splits["train"][0]
+        assert images.dtype == np.uint8 and images.shape == (300, 32, 32, 3)
+        assert images.tobytes() == one.splits["train"][0].tobytes()
+        assert two.splits["train"][1].tolist() == labels and two.class_names == ("cat", "dog", "frog")
+    assert started == [(2, "forkserver")] * 2
+    # Without a policy (the CIFAR JPEG copy's case) too: each image at its own size.
+    same_size = tmp_path / "same_size"
+    for name, path in files[::10]:
+        (same_size / name).mkdir(parents=True, exist_ok=True)
+        (same_size / name / path.name).write_bytes(encoded(Image.open(path).convert("RGB").resize((9, 7)), "PNG"))
+    items = [(i, (same_size / name / path.name).read_bytes(), path.name) for i, (name, path) in enumerate(files[::10])]
+    monkeypatch.setattr(decode_pool, "CHUNK_FILES", 4)
+    decoded = list(decode_pool.decode_files(items, None, workers=2))
+    assert [key for key, _ in decoded] == list(range(30))
+    np.testing.assert_array_equal(np.stack([image for _, image in decoded]),
+                                  np.stack([np.asarray(Image.open(io.BytesIO(data))) for _, data, _ in items]))
+
+
+def test_an_image_a_worker_cannot_decode_is_named_as_in_one_process(tmp_path):
+    from nin_keras.data import decode_pool
+
+    root = tmp_path / "mixed"
+    files = write_mixed_folder(root)
+    (root / "dog" / "3.png").write_bytes(b"")
+    (root / "frog" / "57.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")  # in the last chunk
+    messages = {}
+    for workers in (1, 2):
+        with pytest.raises(DataError, match=r"2 image file\(s\) cannot be decoded") as raised:
+            image_folder.read_labelled_images(root, policy=CIFAR, workers=workers)
+        # Pillow names the in-memory file by its address, which differs from call to call.
+        messages[workers] = re.sub(r" at 0x[0-9a-f]+", "", str(raised.value))
+    assert messages[2] == messages[1]
+    assert f"{root}:dog/3.png: not a readable image" in messages[2]
+    assert f"{root}:frog/57.jpg: not a readable image" in messages[2]
+    # decode_files hands each failure back as the ImageError, in its place.
+    results = [image for _, image in
+               decode_pool.decode_files([(i, path.read_bytes(), str(path)) for i, (_, path) in enumerate(files)],
+                                        CIFAR, workers=2)]
+    failed = [i for i, image in enumerate(results) if isinstance(image, ImageError)]
+    assert failed == [103, 257] and str(results[257]).startswith(str(root / "frog" / "57.jpg"))
+
+
+@pytest.mark.parametrize("workers", [0, -2, 1.5, True, "2"])
+def test_workers_below_one_or_not_whole_are_refused_by_name(workers, tmp_path):
+    from nin_keras.train import evaluate_preset, finetune
+
+    write_folder(tmp_path / "pets")
+    with pytest.raises(ValueError, match=rf"workers must be an integer >= 1, got {workers!r}"):
+        image_folder.read_labelled_images(tmp_path / "pets", policy=CIFAR, workers=workers)
+    # Before anything is loaded or written.
+    with pytest.raises(ValueError, match="workers must be None or an integer >= 1"):
+        finetune("nin_cifar10", tmp_path / "pets", tmp_path / "out", workers=workers)
+    with pytest.raises(ValueError, match="workers must be None or an integer >= 1"):
+        evaluate_preset("no_such_preset", tmp_path / "pets", workers=workers)
+    assert not (tmp_path / "out").exists()
+
+
+_DECODE_IN_WORKERS = """
+import sys
+from nin_keras.data.image_folder import read_labelled_images
+from nin_keras.data.input_policy import default_policy
+
+
+def main():
+    found = read_labelled_images(sys.argv[1], policy=default_policy("cifar10", (32, 32, 3)), workers=2)
+    print(len(found.splits["train"][0]), "tensorflow" in sys.modules, "keras" in sys.modules)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_workers_import_no_tensorflow_and_a_script_without_the_main_guard_is_told(tmp_path):
+    """A script's workers import its main module (forkserver, never fork): with the guard they
+    decode without TensorFlow or Keras; without it the worker dies and the error says why."""
+    import subprocess
+    import sys
+
+    write_mixed_folder(tmp_path / "mixed")
+    blocked = tmp_path / "blocked" / "tensorflow"  # any import of TensorFlow, in any process, fails
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('TensorFlow was imported')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(blocked.parent), os.environ.get("PYTHONPATH")]))}
+    script = tmp_path / "decode.py"
+    script.write_text(_DECODE_IN_WORKERS)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "mixed")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["300", "False", "False"]
+    script.write_text(_DECODE_IN_WORKERS.replace('if __name__ == "__main__":\n    main()', "main()"))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "mixed")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0
+    assert "DataError: a decoding worker process stopped while decoding 128 file(s)" in done.stderr
+    assert f"{tmp_path / 'mixed'}:cat/0.jpg ... " in done.stderr and "__main__':` guard" in done.stderr
 
 
 def test_predict_prints_file_names_that_are_not_utf8_on_a_strict_stdout(tmp_path):

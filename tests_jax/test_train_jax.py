@@ -219,11 +219,51 @@ def test_cli_finetune_on_jax_writes_a_preset_that_predicts(tmp_path):
                 Image.fromarray(pixels).save(folder / split / name / f"{i}.png")
     out = tmp_path / "tuned"
     done = _cli("finetune", "nin_cifar10", str(folder), "--out", str(out), "--epochs", "1", "--batch-size", "4",
-                "--min-steps", "0", "--quiet")
+                "--min-steps", "0", "--workers", "2", "--quiet")
     assert done.returncode == 0, done.stderr[-3000:]
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["class_names"] == ["blue", "red"] and len(metadata["history"]) == 1
     _loads_and_predicts(out, rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), 2)
+
+
+def test_a_cifar_jpeg_archive_becomes_training_arrays_in_worker_processes_without_tensorflow(tmp_path, monkeypatch):
+    """The CIFAR-10 JPEG copy's layout (``train/<class>/<nnnn>.jpg`` in a .tar.gz), read for
+    training as ``train()`` reads it (``load_arrays``), after JAX has started its threads: worker
+    processes decode it (forkserver), equal to Pillow's own decoding, and TensorFlow is never imported."""
+    import io
+    import tarfile
+
+    import jax
+    from PIL import Image
+
+    from nin_keras.data import decode_pool
+    from nin_keras.data.arrays import load_arrays
+    from nin_keras.data.catalog import dataset_info
+    from nin_keras.data.image_folder import decode_image_folder
+
+    jax.numpy.arange(4).block_until_ready()  # the backend's thread pools exist: fork would be unsafe now
+    monkeypatch.setenv("NIN_KERAS_HOME", str(tmp_path / "home"))
+    rng = np.random.default_rng(28)
+    names = dataset_info("cifar10").class_names
+    files = []
+    with tarfile.open(tmp_path / "cifar10-jpeg.tar.gz", "w:gz") as tar:
+        for name in names:
+            for i in range(15):
+                buffer = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(buffer, "JPEG", quality=90)
+                info = tarfile.TarInfo(f"train/{name}/{i:04d}.jpg")
+                info.size = len(buffer.getvalue())
+                tar.addfile(info, io.BytesIO(buffer.getvalue()))
+                files.append(buffer.getvalue())
+    assert len(files) > decode_pool.CHUNK_FILES  # more than one chunk: the workers decode
+    reference = np.stack([np.asarray(Image.open(io.BytesIO(data))) for data in files])
+    images, labels = load_arrays({"name": "cifar10", "source": "local"}, "train", tmp_path)
+    np.testing.assert_array_equal(images, reference)
+    assert labels.tolist() == np.repeat(np.arange(10), 15).tolist()
+    for workers in (1, 2):
+        decoded, _ = decode_image_folder(tmp_path / "cifar10-jpeg.tar.gz", names, workers=workers)["train"]
+        assert decoded.tobytes() == reference.tobytes()
+    assert "tensorflow" not in sys.modules
 
 
 def test_a_tensorflow_strategy_on_jax_names_the_one_that_runs():

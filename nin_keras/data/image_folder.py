@@ -21,9 +21,11 @@ What is refused and what is skipped:
   named after the link); in an archive, link, device and FIFO members and repeated member names
   are refused (``nin_keras.data.archive`` states the rule, the same for every reader).
 
-Decoding tens of thousands of JPEGs takes a while, so the arrays decoded from an archive are
-cached as an ``.npz`` in ``nin_keras.data.locate.cache_dir()``, keyed by the archive's path,
-size, modification time, class names and input policy.
+Images are decoded in worker processes, one per usable CPU by default (``workers``;
+``nin_keras.data.decode_pool``: the arrays are the same for any number). Decoding tens of
+thousands of JPEGs still takes a while, so the arrays decoded from an archive are cached as an
+``.npz`` in ``nin_keras.data.locate.cache_dir()``, keyed by the archive's path, size,
+modification time, class names and input policy.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from nin_keras.data.archive import is_archive, iter_files, walk_folder
-from nin_keras.data.image_decode import IMAGE_SUFFIXES, decode_image
+from nin_keras.data.decode_pool import decode_files
+from nin_keras.data.image_decode import IMAGE_SUFFIXES
 from nin_keras.data.input_policy import InputPolicy
 from nin_keras.data.locate import cache_dir
 from nin_keras.errors import DataError, ImageError
@@ -92,7 +95,8 @@ def _place(path: PurePosixPath) -> tuple[str, str] | None:
 
 
 def read_labelled_images(root: str | os.PathLike, class_names: tuple[str, ...] | None = None,
-                         policy: InputPolicy | None = None, min_classes: int = 1) -> LabelledImages:
+                         policy: InputPolicy | None = None, min_classes: int = 1,
+                         workers: int | None = None) -> LabelledImages:
     """Decode every image under ``root`` into per-split arrays (see the module docstring).
 
     Within a split, examples are ordered by label, then by file name in natural order.
@@ -104,11 +108,15 @@ def read_labelled_images(root: str | os.PathLike, class_names: tuple[str, ...] |
         policy: how each image becomes the model's input; ``None`` decodes at the file's own
             size (grayscale files stay one channel, everything else RGB).
         min_classes: refuse fewer class folders than this (``2`` for training a classifier).
+        workers: processes decoding the images (``nin_keras.data.decode_pool``; the result is the
+            same for any number): ``None`` one per usable CPU, at most
+            ``decode_pool.MAX_DEFAULT_WORKERS``; ``1`` this process only.
 
     Returns:
         A :class:`LabelledImages`.
 
     Raises:
+        ValueError: ``workers`` is not a whole number >= 1.
         DataError: no images, undecodable images (all listed), an empty class folder, too few
             classes, class folders not in ``class_names`` (both lists given), images of different
             shapes without a policy, or (archives) unsafe member paths or truncation.
@@ -125,15 +133,15 @@ def read_labelled_images(root: str | os.PathLike, class_names: tuple[str, ...] |
             return False
         return True
 
-    for path, data in iter_files(root, wanted, on_folder=folders.add):
-        split, folder = _place(path)
-        where = f"{root}:{path}"
-        try:
-            image = policy(data, where) if policy is not None else _native(data, where)
-        except ImageError as error:
-            failures.append(str(error))
-            continue
-        entries.setdefault(split, []).append((folder, path.name, image))
+    def found_files():
+        for path, data in iter_files(root, wanted, on_folder=folders.add):
+            yield (*_place(path), path.name), data, f"{root}:{path}"
+
+    for (split, folder, name), image in decode_files(found_files(), policy, workers):
+        if isinstance(image, ImageError):
+            failures.append(str(image))
+        else:
+            entries.setdefault(split, []).append((folder, name, image))
     if failures:
         listed = "\n  ".join(failures[:_LISTED])
         more = f"\n  ... and {len(failures) - _LISTED} more" if len(failures) > _LISTED else ""
@@ -188,12 +196,6 @@ def _check_utf8_class_names(root: Path, found: list[str]) -> None:
                         "(shown with \\x escapes); rename the folders")
 
 
-def _native(data: bytes, where: str) -> np.ndarray:
-    """An image at its own size: grayscale files as one channel, everything else RGB."""
-    array = np.asarray(decode_image(data, name=where), dtype=np.uint8)
-    return array[..., None] if array.ndim == 2 else array
-
-
 def _check_no_empty_class_folder(root: Path, folders: set[PurePosixPath], entries) -> None:
     """A class folder without a single image would silently drop that class.
 
@@ -216,14 +218,15 @@ def _check_no_empty_class_folder(root: Path, folders: set[PurePosixPath], entrie
 
 
 def decode_image_folder(root: str | os.PathLike, class_names: tuple[str, ...] | None = None,
-                        policy: InputPolicy | None = None) -> Splits:
-    """``read_labelled_images(root, class_names, policy).splits`` (see there)."""
-    return read_labelled_images(root, class_names, policy).splits
+                        policy: InputPolicy | None = None, workers: int | None = None) -> Splits:
+    """``read_labelled_images(root, class_names, policy, workers=workers).splits`` (see there)."""
+    return read_labelled_images(root, class_names, policy, workers=workers).splits
 
 
 def read_image_folder(root: str | os.PathLike, split: str, class_names: tuple[str, ...] | None = None,
                       policy: InputPolicy | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One split of ``decode_image_folder(root)``, cached on disk when ``root`` is an archive."""
+    """One split of ``decode_image_folder(root)`` (the default workers), cached on disk when
+    ``root`` is an archive."""
     root = Path(root)
     splits = (_cached(root, class_names, policy) if is_archive(root)
               else decode_image_folder(root, class_names, policy))

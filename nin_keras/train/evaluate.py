@@ -140,6 +140,7 @@ def evaluate_preset(
     limit: int | None = None,
     batch_size: int = 500,
     tta: str = "none",
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a preset (zoo name, folder or URL) on a data set split with its own preprocessing.
 
@@ -155,6 +156,8 @@ def evaluate_preset(
         limit: evaluate the first ``limit`` examples only.
         batch_size: images per forward pass.
         tta: test-time augmentation (``tta_views``); the preset's published figure is single-view.
+        workers: processes decoding a folder's images (``nin_keras.data.decode_pool``; the same
+            arrays for any number): default one per usable CPU, up to ``MAX_DEFAULT_WORKERS``.
 
     Returns:
         ``evaluate_model``'s dict plus ``preset``, ``dataset``, ``split``, ``paper_error`` (the
@@ -176,11 +179,12 @@ def evaluate_preset(
     if limit is not None:
         check_count(limit, "limit")
     check_count(batch_size, "batch_size")
+    check_count(workers, "workers", optional=True)
     loaded = load_preset(preset)
     dataset = dataset or loaded.metadata["dataset"]
     extra: dict[str, Any] = {}
     if os.path.exists(dataset):
-        images, labels, split, extra = _folder_split(loaded, dataset, split)
+        images, labels, split, extra = _folder_split(loaded, dataset, split, workers)
         images, labels = images[:limit], labels[:limit]
     elif dataset in DATASET_NAMES:
         block = {"name": dataset, "source": source, f"{split}_examples": limit}
@@ -204,7 +208,7 @@ def evaluate_preset(
     return result
 
 
-def _folder_split(preset, root: str | os.PathLike, split: str):
+def _folder_split(preset, root: str | os.PathLike, split: str, workers: int | None):
     """``(images, labels, split, extra)`` of a class-folder set, labelled by the preset's class names."""
     from nin_keras.data.image_folder import read_labelled_images
     from nin_keras.errors import DataError
@@ -212,7 +216,7 @@ def _folder_split(preset, root: str | os.PathLike, split: str):
     if not preset.class_names:
         raise DataError(f"preset {preset.path} records no class names to match the folders of {root} against")
     policy = preset.input_policy
-    found = read_labelled_images(root, tuple(preset.class_names), policy)
+    found = read_labelled_images(root, tuple(preset.class_names), policy, workers=workers)
     if found.has_splits:
         if split not in found.splits:
             raise DataError(f"{root}: no split folder {split!r} (found {', '.join(sorted(found.splits))})")

@@ -124,6 +124,7 @@ def finetune(
     checkpoint_every_steps: int | None = None,
     command: str | None = None,
     overwrite: bool = False,
+    workers: int | None = None,
     verbose: int = 1,
 ) -> FinetuneResult:
     """Fine-tune ``preset`` on the class folders in ``data``; write a preset folder at ``out``.
@@ -164,6 +165,9 @@ def finetune(
         checkpoint_every_steps: also checkpoint every N steps inside an epoch (default 100).
         command: the command line recorded in the metadata.
         overwrite: replace ``out`` if it is a preset folder from another run.
+        workers: processes decoding the images (``nin_keras.data.decode_pool``; the same arrays
+            for any number): default one per usable CPU, up to ``MAX_DEFAULT_WORKERS``; 1: this
+            process only.
         verbose: 1 prints the plan, the progress bar and epoch summaries.
 
     Returns:
@@ -185,7 +189,7 @@ def finetune(
 
     _check_arguments(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                      freeze_body_epochs=freeze_body_epochs, whitening=whitening, head=head, min_steps=min_steps,
-                     validation_fraction=validation_fraction, seed=seed, max_steps=max_steps)
+                     validation_fraction=validation_fraction, seed=seed, max_steps=max_steps, workers=workers)
     out = Path(out)
     run_dir = Path(run_dir) if run_dir is not None else out.with_name(out.name + ".run")
     _check_outputs(out, run_dir, Path(data), overwrite)
@@ -193,7 +197,7 @@ def finetune(
     policy = source.input_policy
     if policy is None:
         raise ValueError(f"preset {preset!r} does not take fixed-size images; it cannot be fine-tuned on image files")
-    found = read_labelled_images(data, policy=policy, min_classes=2)
+    found = read_labelled_images(data, policy=policy, min_classes=2, workers=workers)
     arrays, held_out, measured_on = _split(found, validation_fraction, seed)
     classes = len(found.class_names)
     if epochs == 0 and head == "random":
@@ -345,13 +349,14 @@ def _chance_warning(measured: dict[str, Any], classes: int) -> str:
 
 
 def _check_arguments(*, epochs, learning_rate, batch_size, freeze_body_epochs, whitening, head, min_steps,
-                     validation_fraction, seed, max_steps) -> None:
+                     validation_fraction, seed, max_steps, workers) -> None:
     """Refuse out-of-range arguments by name; 0 never silently means a default."""
     for name, value in (("epochs", epochs), ("freeze_body_epochs", freeze_body_epochs), ("min_steps", min_steps),
                         ("seed", seed)):
         check_count(value, name, minimum=0)
     check_count(batch_size, "batch_size", optional=True)
     check_count(max_steps, "max_steps", optional=True)
+    check_count(workers, "workers", optional=True)
     if seed >= 2**32:
         raise ValueError(f"seed must be below 2**32, got {seed!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
