@@ -157,6 +157,14 @@ def test_min_cifar10_is_a_zoo_architecture_without_weights(capsys):
     assert rows[1].split()[:3] == ["min_cifar10", "cifar10", "1,604,722"]
 
 
+def test_min_classifier_is_not_fitted_in_closed_form():
+    """The closed-form head fit takes the last convolution as a linear map of the hidden maps; MIN's
+    last convolution is a max over pieces, so finetuning must not fit it that way."""
+    from nin_keras.train import head_fit
+
+    assert head_fit.supports(models.nin_cifar10()) and not head_fit.supports(models.min_cifar10())
+
+
 def test_architecture_layouts():
     """Builders share one code path per family; check each family's distinguishing layers."""
     mlp = models.maxout_mnist()
