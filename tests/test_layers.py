@@ -19,6 +19,7 @@ from nin_keras.layers import (
     LocalContrastNormalization,
     Maxout,
     MaxoutConv2D,
+    MaxoutMLPConv,
     MLPConv,
     RandomPadCrop,
     StochasticPooling2D,
@@ -294,6 +295,47 @@ def test_stochastic_pooling_same_padding_shape():
     assert StochasticPooling2D(2, padding="same")(np.ones((1, 7, 6, 3), "float32")).shape == (1, 4, 3, 3)
 
 
+# ---------------------------------------------------------------- MaxoutMLPConv
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_maxout_mlpconv_equals_numpy_maxout_units(batch_norm):
+    """Each convolution (bias or BN, inference statistics), then the max over each unit's pieces."""
+    pieces = (1, 3, 2)
+    layer = MaxoutMLPConv((5, 4, 3), pieces, kernel_size=3, strides=2, batch_norm=batch_norm,
+                          bias_initializer="random_normal")
+    x = RNG.normal(size=(2, 9, 9, 3)).astype("float32")
+    layer.build(x.shape)
+    for norm in layer.norms:  # non-trivial statistics and some negative gammas
+        c = norm.gamma.shape[0]
+        norm.set_weights([RNG.uniform(-2, 2, c), RNG.normal(size=c), RNG.normal(size=c), RNG.uniform(0.5, 2, c)])
+    y = keras.ops.convert_to_numpy(layer(x, training=False))
+    ref = x.astype("float64")
+    for i, (units, k) in enumerate(zip(layer.filters, pieces)):
+        kernel = keras.ops.convert_to_numpy(layer.kernels[i])
+        assert kernel.shape[-1] == units * k
+        if batch_norm:
+            gamma, beta, mean, var = (keras.ops.convert_to_numpy(v) for v in layer.norms[i].weights)
+            z = np_conv2d_same(ref, kernel, 0.0, stride=2 if i == 0 else 1)
+            z = (z - mean) / np.sqrt(var + layer.norms[i].epsilon) * gamma + beta
+        else:
+            z = np_conv2d_same(ref, kernel, keras.ops.convert_to_numpy(layer.biases[i]), stride=2 if i == 0 else 1)
+        # Unit u is the max of channels u*k ... u*k + k - 1 (unit-major, as in MaxoutConv2D).
+        ref = np.stack([z[..., u * k:(u + 1) * k].max(axis=-1) for u in range(units)], axis=-1)
+    assert y.shape == layer.compute_output_shape(x.shape) == (2, 5, 5, 3)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_maxout_mlpconv_one_piece_is_linear_and_weight_layout():
+    layer = MaxoutMLPConv((6, 2), 1, kernel_size=3, bias_initializer="random_normal")
+    x = RNG.normal(size=(2, 7, 7, 3)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    assert [tuple(v.shape) for v in layer.weights] == [(3, 3, 3, 6), (6,), (1, 1, 6, 2), (2,)]
+    # No nonlinearity with one piece: the layer is linear in its input (up to the bias).
+    y2 = keras.ops.convert_to_numpy(layer(2 * x))
+    bias = keras.ops.convert_to_numpy(layer(np.zeros_like(x)))
+    np.testing.assert_allclose(y2 - bias, 2 * (y - bias), rtol=1e-4, atol=1e-4)
+    assert y.min() < 0
+
+
 # ---------------------------------------------------------------- channels_first == channels_last
 def _nchw_conv_supported():
     try:
@@ -306,6 +348,8 @@ def _nchw_conv_supported():
 CHANNELS_FIRST_CASES = {
     "MLPConv": (lambda fmt: MLPConv((4, 3), 3, strides=2, data_format=fmt, bias_initializer="random_normal"), True),
     "MaxoutConv2D": (lambda fmt: MaxoutConv2D(4, 2, 3, padding="same", data_format=fmt), True),
+    "MaxoutMLPConv": (lambda fmt: MaxoutMLPConv((4, 3), (1, 3), 3, strides=2, data_format=fmt,
+                                                bias_initializer="random_normal"), True),
     "CaffePooling2D_max": (lambda fmt: CaffePooling2D(3, 2, data_format=fmt), False),
     "CaffePooling2D_average": (lambda fmt: CaffePooling2D(3, 2, mode="average", data_format=fmt), False),
     "GlobalAveragePoolingHead": (lambda fmt: GlobalAveragePoolingHead(data_format=fmt), False),
@@ -346,6 +390,7 @@ LAYER_FACTORIES = {
     "GlobalAveragePoolingHead": lambda: GlobalAveragePoolingHead(activation=None),
     "Maxout": lambda: Maxout(4, 3, use_bias=False, kernel_constraint=keras.constraints.MaxNorm(2.0, axis=0)),
     "MaxoutConv2D": lambda: MaxoutConv2D(4, 2, (3, 5), strides=2, padding="same", bias_regularizer="l2"),
+    "MaxoutMLPConv": lambda: MaxoutMLPConv((4, 3), (1, 5), 3, strides=2, padding="valid", batch_norm=True),
     "DropConnect": lambda: DropConnect(5, 0.3, activation="relu", inference="gaussian", samples=8, seed=2),
     "StochasticPooling2D": lambda: StochasticPooling2D((2, 3), 1, padding="same", seed=4),
 }
@@ -377,6 +422,9 @@ def test_config_round_trip(name):
         (lambda: MaxoutConv2D(0, 2, 3), "filters"),
         (lambda: MaxoutConv2D(4, 0, 3), "pieces"),
         (lambda: MaxoutConv2D(4, 2, (3, 3, 3)), "kernel_size"),
+        (lambda: MaxoutMLPConv((4, 3), (1, 0), 3), "pieces"),
+        (lambda: MaxoutMLPConv((4, 3), (1, 5, 5), 3), "pieces"),
+        (lambda: MaxoutMLPConv((), 1, 3), "filters"),
         (lambda: DropConnect(-2), "units"),
         (lambda: DropConnect(4, rate=1.0), "rate"),
         (lambda: DropConnect(4, inference="sample"), "inference"),
@@ -398,6 +446,7 @@ def test_bad_arguments_name_the_argument(factory, argument):
         (CaffePooling2D(3, 2), (2, 8, 3)),
         (GlobalAveragePoolingHead(), (2, 8, 3)),
         (MaxoutConv2D(4, 2, 3), (2, 8, 3)),
+        (MaxoutMLPConv((4,), 2, 3), (2, 8, 3)),
         (Maxout(4, 2), (8,)),
         (DropConnect(4), (8,)),
         (StochasticPooling2D(2), (2, 8, 3)),
@@ -418,6 +467,7 @@ DTYPE_CASES = {
     "GlobalAveragePoolingHead": (lambda dtype: GlobalAveragePoolingHead(dtype=dtype), (5, 5, 4)),
     "Maxout": (lambda dtype: Maxout(4, 3, dtype=dtype), (6,)),
     "MaxoutConv2D": (lambda dtype: MaxoutConv2D(4, 2, 3, dtype=dtype), (6, 6, 3)),
+    "MaxoutMLPConv_batch_norm": (lambda dtype: MaxoutMLPConv((4, 3), (1, 3), 3, batch_norm=True, dtype=dtype), (6, 6, 3)),
     "DropConnect": (lambda dtype: DropConnect(5, 0.3, activation="relu", dtype=dtype), (6,)),
     "StochasticPooling2D": (lambda dtype: StochasticPooling2D(2, dtype=dtype), (6, 6, 3)),
     "RandomPadCrop": (lambda dtype: RandomPadCrop(2, dtype=dtype), (6, 6, 3)),
@@ -458,9 +508,10 @@ def test_per_layer_mixed_policy_under_a_float32_global_policy(name, policy):
     reference.build(x.shape)
     reference.set_weights(layer.get_weights())
     compute_dtype = policy.removeprefix("mixed_")
-    # Sublayers (MLPConv's two batch normalizations) follow the layer's policy, not the global one.
+    # Sublayers (the two batch normalizations of MLPConv and MaxoutMLPConv) follow the layer's
+    # policy, not the global one.
     sublayer_policies = [sub.dtype_policy.name for sub in layer._flatten_layers(include_self=False)]
-    assert sublayer_policies == [policy] * (2 if name == "MLPConv_batch_norm" else 0)
+    assert sublayer_policies == [policy] * (2 if name.endswith("_batch_norm") else 0)
     y = layer(x, training=False)
     assert keras.backend.standardize_dtype(y.dtype) == compute_dtype
     assert {keras.backend.standardize_dtype(w.dtype) for w in layer.weights} <= {"float32"}

@@ -22,12 +22,14 @@ BUILDERS = {
     for name in (
         "nin_cifar10", "nin_cifar100", "nin_svhn", "nin_mnist", "nin_fashion_mnist",
         "maxout_mnist", "maxout_conv_mnist", "maxout_cifar10", "nin_fc_cifar10", "nin_fc_dropout_cifar10",
+        "min_cifar10",
     )
 }
 # Variants exercising batch_norm, logits and dropout=0 through the shared builder code.
 VARIANTS = {
     "nin_cifar10_bn_logits": lambda: models.nin_cifar10(batch_norm=True, classifier_activation=None, dropout=0.0),
     "maxout_mnist_bn": lambda: models.maxout_mnist(batch_norm=True),
+    "min_cifar10_bn": lambda: models.min_cifar10(batch_norm=True),
 }
 
 
@@ -48,11 +50,14 @@ ROUND_TRIP_MODELS = {
     "layer_gap_head": lambda: _wrap(nl.GlobalAveragePoolingHead(), (5, 5, 4)),
     "layer_maxout": lambda: _wrap(nl.Maxout(4, 3, kernel_constraint=keras.constraints.MaxNorm(2.0, axis=0)), (6,)),
     "layer_maxout_conv": lambda: _wrap(nl.MaxoutConv2D(4, 2, 3, padding="same"), (7, 7, 3)),
+    "layer_maxout_mlpconv": lambda: _wrap(nl.MaxoutMLPConv((4, 3), (1, 2), 3, strides=2), (9, 9, 3)),
+    "layer_maxout_mlpconv_bn": lambda: _wrap(nl.MaxoutMLPConv((4, 3, 2), (2, 3, 2), 3, batch_norm=True), (8, 8, 3)),
     "layer_dropconnect": lambda: _wrap(nl.DropConnect(5, 0.5, activation="relu", seed=1), (6,)),
     "layer_dropconnect_gaussian": lambda: _wrap(nl.DropConnect(5, 0.5, inference="gaussian", seed=1), (6,)),
     "layer_stochastic_pooling": lambda: _wrap(nl.StochasticPooling2D(3, 2, seed=1), (9, 9, 3)),
 }
-TRAINABLE_LAYER_MODELS = ["layer_dropconnect", "layer_maxout", "layer_maxout_conv", "layer_mlpconv", "layer_mlpconv_bn"]
+TRAINABLE_LAYER_MODELS = ["layer_dropconnect", "layer_maxout", "layer_maxout_conv", "layer_maxout_mlpconv",
+                          "layer_maxout_mlpconv_bn", "layer_mlpconv", "layer_mlpconv_bn"]
 
 
 # ---------------------------------------------------------------- architecture facts
@@ -85,6 +90,79 @@ def test_count_flops_nin_cifar10():
     expected = sum(p * k for p, k in convs)
     assert models.count_flops(models.nin_cifar10()) == expected
     assert 222e6 < expected < 223e6
+
+
+# MIN (Chang & Chen 2015) as the authors' cnn_cifar_init_mnin.m builds it: per mlpconv, the k×k
+# convolution's kernel, then (units, pieces) of its three convolutions.
+MIN_CIFAR10 = [(5, [(192, 1), (160, 5), (96, 5)]), (5, [(192, 1), (192, 5), (192, 5)]), (3, [(192, 1), (192, 5), (10, 5)])]
+
+
+def _min_hand_count(batch_norm):
+    """Parameters of MIN CIFAR-10 from the widths: each convolution's kernel, plus per output
+    channel (units × pieces) a bias, or BN's gamma, beta, moving mean and variance."""
+    total, inputs = 0, 3
+    for kernel, convs in MIN_CIFAR10:
+        window = kernel * kernel
+        for units, pieces in convs:
+            channels = units * pieces
+            total += window * inputs * channels + (4 if batch_norm else 1) * channels
+            window, inputs = 1, units
+    return total
+
+
+def test_min_cifar10_parameter_count_is_the_hand_count_of_the_authors_widths():
+    assert models.min_cifar10().count_params() == _min_hand_count(batch_norm=False) == 1_604_722
+    assert models.min_cifar10(batch_norm=True).count_params() == _min_hand_count(batch_norm=True)
+
+
+def test_min_cifar10_layout_shapes_and_cost():
+    model = models.min_cifar10()
+    assert [layer.name for layer in model.layers[1:]] == [
+        "mlpconv1", "pool1", "dropout1", "mlpconv2", "pool2", "dropout2", "mlpconv3", "head"
+    ]
+    blocks = [model.get_layer(f"mlpconv{i}") for i in (1, 2, 3)]
+    assert all(isinstance(block, nl.MaxoutMLPConv) for block in blocks)
+    assert [list(zip(b.filters, b.pieces)) for b in blocks] == [convs for _, convs in MIN_CIFAR10]
+    assert [tuple(block.kernels[0].shape[:2]) for block in blocks] == [(k, k) for k, _ in MIN_CIFAR10]
+    assert [model.get_layer(name).mode for name in ("pool1", "pool2")] == ["average", "average"]
+    assert [model.get_layer(name).rate for name in ("dropout1", "dropout2")] == [0.5, 0.5]
+    assert [tuple(model.get_layer(name).output.shape) for name in ("mlpconv1", "pool1", "pool2", "mlpconv3")] == [
+        (None, 32, 32, 96), (None, 16, 16, 96), (None, 8, 8, 192), (None, 8, 8, 10)
+    ]
+    assert model.output.shape == (None, 10)
+    assert models.min_cifar10(include_top=False).output.shape == (None, 8, 8, 192)
+    out = models.min_cifar10(classes=4, input_shape=(24, 24, 3))(np.zeros((2, 24, 24, 3), "float32"))
+    assert tuple(out.shape) == (2, 4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out).sum(axis=1), 1.0, rtol=1e-5)
+    # Multiply-adds: every piece of every convolution at its block's positions (32², 16², 8²).
+    expected, inputs = 0, 3
+    for (kernel, convs), positions in zip(MIN_CIFAR10, (32 * 32, 16 * 16, 8 * 8)):
+        window = kernel * kernel
+        for units, pieces in convs:
+            expected += positions * window * inputs * units * pieces
+            window, inputs = 1, units
+    assert models.count_flops(model) == expected
+    assert 496e6 < expected < 497e6
+
+
+def test_min_cifar10_is_a_zoo_architecture_without_weights(capsys):
+    from nin_keras import cli, zoo
+
+    assert zoo.create_model("min_cifar10").count_params() == 1_604_722
+    entry = zoo.get_model_entry("min_cifar10")
+    assert entry.dataset == "cifar10" and entry.paper_error == pytest.approx(6.75) and not entry.pretrained
+    assert "min_cifar10" in zoo.list_models(pretrained=False)
+    assert cli.main(["models", "min_cifar10"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[1].split()[:3] == ["min_cifar10", "cifar10", "1,604,722"]
+
+
+def test_min_classifier_is_not_fitted_in_closed_form():
+    """The closed-form head fit takes the last convolution as a linear map of the hidden maps; MIN's
+    last convolution is a max over pieces, so finetuning must not fit it that way."""
+    from nin_keras.train import head_fit
+
+    assert head_fit.supports(models.nin_cifar10()) and not head_fit.supports(models.min_cifar10())
 
 
 def test_architecture_layouts():
@@ -285,3 +363,27 @@ def test_folding_batch_norm_keeps_the_function_and_gives_the_plain_layout():
     np.testing.assert_allclose(np.asarray(plain(images, training=False)), expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="batch_norm=False"):
         fold_batch_norm(trained, lambda: nin_cifar10(batch_norm=True))
+
+
+def test_folding_min_batch_norms_before_the_max_keeps_the_function():
+    """MIN normalizes each piece before the max over pieces: folding per channel is exact there too."""
+    from nin_keras.models.folding import fold_batch_norm, has_batch_norm
+
+    keras.utils.set_random_seed(4)
+    trained = models.min_cifar10(batch_norm=True, classifier_activation=None)  # logits: nothing saturates
+    rng = np.random.default_rng(1)
+    for layer in trained.layers:
+        for norm in getattr(layer, "norms", []):
+            size = norm.gamma.shape[0]
+            # Negative gammas too: a flipped piece must stay flipped before the max.
+            norm.gamma.assign(rng.uniform(-1.5, 1.5, size))
+            norm.beta.assign(rng.normal(0, 0.2, size))
+            norm.moving_mean.assign(rng.normal(0, 0.5, size))
+            norm.moving_variance.assign(rng.uniform(0.2, 2.0, size))
+    assert has_batch_norm(trained)
+    plain = fold_batch_norm(trained, lambda: models.min_cifar10(classifier_activation=None))
+    assert not has_batch_norm(plain) and plain.count_params() == 1_604_722
+    images = rng.normal(0, 1, (4, 32, 32, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(trained(images, training=False))
+    assert np.abs(expected).max() > 0.1  # a function worth comparing, not all zeros
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(images, training=False)), expected, rtol=1e-4, atol=1e-4)

@@ -24,8 +24,7 @@ import keras
 import numpy as np
 
 from nin_keras.errors import PresetError, WeightsMismatchError
-from nin_keras.layers import MLPConv
-from nin_keras.models.folding import fold_batch_norm
+from nin_keras.models.folding import fold_batch_norm, has_batch_norm
 from nin_keras.zoo import cards, index, presets, registry, transfer
 from nin_keras.zoo.preset_loader import load_preset
 
@@ -35,10 +34,6 @@ FOLD_TOLERANCE = 1e-4
 #: Metadata fields ``save_preset`` computes (they describe the published network, not the source).
 _COMPUTED = ("input_shape", "preprocessing", "params", "flops", "layers", "files", "keras_version",
              "nin_keras_version", "format", "format_version")
-
-
-def _has_batch_norm(model: keras.Model) -> bool:
-    return any(isinstance(layer, MLPConv) and layer.batch_norm for layer in model.layers)
 
 
 def _published_network(preset: presets.Preset, name: str) -> tuple[keras.Model, dict[str, Any]]:
@@ -52,7 +47,7 @@ def _published_network(preset: presets.Preset, name: str) -> tuple[keras.Model, 
     target = registry.create_model(name)
     source = preset.model
     folding: dict[str, Any] = {}
-    if _has_batch_norm(source):
+    if has_batch_norm(source):
         try:
             target = fold_batch_norm(source, lambda: registry.create_model(name))
         except ValueError as err:

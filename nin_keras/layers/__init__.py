@@ -4,6 +4,7 @@ from nin_keras.layers.caffe_pooling import CaffePooling2D
 from nin_keras.layers.dropconnect import DropConnect
 from nin_keras.layers.gap_head import GlobalAveragePoolingHead
 from nin_keras.layers.maxout import Maxout, MaxoutConv2D
+from nin_keras.layers.maxout_mlpconv import MaxoutMLPConv
 from nin_keras.layers.mlpconv import MLPConv
 from nin_keras.layers.stochastic_pooling import StochasticPooling2D
 from nin_keras.layers.augment import RandomPadCrop

@@ -3,6 +3,7 @@
 from nin_keras.models.baselines import nin_fc_cifar10, nin_fc_dropout_cifar10
 from nin_keras.models.introspection import confidence_map_model, count_flops
 from nin_keras.models.maxout import maxout_cifar10, maxout_conv_mnist, maxout_mnist
+from nin_keras.models.maxout_nin import min_cifar10
 from nin_keras.models.nin import (
     nin_cifar10,
     nin_cifar100,

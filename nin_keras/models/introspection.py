@@ -7,13 +7,13 @@ from typing import Callable, Iterable, Iterator
 
 import keras
 
-from nin_keras.layers import DropConnect, GlobalAveragePoolingHead, Maxout, MaxoutConv2D, MLPConv
+from nin_keras.layers import DropConnect, GlobalAveragePoolingHead, Maxout, MaxoutConv2D, MaxoutMLPConv, MLPConv
 
 
 # Layers whose cost is their kernels applied at every output position.
 _KERNEL_LAYERS = (
     keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.DepthwiseConv2D,
-    keras.layers.Dense, MLPConv, Maxout, MaxoutConv2D, DropConnect,
+    keras.layers.Dense, MLPConv, MaxoutMLPConv, Maxout, MaxoutConv2D, DropConnect,
 )
 
 
@@ -46,9 +46,9 @@ def count_flops(model: keras.Model) -> int:
     """Multiply-adds per image of the convolutional and dense layers of a built model.
 
     Each kernel of shape ``(..., in, out)`` costs ``prod(kernel.shape)`` multiply-adds at every
-    output position of its layer (MLPConv's 1×1 convolutions run at the first convolution's
-    output positions). Nested models are walked; biases, activations, pooling and normalization
-    are not counted. NIN CIFAR-10 costs 222.5 M.
+    output position of its layer (MLPConv's and MaxoutMLPConv's 1×1 convolutions run at the first
+    convolution's output positions; a maxout convolution computes every piece). Nested models are
+    walked; biases, activations, pooling and normalization are not counted. NIN CIFAR-10 costs 222.5 M.
     """
     return sum(_layer_flops(layer) for layer in leaf_layers(model))
 

@@ -27,28 +27,35 @@ from collections.abc import Sequence
 
 import keras
 
-from nin_keras.layers import CaffePooling2D, GlobalAveragePoolingHead, MLPConv
+from nin_keras.layers import CaffePooling2D, GlobalAveragePoolingHead, MaxoutMLPConv, MLPConv
 from nin_keras.models._common import make_builder
 
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """One body block: an mlpconv, then Caffe pooling (``"max"`` or ``"average"``) and dropout."""
+    """One body block: an mlpconv, then Caffe pooling (``"max"`` or ``"average"``) and dropout.
+
+    ``pieces`` (one per convolution) makes the mlpconv a ``MaxoutMLPConv`` of maxout units
+    (``nin_keras.models.maxout_nin``); None, an ``MLPConv`` of ReLUs.
+    """
 
     filters: tuple[int, ...]
     kernel_size: int
     pool: str
     pool_size: int = 3
     pool_strides: int = 2
+    pieces: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class NINSpec:
-    """A NIN architecture: body blocks, then a classifier mlpconv ``(*classifier_filters, classes)``."""
+    """A NIN architecture: body blocks, then a classifier mlpconv ``(*classifier_filters, classes)``
+    (of maxout units with ``classifier_pieces``, one per convolution)."""
 
     body: tuple[Block, ...]
     classifier_filters: tuple[int, ...]
     classifier_kernel_size: int
+    classifier_pieces: tuple[int, ...] | None = None
 
 
 CIFAR_SPEC = NINSpec(
@@ -63,23 +70,32 @@ MNIST_SPEC = NINSpec(
 )
 
 
+def mlpconv(filters, kernel_size: int, pieces, batch_norm: bool, name: str) -> MLPConv | MaxoutMLPConv:
+    """An ``MLPConv`` (ReLU on every convolution, as in the Caffe model), or with ``pieces`` a
+    ``MaxoutMLPConv``."""
+    if pieces is None:
+        return MLPConv(filters, kernel_size, batch_norm=batch_norm, name=name)
+    return MaxoutMLPConv(filters, pieces, kernel_size, batch_norm=batch_norm, name=name)
+
+
 def nin_body(x, spec: NINSpec, batch_norm: bool = False, dropout: float = 0.5):
     """Apply the spec's body blocks (``mlpconv{i}``, ``pool{i}``, ``dropout{i}``) to tensor ``x``."""
     for i, block in enumerate(spec.body, start=1):
-        x = MLPConv(block.filters, block.kernel_size, batch_norm=batch_norm, name=f"mlpconv{i}")(x)
+        x = mlpconv(block.filters, block.kernel_size, block.pieces, batch_norm, f"mlpconv{i}")(x)
         x = CaffePooling2D(block.pool_size, block.pool_strides, mode=block.pool, name=f"pool{i}")(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"dropout{i}")(x)
     return x
 
 
-def classifier_mlpconv(spec: NINSpec, classes: int, batch_norm: bool = False) -> MLPConv:
-    """The last mlpconv, one output map per class; ReLU on every convolution as in the Caffe model."""
-    return MLPConv(
+def classifier_mlpconv(spec: NINSpec, classes: int, batch_norm: bool = False) -> MLPConv | MaxoutMLPConv:
+    """The last mlpconv, one output map per class."""
+    return mlpconv(
         (*spec.classifier_filters, classes),
         spec.classifier_kernel_size,
-        batch_norm=batch_norm,
-        name=f"mlpconv{len(spec.body) + 1}",
+        spec.classifier_pieces,
+        batch_norm,
+        f"mlpconv{len(spec.body) + 1}",
     )
 
 
