@@ -483,16 +483,20 @@ def test_pipeline_cache_gives_the_same_batches(tmp_path):
 
 
 def test_a_seeded_subset_is_drawn_across_a_split_stored_class_by_class(tmp_path):
-    """``{split}_examples`` alone keeps the first N; with ``subset_seed`` the N are a seeded random
-    draw (in the split's order), which a source listing class by class needs for quick runs."""
+    """``{split}_examples`` alone keeps the first N, refused when they lack a class of the split;
+    with ``subset_seed`` the N are a seeded random draw (in the split's order), which a source
+    listing class by class needs for quick runs."""
     from nin_keras.data.arrays import load_arrays
 
     labels = np.repeat(np.arange(10, dtype=np.uint8), 30)  # sorted by class, like the JPEG copy
     images = np.random.default_rng(0).integers(0, 256, (300, 28, 28), dtype=np.uint8)
     np.savez(tmp_path / "mnist.npz", x_train=images, y_train=labels, x_test=images[:20], y_test=labels[:20])
     block = {"name": "mnist", "source": "local", "train_examples": 50}
-    _, first = load_arrays(block, "train", tmp_path)
-    assert set(first) == {0, 1}
+    # The first 50 hold classes 0 and 1 only: refused, naming the fix, rather than a 2-class run.
+    with pytest.raises(DataError, match=r"first 50 images of mnist's train split lack 8 of its 10 classes.*subset_seed"):
+        load_arrays(block, "train", tmp_path)
+    _, first = load_arrays({**block, "train_examples": 300}, "train", tmp_path)
+    np.testing.assert_array_equal(first, labels)
     x, y = load_arrays({**block, "subset_seed": 7}, "train", tmp_path)
     keep = np.sort(np.random.default_rng(7).permutation(300)[:50])
     np.testing.assert_array_equal(y, labels[keep])

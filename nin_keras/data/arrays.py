@@ -83,7 +83,8 @@ def load_arrays(dataset: Mapping[str, Any], split: str, data_dir: str | os.PathL
         dataset: the recipe's ``dataset`` block: ``name``, optional ``source`` and optional
             ``train_examples`` / ``test_examples`` (keep only N examples, for quick runs: the
             first N, or with ``subset_seed`` N drawn at random with that seed, which a data set
-            stored class by class, such as the CIFAR-10 JPEG copy, needs).
+            stored class by class, such as the CIFAR-10 JPEG copy, needs: first N lacking one of
+            the split's classes raise ``DataError``).
         split: ``"train"`` or ``"test"``.
         data_dir: local data folder (see ``nin_keras.data.load_dataset``).
     """
@@ -94,7 +95,16 @@ def load_arrays(dataset: Mapping[str, Any], split: str, data_dir: str | os.PathL
     limit = dataset.get(f"{split}_examples")
     seed = dataset.get("subset_seed")
     if limit and seed is None:
-        images, labels = images[: int(limit)], labels[: int(limit)]
+        kept = labels[: int(limit)]
+        # A set stored class by class (the CIFAR-10 JPEG copy) would give a run on one class that
+        # trains and evaluates without a word; a sample missing a class must be asked for at random.
+        missing = len(np.unique(labels)) - len(np.unique(kept))
+        if missing:
+            raise DataError(
+                f"the first {int(limit)} images of {dataset['name']}'s {split} split lack {missing} of its "
+                f"{len(np.unique(labels))} classes (the set is stored class by class); add a subset_seed to "
+                f"the dataset block to draw {int(limit)} at random")
+        images, labels = images[: int(limit)], kept
     if limit and seed is not None:
         keep = np.sort(np.random.default_rng(int(seed)).permutation(len(labels))[: int(limit)])
         images, labels = images[keep], labels[keep]
