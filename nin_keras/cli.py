@@ -258,13 +258,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     import warnings
 
     from nin_keras.export import export
-
-    from nin_keras.export.exporter import SUPPORTED_QUANTIZATION
+    from nin_keras.export.exporter import SPECS
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     print(f"exporting {args.model}: {', '.join(formats)} into {args.out}/ (each checked against Keras "
           f"on {args.parity_samples} test images)", flush=True)
-    unquantized = [f for f in formats if args.quantize not in SUPPORTED_QUANTIZATION.get(f, (args.quantize,))]
+    unquantized = [f for f in formats if f in SPECS and args.quantize not in SPECS[f].quantize_modes]
     if args.quantize and len(unquantized) < len(formats) and unquantized:
         print(f"note: --quantize {args.quantize} does not apply to {', '.join(unquantized)}: written in float32",
               flush=True)
