@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import keras
 import numpy as np
 
-from nin_keras.errors import ExportError
+from nin_keras.errors import Argument, ArgumentError, ExportError
 from nin_keras.export import metadata as meta
 from nin_keras.export import samples
 from nin_keras.export import onnx as onnx_format
@@ -236,14 +236,15 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
     """
     formats = _check_formats(formats, quantize)
     if name is not None and not _SAFE_NAME.fullmatch(name):
-        raise ValueError(f"name must be a plain file name of letters, digits, '.', '_' and '-' (not starting with "
-                         f"'.' or '-'), got {name!r}")
+        raise ArgumentError(Argument("name"), " must be a plain file name of letters, digits, '.', '_' and '-' "
+                            f"(not starting with '.' or '-'), got {name!r}")
     if integer_io and quantize != "int8":
-        raise ValueError(f"integer_io needs quantize='int8', got quantize={quantize!r}")
+        raise ArgumentError(Argument("integer_io"), " needs ", Argument("quantize", "int8"), f", got {quantize!r}")
     specs = [SPECS[fmt] for fmt in formats]
     for spec in specs:
         if spec.raw_pixels and not include_preprocessing:
-            raise ValueError(f"the {spec.name} export {spec.raw_pixels}: it needs include_preprocessing=True")
+            raise ArgumentError(f"the {spec.name} export {spec.raw_pixels}: it needs ",
+                                Argument("include_preprocessing", True))
     prepared = {spec.name: spec.prepare() for spec in specs if spec.prepare is not None}
     source = resolve_source(model_or_name, include_preprocessing=include_preprocessing,
                             dataset=dataset, name=name)
@@ -458,12 +459,13 @@ def _check_formats(formats: Iterable[str], quantize: str | None) -> tuple[str, .
     formats = tuple(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if not formats or unknown:
-        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {formats}")
+        raise ArgumentError(Argument("formats"), f" must be a non-empty subset of {FORMATS}, got {formats}")
     if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        raise ArgumentError(Argument("quantize"), f" must be one of {QUANTIZE_MODES}, got {quantize!r}")
     if quantize is not None and not any(quantize in SPECS[f].quantize_modes for f in formats):
         supported = {f: spec.quantize_modes for f, spec in SPECS.items()}
-        raise ValueError(f"quantize={quantize!r} applies to none of formats {formats} (supported: {supported})")
+        raise ArgumentError(Argument("quantize", quantize), f" applies to none of formats {formats} "
+                            f"(supported: {supported})")
     return formats
 
 
@@ -491,8 +493,8 @@ def _verify(artifact: Artifact, runnable: Path) -> dict:
         failed = (f"{fmt} artifact failed the parity check ({mode or 'float32'}): "
                   + "; ".join(report["failures"]))
         if not check.accept_failure:
-            raise ExportError(f"{failed}; nothing written (pass accept_parity_failure=True to keep it anyway, "
-                              "the failure recorded in its metadata)")
+            raise ExportError(f"{failed}; nothing written (pass ", Argument("accept_parity_failure", True),
+                              " to keep it anyway, the failure recorded in its metadata)")
         warnings.warn(f"{failed}; kept (accept_parity_failure=True), the failure recorded in its metadata",
                       stacklevel=4)
     return report
