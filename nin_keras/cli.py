@@ -36,11 +36,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"nin-keras bench: {script} not found; the benchmarks ship with the source "
               "repository, not the installed package", file=sys.stderr)
         return 1
-    extra = ["--quick"] if args.quick else []
-    if args.only:
-        extra += ["--only", *args.only]
-    if args.results_dir:
-        extra += ["--results-dir", args.results_dir]
+    # The script takes the same options: the words typed after `bench` go to it as typed.
+    extra = args.argv[args.argv.index(args.command) + 1:]
     if args.verbose:
         return subprocess.run([sys.executable, str(script), *extra]).returncode
     return _filtered_run([sys.executable, str(script), *extra])
