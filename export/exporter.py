@@ -259,15 +259,8 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
     with _no_empty_folder(out_dir, existed):
         module = ServingModule(source.model)
         check = _parity_check(source, parity_data, parity_samples, tolerance, accept_parity_failure)
-        calibration, calibration_source = None, None
-        # int8 calibrates on training images; float16 fits its whitening weights on them.
-        if "int8" in modes.values() or ("float16" in modes.values() and _has_conv_whitening(source.model)):
-            if representative_data is None:
-                representative_data, calibration_source = samples.calibration_images(
-                    source.dataset, calibration_samples)
-            else:
-                calibration_source = f"{len(representative_data)} caller-supplied images"
-            calibration = _model_inputs(source, representative_data)
+        calibration, calibration_source = _calibration(source, set(modes.values()), representative_data,
+                                                       calibration_samples)
         common = _common_info(source, module)
         written = {}
         for spec in specs:
@@ -303,6 +296,19 @@ def _parity_check(source: ExportSource, parity_data, parity_samples: int, tolera
     reference = batched(lambda x: keras.ops.convert_to_numpy(source.model(x, training=False)), inputs)
     return ParityCheck(inputs=inputs, reference=reference, labels=labels, tolerance=tolerance,
                        images=described, accept_failure=accept_failure)
+
+
+def _calibration(source: ExportSource, modes: set[str | None], representative_data: np.ndarray | None,
+                 calibration_samples: int) -> tuple[np.ndarray | None, str | None]:
+    """The calibration model inputs and where they come from, where a mode needs them: int8
+    calibrates on training images; float16 fits its whitening weights on them."""
+    if not ("int8" in modes or ("float16" in modes and _has_conv_whitening(source.model))):
+        return None, None
+    if representative_data is None:
+        representative_data, described = samples.calibration_images(source.dataset, calibration_samples)
+    else:
+        described = f"{len(representative_data)} caller-supplied images"
+    return _model_inputs(source, representative_data), described
 
 
 def _common_info(source: ExportSource, module: ServingModule) -> dict[str, Any]:
