@@ -30,15 +30,15 @@ class Argument:
 
 
 class Call:
-    """A library function named in an error message (``function`` its ``module:name``), with the
-    arguments to call it with."""
+    """A library function named in an error message (``function``: its public ``module:name``),
+    with the arguments to call it with."""
 
-    def __init__(self, function: str, python: str, **arguments: Any):
-        self.function, self.python, self.arguments = function, python, arguments
+    def __init__(self, function: str, **arguments: Any):
+        self.function, self.arguments = function, arguments
 
     def __str__(self) -> str:
-        """How Python calls it: ``python`` (the public name), then the arguments."""
-        return f"{self.python}({', '.join(str(Argument(k, v)) for k, v in self.arguments.items())})"
+        arguments = ", ".join(str(Argument(name, value)) for name, value in self.arguments.items())
+        return f"{self.function.replace(':', '.')}({arguments})"
 
 
 class NamesArguments(Exception):

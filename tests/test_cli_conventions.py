@@ -465,7 +465,7 @@ def test_library_errors_spell_arguments_as_the_commands_flags():
     spell = _flag_spelling(parser, parser.parse_args(["export", "nin_mnist"]))
     error = ArgumentError(Argument("name"), " must be plain; ", Argument("quantize", "int8"), ", ",
                           Argument("include_preprocessing", True), ", ", Argument("accept_parity_failure", True),
-                          "; see ", Call("nin_keras.zoo:list_models", "nin_keras.zoo.list_models", pretrained=True))
+                          "; see ", Call("nin_keras.zoo:list_models", pretrained=True))
     assert str(error) == ("name must be plain; quantize='int8', include_preprocessing=True, "
                           "accept_parity_failure=True; see nin_keras.zoo.list_models(pretrained=True)")
     # `name` has no option: it keeps its Python name rather than an invented flag.

@@ -230,7 +230,7 @@ def get_model_entry(name: str) -> ModelEntry:
         close = difflib.get_close_matches(base, _REGISTRY, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ArgumentError(f"Unknown zoo model {name!r}.{hint} ",
-                            Call("nin_keras.zoo:list_models", "nin_keras.zoo.list_models", pretrained=True),
+                            Call("nin_keras.zoo:list_models", pretrained=True),
                             " lists the names with weights.")
     return _REGISTRY[base]
 
