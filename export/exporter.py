@@ -1,8 +1,9 @@
 """``export()``: one call that writes SavedModel, TFLite, ONNX and web artifacts, each verified.
 
-Every artifact is written to a temporary path beside its final name, loaded in its own runtime,
-checked for parity against the Keras model (:mod:`nin_keras.export.parity`) on real images from
-the model's data set, and only then renamed into place; its metadata JSON
+Each format is one :class:`FormatSpec` in :data:`SPECS`. Every artifact is written to a
+temporary path beside its final name, loaded in its own runtime, checked for parity against the
+Keras model (:mod:`nin_keras.export.parity`) on real images from the model's data set, and only
+then renamed into place; its metadata JSON
 (:mod:`nin_keras.export.metadata`) is written after it, and the old metadata is removed just before
 the rename, so a kill at any moment never pairs metadata with an artifact it does not describe.
 A failed conversion or parity check, an output folder that cannot be written and an artifact path
@@ -27,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import keras
 import numpy as np
 
-from nin_keras.errors import ExportError
+from nin_keras.errors import Argument, ArgumentError, ExportError
 from nin_keras.export import metadata as meta
 from nin_keras.export import samples
 from nin_keras.export import onnx as onnx_format
@@ -44,17 +45,95 @@ from nin_keras.io_utils import atomic_dir, atomic_write
 from nin_keras.layers import ConvWhitening
 from nin_keras.zoo.classifier import PREPROCESSING_LAYERS, ImageClassifier, split_preprocessing
 
-FORMATS = ("savedmodel", "tflite", "onnx", "web")
 #: What ``export()`` and ``nin-keras export`` write unless told: the three model files (the web
 #: folder, a page around an ONNX model, is asked for by name).
 DEFAULT_FORMATS = ("savedmodel", "tflite", "onnx")
-EXTENSIONS = {"savedmodel": ".savedmodel", "tflite": ".tflite", "onnx": ".onnx", "web": ".web"}
-#: Formats whose artifact is a folder, and the file that marks a folder as one of them.
-FOLDER_MARKERS = {"savedmodel": "saved_model.pb", "web": web.METADATA_FILE}
 QUANTIZE_MODES = tflite_format.QUANTIZE_MODES
-#: Which quantization modes each format implements; SavedModel is always float32.
-SUPPORTED_QUANTIZATION = {"savedmodel": (None,), "tflite": tflite_format.QUANTIZE_MODES,
-                          "onnx": onnx_format.QUANTIZE_MODES, "web": onnx_format.QUANTIZE_MODES}
+
+
+@dataclasses.dataclass(frozen=True)
+class FormatSpec:
+    """One export format: all that ``export()`` knows about it (:data:`SPECS` holds one per format).
+
+    Attributes:
+        name: the format's name in ``formats`` and in its metadata's ``"format"``.
+        extension: the artifact's suffix, after its base name and quantization mode.
+        quantize_modes: the ``quantize`` modes it implements; with another it is written in float32.
+        write: converts, writes and verifies one :class:`Artifact` (atomically, metadata last).
+        load: the runtime its parity check runs the written artifact in (for a folder, the model
+            file inside); the bound is ``tolerance``'s for the artifact's mode (float or quantized).
+        folder_marker: for an artifact that is a folder, the file that marks a folder as one (an
+            existing folder without it is never replaced); None for a single file.
+        raw_pixels: why the format needs ``include_preprocessing=True``, if it does.
+        prepare: finds what the format needs outside Python (the web page's runtime) before
+            anything is loaded or converted; its result is the artifact's ``prepared``.
+        check_source: refuses (``ExportError``) a source the format cannot serve.
+        default_mode: the mode for ``quantize=None`` given the inference model (None: float32).
+    """
+
+    name: str
+    extension: str
+    quantize_modes: tuple[str | None, ...]
+    write: Callable[[Artifact], None]
+    load: Callable[[Path], Runner]
+    folder_marker: str | None = None
+    raw_pixels: str | None = None
+    prepare: Callable[[], Any] | None = None
+    check_source: Callable[[ExportSource], None] | None = None
+    default_mode: Callable[[keras.Model], str | None] | None = None
+
+    def mode(self, quantize: str | None, model: keras.Model) -> str | None:
+        """The quantization the artifact gets for ``export(quantize=...)``."""
+        if quantize is None and self.default_mode is not None:
+            return self.default_mode(model)
+        return quantize if quantize in self.quantize_modes else None
+
+    def file_name(self, base: str, mode: str | None, integer_io: bool) -> str:
+        """``<base>[.<mode>|.int8io]<extension>``."""
+        suffix = "" if mode is None else ".int8io" if integer_io and mode == "int8" else f".{mode}"
+        return f"{base}{suffix}{self.extension}"
+
+
+@dataclasses.dataclass
+class ParityCheck:
+    """What every artifact of one export is checked against, and how a failure is taken."""
+
+    inputs: np.ndarray  # what the artifact is fed (raw pixels, or preprocessed without preprocessing)
+    reference: np.ndarray  # the Keras model's probabilities for them
+    labels: np.ndarray | None
+    tolerance: ParityTolerance
+    images: str  # where the images come from, in words
+    accept_failure: bool
+
+
+@dataclasses.dataclass
+class Artifact:
+    """One artifact to write: what ``FormatSpec.write`` gets.
+
+    Attributes:
+        spec: its format.
+        mode: its quantization (None: float32).
+        integer_io: ``export(integer_io=True)`` with an int8 mode: preprocessing quantized too.
+        path: where it goes (inside ``out_dir``).
+        info: its metadata so far; ``write`` adds what it learns while converting.
+        model: the inference model; ``module`` its serving module.
+        calibration: model inputs for int8 calibration and float16 whitening fits, or None.
+        opset: the ONNX opset.
+        check: the parity check.
+        prepared: what ``spec.prepare`` found, or None.
+    """
+
+    spec: FormatSpec
+    mode: str | None
+    integer_io: bool
+    path: Path
+    info: dict[str, Any]
+    model: keras.Model
+    module: ServingModule
+    calibration: np.ndarray | None
+    opset: int
+    check: ParityCheck
+    prepared: Any = None
 
 
 @dataclasses.dataclass
@@ -157,97 +236,100 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
     """
     formats = _check_formats(formats, quantize)
     if name is not None and not _SAFE_NAME.fullmatch(name):
-        raise ValueError(f"name must be a plain file name of letters, digits, '.', '_' and '-' (not starting with "
-                         f"'.' or '-'), got {name!r}")
+        raise ArgumentError(Argument("name"), " must be a plain file name of letters, digits, '.', '_' and '-' "
+                            f"(not starting with '.' or '-'), got {name!r}")
     if integer_io and quantize != "int8":
-        raise ValueError(f"integer_io needs quantize='int8', got quantize={quantize!r}")
-    if "web" in formats and not include_preprocessing:
-        raise ValueError("the web export takes raw pixels from the page: it needs include_preprocessing=True")
-    runtime = web.find_runtime() if "web" in formats else None  # before any conversion
+        raise ArgumentError(Argument("integer_io"), " needs ", Argument("quantize", "int8"), f", got {quantize!r}")
+    specs = [SPECS[fmt] for fmt in formats]
+    for spec in specs:
+        if spec.raw_pixels and not include_preprocessing:
+            raise ArgumentError(f"the {spec.name} export {spec.raw_pixels}: it needs ",
+                                Argument("include_preprocessing", True))
+    prepared = {spec.name: spec.prepare() for spec in specs if spec.prepare is not None}
     source = resolve_source(model_or_name, include_preprocessing=include_preprocessing,
                             dataset=dataset, name=name)
+    for spec in specs:
+        if spec.check_source is not None:
+            spec.check_source(source)
     out_dir = Path(out_dir)
-    modes = {fmt: quantize if quantize in SUPPORTED_QUANTIZATION[fmt] else None for fmt in formats}
-    if "web" in formats:
-        web.check_policy(source.input_policy)
-        if quantize is None:
-            modes["web"] = web.default_quantization(source.model)
-    suffixes = {fmt: "" if mode is None else f".{mode}io" if integer_io and mode == "int8" else f".{mode}"
-                for fmt, mode in modes.items()}
-    paths = {fmt: out_dir / f"{source.name}{suffixes[fmt]}{EXTENSIONS[fmt]}"
-             for fmt in formats}
+    modes = {spec.name: spec.mode(quantize, source.model) for spec in specs}
+    paths = {spec.name: out_dir / spec.file_name(source.name, modes[spec.name], integer_io) for spec in specs}
     existed = out_dir.exists()
     _check_outputs(out_dir, paths)
     with _no_empty_folder(out_dir, existed):
         module = ServingModule(source.model)
-
-        raw_shape = tuple(source.model.inputs[0].shape[1:]) if source.preprocess is None \
-            else tuple(source.preprocess.inputs[0].shape[1:])
-        if parity_data is None:
-            raw, labels, described = samples.parity_images(source.dataset, parity_samples, raw_shape)
-        else:
-            raw, labels = parity_data
-            described = f"{len(raw)} caller-supplied images"
-        inputs = _model_inputs(source, raw)
-        reference = batched(lambda x: keras.ops.convert_to_numpy(source.model(x, training=False)),
-                            inputs)
-        calibration, calibration_source = None, None
-        # int8 calibrates on training images; float16 fits its whitening weights on them.
-        if "int8" in modes.values() or ("float16" in modes.values() and _has_conv_whitening(source.model)):
-            if representative_data is None:
-                representative_data, calibration_source = samples.calibration_images(
-                    source.dataset, calibration_samples)
-            else:
-                calibration_source = f"{len(representative_data)} caller-supplied images"
-            calibration = _model_inputs(source, representative_data)
-
-        common = {
-            "source": {"model": source.name, "preset": source.preset, "keras_model": source.model.name,
-                       "weights_sha256": meta.weights_sha256(source.model),
-                       "weights_file_sha256": source.weights_file_sha256,
-                       "parameters": int(source.model.count_params())},
-            "input": {"name": INPUT_NAME, "shape": [None, *module.input_shape], "dtype": "float32",
-                      "layout": "NHWC",
-                      "values": "raw pixels in [0, 255]" if source.preprocess is None
-                      else "preprocessed (network input)"},
-            "output": {"name": OUTPUT_NAME, "shape": [None, len(source.class_names)],
-                       "dtype": "float32"},
-            "class_names": source.class_names, "dataset": source.dataset,
-            "input_policy": source.input_policy,
-            "include_preprocessing": source.preprocess is None,
-            "preprocessing": source.preprocessing_config,
-            "versions": _versions(),
-        }
-        check = dict(reference=reference, labels=labels, tolerance=tolerance, images=described,
-                     accept_failure=accept_parity_failure)
+        check = _parity_check(source, parity_data, parity_samples, tolerance, accept_parity_failure)
+        calibration, calibration_source = _calibration(source, set(modes.values()), representative_data,
+                                                       calibration_samples)
+        common = _common_info(source, module)
         written = {}
-        for fmt in formats:
-            mode, path = modes[fmt], paths[fmt]
+        for spec in specs:
+            mode, path = modes[spec.name], paths[spec.name]
             quant = {"mode": mode}
             if mode == "int8" or (mode == "float16" and calibration is not None):
                 quant["calibration"] = {"images": int(len(calibration)), "source": calibration_source}
                 quant["preprocessing"] = "int8" if integer_io else "float32"
-            info = {**common, "format": fmt, "quantization": quant}
-            integer_only = integer_io and mode == "int8" and fmt == "tflite"
-            if integer_only:
-                info["input"] = {**info["input"], "dtype": "uint8", "quantization": {"scale": None, "zero_point": None}}
-                info["output"] = {**info["output"], "dtype": "uint8", "quantization": {"scale": None, "zero_point": None}}
+            artifact = Artifact(spec=spec, mode=mode, integer_io=integer_io and mode == "int8", path=path,
+                                info={**common, "format": spec.name, "quantization": quant}, model=source.model,
+                                module=module, calibration=calibration, opset=opset, check=check,
+                                prepared=prepared.get(spec.name))
             try:
-                if fmt == "savedmodel":
-                    _write_savedmodel(module, path, inputs, info, check)
-                elif fmt == "tflite":
-                    _write_tflite(module, path, mode, calibration, inputs, info, check, integer_only)
-                elif fmt == "onnx":
-                    _write_onnx(module, path, mode, calibration, opset, inputs, info, check, integer_io)
-                else:
-                    _write_web(source.model, path, mode, calibration, opset, inputs, info, check,
-                               integer_io, runtime)
+                spec.write(artifact)
             except OSError as err:  # a full disk, a folder made read-only meanwhile
                 raise ExportError(f"cannot write {path}: {type(err).__name__}: {err}") from err
-            written[fmt] = path
+            written[spec.name] = path
             if progress is not None:
-                progress(fmt, path)
+                progress(spec.name, path)
         return written
+
+
+def _parity_check(source: ExportSource, parity_data, parity_samples: int, tolerance: ParityTolerance,
+                  accept_failure: bool) -> ParityCheck:
+    """The parity images (the caller's, else the data set's test images) and Keras's answers."""
+    raw_shape = tuple((source.preprocess or source.model).inputs[0].shape[1:])
+    if parity_data is None:
+        raw, labels, described = samples.parity_images(source.dataset, parity_samples, raw_shape)
+    else:
+        raw, labels = parity_data
+        described = f"{len(raw)} caller-supplied images"
+    inputs = _model_inputs(source, raw)
+    reference = batched(lambda x: keras.ops.convert_to_numpy(source.model(x, training=False)), inputs)
+    return ParityCheck(inputs=inputs, reference=reference, labels=labels, tolerance=tolerance,
+                       images=described, accept_failure=accept_failure)
+
+
+def _calibration(source: ExportSource, modes: set[str | None], representative_data: np.ndarray | None,
+                 calibration_samples: int) -> tuple[np.ndarray | None, str | None]:
+    """The calibration model inputs and where they come from, where a mode needs them: int8
+    calibrates on training images; float16 fits its whitening weights on them."""
+    if not ("int8" in modes or ("float16" in modes and _has_conv_whitening(source.model))):
+        return None, None
+    if representative_data is None:
+        representative_data, described = samples.calibration_images(source.dataset, calibration_samples)
+    else:
+        described = f"{len(representative_data)} caller-supplied images"
+    return _model_inputs(source, representative_data), described
+
+
+def _common_info(source: ExportSource, module: ServingModule) -> dict[str, Any]:
+    """The metadata every artifact of the export shares."""
+    return {
+        "source": {"model": source.name, "preset": source.preset, "keras_model": source.model.name,
+                   "weights_sha256": meta.weights_sha256(source.model),
+                   "weights_file_sha256": source.weights_file_sha256,
+                   "parameters": int(source.model.count_params())},
+        "input": {"name": INPUT_NAME, "shape": [None, *module.input_shape], "dtype": "float32",
+                  "layout": "NHWC",
+                  "values": "raw pixels in [0, 255]" if source.preprocess is None
+                  else "preprocessed (network input)"},
+        "output": {"name": OUTPUT_NAME, "shape": [None, len(source.class_names)],
+                   "dtype": "float32"},
+        "class_names": source.class_names, "dataset": source.dataset,
+        "input_policy": source.input_policy,
+        "include_preprocessing": source.preprocess is None,
+        "preprocessing": source.preprocessing_config,
+        "versions": _versions(),
+    }
 
 
 @contextlib.contextmanager
@@ -278,13 +360,15 @@ def _check_outputs(out_dir: Path, paths: dict[str, Path]) -> None:
             raise ExportError(f"{written} would be written outside the output folder {out_dir} "
                               f"(it resolves to {written.resolve()}); not writing it")
     for fmt, path in paths.items():
-        if fmt in FOLDER_MARKERS:
-            if (path.exists() or path.is_symlink()) and not (path.is_dir() and (path / FOLDER_MARKERS[fmt]).is_file()):
+        marker = SPECS[fmt].folder_marker
+        if marker is not None:
+            if (path.exists() or path.is_symlink()) and not (path.is_dir() and (path / marker).is_file()):
                 raise ExportError(f"{path} exists and is not a {fmt} export folder; not replacing it "
                                   "(remove it or choose another name or out_dir)")
         elif path.is_dir():
-            kind = "a SavedModel folder" if (path / "saved_model.pb").is_file() else "a folder"
-            raise ExportError(f"{path} is {kind}, not a {EXTENSIONS[fmt]} file; not replacing it "
+            savedmodel = (path / SPECS["savedmodel"].folder_marker).is_file()
+            kind = "a SavedModel folder" if savedmodel else "a folder"
+            raise ExportError(f"{path} is {kind}, not a {SPECS[fmt].extension} file; not replacing it "
                               "(remove it or choose another name or out_dir)")
         if meta.metadata_path(path).is_dir():
             raise ExportError(f"{meta.metadata_path(path)} (where the metadata goes) is a folder; not replacing it")
@@ -381,12 +465,13 @@ def _check_formats(formats: Iterable[str], quantize: str | None) -> tuple[str, .
     formats = tuple(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if not formats or unknown:
-        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {formats}")
+        raise ArgumentError(Argument("formats"), f" must be a non-empty subset of {FORMATS}, got {formats}")
     if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
-    if quantize is not None and not any(quantize in SUPPORTED_QUANTIZATION[f] for f in formats):
-        raise ValueError(f"quantize={quantize!r} applies to none of formats {formats} "
-                         f"(supported: {SUPPORTED_QUANTIZATION})")
+        raise ArgumentError(Argument("quantize"), f" must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if quantize is not None and not any(quantize in SPECS[f].quantize_modes for f in formats):
+        supported = {f: spec.quantize_modes for f, spec in SPECS.items()}
+        raise ArgumentError(Argument("quantize", quantize), f" applies to none of formats {formats} "
+                            f"(supported: {supported})")
     return formats
 
 
@@ -404,15 +489,18 @@ def _model_inputs(source: ExportSource, raw: np.ndarray) -> np.ndarray:
     return batched(lambda x: keras.ops.convert_to_numpy(source.preprocess(x)), raw)
 
 
-def _verify(run: Runner, inputs: np.ndarray, mode: str | None, check: dict, fmt: str) -> dict:
-    report = parity_report(check["reference"], run(inputs), check["labels"], quantize=mode,
-                           tolerance=check["tolerance"], images=check["images"])
+def _verify(artifact: Artifact, runnable: Path) -> dict:
+    """Run the written artifact (``runnable``: it, or the model file inside it) in its format's
+    runtime on the parity images; raise unless it passes or a failure is accepted."""
+    check, mode, fmt = artifact.check, artifact.mode, artifact.spec.name
+    report = parity_report(check.reference, artifact.spec.load(runnable)(check.inputs), check.labels,
+                           quantize=mode, tolerance=check.tolerance, images=check.images)
     if not report["passed"]:
         failed = (f"{fmt} artifact failed the parity check ({mode or 'float32'}): "
                   + "; ".join(report["failures"]))
-        if not check["accept_failure"]:
-            raise ExportError(f"{failed}; nothing written (pass accept_parity_failure=True to keep it anyway, "
-                              "the failure recorded in its metadata)")
+        if not check.accept_failure:
+            raise ExportError(f"{failed}; nothing written (pass ", Argument("accept_parity_failure", True),
+                              " to keep it anyway, the failure recorded in its metadata)")
         warnings.warn(f"{failed}; kept (accept_parity_failure=True), the failure recorded in its metadata",
                       stacklevel=4)
     return report
@@ -437,31 +525,36 @@ def _describe(artifact_tmp: Path, path: Path, info: dict, report: dict) -> dict:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def _write_savedmodel(module, path, inputs, info, check):
-    with atomic_dir(path, overwrite=True) as tmp:
-        write_savedmodel(module, tmp)
-        report = _verify(load_savedmodel(tmp), inputs, None, check, "savedmodel")
-        metadata = _seal(tmp, path, info, report)
-    meta.write_metadata(path, metadata)
+def _write_savedmodel(artifact: Artifact) -> None:
+    with atomic_dir(artifact.path, overwrite=True) as tmp:
+        write_savedmodel(artifact.module, tmp)
+        report = _verify(artifact, tmp)
+        metadata = _seal(tmp, artifact.path, artifact.info, report)
+    meta.write_metadata(artifact.path, metadata)
 
 
-def _write_tflite(module, path, mode, calibration, inputs, info, check, integer_only=False):
-    grid = "int8" if integer_only else "float16" if mode == "float16" else None
-    with _whitening_on_grid(module, calibration, info, grid):
-        flatbuffer = convert_tflite(module, mode, calibration, _float_layers(module), integer_io=integer_only)
-    with atomic_write(path) as tmp:
+def _write_tflite(artifact: Artifact) -> None:
+    """A ``.tflite`` flatbuffer; with ``integer_io`` integer-only (uint8 in and out, described
+    with its microcontroller report)."""
+    module, mode, info = artifact.module, artifact.mode, artifact.info
+    grid = "int8" if artifact.integer_io else "float16" if mode == "float16" else None
+    with _whitening_on_grid(module, artifact.calibration, info, grid):
+        flatbuffer = convert_tflite(module, mode, artifact.calibration, _float_layers(module),
+                                    integer_io=artifact.integer_io)
+    with atomic_write(artifact.path) as tmp:
         tmp.write_bytes(flatbuffer)
-        report = _verify(load_tflite(tmp), inputs, mode, check, "tflite")
+        report = _verify(artifact, tmp)
         if mode is not None:
             info["quantization"]["ops"] = op_types(flatbuffer)
-        if integer_only:
+        if artifact.integer_io:
             _describe_integer_io(flatbuffer, info)
-        metadata = _seal(tmp, path, info, report)
-    meta.write_metadata(path, metadata)
+        metadata = _seal(tmp, artifact.path, info, report)
+    meta.write_metadata(artifact.path, metadata)
 
 
 def _describe_integer_io(flatbuffer: bytes, info: dict) -> None:
-    """Input/output quantization and the microcontroller report of an integer-only artifact."""
+    """The uint8 input/output and their quantization, and the microcontroller report, of an
+    integer-only artifact."""
     from ai_edge_litert.interpreter import Interpreter
 
     from nin_keras.export.micro import micro_report
@@ -469,46 +562,49 @@ def _describe_integer_io(flatbuffer: bytes, info: dict) -> None:
     interpreter = Interpreter(model_content=flatbuffer)
     for key, details in (("input", interpreter.get_input_details()[0]), ("output", interpreter.get_output_details()[0])):
         scale, zero_point = details["quantization"]
-        info[key]["quantization"] = {"scale": float(scale), "zero_point": int(zero_point),
-                                     "real_value": "(q - zero_point) * scale"}
+        info[key] = {**info[key], "dtype": "uint8",
+                     "quantization": {"scale": float(scale), "zero_point": int(zero_point),
+                                      "real_value": "(q - zero_point) * scale"}}
     info["micro"] = micro_report(flatbuffer)
 
 
-def _write_onnx(module, path, mode, calibration, opset, inputs, info, check, integer_io=False):
+def _write_onnx(artifact: Artifact) -> None:
     import onnx
 
-    proto = _onnx_model(module, mode, calibration, opset, info, integer_io)
-    with atomic_write(path) as tmp:
+    proto = _onnx_model(artifact, artifact.module)
+    with atomic_write(artifact.path) as tmp:
         onnx.save(proto, tmp)
-        report = _verify(load_onnx(tmp), inputs, mode, check, "onnx")
-        metadata = _seal(tmp, path, info, report)
-    meta.write_metadata(path, metadata)
+        report = _verify(artifact, tmp)
+        metadata = _seal(tmp, artifact.path, artifact.info, report)
+    meta.write_metadata(artifact.path, metadata)
 
 
-def _write_web(model, path, mode, calibration, opset, inputs, info, check, integer_io, runtime):
+def _write_web(artifact: Artifact) -> None:
     """The page folder: the ONNX model (with the confidence maps as a second output where the
-    network has them), verified like the ONNX artifact, then the page and the runtime; the
-    model's metadata inside the folder, the folder's beside it."""
+    network has them), verified like the ONNX artifact, then the page and the runtime
+    (``artifact.prepared``); the model's metadata inside the folder, the folder's beside it."""
     import onnx
 
-    module, head = web.serving_module(model)
-    proto = _onnx_model(module, mode, calibration, opset, info, integer_io)
+    module, head = web.serving_module(artifact.model)
+    proto = _onnx_model(artifact, module)
+    path, info = artifact.path, artifact.info
     with atomic_dir(path, overwrite=True) as tmp:
         model_path = tmp / web.MODEL_FILE
         onnx.save(proto, model_path)
-        report = _verify(load_onnx(model_path), inputs, mode, check, "web")
-        maps = None if head is None else web.check_maps(model_path, inputs, head)
-        info["web"] = web.write_page(tmp, runtime, maps)
+        report = _verify(artifact, model_path)
+        maps = None if head is None else web.check_maps(model_path, artifact.check.inputs, head)
+        info["web"] = web.write_page(tmp, artifact.prepared, maps)
         meta.write_metadata(model_path, _describe(model_path, path / web.MODEL_FILE,
                                                   {**info, "format": "onnx"}, report))
         metadata = _seal(tmp, path, info, report)
     meta.write_metadata(path, metadata)
 
 
-def _onnx_model(module, mode, calibration, opset, info, integer_io):
-    """The converted (and, for a ``mode``, quantized) ONNX model; records how in ``info``."""
-    with _whitening_on_grid(module, calibration, info, "int8" if integer_io and mode == "int8" else None):
-        proto = convert_onnx(module, opset)
+def _onnx_model(artifact: Artifact, module: ServingModule):
+    """``module`` converted to ONNX (and, for a mode, quantized); records how in the artifact's info."""
+    mode, calibration, info, integer_io = artifact.mode, artifact.calibration, artifact.info, artifact.integer_io
+    with _whitening_on_grid(module, calibration, info, "int8" if integer_io else None):
+        proto = convert_onnx(module, artifact.opset)
         if mode is not None:
             proto = quantize_onnx(proto, mode, calibration, () if integer_io else _float_layers(module))
     if mode is not None:
@@ -517,7 +613,7 @@ def _onnx_model(module, mode, calibration, opset, info, integer_io):
             f"uint8 activations, {onnx_format.CALIBRATION_METHOD.lower()} calibration; "
             + ("preprocessing layers quantized too" if integer_io else "preprocessing layers float32")
             if mode == "int8" else "dynamic int8 weights")
-    info["opset"] = opset
+    info["opset"] = artifact.opset
     return proto
 
 
@@ -562,3 +658,17 @@ def _versions() -> dict[str, str | None]:
         except md.PackageNotFoundError:
             versions[package] = None
     return versions
+
+
+#: One spec per format, in the order ``formats`` lists them.
+SPECS: dict[str, FormatSpec] = {spec.name: spec for spec in (
+    FormatSpec("savedmodel", ".savedmodel", (None,), _write_savedmodel, load_savedmodel,
+               folder_marker="saved_model.pb"),
+    FormatSpec("tflite", ".tflite", tflite_format.QUANTIZE_MODES, _write_tflite, load_tflite),
+    FormatSpec("onnx", ".onnx", onnx_format.QUANTIZE_MODES, _write_onnx, load_onnx),
+    FormatSpec("web", ".web", onnx_format.QUANTIZE_MODES, _write_web, load_onnx,
+               folder_marker=web.METADATA_FILE, raw_pixels="takes raw pixels from the page",
+               prepare=web.find_runtime, check_source=lambda source: web.check_policy(source.input_policy),
+               default_mode=web.default_quantization),
+)}
+FORMATS = tuple(SPECS)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nin_keras.data.input_policy import InputPolicy, policy_from_metadata
-from nin_keras.errors import ExportError, NinKerasError
+from nin_keras.errors import Argument, ArgumentError, ExportError, NinKerasError
 from nin_keras.export.metadata import metadata_path, read_metadata
 
 ImageInput = str | os.PathLike | np.ndarray | Sequence[str | os.PathLike]
@@ -211,7 +211,7 @@ class Predictor:
 
 def check_top_k(top_k: Any) -> None:
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        raise ArgumentError(Argument("top_k"), f" must be a positive integer, got {top_k!r}")
 
 
 def top_k_classes(probabilities: np.ndarray, class_names: Sequence[str],

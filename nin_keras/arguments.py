@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from nin_keras.errors import Argument, ArgumentError
+
 
 def is_whole(value: Any) -> bool:
     """An ``int`` or NumPy integer, not a ``bool``."""
@@ -21,10 +23,10 @@ def check_count(value: Any, name: str, minimum: int = 1, optional: bool = False)
     """Refuse ``value`` unless it is a whole number ``>= minimum`` (or ``None`` when ``optional``).
 
     Raises:
-        ValueError: naming ``name``, the rule and the value.
+        ArgumentError: (a ``ValueError``) naming ``name``, the rule and the value.
     """
     if optional and value is None:
         return
     if not is_whole(value) or value < minimum:
         allowed = f"{'None or ' if optional else ''}an integer >= {minimum}"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        raise ArgumentError(Argument(name), f" must be {allowed}, got {value!r}")

@@ -1,7 +1,12 @@
 """The ``nin-keras`` command: thin argparse subcommands over the library.
 
-Each subcommand is a ``_cmd_<name>(args) -> int`` function registered in ``build_parser``;
-library imports happen inside them so ``nin-keras --help`` stays fast.
+Each subcommand is a ``_cmd_<name>(args) -> int`` function registered in ``build_parser`` with
+the library functions it calls (``_library``); library imports happen inside them so
+``nin-keras --help`` stays fast. An option that sets a parameter of those functions is named
+after it (its dest), has no default of its own and reaches the call only when given, so every
+default is the library's (the help reads it from the function's signature); the command line is
+recorded as typed (``_command``). A library error's arguments and calls (``nin_keras.errors``'s
+``Argument``/``Call`` parts) are spelled as this command's flags and subcommands.
 
 Exit codes, the same for every subcommand: 0 success; 1 the library rejected the request (a
 ``NinKerasError``, a ``ValueError`` naming a bad value, a missing or existing file; one line on
@@ -14,8 +19,11 @@ start-up log lines are hidden unless ``--verbose``.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
+import inspect
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -28,11 +36,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"nin-keras bench: {script} not found; the benchmarks ship with the source "
               "repository, not the installed package", file=sys.stderr)
         return 1
-    extra = ["--quick"] if args.quick else []
-    if args.only:
-        extra += ["--only", *args.only]
-    if args.results_dir:
-        extra += ["--results-dir", args.results_dir]
+    # The script takes the same options: the words typed after `bench` go to it as typed.
+    extra = args.argv[args.argv.index(args.command) + 1:]
     if args.verbose:
         return subprocess.run([sys.executable, str(script), *extra]).returncode
     return _filtered_run([sys.executable, str(script), *extra])
@@ -67,16 +72,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     recipe = with_overrides(load_recipe(args.recipe), epochs=args.epochs)
     if args.source:
         recipe = with_overrides(recipe, dataset={**recipe["dataset"], "source": args.source})
-    result = train(
-        recipe,
-        args.out or f"runs/{recipe['name']}",
-        strategy=args.strategy or "default",
-        data_dir=args.data_dir,
-        max_steps=args.max_steps,
-        checkpoint_every_steps=args.checkpoint_every,
-        command=_command(args),
-        verbose=0 if args.quiet else 1,
-    )
+    result = train(**{**_given(args, train), "recipe": recipe, "out_dir": args.out_dir or f"runs/{recipe['name']}"},
+                   command=_command(args), verbose=0 if args.quiet else 1)
     if result.preset_dir is not None:
         print(f"preset: {result.preset_dir}")
     print(f"weights digest: {result.weights_digest}")
@@ -89,24 +86,15 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
     if args.freeze_epochs is not None:
         print("nin-keras finetune: --freeze-epochs is deprecated; use --freeze-body-epochs", file=sys.stderr)
-    # Only the flags given reach the library: every default is finetune()'s own.
-    given = {name: getattr(args, name) for name in _FINETUNE_OPTIONS if getattr(args, name) is not None}
+    given = _given(args, finetune)
     if args.freeze_epochs is not None:
         given.setdefault("freeze_body_epochs", args.freeze_epochs)
     if args.mixed_precision:
         given["mixed_precision"] = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[args.mixed_precision]
-    result = finetune(
-        args.preset, args.data, args.out, freeze_body=args.freeze_body, augment=not args.no_augment,
-        pretrained=not args.from_scratch, overwrite=args.overwrite, command=_command(args),
-        verbose=0 if args.quiet else 1, **given)
+    result = finetune(**given, command=_command(args), verbose=0 if args.quiet else 1)
     if result.preset_dir is not None:
         print(f"preset: {result.preset_dir}  classes: {', '.join(result.class_names)}")
     return 0
-
-
-# finetune() arguments that the CLI passes only when their flag is given.
-_FINETUNE_OPTIONS = ("epochs", "learning_rate", "batch_size", "freeze_body_epochs", "head", "min_steps", "whitening",
-                     "validation_fraction", "strategy", "seed", "max_steps", "run_dir", "workers")
 
 
 def _count(minimum: int):
@@ -130,8 +118,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from nin_keras.train import evaluate_preset
 
-    r = evaluate_preset(args.preset, args.data, args.split, args.data_dir, source=args.source, limit=args.limit,
-                        batch_size=args.batch_size, tta=args.tta, workers=args.workers)
+    r = evaluate_preset(**_given(args, evaluate_preset))
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
@@ -151,7 +138,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     ``--pretrained`` every published weight set (``name.tag``) with its measured test error."""
     from nin_keras.zoo import cards, get_model_entry, list_models
 
-    names = list_models(args.pattern, pretrained=True if args.pretrained else None)
+    names = list_models(**_given(args, list_models))
     if not names:
         which = (f" matching {args.pattern!r}" if args.pattern else "") + (" with published weights" if args.pretrained else "")
         print(f"no zoo model{which}", file=sys.stderr)
@@ -179,21 +166,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_import_caffe(args: argparse.Namespace) -> int:
     """Convert a Caffe NIN ``.caffemodel`` into a preset: weights, fitted preprocessing, metadata."""
-    import shlex
-
     from nin_keras.zoo.caffe_import import import_caffe_preset
 
-    words = ["nin-keras", "import-caffe", args.file, "--arch", args.arch, "--out", args.out]
-    if args.no_preprocessing:
-        words.append("--no-preprocessing")
-    else:
-        words += ["--zca-dtype", args.zca_dtype, "--source", args.source] + (["--data-dir", args.data_dir] if args.data_dir else [])
-    words += [f"--{flag}={value}" for flag, value in (("license", args.license), ("origin", args.origin)) if value]
-    out = import_caffe_preset(
-        args.file, args.arch, args.out, fit=not args.no_preprocessing, zca_dtype=args.zca_dtype,
-        source=args.source, data_dir=args.data_dir, license=args.license, origin=args.origin,
-        overwrite=args.overwrite, command=shlex.join(words),
-    )
+    out = import_caffe_preset(**_given(args, import_caffe_preset), command=_command(args))
     print(f"preset: {out}")
     return 0
 
@@ -242,14 +217,17 @@ def _visualize(args: argparse.Namespace, out) -> list:
         if dataset is None:
             raise ValueError("--data is needed: the model does not say which data set it was trained on")
         count = args.count or (500 if args.kind == "deconv" else 8)
-        images, labels = sources.dataset_images(dataset, args.split, count, args.data_dir, seed=args.seed)
+        images, labels = sources.dataset_images(dataset, args.split, count, args.data_dir,
+                                                **_given(args, sources.dataset_images, "seed"))
     if args.kind == "confidence":
         return [visualize.plot_confidence_maps(loaded.model, images, out, labels, loaded.class_names)]
     if args.kind == "cam":
-        return [visualize.plot_class_activation_maps(loaded.model, images, out, labels, loaded.class_names, top=args.top)]
+        return [visualize.plot_class_activation_maps(loaded.model, images, out, labels, loaded.class_names,
+                                                     **_given(args, visualize.plot_class_activation_maps, "top"))]
+    k = _default(visualize.plot_top_patches, "k") if args.k is None else args.k
     return [
         visualize.plot_deconv(loaded.model, images[: args.show], args.layer, args.channel, out),
-        visualize.plot_top_patches(loaded.model, images, args.layer, args.channel, k=min(args.top_k, len(images)), path=out),
+        visualize.plot_top_patches(loaded.model, images, args.layer, args.channel, k=min(k, len(images)), path=out),
     ]
 
 
@@ -258,23 +236,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     import warnings
 
     from nin_keras.export import export
+    from nin_keras.export.exporter import SPECS
 
-    from nin_keras.export.exporter import SUPPORTED_QUANTIZATION
-
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    print(f"exporting {args.model}: {', '.join(formats)} into {args.out}/ (each checked against Keras "
-          f"on {args.parity_samples} test images)", flush=True)
-    unquantized = [f for f in formats if args.quantize not in SUPPORTED_QUANTIZATION.get(f, (args.quantize,))]
+    given = {"formats": _default(export, "formats"), "parity_samples": _default(export, "parity_samples"),
+             **_given(args, export)}
+    formats = given["formats"]
+    formats = [f.strip() for f in formats.split(",") if f.strip()] if isinstance(formats, str) else list(formats)
+    print(f"exporting {args.model_or_name}: {', '.join(formats)} into {args.out}/ (each checked against Keras "
+          f"on {given['parity_samples']} test images)", flush=True)
+    unquantized = [f for f in formats if f in SPECS and args.quantize not in SPECS[f].quantize_modes]
     if args.quantize and len(unquantized) < len(formats) and unquantized:
         print(f"note: --quantize {args.quantize} does not apply to {', '.join(unquantized)}: written in float32",
               flush=True)
     with warnings.catch_warnings():  # a kept failure is on its artifact's line: "PARITY FAILED, kept"
         warnings.filterwarnings("ignore", message=r".*\(accept_parity_failure=True\)", category=UserWarning)
-        export(args.model, formats, args.out, quantize=args.quantize,
-               include_preprocessing=not args.no_preprocessing, opset=args.opset,
-               parity_samples=args.parity_samples,
-               calibration_samples=args.calibration_samples, integer_io=args.integer_io,
-               accept_parity_failure=args.accept_parity_failure, progress=_print_artifact)
+        export(**given, out_dir=args.out, progress=_print_artifact)
     return 0
 
 
@@ -311,7 +287,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     try:
-        server = make_server(args.folder, args.host, args.port)
+        server = make_server(**_given(args, make_server))
     except BindError as err:
         # The address is an argument, so a usage error (2), said in one line.
         print(f"nin-keras serve: error: {err}", file=sys.stderr)
@@ -349,13 +325,12 @@ def _cmd_compact(args: argparse.Namespace) -> int:
 
     from pathlib import Path
 
+    from nin_keras.errors import Argument, OutputExistsError
     from nin_keras.zoo.compact import make_compact_preset
 
-    if Path(args.out).exists() and not args.overwrite:  # before minutes of fitting, not after
-        raise FileExistsError(f"{args.out} already exists (pass --overwrite to replace it)")
-    folder = make_compact_preset(args.preset, args.out, kernel_size=args.kernel_size, padding=args.padding,
-                                 fit_images=args.fit_images, seed=args.seed, data_dir=args.data_dir,
-                                 overwrite=args.overwrite, command=_command(args))
+    if Path(args.out_dir).exists() and not args.overwrite:  # before minutes of fitting, not after
+        raise OutputExistsError(f"{args.out_dir} already exists (pass ", Argument("overwrite", True), " to replace it)")
+    folder = make_compact_preset(**_given(args, make_compact_preset), command=_command(args))
     metadata = json.loads((folder / "metadata.json").read_text())
     fit = metadata["compact_whitening"]
     print(f"{folder}: {fit['kernel_size']}x{fit['kernel_size']} {fit['padding']} ConvWhitening fitted on "
@@ -371,18 +346,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from nin_keras.data.image_folder import list_image_files, printable_path
     from nin_keras.deploy import Predictor
 
-    predictor = Predictor(args.model, num_threads=args.threads, runtime=args.runtime)
+    predictor = Predictor(**_given(args, Predictor))
     policy = predictor.input_policy
     if policy is not None:
         predictor.input_policy = policy.replace(resize=policy.resize and not args.no_resize,
                                                 invert=policy.invert or args.invert)
-    images = list_image_files(args.images)
-    _say_skipped(args.images, images)
+    images = list_image_files(args.files)
+    _say_skipped(args.files, images)
     results = [top for start in range(0, len(images), 64)
-               for top in predictor.classify(images[start:start + 64], top_k=args.top_k)]
+               for top in predictor.classify(images[start:start + 64], **_given(args, Predictor.classify))]
     if args.json:
         policy = predictor.input_policy
-        print(json.dumps({"model": args.model, "format": predictor.format, "runtime": predictor.runtime,
+        print(json.dumps({"model": args.path, "format": predictor.format, "runtime": predictor.runtime,
                           "input_policy": None if policy is None else policy.to_dict(),
                           "predictions": [{"image": image, "top_k": [{"label": label, "probability": p} for label, p in top]}
                                           for image, top in zip(images, results)]}, indent=2))
@@ -419,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show TensorFlow's start-up logs and full tracebacks (before COMMAND)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # Subcommands register themselves below, one block each.
+    # Subcommands register themselves below, one block each. An option named after a parameter of
+    # the library function it feeds has no default of its own (see _library).
 
     bench = sub.add_parser("bench", help="run the benchmarks and regenerate benchmarks/README.md")
     bench.add_argument("--quick", action="store_true", help="tiny settings, results in a temporary folder")
@@ -430,33 +406,35 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a recipe (zoo name or .json); rerun the same command to resume")
     train.add_argument("recipe", help="recipe name in zoo/recipes (e.g. nin_mnist_fast) or a path to a .json")
     train.add_argument("--epochs", type=_count(1), help="override the recipe's epochs")
-    train.add_argument("--out", help="run folder (checkpoint, metrics, preset); default runs/<recipe>")
+    train.add_argument("--out", dest="out_dir", metavar="OUT", help="run folder (checkpoint, metrics, preset); default runs/<recipe>")
     train.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "data_parallel"),
-                       help="TensorFlow: mirrored or multiworker (reads TF_CONFIG); JAX: data_parallel "
-                            "(keras.distribution over all devices; several processes from the "
-                            "KERAS_DISTRIBUTION_* variables) (default: one device)")
+                       help="default: one device; TensorFlow: mirrored or multiworker (reads TF_CONFIG); JAX: "
+                            "data_parallel (keras.distribution over all devices; several processes from the "
+                            "KERAS_DISTRIBUTION_* variables)")
     train.add_argument("--data-dir", help="local data folder (else $NIN_KERAS_DATA_DIR, ../shared/datasets, ...)")
     train.add_argument("--source", choices=_SOURCES, help=_SOURCE_HELP + " (default: the recipe's)")
     train.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
-    train.add_argument("--checkpoint-every", type=_count(0), help="also checkpoint every N steps inside an epoch (0: off)")
+    train.add_argument("--checkpoint-every", dest="checkpoint_every_steps", metavar="N", type=_count(0),
+                       help="also checkpoint every N steps inside an epoch (0: off)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(func=_cmd_train)
+    _library(train, _cmd_train, "nin_keras.train:train")
 
     evaluate = sub.add_parser("eval", help="accuracy and loss of a preset next to the paper's number")
     evaluate.add_argument("preset", help="zoo name (nin_mnist, nin_cifar10.caffe), preset folder or URL")
-    evaluate.add_argument("--data", help="data set name (default: the preset's), or a class-folder directory or "
-                          ".tar.gz/.zip archive ([<split>/]<class>/<image>, images of any size)")
-    evaluate.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    evaluate.add_argument("--data", dest="dataset", metavar="DATA", help="data set name (default: the preset's), or a class-folder "
+                          "directory or .tar.gz/.zip archive ([<split>/]<class>/<image>, images of any size)")
+    evaluate.add_argument("--split", help="split to evaluate")
     evaluate.add_argument("--data-dir", help="local data folder")
-    evaluate.add_argument("--source", choices=_SOURCES, default="auto", help=_SOURCE_HELP)
+    evaluate.add_argument("--source", choices=_SOURCES, help=_SOURCE_HELP)
     evaluate.add_argument("--limit", type=_count(1), help="evaluate the first N images only")
-    evaluate.add_argument("--batch-size", type=_count(1), default=500,
-                          help="images per inference batch (default: %(default)s; lower it to use less memory)")
+    evaluate.add_argument("--batch-size", type=_count(1),
+                          help="images per inference batch (lower it to use less memory)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
-    evaluate.add_argument("--tta", choices=("none", "flip", "flip_translate"), default="none",
+    evaluate.add_argument("--tta", choices=("none", "flip", "flip_translate"),
                           help="test-time augmentation: average over mirrored (and 2-pixel shifted) views")
     evaluate.add_argument("--workers", type=_count(1), help=_WORKERS_HELP)
-    evaluate.set_defaults(func=_cmd_eval)
+    _library(evaluate, _cmd_eval, "nin_keras.train:evaluate_preset")
+
     tune = sub.add_parser("finetune", help="fine-tune a preset on your own class folders; rerun the same command to resume")
     tune.add_argument("preset", help="zoo name (nin_cifar10, nin_cifar10.fast) or preset folder to start from")
     tune.add_argument("data", help="class-folder directory or .tar.gz/.zip archive: <class>/<image>, optionally in "
@@ -464,54 +442,57 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", required=True, help="preset folder to write (class names = the folder names); an "
                       "existing one only with --overwrite, and only if it is a preset folder")
     tune.add_argument("--overwrite", action="store_true", help="replace --out if it is another run's preset folder")
-    tune.add_argument("--epochs", type=_count(0), help="epochs (default 5; 0: the started classifier only)")
+    tune.add_argument("--epochs", type=_count(0), help="epochs (0: the started classifier only)")
     tune.add_argument("--learning-rate", type=float,
-                      help="peak SGD learning rate, cosine schedule down to a tenth of it (default 0.01)")
-    tune.add_argument("--batch-size", type=_count(1), help="images per step (default 64, or all training images when fewer)")
+                      help="peak SGD learning rate, cosine schedule down to a tenth of it")
+    tune.add_argument("--batch-size", type=_count(1),
+                      help="images per step (default: 64, or all training images when fewer)")
     tune.add_argument("--min-steps", type=_count(0),
-                      help="fewest optimizer steps: a shorter plan repeats its epochs (default 100; 0: as planned)")
+                      help="fewest optimizer steps: a shorter plan repeats its epochs (0: as planned)")
     tune.add_argument("--head", choices=("fit", "preset", "random"),
-                      help="how the new classifier starts: fit (default: logistic regression on the pretrained "
-                           "body's features), preset (the preset's maps of the same class names), random")
+                      help="how the new classifier starts: fit (logistic regression on the pretrained body's "
+                           "features), preset (the preset's maps of the same class names), random")
     tune.add_argument("--freeze-body-epochs", type=_count(0),
                       help="train only the new classifier for the first K epochs")
     tune.add_argument("--freeze-epochs", type=_count(0), help=argparse.SUPPRESS)  # deprecated name
     tune.add_argument("--freeze-body", action="store_true", help="train only the new classifier, for the whole run")
     tune.add_argument("--whitening", choices=("reuse", "refit"),
-                      help="reuse the preset's fitted GCN/ZCA (default) or refit it on your training images")
+                      help="reuse the preset's fitted GCN/ZCA or refit it on your training images")
     tune.add_argument("--validation-fraction", type=float,
-                      help="training images held out for validation when there is no val/ folder (default 0.1)")
-    tune.add_argument("--no-augment", action="store_true", help="no random translations and flips")
-    tune.add_argument("--from-scratch", action="store_true", help="random initial weights (a baseline)")
+                      help="training images held out for validation when there is no val/ folder")
+    tune.add_argument("--no-augment", dest="augment", action="store_false", help="no random translations and flips")
+    tune.add_argument("--from-scratch", dest="pretrained", action="store_false",
+                      help="random initial weights (a baseline)")
     tune.add_argument("--mixed-precision", choices=("float16", "bfloat16"), help="train under mixed precision")
     tune.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "data_parallel"),
-                      help="TensorFlow: mirrored or multiworker; JAX: data_parallel (default: one device)")
-    tune.add_argument("--seed", type=_count(0), help="hold-out, data order, augmentation and dropout seed (default 0)")
+                      help="default: one device; TensorFlow: mirrored or multiworker; JAX: data_parallel")
+    tune.add_argument("--seed", type=_count(0), help="hold-out, data order, augmentation and dropout seed")
     tune.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
     tune.add_argument("--run-dir", help="checkpoint and metrics folder (default: OUT.run)")
     tune.add_argument("--workers", type=_count(1), help=_WORKERS_HELP)
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
-    tune.set_defaults(func=_cmd_finetune)
+    _library(tune, _cmd_finetune, "nin_keras.train:finetune")
 
     models = sub.add_parser("models", help="list zoo models: parameters, multiply-adds, paper error, weight tags")
     models.add_argument("pattern", nargs="?", help="name pattern (nin_cifar*) or substring (mnist)")
-    models.add_argument("--pretrained", action="store_true", help="list the published weight sets (name.tag) instead")
-    models.set_defaults(func=_cmd_models)
+    models.add_argument("--pretrained", action="store_const", const=True, help="list the published weight sets (name.tag) instead")
+    _library(models, _cmd_models, "nin_keras.zoo:list_models")
 
     import_caffe = sub.add_parser("import-caffe", help="convert a Caffe NIN .caffemodel into a preset folder")
-    import_caffe.add_argument("file", help="the .caffemodel (old V1 'layers' or new 'layer' format)")
+    import_caffe.add_argument("caffemodel", metavar="file",
+                              help="the .caffemodel (old V1 'layers' or new 'layer' format)")
     import_caffe.add_argument("--arch", required=True, help="zoo architecture to load it into, e.g. nin_cifar10")
     import_caffe.add_argument("--out", required=True, help="preset folder to write (config.json, weights, metadata.json)")
-    import_caffe.add_argument("--no-preprocessing", action="store_true",
+    import_caffe.add_argument("--no-preprocessing", dest="fit", action="store_false",
                               help="write no fitted preprocessing (default: fit the data set's GCN + ZCA on its train split)")
-    import_caffe.add_argument("--zca-dtype", choices=("float16", "float32"), default="float16",
-                              help="storage dtype of the ZCA matrix (default float16: half the file size)")
+    import_caffe.add_argument("--zca-dtype", choices=("float16", "float32"),
+                              help="storage dtype of the ZCA matrix (float16: half the file size)")
     import_caffe.add_argument("--data-dir", help="local data folder for fitting the preprocessing")
-    import_caffe.add_argument("--source", choices=("auto", "local", "tfds"), default="auto", help="data source")
-    import_caffe.add_argument("--license", default="", help="license of the weights, recorded in metadata.json")
-    import_caffe.add_argument("--origin", default="", help="where the .caffemodel comes from, recorded in metadata.json")
+    import_caffe.add_argument("--source", choices=_SOURCES, help="data source")
+    import_caffe.add_argument("--license", help="license of the weights, recorded in metadata.json")
+    import_caffe.add_argument("--origin", help="where the .caffemodel comes from, recorded in metadata.json")
     import_caffe.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    import_caffe.set_defaults(func=_cmd_import_caffe)
+    _library(import_caffe, _cmd_import_caffe, "nin_keras.zoo:import_caffe_preset")
 
     visualize = sub.add_parser("visualize", help="PNG pictures: confidence maps, CAM, deconvnet, filters, curves")
     kinds = visualize.add_subparsers(dest="kind", required=True, metavar="KIND")
@@ -527,40 +508,47 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--data", help="data set to draw images from (default: the preset's)")
     images.add_argument("--split", default="test", help="data set split (default: %(default)s)")
     images.add_argument("--count", type=int, help="images drawn from the data set (default 8; deconv: 500 searched)")
-    images.add_argument("--seed", type=int, default=0, help="which images are drawn (default: %(default)s)")
+    images.add_argument("--seed", type=int, help="which images are drawn")
     images.add_argument("--data-dir", help="local data folder")
-    kinds.add_parser("confidence", parents=[images], help="per-class confidence maps of a NIN (paper Fig. 4)")
+    visualize_library = ("nin_keras.visualize.sources:dataset_images", "nin_keras.visualize:plot_class_activation_maps",
+                         "nin_keras.visualize:plot_top_patches")
+    confidence = kinds.add_parser("confidence", parents=[images], help="per-class confidence maps of a NIN (paper Fig. 4)")
+    _library(confidence, _cmd_visualize, *visualize_library)
     cam = kinds.add_parser("cam", parents=[images], help="class activation maps of the top classes")
-    cam.add_argument("--top", type=int, default=3, help="classes per image (default: %(default)s)")
+    cam.add_argument("--top", type=int, help="classes per image")
+    _library(cam, _cmd_visualize, *visualize_library)
     deconv = kinds.add_parser("deconv", parents=[images], help="deconvnet projections and the top-k image patches")
     deconv.add_argument("--layer", required=True, help="layer to project from, e.g. mlpconv2")
     deconv.add_argument("--channel", type=int, required=True, help="feature map of that layer")
-    deconv.add_argument("--top-k", type=int, default=9, help="strongest images shown as patches (default: %(default)s)")
+    deconv.add_argument("--top-k", dest="k", metavar="TOP_K", type=int, help="strongest images shown as patches")
     deconv.add_argument("--show", type=int, default=4, help="images drawn with their full projection (default: %(default)s)")
+    _library(deconv, _cmd_visualize, *visualize_library)
     filters = kinds.add_parser("filters", parents=[model], help="first convolution's filters as an image grid")
     filters.add_argument("--layer", help="convolution to draw (default: the first)")
+    _library(filters, _cmd_visualize, *visualize_library)
     curves = kinds.add_parser("curves", parents=[output], help="training curves from metrics.csv or metrics.json")
     curves.add_argument("metrics", help="metrics file written by nin-keras train")
-    visualize.set_defaults(func=_cmd_visualize)
+    _library(curves, _cmd_visualize, *visualize_library)
 
     compact = sub.add_parser("compact", help="distil a preset's dense ZCA into a k x k ConvWhitening (a compact preset)")
     compact.add_argument("preset", help="zoo name (nin_cifar10.caffe) or preset folder with a ZCAWhitening")
-    compact.add_argument("--out", required=True, help="the new preset folder")
-    compact.add_argument("--kernel-size", type=int, default=7, help="odd kernel size (default: %(default)s)")
-    compact.add_argument("--padding", choices=("symmetric", "reflect", "zeros"), default="symmetric",
+    compact.add_argument("--out", dest="out_dir", metavar="OUT", required=True, help="the new preset folder")
+    compact.add_argument("--kernel-size", type=int, help="odd kernel size")
+    compact.add_argument("--padding", choices=("symmetric", "reflect", "zeros"),
                          help="how the convolution sees past the image border: mirrored with the edge pixel "
-                              "(symmetric), without it (reflect) or black (zeros) (default: %(default)s)")
-    compact.add_argument("--fit-images", type=int, default=3000, help="training images to fit on (default: %(default)s)")
-    compact.add_argument("--seed", type=int, default=0, help="seed of the fitting subset")
+                              "(symmetric), without it (reflect) or black (zeros)")
+    compact.add_argument("--fit-images", type=int, help="training images to fit on")
+    compact.add_argument("--seed", type=int, help="seed of the fitting subset")
     compact.add_argument("--data-dir", help="local data folder")
     compact.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    compact.set_defaults(func=_cmd_compact)
+    _library(compact, _cmd_compact, "nin_keras.zoo.compact:make_compact_preset")
 
     export = sub.add_parser("export", help="export a preset to SavedModel / TFLite / ONNX / a web page, parity-checked")
-    export.add_argument("model", metavar="NAME_OR_PRESET", help="zoo name with weights (nin_cifar10) or preset folder")
-    export.add_argument("--formats", default="savedmodel,tflite,onnx",
-                        help="comma-separated: savedmodel, tflite, onnx, web (default: the first three; web: a "
-                             "folder with a page that classifies photos in the browser, see `nin-keras serve`)")
+    export.add_argument("model_or_name", metavar="NAME_OR_PRESET",
+                        help="zoo name with weights (nin_cifar10) or preset folder")
+    export.add_argument("--formats",
+                        help="comma-separated: savedmodel, tflite, onnx, web (web: a folder with a page that "
+                             "classifies photos in the browser, see `nin-keras serve`)")
     export.add_argument("--quantize", choices=("float16", "dynamic", "int8"),
                         help="float16 (tflite), dynamic or int8 (tflite, onnx, web); formats without the mode "
                              "(SavedModel always) are written in float32; without it web is int8 for compact "
@@ -568,67 +556,155 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--integer-io", action="store_true",
                         help="with --quantize int8: integer-only TFLite (uint8 pixels in, uint8 out, int8 kernels, "
                              "no float tensor; tflite-micro flash/arena in its metadata) and fully quantized ONNX")
+    # The command's own default: a command run in a working folder writes into a folder of its own.
     export.add_argument("--out", default="exported", help="output folder (default: %(default)s)")
-    export.add_argument("--no-preprocessing", action="store_true",
+    export.add_argument("--no-preprocessing", dest="include_preprocessing", action="store_false",
                         help="export the network alone (default: GCN/ZCA/LCN baked in, raw [0, 255] pixels in)")
-    export.add_argument("--opset", type=int, default=18, help="ONNX opset (default: %(default)s)")
-    export.add_argument("--parity-samples", type=int, default=500, help="test images for the parity check")
+    export.add_argument("--opset", type=int, help="ONNX opset")
+    export.add_argument("--parity-samples", type=_count(1), help="test images for the parity check")
     export.add_argument("--accept-parity-failure", action="store_true",
                         help="keep an artifact that fails its parity check (the failure is printed and recorded "
                              "in its metadata) instead of writing nothing")
-    export.add_argument("--calibration-samples", type=int, default=200, help="training images for int8 calibration")
-    export.set_defaults(func=_cmd_export)
+    export.add_argument("--calibration-samples", type=_count(1), help="training images for int8 calibration")
+    _library(export, _cmd_export, "nin_keras.export:export")
 
     serve = sub.add_parser("serve", help="serve a web export folder on this computer (http://127.0.0.1:8000/)")
     serve.add_argument("folder", metavar="FOLDER", help="a folder written by `nin-keras export NAME --formats web`")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to bind (default: %(default)s, reachable from this computer only)")
-    serve.add_argument("--port", type=_tcp_port, default=8000,
-                       help="TCP port (default: %(default)s; 0 picks a free one)")
-    serve.set_defaults(func=_cmd_serve)
+    serve.add_argument("--host", help="address to bind; the default is reachable from this computer only")
+    serve.add_argument("--port", type=_tcp_port, help="TCP port (0 picks a free one)")
+    _library(serve, _cmd_serve, "nin_keras.serve:make_server")
 
     predict = sub.add_parser("predict", help="top-k classes of images with a zoo model, preset or exported artifact")
-    predict.add_argument("model", metavar="MODEL", help="zoo name (nin_cifar10, nin_cifar10.caffe), preset folder, "
+    predict.add_argument("path", metavar="MODEL", help="zoo name (nin_cifar10, nin_cifar10.caffe), preset folder, "
                          "or a SavedModel folder, .tflite or .onnx file written by nin-keras export")
-    predict.add_argument("images", nargs="+", metavar="IMAGE",
+    predict.add_argument("files", nargs="+", metavar="IMAGE",
                          help="image files of any size, folders of them, or glob patterns ('photos/*.jpg')")
     predict.add_argument("--no-resize", action="store_true",
                          help="strict: images must have the model's input size (default: the model's input "
                               "policy resizes and center-crops)")
     predict.add_argument("--invert", action="store_true",
                          help="invert the images (255 - value): dark digits on white paper for an MNIST model")
-    predict.add_argument("--top-k", type=int, default=5, help="classes per image (default: %(default)s)")
-    predict.add_argument("--threads", type=int, help="runtime CPU threads (default: the runtime's choice)")
+    predict.add_argument("--top-k", type=int, help="classes per image")
+    predict.add_argument("--threads", dest="num_threads", metavar="THREADS", type=int, help="runtime CPU threads (default: the runtime's choice)")
     predict.add_argument("--runtime", choices=("onnxruntime", "openvino"),
                          help="runtime for a .onnx artifact (default: onnxruntime)")
     predict.add_argument("--json", action="store_true", help="print JSON")
-    predict.set_defaults(func=_cmd_predict)
+    _library(predict, _cmd_predict, "nin_keras.deploy:Predictor",
+             "nin_keras.deploy:Predictor.classify")
     return parser
 
 
-#: The library's messages spell a fix in Python (``overwrite=True``); the command line's name the
-#: flag or command that does it.
-_CLI_SPELLINGS = (
-    ("(pass overwrite=True / --overwrite to replace it)", "(pass --overwrite to replace it)"),
-    ("(pass overwrite=True to replace it)", "(pass --overwrite to replace it)"),
-    ("See nin_keras.zoo.list_models().", "`nin-keras models --pretrained` lists the names with weights."),
-    ("pass data_dir= (--data-dir)", "pass --data-dir"),
-    ("pass accept_parity_failure=True", "pass --accept-parity-failure"),
-    ("(source='auto' never downloads; source='tfds' does)", "(--source auto never downloads; --source tfds does)"),
-)
+def _library(parser: argparse.ArgumentParser, command, *functions: str) -> None:
+    """Register ``command`` for ``parser``, whose options feed the library ``functions``
+    (``"module:name"``).
+
+    An option whose dest is a parameter of one of them takes no default of its own: it is None
+    unless given (a flag: what the function takes without it), and ``_given`` passes only the
+    given ones, so the library's default applies; the help shows that default, read from the
+    function when the help is printed (``nin-keras`` starts without importing the library); and a
+    library error naming the parameter names the option (``_flag_spelling``).
+    """
+    parser.set_defaults(func=command, library=functions, options=tuple(
+        action.dest for action in parser._actions if action.dest != "help"))
+    parser.formatter_class = functools.partial(_LibraryHelp, functions=functions)
 
 
-def _cli_spelling(message: str) -> str:
-    for python, cli in _CLI_SPELLINGS:
-        message = message.replace(python, cli)
-    return message
+class _LibraryHelp(argparse.HelpFormatter):
+    """Help that ends each option left to the library with the library's default."""
+
+    def __init__(self, prog: str, functions: Sequence[str] = ()):
+        super().__init__(prog)
+        self._functions = functions
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = _library_parameters(self._functions).get(action.dest)
+        value = None if default is None else default.default
+        # A flag says what it does; None, False and "" are "not asked for", which the help says in words.
+        if action.default is not None or value in (inspect.Parameter.empty, None, "") or isinstance(value, bool):
+            return action.help
+        shown = ",".join(value) if isinstance(value, (tuple, list)) else value
+        return f"{action.help} (default: {shown})"
+
+
+def _library_parameters(functions: Sequence[str]) -> dict[str, inspect.Parameter]:
+    """The parameters of the library ``functions`` (``"module:name"``), the first one's first."""
+    parameters: dict[str, inspect.Parameter] = {}
+    for function in functions:
+        for name, parameter in inspect.signature(_resolve(function)).parameters.items():
+            parameters.setdefault(name, parameter)
+    return parameters
+
+
+def _resolve(function: str):
+    module, _, name = function.partition(":")
+    found = importlib.import_module(module)
+    for part in name.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def _given(args: argparse.Namespace, function, *only: str) -> dict[str, Any]:
+    """The options of this subcommand (``only`` these, if named) that are parameters of
+    ``function`` and were given (a flag: always, as it says what the function takes); the others
+    are left to the library's defaults."""
+    parameters = inspect.signature(function).parameters
+    return {dest: getattr(args, dest) for dest in args.options
+            if dest in parameters and (not only or dest in only) and getattr(args, dest) is not None}
+
+
+def _default(function, name: str) -> Any:
+    """``function``'s default for its parameter ``name``."""
+    return inspect.signature(function).parameters[name].default
+
+
+def _flag_spelling(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Callable[[Any], str]:
+    """How the command line spells the arguments and calls a library error names: an argument as
+    this subcommand's option that sets it (``--overwrite``, ``--source tfds``; its Python name if
+    no option sets it), a library function as the subcommand over it
+    (``nin-keras models --pretrained``)."""
+    from nin_keras.errors import Argument, Call
+
+    commands = _subcommands(parser)
+    this = commands[" ".join(filter(None, (args.command, getattr(args, "kind", None))))]
+
+    def option(command: argparse.ArgumentParser, argument: Argument) -> str | None:
+        action = next((a for a in command._actions if a.dest == argument.name and a.option_strings), None)
+        if action is None:
+            return None
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:  # a flag sets its const; without it the function gets its default
+            return flag if not argument.has_value or argument.value == action.const else f"no {flag}"
+        return f"{flag} {argument.value}" if argument.has_value else flag
+
+    def spell(part: Argument | Call) -> str:
+        if isinstance(part, Argument):
+            return option(this, part) or str(part)
+        for words, command in commands.items():
+            if part.function in (command.get_default("library") or ()):
+                flags = [option(command, Argument(name, value)) for name, value in part.arguments.items()]
+                if None not in flags:
+                    return f"`nin-keras {' '.join([words, *flags])}`"
+        return str(part)
+
+    return spell
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Every (sub)subcommand's parser by its words (``"visualize cam"``)."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found[name] = child
+                found.update({f"{name} {words}": grandchild for words, grandchild in _subcommands(child).items()})
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what the user typed, for the record
-    from nin_keras.errors import NinKerasError
+    from nin_keras.errors import NamesArguments, NinKerasError
     from nin_keras.tf_startup import is_verbose, set_verbose
 
     was_verbose = is_verbose()  # $NIN_KERAS_VERBOSE
@@ -639,8 +715,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NinKerasError, ValueError, FileNotFoundError, FileExistsError) as err:
         if args.verbose:
             raise
-        # Bad files and inputs are the user's to fix: one line, no traceback.
-        print(f"nin-keras {args.command}: error: {_cli_spelling(str(err))}", file=sys.stderr)
+        # Bad files and inputs are the user's to fix: one line, no traceback, in the command's words.
+        message = err.spelled(_flag_spelling(parser, args)) if isinstance(err, NamesArguments) else str(err)
+        print(f"nin-keras {args.command}: error: {message}", file=sys.stderr)
         return 1
     finally:
         set_verbose(was_verbose)  # main() called in a caller's process leaves it as it was

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from nin_keras.errors import Argument, OutputExistsError
+
 # mkstemp/mkdtemp create private (0600/0700) entries; finished files get the usual umask-based
 # modes instead, so a shared cache or a bundled preset stays readable. Read once: os.umask sets it.
 _UMASK = os.umask(0)
@@ -122,7 +124,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
+        raise OutputExistsError(f"{path} already exists (pass ", Argument("overwrite", True), " to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_writers_temporaries(path)
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent))
@@ -156,7 +158,8 @@ def _move_into_place(tmp_path: Path, path: Path, overwrite: bool) -> None:
         os.replace(tmp_path, path)
         return
     if not overwrite:
-        raise FileExistsError(f"{path} was created by another writer meanwhile (pass overwrite=True to replace it)")
+        raise OutputExistsError(f"{path} was created by another writer meanwhile (pass ", Argument("overwrite", True),
+                                " to replace it)")
     old = path.with_name(f".{path.name}.old-{os.getpid()}")
     _remove(old)  # an earlier process with our PID that was killed here
     os.replace(path, old)

@@ -391,3 +391,83 @@ def test_eval_prints_the_paper_figures_only_on_the_presets_own_data_set(tmp_path
     assert "accuracy" in on_folder and "paper error" not in on_folder and "published error" not in on_folder
     assert main(["eval", "nin_mnist", "--limit", "30"]) == 0
     assert "paper error 0.47%   published error 0.44%" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- defaults and names from the library
+
+
+def _library_functions(command: argparse.ArgumentParser) -> list:
+    import importlib
+
+    functions = []
+    for reference in command.get_default("library") or ():
+        module, _, name = reference.partition(":")
+        found = importlib.import_module(module)
+        for part in name.split("."):
+            found = getattr(found, part)
+        functions.append(found)
+    return functions
+
+
+def test_every_option_left_to_the_library_has_no_default_of_its_own():
+    import inspect
+
+    checked = []
+    for words, command in sorted(_subcommands().items()):
+        parameters = {}
+        for function in _library_functions(command):
+            for name, parameter in inspect.signature(function).parameters.items():
+                parameters.setdefault(name, parameter)
+        for action in command._actions:
+            parameter = parameters.get(action.dest)
+            if parameter is None or parameter.default is inspect.Parameter.empty:
+                continue
+            # None: the call leaves the argument out; a flag's default is what the call gets without it.
+            assert action.default in (None, argparse.SUPPRESS, parameter.default), (words, action.dest, action.default)
+            checked.append(f"{words} {action.dest}")
+    assert {"export opset", "export parity_samples", "export formats", "finetune epochs", "eval batch_size",
+            "compact kernel_size", "serve port", "predict top_k", "visualize cam top"} <= set(checked)
+    assert len(checked) >= 50, checked
+
+
+def test_help_shows_the_library_defaults(capsys):
+    import inspect
+
+    from nin_keras.export import export
+    from nin_keras.export.onnx import DEFAULT_OPSET
+    from nin_keras.train import finetune
+
+    for argv in (["export", "--help"], ["finetune", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"ONNX opset (default: {DEFAULT_OPSET})" in text
+    assert f"(default: {inspect.signature(export).parameters['parity_samples'].default})" in text
+    assert "(default: savedmodel,tflite,onnx)" in text
+    learning_rate = inspect.signature(finetune).parameters["learning_rate"].default
+    assert f"down to a tenth of it (default: {learning_rate})" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--validation-fraction", "1.5"], "--validation-fraction must be a number in (0, 1), got 1.5"),
+    (["--learning-rate", "-1"], "--learning-rate must be a finite number > 0, got -1.0"),
+])
+def test_an_out_of_range_argument_is_named_by_its_flag(argv, message, tmp_path, capsys):
+    err = _error(["finetune", "nin_mnist", str(tmp_path / "data"), "--out", str(tmp_path / "out"), *argv], capsys)
+    assert err == f"nin-keras finetune: error: {message}"
+
+
+def test_library_errors_spell_arguments_as_the_commands_flags():
+    from nin_keras.cli import _flag_spelling
+    from nin_keras.errors import Argument, ArgumentError, Call
+
+    parser = build_parser()
+    spell = _flag_spelling(parser, parser.parse_args(["export", "nin_mnist"]))
+    error = ArgumentError(Argument("name"), " must be plain; ", Argument("quantize", "int8"), ", ",
+                          Argument("include_preprocessing", True), ", ", Argument("accept_parity_failure", True),
+                          "; see ", Call("nin_keras.zoo:list_models", pretrained=True))
+    assert str(error) == ("name must be plain; quantize='int8', include_preprocessing=True, "
+                          "accept_parity_failure=True; see nin_keras.zoo.list_models(pretrained=True)")
+    # `name` has no option: it keeps its Python name rather than an invented flag.
+    assert error.spelled(spell) == ("name must be plain; --quantize int8, no --no-preprocessing, "
+                                    "--accept-parity-failure; see `nin-keras models --pretrained`")

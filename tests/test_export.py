@@ -8,6 +8,7 @@ they are absent. Full ZCA-baked CIFAR-10 exports take minutes on 2 cores and are
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -605,6 +606,7 @@ def test_cli_export_prints_a_line_per_artifact_as_it_goes(tmp_path, capsys, monk
     seen = []  # what was printed and which artifacts existed when each artifact was finished
     real_export = exporter.export
 
+    @functools.wraps(real_export)  # the CLI reads export's parameters and defaults from its signature
     def watched(*args, progress, **kwargs):
         def step(fmt, path):
             progress(fmt, path)

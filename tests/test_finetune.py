@@ -215,7 +215,7 @@ def test_another_runs_preset_needs_overwrite_and_a_rerun_replaces_its_own(tmp_pa
     first = finetune("nin_cifar10", data, tmp_path / "a", epochs=0, verbose=0)
     again = finetune("nin_cifar10", data, tmp_path / "a", epochs=0, verbose=0)  # the same run: allowed
     assert again.preset_dir == first.preset_dir
-    with pytest.raises(FileExistsError, match=r"preset from another run \(pass overwrite=True / --overwrite"):
+    with pytest.raises(FileExistsError, match=r"preset from another run \(pass overwrite=True to replace it\)"):
         finetune("nin_cifar10", data, tmp_path / "a", run_dir=tmp_path / "other.run", epochs=0, verbose=0)
     code, _, err = run_cli("finetune", "nin_cifar10", str(data), "--out", str(tmp_path / "a"), "--run-dir",
                            str(tmp_path / "cli.run"), "--epochs", "0")

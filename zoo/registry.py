@@ -35,6 +35,8 @@ from typing import Any
 
 import keras
 
+from nin_keras.errors import ArgumentError, Call
+
 Builder = Callable[..., keras.Model]
 
 
@@ -227,7 +229,9 @@ def get_model_entry(name: str) -> ModelEntry:
     if base not in _REGISTRY:
         close = difflib.get_close_matches(base, _REGISTRY, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"Unknown zoo model {name!r}.{hint} See nin_keras.zoo.list_models().")
+        raise ArgumentError(f"Unknown zoo model {name!r}.{hint} ",
+                            Call("nin_keras.zoo:list_models", pretrained=True),
+                            " lists the names with weights.")
     return _REGISTRY[base]
 
 

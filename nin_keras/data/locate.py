@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Sequence
 
-from nin_keras.errors import DataError
+from nin_keras.errors import Argument, DataError
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR_ENV = "NIN_KERAS_DATA_DIR"
@@ -57,12 +58,12 @@ def cache_dir() -> Path:
     return root / "datasets"
 
 
-def not_found(name: str, looked: list[Path], candidates: list[str], tfds_error: str = "") -> DataError:
-    """The error for a data set with no local copy: where it looked, what for, how to get it."""
-    tfds = (f"tensorflow-datasets failed too: {tfds_error}" if tfds_error else
-            "or use source='tfds' (needs tensorflow-datasets and a download).")
+def not_found(name: str, looked: list[Path], candidates: list[str], tfds_error: Sequence[Any] = ()) -> DataError:
+    """The error for a data set with no local copy: where it looked, what for, how to get it
+    (``tfds_error``: message parts saying why tensorflow-datasets had none either)."""
+    tfds = (("tensorflow-datasets failed too: ", *tfds_error) if tfds_error else
+            ("or use ", Argument("source", "tfds"), " (needs tensorflow-datasets and a download)."))
     return DataError(
         f"no local copy of dataset {name!r}. Looked in: {', '.join(str(d) for d in looked)} for "
         f"any of: {', '.join(candidates)}. To get it: {_HOW_TO_GET[name]}, and put it in one of "
-        f"those folders, pass data_dir= (--data-dir) or set ${DATA_DIR_ENV}; {tfds}"
-    )
+        "those folders, pass ", Argument("data_dir"), f" or set ${DATA_DIR_ENV}; ", *tfds)

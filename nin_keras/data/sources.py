@@ -15,7 +15,7 @@ from nin_keras.data.image_folder import read_image_folder
 from nin_keras.data.locate import not_found, search_dirs
 from nin_keras.data.npz import read_npz_split
 from nin_keras.data.svhn import SVHN_FILES, VALID_PER_CLASS, read_svhn_mat, validation_mask
-from nin_keras.errors import DataError
+from nin_keras.errors import Argument, DataError
 from nin_keras.tensorflow_only import import_tensorflow
 from nin_keras.tf_startup import quiet_output
 
@@ -135,9 +135,9 @@ def _tfds_split(name: str, split: str, source: str, data_dir):
         if source == "tfds":
             raise DataError(f"tensorflow-datasets could not load {info.tfds_name!r} split "
                             f"{split!r}: {type(error).__name__}: {error}") from error
-        raise not_found(name, search_dirs(name, data_dir), _local_names(name),
-                        f"it has no prepared copy either, so {name!r} is not available offline (source='auto' "
-                        f"never downloads; source='tfds' does): {_first_sentence(error)}") from error
+        raise not_found(name, search_dirs(name, data_dir), _local_names(name), (
+            f"it has no prepared copy either, so {name!r} is not available offline (", Argument("source", "auto"),
+            " never downloads; ", Argument("source", "tfds"), f" does): {_first_sentence(error)}")) from error
 
 
 def _first_sentence(error: Exception) -> str:

@@ -55,7 +55,7 @@ import numpy as np
 from nin_keras.arguments import check_count
 from nin_keras.data.arrays import fit_preprocessing
 from nin_keras.data.image_folder import read_labelled_images
-from nin_keras.errors import DataError, PresetError
+from nin_keras.errors import Argument, ArgumentError, DataError, OutputExistsError, PresetError
 from nin_keras.train import head_fit
 from nin_keras.train.checkpoint import weights_digest
 from nin_keras.train.components import build_layers
@@ -201,8 +201,9 @@ def finetune(
     arrays, held_out, measured_on = _split(found, validation_fraction, seed)
     classes = len(found.class_names)
     if epochs == 0 and head == "random":
-        raise ValueError("epochs=0 with head='random' would publish an untrained classifier; train for at least "
-                         "one epoch or start the classifier with head='fit'")
+        raise ArgumentError(Argument("epochs", 0), " with ", Argument("head", "random"), " would publish an untrained "
+                            "classifier; train for at least one epoch or start the classifier with ",
+                            Argument("head", "fit"))
     if batch_size is None:
         batch_size = min(DEFAULT_BATCH_SIZE, len(arrays[0]))
     steps_per_epoch = len(arrays[0]) // batch_size
@@ -358,14 +359,14 @@ def _check_arguments(*, epochs, learning_rate, batch_size, freeze_body_epochs, w
     check_count(max_steps, "max_steps", optional=True)
     check_count(workers, "workers", optional=True)
     if seed >= 2**32:
-        raise ValueError(f"seed must be below 2**32, got {seed!r}")
+        raise ArgumentError(Argument("seed"), f" must be below 2**32, got {seed!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+        raise ArgumentError(Argument("learning_rate"), f" must be a finite number > 0, got {learning_rate!r}")
     if not (isinstance(validation_fraction, (int, float)) and 0.0 < validation_fraction < 1.0):
-        raise ValueError(f"validation_fraction must be a number in (0, 1), got {validation_fraction!r}")
+        raise ArgumentError(Argument("validation_fraction"), f" must be a number in (0, 1), got {validation_fraction!r}")
     for name, value, choices in (("whitening", whitening, WHITENING), ("head", head, HEADS)):
         if value not in choices:
-            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+            raise ArgumentError(Argument(name), f" must be one of {choices}, got {value!r}")
 
 
 def _check_outputs(out: Path, run_dir: Path, data: Path, overwrite: bool) -> None:
@@ -392,8 +393,8 @@ def _check_outputs(out: Path, run_dir: Path, data: Path, overwrite: bool) -> Non
     except (PresetError, AttributeError):
         written_by = None
     if written_by != os.fspath(run_dir.resolve()) and not overwrite:
-        raise FileExistsError(f"{out} is a preset from another run (pass overwrite=True / --overwrite to replace it), "
-                              "or choose another --out")
+        raise OutputExistsError(f"{out} is a preset from another run (pass ", Argument("overwrite", True),
+                                " to replace it), or choose another folder for ", Argument("out"))
 
 
 def _plan(train: int, validation: int, batch_size: int, steps_per_epoch: int, epochs: int,
