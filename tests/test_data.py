@@ -498,6 +498,14 @@ def test_a_seeded_subset_is_drawn_across_a_split_stored_class_by_class(tmp_path)
         load_arrays(block, "train", tmp_path)
     _, first = load_arrays({**block, "train_examples": 300}, "train", tmp_path)
     np.testing.assert_array_equal(first, labels)
+    # A shuffled split's first N may lack a class by chance (MNIST's first 30 test images lack one):
+    # kept, since its classes are not stored one after another.
+    shuffled = labels[np.random.default_rng(1).permutation(300)]
+    np.savez(tmp_path / "mnist.npz", x_train=images, y_train=shuffled, x_test=images[:20], y_test=labels[:20])
+    _, first = load_arrays({**block, "train_examples": 8}, "train", tmp_path)
+    assert len(set(first)) < 10
+    np.testing.assert_array_equal(first, shuffled[:8])
+    np.savez(tmp_path / "mnist.npz", x_train=images, y_train=labels, x_test=images[:20], y_test=labels[:20])
     x, y = load_arrays({**block, "subset_seed": 7}, "train", tmp_path)
     keep = np.sort(np.random.default_rng(7).permutation(300)[:50])
     np.testing.assert_array_equal(y, labels[keep])
