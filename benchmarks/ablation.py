@@ -76,10 +76,12 @@ CONV_WHITENING = {"module": "nin_keras.layers", "class_name": "ConvWhitening",
 #: Per-channel standardization: Keras's own Normalization, fitted on the training images.
 PER_CHANNEL = {"module": "keras.layers", "class_name": "Normalization", "config": {"axis": -1},
                "registered_name": None}
-#: Cutout (DeVries & Taylor 2017) as Keras's RandomErasing after the crop and flip: a rectangle of a
-#: quarter of the image set to 0, the mean of whitened or standardized pixels.
+#: Cutout (DeVries & Taylor 2017) as Keras's RandomErasing after the crop and flip: on every image
+#: (``factor`` [1, 1]: a single 1.0 would draw each image's probability from [0, 1], erasing about
+#: half of them), a rectangle of half the height and width set to 0, the mean of whitened or
+#: standardized pixels.
 CUTOUT = {"module": "keras.layers", "class_name": "RandomErasing",
-          "config": {"factor": 1.0, "scale": [0.25, 0.25], "fill_value": 0.0}, "registered_name": None}
+          "config": {"factor": [1.0, 1.0], "scale": [0.25, 0.25], "fill_value": 0.0}, "registered_name": None}
 
 #: Variant name -> how it edits the recipe (None: the recipe as it is).
 VARIANTS: dict[str, Callable[[dict], None] | None] = {

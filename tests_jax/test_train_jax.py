@@ -48,7 +48,8 @@ def test_training_imports_no_tensorflow():
 
 
 def test_l2_is_caffe_style_on_the_fit_path():
-    from nin_keras.train.fit_loop import training_model
+    from nin_keras.train.components import Augmentation
+    from nin_keras.train.fit_loop import soft_target_loss, training_model
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (8, 3, 3, 1), dtype=np.uint8)
@@ -62,9 +63,9 @@ def test_l2_is_caffe_style_on_the_fit_path():
         if start is None:
             start = [rng.normal(size=w.shape).astype("float32") for w in network.get_weights()]
         network.set_weights(start)
-        model = training_model(network, [keras.layers.Rescaling(1 / 255)], [], (3, 3, 1), l2)
-        model.compile(keras.optimizers.SGD(0.5), keras.losses.CategoricalCrossentropy())
-        model.train_on_batch(images, labels)
+        model = training_model(network, [keras.layers.Rescaling(1 / 255)], Augmentation([], [], None), (3, 3, 1), l2)
+        model.compile(keras.optimizers.SGD(0.5), soft_target_loss(0.0))
+        model.train_on_batch((images, labels), labels)
         return network.get_weights()
 
     w_plain, b_plain = one_step(0.0)

@@ -17,10 +17,12 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
                   augmentation: Sequence[keras.layers.Layer] = (),
                   shuffle: int | None = None, seed: int | None = None, training: bool = False,
                   drop_remainder: bool = False, cache: bool | str = False,
-                  device: str | None = None, jit_compile: bool = True) -> tf.data.Dataset:
+                  device: str | None = None, jit_compile: bool = True,
+                  raw_augmentation: Sequence[keras.layers.Layer] = ()) -> tf.data.Dataset:
     """Shuffle, batch, preprocess, augment and prefetch ``(image, label)`` examples.
 
-    Order: ``shuffle`` (examples) -> ``batch`` -> one vectorized ``map`` applying the
+    Order: ``shuffle`` (examples) -> ``batch`` -> when ``training``, the ``raw_augmentation``
+    layers on the float32 raw pixels -> one vectorized ``map`` applying the
     ``preprocessing`` layers to whole batches (parallel, order kept, XLA-compiled unless
     ``jit_compile=False``) -> when ``training``, the
     ``augmentation`` layers -> ``prefetch(AUTOTUNE)``, or ``prefetch_to_device`` when a
@@ -49,7 +51,11 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
         dataset: Unbatched ``(image, label)`` dataset, e.g. from ``load_dataset``.
         batch_size: Examples per batch.
         preprocessing: Layers applied to every batch (``training=False``).
-        augmentation: Layers applied only when ``training`` (with ``training=True``).
+        augmentation: Layers applied only when ``training`` (with ``training=True``), after the
+            preprocessing (a zero-filling crop fills with the whitened data's mean).
+        raw_augmentation: Layers applied only when ``training``, before the preprocessing, to
+            the images as float32 in [0, 255] (``keras.layers.RandAugment``'s default
+            ``value_range``); not with ``cache``, which stores preprocessed images.
         shuffle: Shuffle buffer in examples; ``None`` means 10,000 when ``training``, else none.
         seed: Seed of the shuffle (the augmentation layers carry their own seeds).
         training: Whether to shuffle by default and to augment.
@@ -81,6 +87,9 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
     batch_size = int(batch_size)
     if shuffle is None:
         shuffle = 10_000 if training else 0
+    raw_augmentation = raw_augmentation if training else ()
+    if raw_augmentation and cache:
+        raise ValueError("raw_augmentation cannot run with cache: the cache holds preprocessed images")
     if cache is True:
         images, labels = _materialize(_preprocess(dataset.batch(batch_size), preprocessing, jit_compile))
         # Shuffling indices orders the examples exactly as shuffling the examples would.
@@ -97,6 +106,9 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
         if shuffle:
             dataset = dataset.shuffle(int(shuffle), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        if raw_augmentation:
+            dataset = _augment(dataset.map(lambda images, labels: (tf.cast(images, "float32"), labels)),
+                               raw_augmentation, jit_compile)
         dataset = _preprocess(dataset, preprocessing, jit_compile)
     if training:
         dataset = _augment(dataset, augmentation, jit_compile)
