@@ -72,6 +72,18 @@ def test_cutmix_pastes_timms_box_and_corrects_lambda_to_its_area(batch, lam, cen
         assert corrected > lam
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixing_under_a_mixed_policy_computes_in_its_dtype(batch, policy):
+    images, targets = batch
+    transformation = {"lam": np.float32(0.3), "cutmix": np.bool_(False), "center": np.array([2, 3], np.int32)}
+    layer = MixUpCutMix(mixup_alpha=0.2, dtype=policy)
+    mixed, soft = layer.mix(keras.ops.cast(images, layer.compute_dtype), targets, transformation)
+    assert keras.backend.standardize_dtype(mixed.dtype) == layer.compute_dtype
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(mixed, "float32")),
+                               0.3 * images + 0.7 * images[::-1], atol=0.05)
+    np.testing.assert_allclose(soft, 0.3 * targets + 0.7 * targets[::-1], rtol=1e-6)  # targets keep float32
+
+
 def test_mixing_is_seeded_identity_at_inference_and_honours_its_probabilities(batch):
     images, targets = batch
     draws = [_numpy(MixUpCutMix(0.8, 1.0, seed=5).get_random_transformation(images)) for _ in range(2)]
@@ -160,6 +172,23 @@ def test_rand_augment_is_seeded_and_stays_in_the_pixel_range(rng):
     assert not np.array_equal(first[0], images)
     for out in first + other:
         assert out.min() >= 0 and out.max() <= 255
+
+
+def test_rand_augment_runs_in_the_pipeline_seeded(rng):
+    # Its transformation holds a None (AutoContrast draws nothing) and image warps XLA cannot compile.
+    images = rng.integers(0, 256, size=(16, 12, 12, 3)).astype(np.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(16)))
+
+    def run():
+        augment = [keras.layers.RandAugment(seed=4)]
+        return [b for b, _ in make_pipeline(dataset, 8, raw_augmentation=augment, training=True,
+                                            shuffle=0).as_numpy_iterator()]
+
+    first, again = run(), run()
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(np.concatenate(first), images.astype(np.float32))
+    assert all(0 <= a.min() and a.max() <= 255 for a in first)
 
 
 def test_raw_augmentation_runs_on_raw_pixels_before_the_preprocessing(rng):

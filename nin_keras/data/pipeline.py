@@ -55,7 +55,8 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
             preprocessing (a zero-filling crop fills with the whitened data's mean).
         raw_augmentation: Layers applied only when ``training``, before the preprocessing, to
             the images as float32 in [0, 255] (``keras.layers.RandAugment``'s default
-            ``value_range``); not with ``cache``, which stores preprocessed images.
+            ``value_range``), not XLA-compiled; not with ``cache``, which stores preprocessed
+            images.
         shuffle: Shuffle buffer in examples; ``None`` means 10,000 when ``training``, else none.
         seed: Seed of the shuffle (the augmentation layers carry their own seeds).
         training: Whether to shuffle by default and to augment.
@@ -107,8 +108,10 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
             dataset = dataset.shuffle(int(shuffle), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
         if raw_augmentation:
+            # Not compiled: XLA has no kernel for the image warps of Keras's geometric layers
+            # (ImageProjectiveTransformV3: RandAugment's rotation, shear and translation).
             dataset = _augment(dataset.map(lambda images, labels: (tf.cast(images, "float32"), labels)),
-                               raw_augmentation, jit_compile)
+                               raw_augmentation, jit_compile=False)
         dataset = _preprocess(dataset, preprocessing, jit_compile)
     if training:
         dataset = _augment(dataset, augmentation, jit_compile)
@@ -172,24 +175,38 @@ def _augment(dataset: tf.data.Dataset, layers: Sequence[keras.layers.Layer],
             dataset = dataset.map(apply)
             continue
 
-        def draw(images, labels, group=group):
-            # Python numbers in a transformation (e.g. RandomFlip's static shape) become tensors
-            # so that it can travel as a dataset element.
-            transformations = tuple(layer.get_random_transformation(images, training=True)
-                                    for layer in group)
-            return images, labels, tf.nest.map_structure(tf.convert_to_tensor, transformations)
-
-        @tf.function(jit_compile=jit_compile)
-        def transform(images, transformations, group=group):
-            for layer, transformation in zip(group, transformations):
-                images = layer.transform_images(images, transformation, training=True)
-            return images
-
+        draw, transform = _draw_and_transform(group, jit_compile)
         dataset = dataset.map(draw).map(
             lambda images, labels, transformations, transform=transform: (
                 transform(images, transformations), labels),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset
+
+
+def _draw_and_transform(group: Sequence[keras.layers.Layer], jit_compile: bool):
+    """The two ``map`` functions of consecutive drawing layers: ``draw(images, labels)`` ->
+    ``(images, labels, tensors)`` and ``transform(images, tensors)`` -> images."""
+    # A dataset element holds no ``None`` (RandAugment's AutoContrast draws nothing), so ``draw``
+    # sends the tensors alone and records, when traced, where the ``None``s were.
+    layout = {}
+
+    def draw(images, labels):
+        # Python numbers in a transformation (e.g. RandomFlip's static shape) become tensors
+        # so that it can travel as a dataset element.
+        transformations = tuple(layer.get_random_transformation(images, training=True) for layer in group)
+        layout["structure"] = tf.nest.map_structure(lambda leaf: leaf is None, transformations)
+        leaves = tf.nest.flatten(transformations)
+        return images, labels, tuple(tf.convert_to_tensor(leaf) for leaf in leaves if leaf is not None)
+
+    @tf.function(jit_compile=jit_compile)
+    def transform(images, tensors):
+        tensors = iter(tensors)
+        leaves = [None if none else next(tensors) for none in tf.nest.flatten(layout["structure"])]
+        for layer, transformation in zip(group, tf.nest.pack_sequence_as(layout["structure"], leaves)):
+            images = layer.transform_images(images, transformation, training=True)
+        return images
+
+    return draw, transform
 
 
 def _splits(layer: keras.layers.Layer) -> bool:
