@@ -62,6 +62,14 @@ def _augment_also(layer: dict) -> Callable[[dict], None]:
     return lambda recipe: recipe.update(augmentation=[*recipe.get("augmentation", []), layer])
 
 
+def _raw_augment(layer: dict) -> Callable[[dict], None]:
+    return lambda recipe: recipe.update(raw_augmentation=[*recipe.get("raw_augmentation", []), layer])
+
+
+def _mixing(**block: float) -> Callable[[dict], None]:
+    return lambda recipe: recipe.update(mixing=block)
+
+
 def _label_smoothing(value: float) -> Callable[[dict], None]:
     return lambda recipe: recipe["loss"].update(label_smoothing=value)
 
@@ -76,10 +84,21 @@ CONV_WHITENING = {"module": "nin_keras.layers", "class_name": "ConvWhitening",
 #: Per-channel standardization: Keras's own Normalization, fitted on the training images.
 PER_CHANNEL = {"module": "keras.layers", "class_name": "Normalization", "config": {"axis": -1},
                "registered_name": None}
-#: Cutout (DeVries & Taylor 2017) as Keras's RandomErasing after the crop and flip: a rectangle of a
-#: quarter of the image set to 0, the mean of whitened or standardized pixels.
+#: Cutout (DeVries & Taylor 2017) as Keras's RandomErasing after the crop and flip: on every image
+#: (``factor`` [1, 1]: a single 1.0 would draw each image's probability from [0, 1], erasing about
+#: half of them), a rectangle of half the height and width set to 0, the mean of whitened or
+#: standardized pixels.
 CUTOUT = {"module": "keras.layers", "class_name": "RandomErasing",
-          "config": {"factor": 1.0, "scale": [0.25, 0.25], "fill_value": 0.0}, "registered_name": None}
+          "config": {"factor": [1.0, 1.0], "scale": [0.25, 0.25], "fill_value": 0.0}, "registered_name": None}
+#: Random erasing (Zhong et al. 2020) as Keras's RandomErasing: half the images, a rectangle of
+#: 2-33 % of each side's square (Keras's ``scale`` is per side, squared), filled with 0.
+RANDOM_ERASING = {"module": "keras.layers", "class_name": "RandomErasing",
+                  "config": {"factor": [0.5, 0.5], "scale": [0.02, 0.33], "fill_value": 0.0},
+                  "registered_name": None}
+#: RandAugment (Cubuk et al. 2020) as Keras's RandAugment on the raw pixels, before GCN + ZCA: two
+#: operations per batch (Keras draws them per batch, not per image) of magnitude up to 0.5.
+RAND_AUGMENT = {"module": "keras.layers", "class_name": "RandAugment",
+                "config": {"value_range": [0, 255], "num_ops": 2, "factor": 0.5}, "registered_name": None}
 
 #: Variant name -> how it edits the recipe (None: the recipe as it is).
 VARIANTS: dict[str, Callable[[dict], None] | None] = {
@@ -92,6 +111,11 @@ VARIANTS: dict[str, Callable[[dict], None] | None] = {
     "7x7 patch ZCA (ConvWhitening) for the dense ZCA": _gcn_then(CONV_WHITENING),
     "per-channel standardization for GCN + ZCA": _preprocessing(PER_CHANNEL),
     "cutout (RandomErasing, a quarter of the image)": _augment_also(CUTOUT),
+    "random erasing (half the images, 0.02-0.33 of each side squared)": _augment_also(RANDOM_ERASING),
+    "RandAugment (2 ops, factor 0.5) on raw pixels": _raw_augment(RAND_AUGMENT),
+    "MixUp (alpha 0.2)": _mixing(mixup_alpha=0.2),
+    "CutMix (alpha 1.0)": _mixing(cutmix_alpha=1.0),
+    "MixUp 0.8 / CutMix 1.0, switch 0.5 (timm)": _mixing(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5),
     "label smoothing 0.2": _label_smoothing(0.2),
     "dropout 0.5": _model_kwargs(dropout=0.5),
     "EMA decay 0.9999": _ema_decay(0.9999),

@@ -168,19 +168,22 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
     import ablation
 
     from nin_keras.train import load_recipe
-    from nin_keras.train.components import build_layers
-    from nin_keras.train.recipes import validate_recipe
+    from nin_keras.train.components import build_augmentation, build_layers
+    from nin_keras.train.recipes import Recipe
 
     base = load_recipe(ablation.RECIPE)
     full = ablation.variant_recipe(base, None, 2, 100, 50)
     assert full["dataset"]["subset_seed"] == 0 and full["epochs"] == 2
     for name, edit in ablation.VARIANTS.items():
         recipe = ablation.variant_recipe(base, edit, 2, 100, 50)
-        validate_recipe(recipe)
+        typed = Recipe.parse(recipe)
         changed = {key for key in set(recipe) | set(full) if recipe.get(key) != full.get(key)}
         assert len(changed) == (0 if edit is None else 1), (name, changed)
-        # Every layer a variant names deserializes (Keras's own Normalization and RandomErasing too).
-        assert len(build_layers(recipe["preprocessing"]) + build_layers(recipe["augmentation"])) >= 1
+        # Every layer a variant names deserializes (Keras's own Normalization, RandomErasing and
+        # RandAugment too, and the mixing layer).
+        augmentation = build_augmentation(typed)
+        assert len(build_layers(recipe["preprocessing"]) + augmentation.augment + augmentation.raw) >= 1
+        assert (augmentation.mixing is None) == ("mixing" not in recipe)
     assert base == load_recipe(ablation.RECIPE)  # variants are copies
     with_validation = ablation.variant_recipe(base, None, 2, 100, 50, validation=20)
     assert with_validation["validation"] == {"holdout": 20}

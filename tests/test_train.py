@@ -290,6 +290,10 @@ def test_epoch_pipeline_is_seeded_and_a_resumed_epoch_sees_the_same_batches():
     recipe = tiny_recipe(batch_size=4)
     recipe["augmentation"] = [{"module": "nin_keras.layers", "class_name": "RandomPadCrop",
                                "config": {"padding": 2}, "registered_name": "nin_keras>RandomPadCrop"}]
+    # Raw-pixel augmentation and MixUp/CutMix are seeded per epoch too, and survive a resume.
+    recipe["raw_augmentation"] = [{"module": "keras.layers", "class_name": "RandomBrightness",
+                                   "config": {"factor": 0.2}, "registered_name": None}]
+    recipe["mixing"] = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}
     model, optimizer = _small_model(), keras.optimizers.SGD(0.1)
     preprocess = build_layers(recipe["preprocessing"])
     loop = _Loop(recipe, tf.distribute.get_strategy(), model, optimizer, None, preprocess, verbose=0)
@@ -298,20 +302,22 @@ def test_epoch_pipeline_is_seeded_and_a_resumed_epoch_sees_the_same_batches():
     labels = np.arange(20, dtype=np.int64)
 
     def batches(epoch, skip=0):
-        return [(x.numpy(), y.numpy()) for x, y in loop.dataset(images, labels, epoch, skip=skip)]
+        return [(x.numpy(), t.numpy(), y.numpy()) for x, t, y in loop.dataset(images, labels, epoch, skip=skip)]
 
     first = batches(epoch=1)
-    assert len(first) == 5 and sorted(np.concatenate([y for _, y in first])) == list(range(20))
+    assert len(first) == 5 and sorted(np.concatenate([y for _, _, y in first])) == list(range(20))
     again, resumed, other = batches(epoch=1), batches(epoch=1, skip=2), batches(epoch=2)
-    for (xa, ya), (xb, yb) in zip(first, again):
-        np.testing.assert_array_equal(xa, xb)
-        np.testing.assert_array_equal(ya, yb)
-    for (xa, ya), (xb, yb) in zip(first[2:], resumed):
-        np.testing.assert_array_equal(xa, xb)  # same order and the same random crops
-        np.testing.assert_array_equal(ya, yb)
-    assert not all(np.array_equal(ya, yb) for (_, ya), (_, yb) in zip(first, other))
+    for a, b in zip(first, again):
+        for part_a, part_b in zip(a, b):
+            np.testing.assert_array_equal(part_a, part_b)
+    for a, b in zip(first[2:], resumed):
+        for part_a, part_b in zip(a, b):  # same order, the same random crops and the same mixing
+            np.testing.assert_array_equal(part_a, part_b)
+    assert not all(np.array_equal(ya, yb) for (_, _, ya), (_, _, yb) in zip(first, other))
     # The crops are real: some batch differs from the merely rescaled images.
-    assert any(not np.allclose(x, images[y] / 255.0) for x, y in first)
+    assert any(not np.allclose(x, images[y] / 255.0) for x, _, y in first)
+    # The targets are soft (mixed with the reversed batch); the labels stay the original ones.
+    assert any(((targets > 0) & (targets < 1)).any() for _, targets, _ in first)
 
 
 def test_l2_weight_decay_is_caffe_style_and_decoupled_decay_skips_biases():

@@ -48,7 +48,8 @@ def test_training_imports_no_tensorflow():
 
 
 def test_l2_is_caffe_style_on_the_fit_path():
-    from nin_keras.train.fit_loop import training_model
+    from nin_keras.train.components import Augmentation
+    from nin_keras.train.fit_loop import soft_target_loss, training_model
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (8, 3, 3, 1), dtype=np.uint8)
@@ -62,9 +63,9 @@ def test_l2_is_caffe_style_on_the_fit_path():
         if start is None:
             start = [rng.normal(size=w.shape).astype("float32") for w in network.get_weights()]
         network.set_weights(start)
-        model = training_model(network, [keras.layers.Rescaling(1 / 255)], [], (3, 3, 1), l2)
-        model.compile(keras.optimizers.SGD(0.5), keras.losses.CategoricalCrossentropy())
-        model.train_on_batch(images, labels)
+        model = training_model(network, [keras.layers.Rescaling(1 / 255)], Augmentation([], [], None), (3, 3, 1), l2)
+        model.compile(keras.optimizers.SGD(0.5), soft_target_loss(0.0))
+        model.train_on_batch((images, labels), labels)
         return network.get_weights()
 
     w_plain, b_plain = one_step(0.0)
@@ -72,6 +73,40 @@ def test_l2_is_caffe_style_on_the_fit_path():
     # Caffe: w <- w - lr * (grad + wd * w); the bias is not decayed.
     np.testing.assert_allclose(w_l2, w_plain - 0.5 * 0.1 * start[0], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(b_l2, b_plain, rtol=1e-6)
+
+
+def test_mixing_and_raw_rand_augment_in_the_fit_path_on_jax():
+    from nin_keras.layers import MixUpCutMix
+    from nin_keras.train.components import Augmentation
+    from nin_keras.train.fit_loop import label_accuracy, soft_target_loss, split, training_model
+
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    labels = np.eye(3, dtype="float32")[rng.integers(0, 3, 6)]
+    # CutMix on JAX against NumPy: timm's box for lam 0.6 centred at (1, 6), clipped, and its area.
+    x = images.astype("float32")
+    mixed, soft = MixUpCutMix(cutmix_alpha=1.0).mix(
+        x, labels, {"lam": np.float32(0.6), "cutmix": np.bool_(True), "center": np.array([1, 6], np.int32)})
+    half = int(8 * np.sqrt(0.4)) // 2  # 2: rows 0..2 (clipped at 0), columns 4..7
+    expected = x.copy()
+    expected[:, 0:3, 4:8] = x[::-1, 0:3, 4:8]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(mixed), expected)
+    corrected = 1 - (min(1 + half, 8) - max(1 - half, 0)) * (min(6 + half, 8) - max(6 - half, 0)) / 64
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(soft), corrected * labels + (1 - corrected) * labels[::-1],
+                               rtol=1e-6)
+    # RandAugment on raw pixels, then the preprocessing, then MixUp, inside the compiled fit step.
+    inputs = keras.Input((8, 8, 3))
+    network = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
+    augmentation = Augmentation([keras.layers.RandAugment(seed=1)], [], MixUpCutMix(mixup_alpha=1.0, seed=2))
+    model = training_model(network, [keras.layers.Rescaling(1 / 255)], augmentation, (8, 8, 3), 0.0)
+    outputs = model((images, labels), training=True)
+    probabilities, targets = (keras.ops.convert_to_numpy(t) for t in split(outputs))
+    assert probabilities.shape == targets.shape == (6, 3) and np.all(np.isfinite(probabilities))
+    assert not np.allclose(targets, labels) and np.allclose(targets.sum(-1), 1.0, rtol=1e-6)
+    model.compile(keras.optimizers.SGD(0.1), soft_target_loss(0.1),
+                  metrics=[keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")])
+    logs = model.train_on_batch((images, labels), labels, return_dict=True)
+    assert np.isfinite(logs["loss"]) and 0 <= logs["accuracy"] <= 1
 
 
 def test_weight_average_matches_the_hand_computed_recurrence_on_jax():
@@ -101,7 +136,12 @@ class _Crash(Exception):
 def test_crash_mid_epoch_then_resume_matches_the_uninterrupted_run(tmp_path, monkeypatch):
     from nin_keras.train import fit_loop, train
 
-    recipe = tiny_recipe(ema={"decay": 0.9, "warmup": True})
+    # With a weight average, raw-pixel augmentation, erasing and MixUp/CutMix: all their states resume.
+    recipe = tiny_recipe(ema={"decay": 0.9, "warmup": True}, mixing={"mixup_alpha": 0.8, "cutmix_alpha": 1.0},
+                         raw_augmentation=[{"module": "keras.layers", "class_name": "RandomBrightness",
+                                            "config": {"factor": 0.2}, "registered_name": None}],
+                         augmentation=[{"module": "keras.layers", "class_name": "RandomErasing",
+                                        "config": {"factor": [0.5, 0.5], "fill_value": 0.0}, "registered_name": None}])
     reference = train(recipe, tmp_path / "reference", verbose=0)
 
     original = fit_loop._Steps.on_train_batch_end

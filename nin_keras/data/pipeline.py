@@ -17,10 +17,12 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
                   augmentation: Sequence[keras.layers.Layer] = (),
                   shuffle: int | None = None, seed: int | None = None, training: bool = False,
                   drop_remainder: bool = False, cache: bool | str = False,
-                  device: str | None = None, jit_compile: bool = True) -> tf.data.Dataset:
+                  device: str | None = None, jit_compile: bool = True,
+                  raw_augmentation: Sequence[keras.layers.Layer] = ()) -> tf.data.Dataset:
     """Shuffle, batch, preprocess, augment and prefetch ``(image, label)`` examples.
 
-    Order: ``shuffle`` (examples) -> ``batch`` -> one vectorized ``map`` applying the
+    Order: ``shuffle`` (examples) -> ``batch`` -> when ``training``, the ``raw_augmentation``
+    layers on the float32 raw pixels -> one vectorized ``map`` applying the
     ``preprocessing`` layers to whole batches (parallel, order kept, XLA-compiled unless
     ``jit_compile=False``) -> when ``training``, the
     ``augmentation`` layers -> ``prefetch(AUTOTUNE)``, or ``prefetch_to_device`` when a
@@ -49,7 +51,12 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
         dataset: Unbatched ``(image, label)`` dataset, e.g. from ``load_dataset``.
         batch_size: Examples per batch.
         preprocessing: Layers applied to every batch (``training=False``).
-        augmentation: Layers applied only when ``training`` (with ``training=True``).
+        augmentation: Layers applied only when ``training`` (with ``training=True``), after the
+            preprocessing (a zero-filling crop fills with the whitened data's mean).
+        raw_augmentation: Layers applied only when ``training``, before the preprocessing, to
+            the images as float32 in [0, 255] (``keras.layers.RandAugment``'s default
+            ``value_range``), not XLA-compiled; not with ``cache``, which stores preprocessed
+            images.
         shuffle: Shuffle buffer in examples; ``None`` means 10,000 when ``training``, else none.
         seed: Seed of the shuffle (the augmentation layers carry their own seeds).
         training: Whether to shuffle by default and to augment.
@@ -81,6 +88,9 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
     batch_size = int(batch_size)
     if shuffle is None:
         shuffle = 10_000 if training else 0
+    raw_augmentation = raw_augmentation if training else ()
+    if raw_augmentation and cache:
+        raise ValueError("raw_augmentation cannot run with cache: the cache holds preprocessed images")
     if cache is True:
         images, labels = _materialize(_preprocess(dataset.batch(batch_size), preprocessing, jit_compile))
         # Shuffling indices orders the examples exactly as shuffling the examples would.
@@ -97,6 +107,11 @@ def make_pipeline(dataset: tf.data.Dataset, batch_size: int,
         if shuffle:
             dataset = dataset.shuffle(int(shuffle), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        if raw_augmentation:
+            # Not compiled: XLA has no kernel for the image warps of Keras's geometric layers
+            # (ImageProjectiveTransformV3: RandAugment's rotation, shear and translation).
+            dataset = _augment(dataset.map(lambda images, labels: (tf.cast(images, "float32"), labels)),
+                               raw_augmentation, jit_compile=False)
         dataset = _preprocess(dataset, preprocessing, jit_compile)
     if training:
         dataset = _augment(dataset, augmentation, jit_compile)
@@ -160,24 +175,38 @@ def _augment(dataset: tf.data.Dataset, layers: Sequence[keras.layers.Layer],
             dataset = dataset.map(apply)
             continue
 
-        def draw(images, labels, group=group):
-            # Python numbers in a transformation (e.g. RandomFlip's static shape) become tensors
-            # so that it can travel as a dataset element.
-            transformations = tuple(layer.get_random_transformation(images, training=True)
-                                    for layer in group)
-            return images, labels, tf.nest.map_structure(tf.convert_to_tensor, transformations)
-
-        @tf.function(jit_compile=jit_compile)
-        def transform(images, transformations, group=group):
-            for layer, transformation in zip(group, transformations):
-                images = layer.transform_images(images, transformation, training=True)
-            return images
-
+        draw, transform = _draw_and_transform(group, jit_compile)
         dataset = dataset.map(draw).map(
             lambda images, labels, transformations, transform=transform: (
                 transform(images, transformations), labels),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset
+
+
+def _draw_and_transform(group: Sequence[keras.layers.Layer], jit_compile: bool):
+    """The two ``map`` functions of consecutive drawing layers: ``draw(images, labels)`` ->
+    ``(images, labels, tensors)`` and ``transform(images, tensors)`` -> images."""
+    # A dataset element holds no ``None`` (RandAugment's AutoContrast draws nothing), so ``draw``
+    # sends the tensors alone and records, when traced, where the ``None``s were.
+    layout = {}
+
+    def draw(images, labels):
+        # Python numbers in a transformation (e.g. RandomFlip's static shape) become tensors
+        # so that it can travel as a dataset element.
+        transformations = tuple(layer.get_random_transformation(images, training=True) for layer in group)
+        layout["structure"] = tf.nest.map_structure(lambda leaf: leaf is None, transformations)
+        leaves = tf.nest.flatten(transformations)
+        return images, labels, tuple(tf.convert_to_tensor(leaf) for leaf in leaves if leaf is not None)
+
+    @tf.function(jit_compile=jit_compile)
+    def transform(images, tensors):
+        tensors = iter(tensors)
+        leaves = [None if none else next(tensors) for none in tf.nest.flatten(layout["structure"])]
+        for layer, transformation in zip(group, tf.nest.pack_sequence_as(layout["structure"], leaves)):
+            images = layer.transform_images(images, transformation, training=True)
+        return images
+
+    return draw, transform
 
 
 def _splits(layer: keras.layers.Layer) -> bool:

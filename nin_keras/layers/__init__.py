@@ -12,3 +12,4 @@ from nin_keras.layers.contrast import GlobalContrastNormalization
 from nin_keras.layers.lcn import LocalContrastNormalization
 from nin_keras.layers.zca import ZCAWhitening
 from nin_keras.layers.conv_whitening import ConvWhitening
+from nin_keras.layers.mixing import MixUpCutMix

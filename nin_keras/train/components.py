@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Sequence
 
 import keras
+import numpy as np
 
 
 def build_layers(configs: Sequence[Mapping[str, Any]]) -> list[keras.layers.Layer]:
@@ -12,6 +14,31 @@ def build_layers(configs: Sequence[Mapping[str, Any]]) -> list[keras.layers.Laye
     import nin_keras.layers  # noqa: F401  (registers the nin_keras layer classes)
 
     return [keras.layers.deserialize(dict(c)) for c in configs]
+
+
+@dataclasses.dataclass
+class Augmentation:
+    """A recipe's training-only layers, in the order they apply to a batch: ``raw`` (before the
+    preprocessing), ``augment`` (after it), then ``mixing`` (a ``MixUpCutMix`` or None)."""
+
+    raw: list[keras.layers.Layer]
+    augment: list[keras.layers.Layer]
+    mixing: keras.layers.Layer | None
+
+
+def build_augmentation(recipe, seed_epoch: tuple[int, int] | None = None) -> Augmentation:
+    """A recipe's ``Augmentation``; with ``seed_epoch``, each layer seeded from ``(seed, epoch,
+    position)``, positions counted over ``augmentation``, ``raw_augmentation``, ``mixing`` in that
+    order (so a recipe with only ``augmentation`` keeps the seeds it had before the others existed)."""
+    mixing = [recipe.mixing.layer_config()] if recipe.mixing is not None else []
+    configs = [*recipe.augmentation, *recipe.raw_augmentation, *mixing]
+    if seed_epoch is not None:
+        seeds = np.random.default_rng([*seed_epoch, 1]).integers(0, 2**31 - 1, size=len(configs))
+        configs = [{**c, "config": {**c.get("config", {}), "seed": int(s)}} for c, s in zip(configs, seeds)]
+    layers = build_layers(configs)
+    count = len(recipe.augmentation)
+    return Augmentation(layers[count:count + len(recipe.raw_augmentation)], layers[:count],
+                        layers[-1] if mixing else None)
 
 
 def build_optimizer(

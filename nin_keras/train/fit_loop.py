@@ -3,9 +3,11 @@
 ``nin_keras.train.run.run`` calls ``run_fit`` when the backend is not TensorFlow. The pieces are
 Keras's, with small additions where Keras lacks one:
 
-- the training model: uint8 images -> float32 -> the fitted preprocessing layers -> the
-  augmentation layers (seeded from ``(seed, epoch)`` at each epoch start; their seed-generator
-  states are checkpointed, so a resumed epoch continues the same crops) -> the network. Its
+- the training model: (uint8 images, one-hot labels) -> float32 -> raw augmentation -> the fitted
+  preprocessing layers -> the augmentation layers -> mixing (all seeded from ``(seed, epoch)`` at
+  each epoch start; their seed-generator states are checkpointed, so a resumed epoch continues
+  the same crops) -> the network; it outputs the probabilities and the (mixed) targets side by
+  side, so that the loss takes the soft targets and the accuracy the labels. Its
   ``compute_loss`` adds Caffe's L2, ``0.5 * value * sum(kernel**2)`` over the trained kernels (a
   ``kernel_regularizer`` cannot be attached to built layers, and would not skip frozen ones);
 - input: a ``keras.utils.PyDataset`` of uint8 batches in ``permutation(seed, epoch)`` order (no
@@ -40,7 +42,7 @@ import numpy as np
 
 from nin_keras.train import strategy as strategy_lib
 from nin_keras.train.checkpoint import read_state, weights_digest
-from nin_keras.train.components import build_layers, build_optimizer, create_network, is_decayed
+from nin_keras.train.components import build_augmentation, build_optimizer, create_network, is_decayed
 from nin_keras.train.ema import WeightAverage
 from nin_keras.train.recipes import Recipe
 from nin_keras.train.run import (RunInputs, RunOutcome, RunSettings, RunState, diverged, epoch_row,
@@ -54,7 +56,8 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 class EpochBatches(keras.utils.PyDataset):
-    """``count`` batches of one epoch from batch ``first`` on: uint8 images and one-hot labels.
+    """``count`` batches of one epoch from batch ``first`` on: ``((uint8 images, one-hot labels),
+    one-hot labels)`` (the training model mixes the labels it is given with the images).
 
     Args:
         images, labels: the training arrays.
@@ -83,7 +86,8 @@ class EpochBatches(keras.utils.PyDataset):
         process, processes = self.shard
         local = self.batch_size // processes
         rows = rows[process * local:(process + 1) * local]
-        return self.images[rows], np.eye(self.classes, dtype="float32")[self.labels[rows]]
+        one_hot = np.eye(self.classes, dtype="float32")[self.labels[rows]]
+        return (self.images[rows], one_hot), one_hot
 
 
 class TrainingModel(keras.Model):
@@ -104,16 +108,43 @@ class TrainingModel(keras.Model):
         return loss
 
 
-def training_model(network: keras.Model, preprocess, augment, image_shape: tuple, l2: float) -> TrainingModel:
-    """uint8 images -> float32 -> ``preprocess`` -> ``augment`` -> ``network`` -> float32
-    probabilities (mixed-precision networks output their compute dtype)."""
-    images = keras.Input(image_shape, dtype="uint8")
+def training_model(network: keras.Model, preprocess, augmentation, image_shape: tuple, l2: float) -> TrainingModel:
+    """(uint8 images, one-hot labels) -> float32 -> ``augmentation.raw`` -> ``preprocess`` ->
+    ``augmentation.augment`` -> ``augmentation.mixing`` -> ``network`` -> ``[float32 probabilities,
+    targets]`` concatenated (mixed-precision networks output their compute dtype; ``split``)."""
+    classes = int(network.output_shape[-1])
+    images, targets = keras.Input(image_shape, dtype="uint8"), keras.Input((classes,))
     x = keras.ops.cast(images, "float32")
-    for layer in [*preprocess, *augment]:
+    for layer in [*augmentation.raw, *preprocess, *augmentation.augment]:
         x = layer(x)
-    model = TrainingModel(images, keras.ops.cast(network(x), "float32"))
+    if augmentation.mixing is not None:
+        x, targets_out = augmentation.mixing([x, targets])
+    else:
+        targets_out = targets
+    outputs = keras.ops.concatenate([keras.ops.cast(network(x), "float32"), targets_out], axis=-1)
+    model = TrainingModel([images, targets], outputs)
     model.l2 = l2
     return model
+
+
+def split(outputs):
+    """The training model's output as ``(probabilities, targets)``."""
+    classes = outputs.shape[-1] // 2
+    return outputs[..., :classes], outputs[..., classes:]
+
+
+def soft_target_loss(smoothing: float):
+    """Categorical crossentropy of the probabilities against the training model's own (mixed,
+    then smoothed) targets; the labels ``fit`` passes are ignored."""
+    def loss(labels, outputs):
+        probabilities, targets = split(outputs)
+        return keras.losses.categorical_crossentropy(targets, probabilities, label_smoothing=smoothing)
+    return loss
+
+
+def label_accuracy(labels, outputs):
+    """Accuracy on the original (one-hot) labels."""
+    return keras.metrics.categorical_accuracy(labels, split(outputs)[0])
 
 
 def inference_model(network: keras.Model, preprocess, image_shape: tuple) -> keras.Model:
@@ -172,8 +203,9 @@ class _FitRun:
         keras.utils.set_random_seed(recipe.seed)
         self.network = create_network(inputs.network, recipe.policy)
         self.classes = int(self.network.output_shape[-1])
-        self.augment = build_layers(recipe.augmentation)
-        self.model = training_model(self.network, inputs.preprocess, self.augment, x_train.shape[1:],
+        augmentation = build_augmentation(recipe)
+        self.augment = [*augmentation.augment, *augmentation.raw, *filter(None, [augmentation.mixing])]
+        self.model = training_model(self.network, inputs.preprocess, augmentation, x_train.shape[1:],
                                     recipe.weight_decay.l2)
         self.evaluator = inference_model(self.network, inputs.preprocess, x_train.shape[1:])
         self.average = (WeightAverage(self.network, recipe.ema.decay, recipe.ema.warmup)
@@ -213,12 +245,12 @@ class _FitRun:
         optimizer.build(self.model.trainable_variables)
         inner = getattr(optimizer, "inner_optimizer", optimizer)
         self.rates.rates = inner.add_variable((self.steps_per_epoch,), name="learning_rates")
-        smoothing = self.recipe.label_smoothing
+        loss = soft_target_loss(self.recipe.label_smoothing)
         self.model.compile(
             optimizer=optimizer,
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
-                     keras.metrics.CategoricalCrossentropy(name="data_loss", label_smoothing=smoothing)],
+            loss=loss,
+            metrics=[keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy"),
+                     keras.metrics.MeanMetricWrapper(loss, name="data_loss")],
         )
         self.optimizer = optimizer
 

@@ -34,18 +34,12 @@ tf = import_tensorflow(__name__)
 
 from nin_keras.train import strategy as strategy_lib
 from nin_keras.train.checkpoint import weights_digest
-from nin_keras.train.components import build_layers, build_optimizer, create_network, is_decayed
+from nin_keras.train.components import build_augmentation, build_optimizer, create_network, is_decayed
 from nin_keras.train.ema import WeightAverage
 from nin_keras.train.recipes import Recipe
 from nin_keras.train.run import (RunInputs, RunOutcome, RunSettings, RunState, diverged, epoch_row,
                                  float32_network, print_row)
 from nin_keras.train.schedules import make_schedule
-
-
-def _seeded(configs: Sequence[Mapping[str, Any]], seed: int, epoch: int) -> list[dict[str, Any]]:
-    """Augmentation layer configs with seeds drawn from ``(seed, epoch, position)``."""
-    seeds = np.random.default_rng([seed, epoch, 1]).integers(0, 2**31 - 1, size=len(configs))
-    return [{**c, "config": {**c.get("config", {}), "seed": int(s)}} for c, s in zip(configs, seeds)]
 
 
 def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -63,7 +57,7 @@ class _Loop:
         self.optimizer = optimizer
         self.average = average
         self.preprocess = preprocess
-        self.augment_configs = recipe.augmentation
+        self.recipe = recipe
         self.verbose = verbose
         self.global_batch = recipe.batch_size
         self.seed = recipe.seed
@@ -93,7 +87,8 @@ class _Loop:
         A training epoch visits the images in ``_permutation(seed, epoch)`` order, batched with
         ``drop_remainder``, through augmentation layers seeded from ``(seed, epoch)``; ``skip``
         batches are dropped *after* augmentation, so a resumed epoch sees exactly the crops and
-        flips an uninterrupted one would.
+        flips an uninterrupted one would. Its batches are ``(images, targets, labels)``: the
+        targets one-hot, or soft when the recipe mixes (drawn in order, in a sequential ``map``).
         """
         from nin_keras.data import make_pipeline
 
@@ -101,16 +96,26 @@ class _Loop:
         if training:
             order = _permutation(self.seed, epoch, len(images))
             images, labels = images[order], labels[order]
-        augment = build_layers(_seeded(self.augment_configs, self.seed, epoch)) if training else ()
+        augment = build_augmentation(self.recipe, (self.seed, epoch)) if training else None
         ds = make_pipeline(
             tf.data.Dataset.from_tensor_slices((images, labels)),
             self.global_batch,
             self.preprocess,
-            augment,
+            augment.augment if training else (),
             shuffle=0,
             training=training,
             drop_remainder=training,
-        ).skip(skip)
+            raw_augmentation=augment.raw if training else (),
+        )
+        if training:
+            def mix(x, y, mixing=augment.mixing):
+                targets = tf.one_hot(y, self.classes)
+                if mixing is not None:
+                    x, targets = mixing.mix(x, targets, mixing.get_random_transformation(x))
+                return x, targets, y
+
+            ds = ds.map(mix)
+        ds = ds.skip(skip)
         options = tf.data.Options()
         # Every worker builds the same ordered dataset; DATA sharding splits each global batch.
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -118,20 +123,19 @@ class _Loop:
         return self.strategy.experimental_distribute_dataset(ds.with_options(options))
 
     # -- steps ---------------------------------------------------------------------------------
-    def _per_example_loss(self, labels, probabilities, smoothing):
-        one_hot = tf.one_hot(labels, self.classes)
+    def _per_example_loss(self, targets, probabilities, smoothing):
         return keras.losses.categorical_crossentropy(
-            one_hot, tf.cast(probabilities, "float32"), label_smoothing=smoothing
+            targets, tf.cast(probabilities, "float32"), label_smoothing=smoothing
         )
 
     def _sums(self, labels, probabilities, per_example):
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probabilities, -1), labels), "float32"))
         return tf.reduce_sum(per_example), correct, tf.cast(tf.size(labels), "float32")
 
-    def _replica_train_step(self, x, y):
+    def _replica_train_step(self, x, targets, y):
         with tf.GradientTape() as tape:
             probabilities = self.model(x, training=True)
-            per_example = self._per_example_loss(y, probabilities, self.label_smoothing)
+            per_example = self._per_example_loss(targets, probabilities, self.label_smoothing)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
             penalties = [tf.cast(l, "float32") for l in self.model.losses]
             if self.l2:
@@ -155,7 +159,7 @@ class _Loop:
 
     def _replica_eval_step(self, x, y):
         probabilities = self.model(x, training=False)
-        return self._sums(y, probabilities, self._per_example_loss(y, probabilities, 0.0))
+        return self._sums(y, probabilities, self._per_example_loss(tf.one_hot(y, self.classes), probabilities, 0.0))
 
     def _distributed_eval_step(self, batch):
         sums = self.strategy.run(self._replica_eval_step, args=batch)

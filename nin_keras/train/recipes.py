@@ -10,7 +10,11 @@ A recipe names everything a training run depends on, so the same file reproduces
   "dataset": {"name": "mnist", "source": "auto"},   # optional "label": how results are named
   "validation": {"holdout": 5000},            # N training images, stratified; or {"holdout": 0}
   "preprocessing": [<keras layer config>, ...],
-  "augmentation": [<keras layer config>, ...],
+  "raw_augmentation": [<keras layer config>, ...],  # on raw pixels (float32 in [0, 255]), before
+                                                 # preprocessing: RandAugment, colour jitter
+  "augmentation": [<keras layer config>, ...],  # after preprocessing: crops, flips, erasing
+  "mixing": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "prob": 1.0, "switch_prob": 0.5},
+                                                 # timm's Mixup on each augmented batch
   "optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": true},
   "weight_decay": {"value": 5e-4, "mode": "l2"},   # or "decoupled"
   "schedule": {"name": "one_cycle", ...},          # see nin_keras.train.schedules
@@ -23,6 +27,14 @@ A recipe names everything a training run depends on, so the same file reproduces
   "license": "BSD-3-Clause"                      # of the trained weights; this is the default
 }
 ```
+
+Training images go: raw augmentation -> preprocessing -> augmentation -> mixing (both engines).
+Geometric and colour operations that assume pixel values (``keras.layers.RandAugment``'s
+``value_range`` (0, 255)) belong in ``raw_augmentation``; a zero-filling crop or erasing belongs
+after the preprocessing, where 0 is the whitened data's mean. ``mixing`` builds
+``nin_keras.layers.MixUpCutMix`` (its arguments; ``prob`` 1 and ``switch_prob`` 0.5 by default);
+the loss then takes soft targets, label smoothing applying to the mixed ones (smoothing and
+mixing commute), and the training accuracy is still counted on the original labels.
 
 Preprocessing and augmentation entries are Keras layer configs as written by
 ``keras.saving.serialize_keras_object`` (the short form ``{"class_name": "Rescaling",
@@ -45,12 +57,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from nin_keras.arguments import check_number
+
 REQUIRED = ("name", "model", "dataset", "optimizer", "schedule", "epochs", "batch_size", "seed")
 OPTIONAL = (
     "description",
     "validation",
     "preprocessing",
     "augmentation",
+    "raw_augmentation",
+    "mixing",
     "weight_decay",
     "loss",
     "ema",
@@ -129,6 +145,7 @@ def validate_recipe(recipe: dict[str, Any], source: str = "recipe") -> None:
     if ema is not None and (not isinstance(ema, dict) or set(ema) - {"decay", "warmup"}
                             or not isinstance(ema.get("decay"), (int, float)) or not 0 < ema["decay"] < 1):
         raise ValueError(f"{source}: 'ema' must be {{'decay': d in (0, 1), 'warmup': bool}}, got {ema!r}")
+    MixingSpec.parse(recipe.get("mixing"), source)
     mode = recipe.get("weight_decay", {}).get("mode", "l2")
     if mode not in ("l2", "decoupled"):
         raise ValueError(f"{source}: weight_decay mode must be 'l2' or 'decoupled', got {mode!r}")
@@ -186,6 +203,40 @@ class EmaSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class MixingSpec:
+    """MixUp / CutMix (``nin_keras.layers.MixUpCutMix``'s arguments, checked here by name)."""
+
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    prob: float = 1.0
+    switch_prob: float = 0.5
+
+    @classmethod
+    def parse(cls, block: Any, source: str = "recipe") -> "MixingSpec | None":
+        """The recipe's ``mixing`` block typed, ``None`` when absent.
+
+        Raises:
+            ValueError: an unknown key, an alpha < 0 or a probability outside [0, 1], named.
+        """
+        if block is None:
+            return None
+        fields = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(block, dict) or set(block) - set(fields):
+            raise ValueError(f"{source}: 'mixing' must be a dict of {fields}, got {block!r}")
+        values = {}
+        for name in fields:
+            if name in block:
+                alpha = name.endswith("alpha")
+                values[name] = check_number(block[name], f"{source}: 'mixing.{name}'", 0, None if alpha else 1)
+        return cls(**values)
+
+    def layer_config(self) -> dict[str, Any]:
+        """The ``MixUpCutMix`` layer config (a recipe-style Keras layer config)."""
+        return {"module": "nin_keras.layers", "class_name": "MixUpCutMix", "config": dataclasses.asdict(self),
+                "registered_name": "nin_keras>MixUpCutMix"}
+
+
+@dataclasses.dataclass(frozen=True)
 class Recipe:
     """A recipe checked once and read through attributes (see the module docstring).
 
@@ -198,6 +249,8 @@ class Recipe:
     validation: dict[str, Any]
     preprocessing: tuple[dict[str, Any], ...]
     augmentation: tuple[dict[str, Any], ...]
+    raw_augmentation: tuple[dict[str, Any], ...]
+    mixing: MixingSpec | None
     optimizer: OptimizerSpec
     weight_decay: WeightDecay
     schedule: dict[str, Any]
@@ -239,6 +292,8 @@ class Recipe:
             validation=dict(data.get("validation") or {}),
             preprocessing=tuple(data.get("preprocessing", [])),
             augmentation=tuple(data.get("augmentation", [])),
+            raw_augmentation=tuple(data.get("raw_augmentation", [])),
+            mixing=MixingSpec.parse(data.get("mixing"), source),
             optimizer=OptimizerSpec(optimizer["name"], float(optimizer["learning_rate"]), dict(optimizer)),
             weight_decay=WeightDecay(float(decay.get("value", 0.0)), decay.get("mode", "l2")),
             schedule=dict(data["schedule"]),
