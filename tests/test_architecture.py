@@ -100,7 +100,6 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
 KNOWN_CYCLES = [
     {"nin_keras.zoo.classifier", "nin_keras.zoo.preprocessing_spec", "nin_keras.zoo.preset_format",
      "nin_keras.zoo.preset_loader", "nin_keras.zoo.presets", "nin_keras.zoo.registry", "nin_keras.zoo.transfer"},
-    {"nin_keras.train.fit_loop", "nin_keras.train.loop", "nin_keras.train.run"},
 ]
 
 

@@ -61,7 +61,8 @@ from nin_keras.train.checkpoint import weights_digest
 from nin_keras.train.components import build_layers
 from nin_keras.train.evaluate import evaluate_model, preset_metrics
 from nin_keras.train.recipes import Recipe
-from nin_keras.train.run import CHECKPOINT, FreezePlan, NetworkStart, RunInputs, RunOutcome, RunSettings, run
+from nin_keras.train.run import run
+from nin_keras.train.run_state import CHECKPOINT, FreezePlan, NetworkStart, RunInputs, RunOutcome, RunSettings
 from nin_keras.train.splits import stratified_holdout
 from nin_keras.train.strategy import make_strategy
 
