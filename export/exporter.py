@@ -41,8 +41,8 @@ from nin_keras.export.serving import ServingModule
 from nin_keras.export.tflite import convert_tflite, op_types
 from nin_keras.export.whitening_int8 import rounded_whitening
 from nin_keras.io_utils import atomic_dir, atomic_write
-from nin_keras.layers import ConvWhitening
-from nin_keras.zoo.classifier import PREPROCESSING_LAYERS, ImageClassifier, split_preprocessing
+from nin_keras.layers import PREPROCESSING_LAYERS, ConvWhitening
+from nin_keras.zoo.classifier import ImageClassifier, split_preprocessing
 
 FORMATS = ("savedmodel", "tflite", "onnx", "web")
 #: What ``export()`` and ``nin-keras export`` write unless told: the three model files (the web

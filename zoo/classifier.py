@@ -28,14 +28,7 @@ import keras
 import numpy as np
 
 from nin_keras.data.input_policy import InputPolicy
-from nin_keras.layers import (ConvWhitening, GlobalContrastNormalization, LocalContrastNormalization,
-                              ZCAWhitening)
-
-#: Layer types that count as preprocessing: the classifier's leading layers, split off by
-#: ``export(..., include_preprocessing=False)``, kept float32 inside int8 artifacts and skipped by
-#: the deconvnet.
-PREPROCESSING_LAYERS = (GlobalContrastNormalization, ZCAWhitening, ConvWhitening,
-                        LocalContrastNormalization, keras.layers.Rescaling, keras.layers.Normalization)
+from nin_keras.layers import PREPROCESSING_LAYERS
 
 #: Metadata a classifier carries into a preset it saves; measured figures (metrics, the command
 #: that measured them) describe the weights it was loaded with and are dropped unless given again.
