@@ -22,7 +22,6 @@ HELPERS = ("", "arguments", "errors", "io_utils", "lazy", "tensorflow_only", "tf
 ORDER = ("layers", "models", "data", "caffe", "zoo", "train", "export", "deploy", "serve", "visualize", "cli")
 #: (importing module, imported module): upward imports issue 30 removes.
 KNOWN_UPWARD = {
-    ("nin_keras.zoo.classifier", "nin_keras.export.predictor"),
     ("nin_keras.zoo.compact", "nin_keras.train.evaluate"),
     ("nin_keras.zoo.publish", "nin_keras.train.evaluate"),
 }

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from nin_keras.data.input_policy import InputPolicy
+from nin_keras.data.model_io import check_top_k, image_batch, top_k_classes
 from nin_keras.layers import PREPROCESSING_LAYERS
 
 #: Metadata a classifier carries into a preset it saves; measured figures (metrics, the command
@@ -127,8 +128,6 @@ class ImageClassifier(keras.Model):
             top_k: how many classes per image.
             batch_size: images per forward pass.
         """
-        from nin_keras.export.predictor import check_top_k, image_batch, top_k_classes
-
         check_top_k(top_k)
         batch = image_batch(images, tuple(self.input_shape[1:]), self._read)
         probabilities = np.asarray(self.predict(batch, batch_size=batch_size, verbose=0))
