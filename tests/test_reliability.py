@@ -92,7 +92,7 @@ def mnist_network():
 )
 def test_evaluation_rejects_bad_images_naming_the_problem(mnist_network, images, words):
     # NaN images used to give NaN probabilities whose argmax (class 0) counted as correct.
-    from nin_keras.train.evaluate import evaluate_model
+    from nin_keras.evaluation import evaluate_model
 
     with pytest.raises(ValueError, match=words):
         evaluate_model(mnist_network, images, np.zeros(len(images), np.int64))

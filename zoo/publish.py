@@ -134,7 +134,7 @@ def _measure(network: keras.Model, preset: presets.Preset, name: str, data_dir: 
     """Test-split metrics of ``network`` behind the preset's preprocessing, as ``nin-keras eval``
     measures them."""
     from nin_keras.data.arrays import load_arrays
-    from nin_keras.train.evaluate import evaluate_model, preset_metrics
+    from nin_keras.evaluation import evaluate_model, preset_metrics
 
     dataset = preset.metadata["dataset"]
     images, labels = load_arrays({"name": dataset}, "test", data_dir)

@@ -8,7 +8,7 @@ the command and the weights' license (the recipe's ``license``, else ``DEFAULT_L
 from __future__ import annotations
 
 from nin_keras.data.arrays import load_arrays
-from nin_keras.train.evaluate import evaluate_model, preset_metrics
+from nin_keras.evaluation import evaluate_model, preset_metrics
 from nin_keras.train.history import write_history
 
 #: The license of weights a recipe trains, unless the recipe names one (the project's own).
