@@ -18,8 +18,8 @@ from nin_keras.lazy import lazy_exports
 _EXPORTS = {
     "register_model": "registry",
     "list_models": "registry",
-    "create_model": "registry",
-    "build_model": "registry",
+    "create_model": "builder",
+    "build_model": "builder",
     "get_model_entry": "registry",
     "ModelEntry": "registry",
     "PretrainedConfig": "registry",

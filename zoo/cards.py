@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nin_keras.io_utils import atomic_write
-from nin_keras.zoo import download, index, registry
+from nin_keras.zoo import builder, download, index, registry
 
 README = Path(__file__).resolve().parent / "README.md"
 DATASET_TITLES = {
@@ -45,7 +45,7 @@ def summarize(name: str) -> ModelSummary:
     from nin_keras.models import count_flops
 
     entry = registry.get_model_entry(name)
-    model = registry.create_model(entry.name)
+    model = builder.create_model(entry.name)
     return ModelSummary(
         name=entry.name,
         dataset=entry.dataset,

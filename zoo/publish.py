@@ -26,7 +26,7 @@ import numpy as np
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.layers import MLPConv
 from nin_keras.models.folding import fold_batch_norm
-from nin_keras.zoo import cards, index, presets, registry, transfer
+from nin_keras.zoo import builder, cards, index, presets, registry, transfer
 from nin_keras.zoo.preset_loader import load_preset
 
 #: Largest difference between the probabilities of a BN network and its folded twin that
@@ -49,12 +49,12 @@ def _published_network(preset: presets.Preset, name: str) -> tuple[keras.Model, 
         WeightsMismatchError: the weights do not fit ``create_model(name)``, or folding changed
             the network's outputs by more than ``FOLD_TOLERANCE``.
     """
-    target = registry.create_model(name)
+    target = builder.create_model(name)
     source = preset.model
     folding: dict[str, Any] = {}
     if _has_batch_norm(source):
         try:
-            target = fold_batch_norm(source, lambda: registry.create_model(name))
+            target = fold_batch_norm(source, lambda: builder.create_model(name))
         except ValueError as err:
             raise WeightsMismatchError(f"{preset.path}: cannot fold into {name!r}: {err}") from err
         images = np.random.default_rng(0).integers(0, 256, (32, *source.input_shape[1:]), dtype=np.uint8)
