@@ -32,6 +32,7 @@ from nin_keras.export import samples  # noqa: E402
 from nin_keras.export.metadata import metadata_path, weights_sha256  # noqa: E402
 from nin_keras.io_utils import sha256_file  # noqa: E402
 from nin_keras.zoo import presets, registry  # noqa: E402
+from nin_keras.zoo.preset_writer import save_preset  # noqa: E402
 from nin_keras.zoo.builder import create_model  # noqa: E402
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -515,7 +516,7 @@ def test_cli_names_the_flag_that_keeps_a_failed_artifact(tmp_path, capsys, monke
     monkeypatch.setattr(exporter, "parity_report", lambda *args, **kwargs: real_report(
         *args, **{**kwargs, "tolerance": ParityTolerance(float32_atol=-1.0)}))
     keras.utils.set_random_seed(0)
-    preset = presets.save_preset(create_model("nin_mnist"), tmp_path / "preset", {"dataset": "mnist"},
+    preset = save_preset(create_model("nin_mnist"), tmp_path / "preset", {"dataset": "mnist"},
                                  [keras.layers.Rescaling(1 / 255)])
     argv = ["export", str(preset), "--formats", "tflite", "--out", str(tmp_path / "out"), "--parity-samples", "4"]
     assert cli.main(argv) == 1
@@ -575,7 +576,7 @@ def test_cli_export_then_predict_matches_keras(tmp_path, capsys):
 
     keras.utils.set_random_seed(0)
     network = create_model("nin_mnist")
-    preset = presets.save_preset(network, tmp_path / "preset", {"dataset": "mnist"},
+    preset = save_preset(network, tmp_path / "preset", {"dataset": "mnist"},
                                  [keras.layers.Rescaling(1 / 255)])
     out = tmp_path / "out"
     assert cli.main(["export", str(preset), "--formats", "tflite,onnx", "--out", str(out),
@@ -600,7 +601,7 @@ def test_cli_export_prints_a_line_per_artifact_as_it_goes(tmp_path, capsys, monk
     from nin_keras.export import exporter
 
     keras.utils.set_random_seed(0)
-    preset = presets.save_preset(create_model("nin_mnist"), tmp_path / "preset", {"dataset": "mnist"},
+    preset = save_preset(create_model("nin_mnist"), tmp_path / "preset", {"dataset": "mnist"},
                                  [keras.layers.Rescaling(1 / 255)])
     out = tmp_path / "out"
     seen = []  # what was printed and which artifacts existed when each artifact was finished

@@ -60,8 +60,8 @@ def make_compact_preset(
     """
     from nin_keras.data.arrays import load_arrays
     from nin_keras.evaluation import evaluate_model, preset_metrics
-    from nin_keras.zoo.preset_loader import load_preset
-    from nin_keras.zoo.presets import inference_model, save_preset
+    from nin_keras.zoo.preset_writer import save_preset
+    from nin_keras.zoo.presets import inference_model, load_preset
 
     source = load_preset(preset)
     positions = [i for i, layer in enumerate(source.preprocessing) if isinstance(layer, ZCAWhitening)]

@@ -27,7 +27,8 @@ from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.layers import MLPConv
 from nin_keras.models.folding import fold_batch_norm
 from nin_keras.zoo import builder, cards, index, presets, registry, transfer
-from nin_keras.zoo.preset_loader import load_preset
+from nin_keras.zoo.preset_writer import save_preset
+from nin_keras.zoo.presets import load_preset
 
 #: Largest difference between the probabilities of a BN network and its folded twin that
 #: publishing accepts (float32 rounding gives about 1e-6).
@@ -122,7 +123,7 @@ def publish(
         metadata.update(_measure(network, preset, name, data_dir))
     if command:
         metadata["published_by"] = command
-    folder = presets.save_preset(network, Path(weights_dir) / name, metadata, preset.preprocessing,
+    folder = save_preset(network, Path(weights_dir) / name, metadata, preset.preprocessing,
                                  architecture=base, architecture_kwargs={}, overwrite=overwrite)
     index.write_index(weights_dir)
     if Path(weights_dir).resolve() == index.WEIGHTS_DIR:
