@@ -320,7 +320,7 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
     model is taken as an inference model (raw images in); its data set is ``dataset``, or the
     zoo entry's when the zoo built it.
     """
-    from nin_keras.zoo import load_preset, presets, registry
+    from nin_keras.zoo import architectures, load_preset, presets, registry
     from nin_keras.zoo.preset_format import WEIGHTS_FILE
 
     preset_name, weights_file, preset = None, None, None
@@ -336,7 +336,7 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
         if isinstance(model_or_name, ImageClassifier):  # a classifier knows its names and policy
             preset = model_or_name
             dataset = dataset or model_or_name.metadata.get("dataset")
-        built_by = registry.architecture_of(network) or registry.architecture_of(model_or_name)
+        built_by = architectures.architecture_of(network) or architectures.architecture_of(model_or_name)
         if dataset is None and built_by is not None:
             dataset = registry.get_model_entry(built_by[0]).dataset
         base_name = _safe_name(model_or_name.name)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from nin_keras import cli, zoo
 from nin_keras.errors import DownloadError, PresetError, WeightsMismatchError
-from nin_keras.zoo import cards, download, index, preset_format, preset_loader, publish, registry
+from nin_keras.zoo import cards, download, index, preset_format, preset_loader, pretrained, publish, registry
 from nin_keras import models as builders
 
 MEAN, STD = 33.3, 78.5
@@ -501,12 +501,12 @@ def test_every_tag_is_weights_for_the_architecture_of_its_name(preset):
 
 def test_default_tag_is_the_most_accurate_published_weight_set():
     def config(tag, accuracy=None):
-        return registry.PretrainedConfig(tag, (), 0, "mnist", "", {} if accuracy is None else {"test_accuracy": accuracy},
-                                         "", None, "", "")
+        return pretrained.PretrainedConfig(tag, (), 0, "mnist", "", {} if accuracy is None else {"test_accuracy": accuracy},
+                                           "", None, "", "")
 
-    assert registry.best_tag({"a": config("a", 90.0), "b": config("b", 91.5), "c": config("c", 91.5)}) == "b"
-    assert registry.best_tag({"a": config("a"), "b": config("b")}) == "a"  # no metrics: the first
-    assert registry.best_tag({}) is None
+    assert pretrained.best_tag({"a": config("a", 90.0), "b": config("b", 91.5), "c": config("c", 91.5)}) == "b"
+    assert pretrained.best_tag({"a": config("a"), "b": config("b")}) == "a"  # no metrics: the first
+    assert pretrained.best_tag({}) is None
     entry = zoo.get_model_entry("nin_cifar10")
     best = max(entry.pretrained.values(), key=lambda c: c.metrics["test_accuracy"])
     assert entry.default_tag == best.tag

@@ -10,7 +10,8 @@ from typing import Any
 
 import keras
 
-from nin_keras.zoo.registry import build_architecture, get_pretrained_config
+from nin_keras.zoo.architectures import build_architecture
+from nin_keras.zoo.registry import get_pretrained_config
 from nin_keras.zoo.transfer import load_pretrained
 
 

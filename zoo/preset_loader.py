@@ -25,7 +25,8 @@ import keras
 from nin_keras.data.input_policy import InputPolicy, policy_from_metadata
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.io_utils import read_json, sha256_file
-from nin_keras.zoo import download, registry
+from nin_keras.zoo import architectures, download, registry
+from nin_keras.zoo.pretrained import PretrainedConfig
 from nin_keras.zoo.preset_format import (
     CONFIG_FILE,
     MAX_JSON_BYTES,
@@ -132,7 +133,7 @@ def _resolve(ref: str, cache_dir: str | os.PathLike | None) -> Path:
     return resolve_registered(*registry.get_pretrained_config(ref), cache_dir)
 
 
-def resolve_registered(entry: registry.ModelEntry, config: registry.PretrainedConfig,
+def resolve_registered(entry: registry.ModelEntry, config: PretrainedConfig,
                         cache_dir: str | os.PathLike | None = None) -> Path:
     """The folder of a registered weight set, every file verified along the chain of trust: the
     index's sha256 of ``config.json`` and ``metadata.json``, then the metadata's of the weights.
@@ -196,7 +197,7 @@ def _build_network(architecture: str, kwargs: Mapping[str, Any], metadata: Mappi
         WeightsMismatchError: a layer's weight shapes differ from the record (names the layer).
     """
     def build() -> keras.Model:
-        return registry.build_architecture(architecture, **kwargs)
+        return architectures.build_architecture(architecture, **kwargs)
 
     try:
         _check_shapes(planned_weight_shapes(build), metadata["layers"], architecture, folder / WEIGHTS_FILE)

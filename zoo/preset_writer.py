@@ -17,6 +17,7 @@ from nin_keras.errors import PresetError
 from nin_keras.io_utils import atomic_dir, sha256_file
 from nin_keras.models import count_flops
 from nin_keras.zoo import registry
+from nin_keras.zoo.architectures import architecture_of
 from nin_keras.zoo.preset_format import (
     CONFIG_FILE,
     FORMAT,
@@ -70,7 +71,7 @@ def save_preset(
             ``overwrite``), or a weight of ``model`` is NaN or infinite.
     """
     if architecture is None:
-        known = registry.architecture_of(model)
+        known = architecture_of(model)
         if known is None:
             raise ValueError(
                 "The architecture of `model` is unknown (not built by nin_keras.zoo.create_model, or built with "

@@ -31,7 +31,7 @@ def finish_run(recipe, outcome, preprocess, out_dir, data_dir, verbose):
     """
     from nin_keras.data import dataset_info
     from nin_keras.zoo import get_model_entry, inference_model, save_preset
-    from nin_keras.zoo.registry import architecture_of
+    from nin_keras.zoo.architectures import architecture_of
 
     network, extra = outcome.network, dict(outcome.extra)
     architecture, _ = architecture_of(network)
