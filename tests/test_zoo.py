@@ -117,6 +117,27 @@ def test_create_model_arguments_reach_the_builder():
     assert len(bn.get_layer("mlpconv1").weights) > len(model.get_layer("mlpconv1").weights)
 
 
+
+def test_the_architecture_travels_in_the_model_through_clone_model_and_a_keras_file(tmp_path):
+    """``save_preset`` reads the architecture from the model itself: a clone and a reloaded
+    .keras copy record the same name and arguments, and the preset rebuilt from the clone's
+    config.json takes the clone's weights."""
+    from nin_keras.zoo.architectures import architecture_of
+
+    model = zoo.create_model("nin_mnist", classes=7, input_shape=(32, 32, 1))
+    recorded = ("nin_mnist", {"classes": 7, "input_shape": [32, 32, 1], "include_top": True})
+    assert architecture_of(model) == recorded
+    clone = keras.models.clone_model(model)
+    assert architecture_of(clone) == recorded and clone is not model
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    assert architecture_of(reloaded) == recorded and _same_weights(reloaded, model)
+    zoo.save_preset(clone, tmp_path / "preset", {"dataset": "mnist"})
+    assert json.loads((tmp_path / "preset" / "config.json").read_text())["kwargs"] == recorded[1]
+    assert _same_weights(zoo.load_preset(tmp_path / "preset").model, clone)
+    assert architecture_of(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])) is None
+
+
 # --------------------------------------------------------------------------- presets
 
 
