@@ -136,6 +136,8 @@ def test_the_architecture_travels_in_the_model_through_clone_model_and_a_keras_f
     assert json.loads((tmp_path / "preset" / "config.json").read_text())["kwargs"] == recorded[1]
     assert _same_weights(zoo.load_preset(tmp_path / "preset").model, clone)
     assert architecture_of(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])) is None
+    with pytest.raises(ValueError, match="Unknown zoo model 'no_such_net'"):
+        type(model).from_config({**model.get_config(), "architecture": "no_such_net"})
 
 
 # --------------------------------------------------------------------------- presets

@@ -8,8 +8,7 @@ or loaded from a ``.keras`` file still knows it: a zoo network is a ``ZooModel``
 nothing else (Keras turns any other subclass into a plain functional model), so the two values
 are attributes of the model's class: one ``ZooModel`` subclass per architecture and arguments
 (``_model_class``), all serialized under the one registered name ``nin_keras>ZooModel``. Loading
-such a ``.keras`` file in a new process needs this module imported first, as the library's layers
-need ``nin_keras.layers``.
+such a ``.keras`` file in a new process needs this module imported first.
 """
 
 from __future__ import annotations
@@ -37,7 +36,10 @@ class ZooModel(keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> ZooModel:
         config = dict(config)
-        kind = _model_class(config.pop("architecture"), config.pop("architecture_kwargs"))
+        # An unregistered name is refused here, and looking it up loads the built-in entries,
+        # whose layers the graph below is deserialized with.
+        entry = get_model_entry(config.pop("architecture"))
+        kind = _model_class(entry.name, config.pop("architecture_kwargs"))
         # Keras's own functional revival, for the class that carries this architecture.
         return super(ZooModel, kind).from_config(config, custom_objects=custom_objects)
 
