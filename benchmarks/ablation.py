@@ -139,7 +139,8 @@ def run_variant(name: str, recipe: dict, out: Path, data_dir: str | None) -> dic
     import keras
 
     from nin_keras.data.arrays import load_arrays
-    from nin_keras.train import evaluate_model, train
+    from nin_keras.evaluation import evaluate_model
+    from nin_keras.train import train
     from nin_keras.zoo import load_preset
 
     keras.utils.clear_session()

@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nin_keras.data.arrays import load_arrays
     from nin_keras.export import export
     from nin_keras.export.runtime import load_onnx, load_tflite
-    from nin_keras.train.evaluate import predict_probabilities
+    from nin_keras.evaluation import predict_probabilities
 
     preset = zoo.load_preset(args.preset)
     x_test, y_test = load_arrays({"name": preset.metadata["dataset"]}, "test", args.data_dir)

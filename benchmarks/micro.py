@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nin_keras.export import export
     from nin_keras.export.metadata import metadata_path
     from nin_keras.export.micro import load_micro
-    from nin_keras.train.evaluate import predict_probabilities
+    from nin_keras.evaluation import predict_probabilities
 
     rows = []
     for name in (PRESETS[:1] if args.quick else args.presets):

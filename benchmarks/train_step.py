@@ -416,7 +416,8 @@ def _library_epochs(batch: int, steps: int, runs: int) -> list[float]:
 
     from nin_keras.train.components import build_layers
     from nin_keras.train.recipes import Recipe
-    from nin_keras.train.run import NetworkStart, RunInputs, RunSettings, input_shape_after, run
+    from nin_keras.train.run import input_shape_after, run
+    from nin_keras.train.run_state import NetworkStart, RunInputs, RunSettings
 
     images, labels = _arrays(batch, steps)
     recipe = Recipe.parse(_recipe(batch, 1 + runs))

@@ -42,8 +42,8 @@ from nin_keras.export.serving import ServingModule
 from nin_keras.export.tflite import convert_tflite, op_types
 from nin_keras.export.whitening_int8 import rounded_whitening
 from nin_keras.io_utils import atomic_dir, atomic_write
-from nin_keras.layers import ConvWhitening
-from nin_keras.zoo.classifier import PREPROCESSING_LAYERS, ImageClassifier, split_preprocessing
+from nin_keras.layers import PREPROCESSING_LAYERS, ConvWhitening
+from nin_keras.zoo.classifier import ImageClassifier, split_preprocessing
 
 #: What ``export()`` and ``nin-keras export`` write unless told: the three model files (the web
 #: folder, a page around an ONNX model, is asked for by name).
@@ -404,7 +404,7 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
     model is taken as an inference model (raw images in); its data set is ``dataset``, or the
     zoo entry's when the zoo built it.
     """
-    from nin_keras.zoo import load_preset, presets, registry
+    from nin_keras.zoo import architectures, load_preset, presets, registry
     from nin_keras.zoo.preset_format import WEIGHTS_FILE
 
     preset_name, weights_file, preset = None, None, None
@@ -420,7 +420,7 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
         if isinstance(model_or_name, ImageClassifier):  # a classifier knows its names and policy
             preset = model_or_name
             dataset = dataset or model_or_name.metadata.get("dataset")
-        built_by = registry.architecture_of(network) or registry.architecture_of(model_or_name)
+        built_by = architectures.architecture_of(network) or architectures.architecture_of(model_or_name)
         if dataset is None and built_by is not None:
             dataset = registry.get_model_entry(built_by[0]).dataset
         base_name = _safe_name(model_or_name.name)

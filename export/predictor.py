@@ -10,16 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from nin_keras.data.input_policy import InputPolicy, policy_from_metadata
-from nin_keras.errors import Argument, ArgumentError, ExportError, NinKerasError
+from nin_keras.data.model_io import ImageInput, are_paths, check_top_k, image_batch, top_k_classes
+from nin_keras.errors import ExportError, NinKerasError
 from nin_keras.export.metadata import metadata_path, read_metadata
-
-ImageInput = str | os.PathLike | np.ndarray | Sequence[str | os.PathLike]
-
 
 #: The model inside a web export folder (``export/web.py``'s ``MODEL_FILE``; that module needs TensorFlow).
 WEB_MODEL_FILE = "model.onnx"
@@ -185,7 +183,7 @@ class Predictor:
         return self.classify(images, top_k)
 
     def _as_batch(self, images: ImageInput) -> np.ndarray:
-        if not self.raw_pixels and _are_paths(images):
+        if not self.raw_pixels and are_paths(images):
             raise ValueError(f"artifact {str(self.path)!r} was exported without "
                              "preprocessing; pass preprocessed arrays, not image files")
         return image_batch(images, self.input_shape, self._read, raw_pixels=self.raw_pixels)
@@ -207,76 +205,6 @@ class Predictor:
             return tuple(int(d) for d in Interpreter(str(self.path)).get_input_details()[0]["shape"][1:])
         spec = self._run.loaded.signatures["serving_default"].structured_input_signature[1]
         return tuple(int(d) for d in next(iter(spec.values())).shape[1:])
-
-
-def check_top_k(top_k: Any) -> None:
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-        raise ArgumentError(Argument("top_k"), f" must be a positive integer, got {top_k!r}")
-
-
-def top_k_classes(probabilities: np.ndarray, class_names: Sequence[str],
-                  top_k: int = 5) -> list[list[tuple[str, float]]]:
-    """The ``top_k`` most probable ``(class name, probability)`` pairs of each row, most probable
-    first (ties keep class order)."""
-    k = min(top_k, probabilities.shape[-1])
-    order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
-    return [[(class_names[c], float(p[c])) for c in row] for row, p in zip(order, probabilities)]
-
-
-def _are_paths(images: Any) -> bool:
-    return isinstance(images, (str, os.PathLike)) or (
-        isinstance(images, (list, tuple)) and bool(images)
-        and all(isinstance(i, (str, os.PathLike)) for i in images))
-
-
-def image_batch(images: ImageInput, input_shape: Sequence[int], read: Callable[[Any], np.ndarray],
-                raw_pixels: bool = True) -> np.ndarray:
-    """A checked ``float32 (N, H, W, C)`` batch from image files or arrays.
-
-    Args:
-        images: a path, a list of paths, one image ``(H, W, C)`` (``(H, W)`` for one channel)
-            or a batch ``(N, H, W, C)``; arrays are uint8, or float in ``[0, 255]`` (any finite
-            float when ``raw_pixels`` is False: preprocessed network inputs).
-        input_shape: the model's ``(H, W, C)``.
-        read: turns one path into an ``(H, W, C)`` uint8 array (an input policy).
-        raw_pixels: whether the model takes raw pixels.
-
-    Raises:
-        ValueError: empty batch, wrong shape or dtype, non-finite or out-of-range values, or an
-            unreadable image file.
-    """
-    if isinstance(images, (str, os.PathLike)):
-        images = [images]
-    if isinstance(images, (list, tuple)):
-        if not images:
-            raise ValueError("images is an empty list")
-        images = np.stack([read(p) for p in images]) if _are_paths(images) else np.asarray(images)
-    if not isinstance(images, np.ndarray):
-        raise ValueError(f"images must be file paths or a NumPy array, got {type(images).__name__}")
-    height, width, channels = input_shape
-    if images.ndim == 2 and channels == 1:
-        images = images[None, :, :, None]
-    elif images.ndim == 3 and images.shape == (height, width, channels):
-        images = images[None]
-    elif images.ndim == 3 and channels == 1 and images.shape[1:] == (height, width):
-        images = images[..., None]
-    if images.ndim != 4 or images.shape[1:] != (height, width, channels):
-        raise ValueError(f"images must have shape (N, {height}, {width}, {channels}) or one "
-                         f"image's shape, got {images.shape}")
-    if len(images) == 0:
-        raise ValueError("images is an empty batch")
-    if images.dtype == np.uint8:
-        if not raw_pixels:
-            raise ValueError("this artifact takes preprocessed float inputs, got uint8 pixels")
-        return images.astype(np.float32)
-    if not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(f"images must be uint8 or float, got dtype {images.dtype}")
-    if not np.isfinite(images).all():
-        raise ValueError("images contain NaN or infinite values")
-    if raw_pixels and (images.min() < 0 or images.max() > 255):
-        raise ValueError(f"float pixel values must lie in [0, 255], got "
-                         f"[{images.min():g}, {images.max():g}]")
-    return images.astype(np.float32)
 
 
 def _first_line(error: Exception) -> str:

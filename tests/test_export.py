@@ -33,6 +33,8 @@ from nin_keras.export import samples  # noqa: E402
 from nin_keras.export.metadata import metadata_path, weights_sha256  # noqa: E402
 from nin_keras.io_utils import sha256_file  # noqa: E402
 from nin_keras.zoo import presets, registry  # noqa: E402
+from nin_keras.zoo.preset_writer import save_preset  # noqa: E402
+from nin_keras.zoo.builder import create_model  # noqa: E402
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 # BatchNorm variants differ from their plain twins by folded BatchNormalization layers only:
@@ -173,7 +175,7 @@ def test_accuracy_drop_bound_is_at_least_one_images_share(count, wrong, passes):
 
 
 def _export_architecture(name: str, tmp_path: Path) -> None:
-    model = registry.create_model(name)
+    model = create_model(name)
     paths = export(model, ("tflite",), tmp_path, parity_samples=8)
     info = json.loads(metadata_path(paths["tflite"]).read_text())
     assert info["parity"]["passed"] and info["parity"]["count"] == 8
@@ -213,7 +215,7 @@ def float_exports(tmp_path_factory):
             network, preprocessing = preset.model, preset.preprocessing
         else:
             keras.utils.set_random_seed(0)
-            network = registry.create_model(name)
+            network = create_model(name)
             preprocessing = samples_preprocessing(name)
         inference = presets.inference_model(network, preprocessing, input_dtype="float32")
         paths = export(inference, FORMATS, out / name, parity_samples=32,
@@ -358,7 +360,7 @@ def test_int8_exports_report_agreement_and_accuracy(tmp_path):
         tolerance = ParityTolerance()  # a trained model must meet the documented bounds
     else:
         keras.utils.set_random_seed(0)
-        inference = presets.inference_model(registry.create_model("nin_mnist"),
+        inference = presets.inference_model(create_model("nin_mnist"),
                                             [keras.layers.Rescaling(1 / 255)], input_dtype="float32")
         tolerance = ParityTolerance(min_top1_agreement=0.0, max_accuracy_drop=100.0)
     images, labels = real_images("mnist", 64, (28, 28, 1))
@@ -515,7 +517,7 @@ def test_cli_names_the_flag_that_keeps_a_failed_artifact(tmp_path, capsys, monke
     monkeypatch.setattr(exporter, "parity_report", lambda *args, **kwargs: real_report(
         *args, **{**kwargs, "tolerance": ParityTolerance(float32_atol=-1.0)}))
     keras.utils.set_random_seed(0)
-    preset = presets.save_preset(registry.create_model("nin_mnist"), tmp_path / "preset", {"dataset": "mnist"},
+    preset = save_preset(create_model("nin_mnist"), tmp_path / "preset", {"dataset": "mnist"},
                                  [keras.layers.Rescaling(1 / 255)])
     argv = ["export", str(preset), "--formats", "tflite", "--out", str(tmp_path / "out"), "--parity-samples", "4"]
     assert cli.main(argv) == 1
@@ -574,8 +576,8 @@ def test_cli_export_then_predict_matches_keras(tmp_path, capsys):
     from PIL import Image
 
     keras.utils.set_random_seed(0)
-    network = registry.create_model("nin_mnist")
-    preset = presets.save_preset(network, tmp_path / "preset", {"dataset": "mnist"},
+    network = create_model("nin_mnist")
+    preset = save_preset(network, tmp_path / "preset", {"dataset": "mnist"},
                                  [keras.layers.Rescaling(1 / 255)])
     out = tmp_path / "out"
     assert cli.main(["export", str(preset), "--formats", "tflite,onnx", "--out", str(out),
@@ -600,7 +602,7 @@ def test_cli_export_prints_a_line_per_artifact_as_it_goes(tmp_path, capsys, monk
     from nin_keras.export import exporter
 
     keras.utils.set_random_seed(0)
-    preset = presets.save_preset(registry.create_model("nin_mnist"), tmp_path / "preset", {"dataset": "mnist"},
+    preset = save_preset(create_model("nin_mnist"), tmp_path / "preset", {"dataset": "mnist"},
                                  [keras.layers.Rescaling(1 / 255)])
     out = tmp_path / "out"
     seen = []  # what was printed and which artifacts existed when each artifact was finished

@@ -92,7 +92,7 @@ def mnist_network():
 )
 def test_evaluation_rejects_bad_images_naming_the_problem(mnist_network, images, words):
     # NaN images used to give NaN probabilities whose argmax (class 0) counted as correct.
-    from nin_keras.train.evaluate import evaluate_model
+    from nin_keras.evaluation import evaluate_model
 
     with pytest.raises(ValueError, match=words):
         evaluate_model(mnist_network, images, np.zeros(len(images), np.int64))
@@ -221,14 +221,14 @@ def test_unlisted_preprocessing_weights_are_never_loaded(preset_folder, tmp_path
 def test_declared_classes_are_checked_before_the_model_is_built(preset_folder, tmp_path, monkeypatch, classes):
     """A config asking for 2,000,000 classes used to build a 3 GB model before any check."""
     from nin_keras import zoo
-    from nin_keras.zoo import registry
+    from nin_keras.zoo import architectures
 
     folder = _copy(preset_folder, tmp_path)
     config = json.loads((folder / "config.json").read_text())
     config["kwargs"]["classes"] = classes
     (folder / "config.json").write_text(json.dumps(config))
     built = []
-    monkeypatch.setattr(registry, "build_architecture", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(architectures, "build_architecture", lambda *a, **k: built.append(a))
     with pytest.raises(WeightsMismatchError, match=r"'classes' is .*classifier 'mlpconv3'.* 10 outputs"):
         zoo.load_preset(folder)
     assert built == []
@@ -236,7 +236,7 @@ def test_declared_classes_are_checked_before_the_model_is_built(preset_folder, t
 
 def test_metadata_recording_more_weights_than_the_file_holds_is_refused(preset_folder, tmp_path, monkeypatch):
     from nin_keras import zoo
-    from nin_keras.zoo import registry
+    from nin_keras.zoo import architectures
 
     folder = _copy(preset_folder, tmp_path)
     config = json.loads((folder / "config.json").read_text())
@@ -244,7 +244,7 @@ def test_metadata_recording_more_weights_than_the_file_holds_is_refused(preset_f
     (folder / "config.json").write_text(json.dumps(config))
     _edit_metadata(folder, lambda m: m["layers"]["mlpconv3"][-1].__setitem__(0, 2_000_000))
     built = []
-    monkeypatch.setattr(registry, "build_architecture", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(architectures, "build_architecture", lambda *a, **k: built.append(a))
     with pytest.raises(PresetError, match="records .* weight values, more than model.weights.h5"):
         zoo.load_preset(folder)
     assert built == []

@@ -242,7 +242,7 @@ def test_weight_average_matches_the_hand_computed_recurrence():
 def test_test_time_augmentation_against_hand_computed_views():
     import keras
 
-    from nin_keras.train.evaluate import evaluate_model, predict_probabilities, translate
+    from nin_keras.evaluation import evaluate_model, predict_probabilities, translate
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(6, 5, 4, 1)).astype(np.uint8)
@@ -629,7 +629,7 @@ def test_two_worker_multiworker_run_on_loopback_agrees(tmp_path):
 def test_preset_metrics_are_the_percentages_of_evaluate_model():
     import keras
 
-    from nin_keras.train.evaluate import evaluate_model, preset_metrics
+    from nin_keras.evaluation import evaluate_model, preset_metrics
 
     model = keras.Sequential([keras.Input((1, 1, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
     model.layers[-1].set_weights([np.array([[1.0, -1.0]], np.float32), np.zeros(2, np.float32)])
@@ -640,3 +640,12 @@ def test_preset_metrics_are_the_percentages_of_evaluate_model():
     metrics = preset_metrics(result)
     assert metrics["test_accuracy"] == 60.0 and metrics["test_error"] == 40.0 and metrics["test_examples"] == 5
     assert metrics["test_loss"] == pytest.approx(result["loss"], abs=1e-6)
+
+
+def test_evaluate_model_under_its_old_name_warns_and_is_the_same_function():
+    import nin_keras.train
+    from nin_keras.evaluation import evaluate_model
+
+    with pytest.warns(DeprecationWarning, match="nin_keras.evaluation"):
+        assert nin_keras.train.evaluate_model is evaluate_model
+    assert "evaluate_model" not in nin_keras.train.__all__

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from nin_keras import cli, zoo
 from nin_keras.errors import DownloadError, PresetError, WeightsMismatchError
-from nin_keras.zoo import cards, download, index, preset_format, preset_loader, publish, registry
+from nin_keras.zoo import cards, download, index, preset_format, preset_loader, pretrained, publish, registry
 from nin_keras import models as builders
 
 MEAN, STD = 33.3, 78.5
@@ -115,6 +115,29 @@ def test_create_model_arguments_reach_the_builder():
     assert body.layers[-1].name == "dropout2"
     bn = zoo.create_model("nin_mnist_bn")
     assert len(bn.get_layer("mlpconv1").weights) > len(model.get_layer("mlpconv1").weights)
+
+
+
+def test_the_architecture_travels_in_the_model_through_clone_model_and_a_keras_file(tmp_path):
+    """``save_preset`` reads the architecture from the model itself: a clone and a reloaded
+    .keras copy record the same name and arguments, and the preset rebuilt from the clone's
+    config.json takes the clone's weights."""
+    from nin_keras.zoo.architectures import architecture_of
+
+    model = zoo.create_model("nin_mnist", classes=7, input_shape=(32, 32, 1))
+    recorded = ("nin_mnist", {"classes": 7, "input_shape": [32, 32, 1], "include_top": True})
+    assert architecture_of(model) == recorded
+    clone = keras.models.clone_model(model)
+    assert architecture_of(clone) == recorded and clone is not model
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    assert architecture_of(reloaded) == recorded and _same_weights(reloaded, model)
+    zoo.save_preset(clone, tmp_path / "preset", {"dataset": "mnist"})
+    assert json.loads((tmp_path / "preset" / "config.json").read_text())["kwargs"] == recorded[1]
+    assert _same_weights(zoo.load_preset(tmp_path / "preset").model, clone)
+    assert architecture_of(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])) is None
+    with pytest.raises(ValueError, match="Unknown zoo model 'no_such_net'"):
+        type(model).from_config({**model.get_config(), "architecture": "no_such_net"})
 
 
 # --------------------------------------------------------------------------- presets
@@ -514,12 +537,12 @@ def test_every_tag_is_weights_for_the_architecture_of_its_name(preset):
 
 def test_default_tag_is_the_most_accurate_published_weight_set():
     def config(tag, accuracy=None):
-        return registry.PretrainedConfig(tag, (), 0, "mnist", "", {} if accuracy is None else {"test_accuracy": accuracy},
-                                         "", None, "", "")
+        return pretrained.PretrainedConfig(tag, (), 0, "mnist", "", {} if accuracy is None else {"test_accuracy": accuracy},
+                                           "", None, "", "")
 
-    assert registry.best_tag({"a": config("a", 90.0), "b": config("b", 91.5), "c": config("c", 91.5)}) == "b"
-    assert registry.best_tag({"a": config("a"), "b": config("b")}) == "a"  # no metrics: the first
-    assert registry.best_tag({}) is None
+    assert pretrained.best_tag({"a": config("a", 90.0), "b": config("b", 91.5), "c": config("c", 91.5)}) == "b"
+    assert pretrained.best_tag({"a": config("a"), "b": config("b")}) == "a"  # no metrics: the first
+    assert pretrained.best_tag({}) is None
     entry = zoo.get_model_entry("nin_cifar10")
     best = max(entry.pretrained.values(), key=lambda c: c.metrics["test_accuracy"])
     assert entry.default_tag == best.tag

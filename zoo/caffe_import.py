@@ -10,8 +10,9 @@ from nin_keras.data import dataset_info
 from nin_keras.data.arrays import fit_preprocessing, load_arrays
 from nin_keras.io_utils import sha256_file
 from nin_keras.layers import ZCAWhitening
-from nin_keras.zoo.presets import save_preset
-from nin_keras.zoo.registry import create_model, get_model_entry
+from nin_keras.zoo.builder import create_model
+from nin_keras.zoo.preset_writer import save_preset
+from nin_keras.zoo.registry import get_model_entry
 
 
 def import_caffe_preset(

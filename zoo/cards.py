@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nin_keras.io_utils import atomic_write
-from nin_keras.zoo import download, index, registry
+from nin_keras.zoo import builder, download, index, pretrained, registry
 
 README = Path(__file__).resolve().parent / "README.md"
 DATASET_TITLES = {
@@ -45,7 +45,7 @@ def summarize(name: str) -> ModelSummary:
     from nin_keras.models import count_flops
 
     entry = registry.get_model_entry(name)
-    model = registry.create_model(entry.name)
+    model = builder.create_model(entry.name)
     return ModelSummary(
         name=entry.name,
         dataset=entry.dataset,
@@ -79,7 +79,7 @@ def _dataset_rows(summaries: Sequence[ModelSummary], presets_index: Mapping[str,
             why = "no data here" if s.dataset in NO_DATA else "not trained here"
             paper_way = dataset_info(s.dataset).preprocessing
             rows.append(f"| `{s.name}` | none ({why}) | — | {_percent(s.paper_error)} | {common} | — | paper: {paper_way} |")
-        default = registry.best_tag({c.tag: c for c in configs})
+        default = pretrained.best_tag({c.tag: c for c in configs})
         for cfg in configs:
             error = cfg.metrics.get("test_error")
             where = f" ({cfg.evaluated_on})" if cfg.evaluated_on else ""

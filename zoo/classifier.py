@@ -28,14 +28,10 @@ import keras
 import numpy as np
 
 from nin_keras.data.input_policy import InputPolicy
-from nin_keras.layers import (ConvWhitening, GlobalContrastNormalization, LocalContrastNormalization,
-                              ZCAWhitening)
-
-#: Layer types that count as preprocessing: the classifier's leading layers, split off by
-#: ``export(..., include_preprocessing=False)``, kept float32 inside int8 artifacts and skipped by
-#: the deconvnet.
-PREPROCESSING_LAYERS = (GlobalContrastNormalization, ZCAWhitening, ConvWhitening,
-                        LocalContrastNormalization, keras.layers.Rescaling, keras.layers.Normalization)
+from nin_keras.data.model_io import check_top_k, image_batch, top_k_classes
+from nin_keras.layers import PREPROCESSING_LAYERS
+from nin_keras.zoo.preset_loader import PresetContents, read_preset
+from nin_keras.zoo.preset_writer import save_preset
 
 #: Metadata a classifier carries into a preset it saves; measured figures (metrics, the command
 #: that measured them) describe the weights it was loaded with and are dropped unless given again.
@@ -134,8 +130,6 @@ class ImageClassifier(keras.Model):
             top_k: how many classes per image.
             batch_size: images per forward pass.
         """
-        from nin_keras.export.predictor import check_top_k, image_batch, top_k_classes
-
         check_top_k(top_k)
         batch = image_batch(images, tuple(self.input_shape[1:]), self._read)
         probabilities = np.asarray(self.predict(batch, batch_size=batch_size, verbose=0))
@@ -155,9 +149,15 @@ class ImageClassifier(keras.Model):
                     input_dtype: str = "float32") -> "ImageClassifier":
         """Load a preset (zoo name such as ``"nin_cifar10"`` or ``"nin_cifar10.caffe"``, a folder or
         an ``http(s)://``/``file://`` URL; see ``load_preset``) as a classifier."""
-        from nin_keras.zoo.preset_loader import load_preset
+        return cls.from_loaded(read_preset(preset, cache_dir=cache_dir), input_dtype=input_dtype)
 
-        return load_preset(preset, cache_dir=cache_dir).classifier(input_dtype=input_dtype)
+    @classmethod
+    def from_loaded(cls, preset: PresetContents, input_dtype: str = "float32") -> "ImageClassifier":
+        """A loaded preset (``load_preset``'s ``Preset``) as a classifier: its network and
+        preprocessing, with its class names, input policy and metadata."""
+        return cls(preset.model, preset.preprocessing, class_names=preset.class_names,
+                   input_policy=preset.input_policy, metadata=preset.metadata, input_dtype=input_dtype,
+                   name=f"{preset.model.name}_inference")
 
     def save_to_preset(self, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None, *,
                        overwrite: bool = False) -> Path:
@@ -170,8 +170,6 @@ class ImageClassifier(keras.Model):
                 are kept; its old metrics are not (they described other weights).
             overwrite: replace an existing folder, once the new one is complete.
         """
-        from nin_keras.zoo.presets import save_preset
-
         kept = {k: self.metadata[k] for k in _KEPT_METADATA if k in self.metadata}
         if self.class_names is not None:
             kept["class_names"] = self.class_names

@@ -59,9 +59,9 @@ def make_compact_preset(
         PresetError: the preset has no ``ZCAWhitening`` to distil.
     """
     from nin_keras.data.arrays import load_arrays
-    from nin_keras.train.evaluate import evaluate_model, preset_metrics
-    from nin_keras.zoo.preset_loader import load_preset
-    from nin_keras.zoo.presets import inference_model, save_preset
+    from nin_keras.evaluation import evaluate_model, preset_metrics
+    from nin_keras.zoo.preset_writer import save_preset
+    from nin_keras.zoo.presets import inference_model, load_preset
 
     source = load_preset(preset)
     positions = [i for i, layer in enumerate(source.preprocessing) if isinstance(layer, ZCAWhitening)]

@@ -28,7 +28,8 @@ from typing import Any
 
 from nin_keras.errors import PresetError
 from nin_keras.io_utils import atomic_write, read_json, sha256_file
-from nin_keras.zoo.registry import PretrainedConfig, WeightsFile, split_name
+from nin_keras.zoo.pretrained import PretrainedConfig, WeightsFile
+from nin_keras.zoo.registry import split_name
 
 FORMAT = "nin_keras.weights_index"
 FORMAT_VERSION = 1

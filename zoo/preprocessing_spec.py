@@ -5,7 +5,7 @@ metadata is covered by no hash, and building a layer allocates its weights, so a
 ``Dense`` of 200,000,000 units or a whitening matrix for a billion values would spend gigabytes
 before ``load_weights`` could report the misfit. Here, before construction:
 
-- only the library's preprocessing classes (``classifier.PREPROCESSING_LAYERS``) are accepted,
+- only the library's preprocessing classes (``nin_keras.layers.PREPROCESSING_LAYERS``) are accepted,
   built with their own ``from_config`` (no class lookup by name or module);
 - the size arguments are bounded by the input (a kernel no larger than the image);
 - the weights a layer whose size grows faster than its input would create (``ZCAWhitening``'s
@@ -30,8 +30,7 @@ import keras
 
 from nin_keras.arguments import is_whole
 from nin_keras.errors import PresetError
-from nin_keras.layers import ConvWhitening, LocalContrastNormalization, ZCAWhitening
-from nin_keras.zoo.classifier import PREPROCESSING_LAYERS
+from nin_keras.layers import PREPROCESSING_LAYERS, ConvWhitening, LocalContrastNormalization, ZCAWhitening
 from nin_keras.zoo.preset_format import METADATA_FILE
 
 _CLASSES = {cls.__name__: cls for cls in PREPROCESSING_LAYERS}

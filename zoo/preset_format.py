@@ -13,7 +13,7 @@ A preset folder holds::
                               error, parameters, FLOPs, per-layer weight shapes, each weights
                               file's size and sha256, license, source
 
-``presets.save_preset`` writes it, ``preset_loader.load_preset`` reads it; both go through this
+``preset_writer.save_preset`` writes it, ``preset_loader.read_preset`` reads it; both go through this
 module's parsers and helpers.
 """
 

@@ -1,4 +1,6 @@
-"""Loading presets: from a local folder, an ``http(s)://``/``file://`` URL or a zoo name.
+"""Reading presets: from a local folder, an ``http(s)://``/``file://`` URL or a zoo name, into
+``PresetContents`` (below the classifier: ``ImageClassifier.from_preset`` reads through here, and
+``nin_keras.zoo.load_preset`` wraps the contents as a ``Preset``).
 
 Nothing in a preset can run code: the architecture is a registered zoo name and the
 preprocessing layers are the library's preprocessing classes (``preprocessing_spec``). Every
@@ -14,16 +16,17 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
 
+from nin_keras.data.input_policy import InputPolicy, policy_from_metadata
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.io_utils import read_json, sha256_file
-from nin_keras.zoo import download, registry
-from nin_keras.zoo.classifier import ImageClassifier
+from nin_keras.zoo import architectures, download, registry
+from nin_keras.zoo.pretrained import PretrainedConfig
 from nin_keras.zoo.preset_format import (
     CONFIG_FILE,
     MAX_JSON_BYTES,
@@ -39,13 +42,53 @@ from nin_keras.zoo.preset_format import (
     read_preset_json,
 )
 from nin_keras.zoo.preprocessing_spec import preprocessing_layers
-from nin_keras.zoo.presets import Preset
 
 _URL_SCHEMES = ("http://", "https://", "file://")
 
 
-def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Preset:
-    """Load a preset: a local folder, an ``http(s)://``/``file://`` URL of a folder, or a zoo name.
+class PresetContents:
+    """What a preset folder holds, loaded: the network, its fitted preprocessing layers and its
+    metadata (``nin_keras.zoo.Preset`` adds the classifier built from them).
+
+    Attributes:
+        model: the ``keras.Model`` (network only, float inputs already preprocessed).
+        preprocessing: the preprocessing layers, in application order.
+        metadata: the parsed ``metadata.json``.
+        architecture: zoo name of the network; ``kwargs`` its builder arguments.
+        path: the folder it was loaded from.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        preprocessing: Sequence[keras.layers.Layer],
+        metadata: Mapping[str, Any],
+        architecture: str,
+        kwargs: Mapping[str, Any],
+        path: Path | None = None,
+    ):
+        self.model = model
+        self.preprocessing = list(preprocessing)
+        self.metadata = dict(metadata)
+        self.architecture = architecture
+        self.kwargs = dict(kwargs)
+        self.path = path
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.metadata.get("class_names")
+
+    @property
+    def input_policy(self) -> InputPolicy | None:
+        """How an image file becomes this model's input: ``metadata.json``'s ``input_policy``,
+        or (presets written before policies existed) the default of its data set; None for a
+        model whose input is not a fixed-size image."""
+        return policy_from_metadata(self.metadata, self.model.input_shape[1:])
+
+
+def read_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> PresetContents:
+    """Read a preset: a local folder, an ``http(s)://``/``file://`` URL of a folder, or a zoo name
+    (``nin_keras.zoo.load_preset`` gives it as a ``Preset``).
 
     A zoo name (``"nin_mnist"`` for the default weights, ``"nin_cifar10.caffe"`` for a tag) is
     resolved as described in ``nin_keras.zoo.download`` (bundled, cache, mirror) and every file is
@@ -65,12 +108,6 @@ def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
     ref = os.fspath(preset)
     # A fetched preset's files were hashed on the way in; a local folder's are hashed on loading.
     return load_folder(_resolve(ref, cache_dir), verified=not os.path.isdir(ref))
-
-
-def from_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> ImageClassifier:
-    """``load_preset(preset)`` as an ``ImageClassifier`` that takes raw images (see ``load_preset``
-    for what ``preset`` may be); its ``backbone`` is the bare network."""
-    return load_preset(preset, cache_dir=cache_dir).classifier()
 
 
 #: What a preset can be, said when something else was given.
@@ -96,7 +133,7 @@ def _resolve(ref: str, cache_dir: str | os.PathLike | None) -> Path:
     return resolve_registered(*registry.get_pretrained_config(ref), cache_dir)
 
 
-def resolve_registered(entry: registry.ModelEntry, config: registry.PretrainedConfig,
+def resolve_registered(entry: registry.ModelEntry, config: PretrainedConfig,
                         cache_dir: str | os.PathLike | None = None) -> Path:
     """The folder of a registered weight set, every file verified along the chain of trust: the
     index's sha256 of ``config.json`` and ``metadata.json``, then the metadata's of the weights.
@@ -134,7 +171,7 @@ def _fetch_url_preset(url: str, cache_dir: str | os.PathLike | None) -> Path:
     return local
 
 
-def load_folder(folder: Path, verified: bool = False) -> Preset:
+def load_folder(folder: Path, verified: bool = False) -> PresetContents:
     """Load a preset folder; ``verified``: its files' sha256 were just checked (registry path)."""
     architecture, kwargs = parse_config(read_preset_json(folder, CONFIG_FILE), str(folder / CONFIG_FILE))
     metadata = parse_metadata(read_preset_json(folder, METADATA_FILE), str(folder / METADATA_FILE))
@@ -146,7 +183,7 @@ def load_folder(folder: Path, verified: bool = False) -> Preset:
     model = _build_network(architecture, kwargs, metadata, folder)
     _load_weights(model, folder / WEIGHTS_FILE, f"does not fit {architecture!r}")
     preprocessing = _load_preprocessing(folder, metadata)
-    return Preset(model, preprocessing, metadata, architecture, kwargs, folder)
+    return PresetContents(model, preprocessing, metadata, architecture, kwargs, folder)
 
 
 def _build_network(architecture: str, kwargs: Mapping[str, Any], metadata: Mapping[str, Any],
@@ -160,7 +197,7 @@ def _build_network(architecture: str, kwargs: Mapping[str, Any], metadata: Mappi
         WeightsMismatchError: a layer's weight shapes differ from the record (names the layer).
     """
     def build() -> keras.Model:
-        return registry.build_architecture(architecture, **kwargs)
+        return architectures.build_architecture(architecture, **kwargs)
 
     try:
         _check_shapes(planned_weight_shapes(build), metadata["layers"], architecture, folder / WEIGHTS_FILE)

@@ -25,8 +25,9 @@ import numpy as np
 
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.models.folding import fold_batch_norm, has_batch_norm
-from nin_keras.zoo import cards, index, presets, registry, transfer
-from nin_keras.zoo.preset_loader import load_preset
+from nin_keras.zoo import builder, cards, index, presets, registry, transfer
+from nin_keras.zoo.preset_writer import save_preset
+from nin_keras.zoo.presets import load_preset
 
 #: Largest difference between the probabilities of a BN network and its folded twin that
 #: publishing accepts (float32 rounding gives about 1e-6).
@@ -44,12 +45,12 @@ def _published_network(preset: presets.Preset, name: str) -> tuple[keras.Model, 
         WeightsMismatchError: the weights do not fit ``create_model(name)``, or folding changed
             the network's outputs by more than ``FOLD_TOLERANCE``.
     """
-    target = registry.create_model(name)
+    target = builder.create_model(name)
     source = preset.model
     folding: dict[str, Any] = {}
     if has_batch_norm(source):
         try:
-            target = fold_batch_norm(source, lambda: registry.create_model(name))
+            target = fold_batch_norm(source, lambda: builder.create_model(name))
         except ValueError as err:
             raise WeightsMismatchError(f"{preset.path}: cannot fold into {name!r}: {err}") from err
         images = np.random.default_rng(0).integers(0, 256, (32, *source.input_shape[1:]), dtype=np.uint8)
@@ -117,7 +118,7 @@ def publish(
         metadata.update(_measure(network, preset, name, data_dir))
     if command:
         metadata["published_by"] = command
-    folder = presets.save_preset(network, Path(weights_dir) / name, metadata, preset.preprocessing,
+    folder = save_preset(network, Path(weights_dir) / name, metadata, preset.preprocessing,
                                  architecture=base, architecture_kwargs={}, overwrite=overwrite)
     index.write_index(weights_dir)
     if Path(weights_dir).resolve() == index.WEIGHTS_DIR:
@@ -129,7 +130,7 @@ def _measure(network: keras.Model, preset: presets.Preset, name: str, data_dir: 
     """Test-split metrics of ``network`` behind the preset's preprocessing, as ``nin-keras eval``
     measures them."""
     from nin_keras.data.arrays import load_arrays
-    from nin_keras.train.evaluate import evaluate_model, preset_metrics
+    from nin_keras.evaluation import evaluate_model, preset_metrics
 
     dataset = preset.metadata["dataset"]
     images, labels = load_arrays({"name": dataset}, "test", data_dir)

@@ -8,7 +8,9 @@ published for it. A tag is weights only: every tag of a name loads into the netw
 ``nin_cifar10.caffe``); the registry holds the sha256 of its ``config.json`` and
 ``metadata.json`` (from ``zoo/weights/index.json``, see ``nin_keras.zoo.index``), and the metadata
 holds the weights files' sha256, so every copy (bundled, cached, downloaded) is checked along
-that chain. The default tag of a name is its best published weights.
+that chain. The default tag of a name is its best published weights. A weight set's record is
+``nin_keras.zoo.pretrained``, building an architecture by name ``nin_keras.zoo.architectures``, and
+``create_model`` (with or without weights) ``nin_keras.zoo.builder``.
 
 Example:
     >>> from nin_keras import zoo
@@ -26,71 +28,15 @@ import dataclasses
 import difflib
 import fnmatch
 import importlib
-import json
-import math
-import warnings
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
 
 from nin_keras.errors import ArgumentError, Call
+from nin_keras.zoo.pretrained import PretrainedConfig, best_tag
 
 Builder = Callable[..., keras.Model]
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightsFile:
-    """One file of a published preset: its name in the preset folder, sha256 and size in bytes."""
-
-    name: str
-    sha256: str
-    size: int
-
-
-@dataclasses.dataclass(frozen=True)
-class PretrainedConfig:
-    """A published weight set (one *tag*) of a zoo model, as the weights index records it.
-
-    Args:
-        tag: the part after the dot in ``<model>.<tag>``.
-        files: the preset's ``config.json`` and ``metadata.json`` with sha256 and size (the
-            metadata lists the weights files' own).
-        size: total bytes of the preset folder.
-        dataset: data set name the metrics were measured on (``nin_keras.data`` names).
-        preprocessing: one-line summary; the full spec and fitted statistics are in the preset.
-        metrics: measured numbers, percentages, e.g. ``{"test_error": 0.52}``.
-        command: the command that measured ``metrics``.
-        paper_error: the paper's test error (%) these weights compare with (with augmentation
-            when their recipe augments), None if the paper gives none.
-        license: license of the weights.
-        source: where the weights come from (training recipe and run, or original release).
-        evaluated_on: what the metrics were measured on, in words (e.g. "CIFAR-10 (JPEG copy) test split").
-        urls: base URLs of the preset folder; empty because the project has no public host
-            (``$NIN_KERAS_MIRROR`` supplies one).
-    """
-
-    tag: str
-    files: tuple[WeightsFile, ...]
-    size: int
-    dataset: str
-    preprocessing: str
-    metrics: Mapping[str, float]
-    command: str
-    paper_error: float | None
-    license: str
-    source: str
-    evaluated_on: str = ""
-    urls: tuple[str, ...] = ()
-
-    @property
-    def file_hashes(self) -> dict[str, str]:
-        return {f.name: f.sha256 for f in self.files}
-
-    @property
-    def file_sizes(self) -> dict[str, int]:
-        return {f.name: f.size for f in self.files}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,18 +60,7 @@ class ModelEntry:
         return best_tag(self.pretrained)
 
 
-def best_tag(configs: Mapping[str, PretrainedConfig]) -> str | None:
-    """The tag with the highest measured test accuracy (the first on a tie, or when none records
-    one); None without weight sets."""
-    accuracy = {tag: cfg.metrics.get("test_accuracy", -math.inf) for tag, cfg in configs.items()}
-    return max(accuracy, key=accuracy.__getitem__, default=None)
-
-
 _REGISTRY: dict[str, ModelEntry] = {}
-# Which zoo architecture (name, kwargs) built each model, so presets can record it.
-_ARCHITECTURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def register_model(
     builder: Builder | None = None,
     *,
@@ -252,77 +187,3 @@ def get_pretrained_config(name: str, pretrained: bool | str = True) -> tuple[Mod
             f"Zoo model {entry.name!r} has no weights tagged {tag!r}; tags: {sorted(entry.pretrained) or 'none'}."
         )
     return entry, entry.pretrained[tag]
-
-
-def build_architecture(name: str, **kwargs: Any) -> keras.Model:
-    """Zoo architecture ``name`` with random weights: ``builder(**defaults, **kwargs)``, nothing
-    else (what rebuilding a preset's recorded architecture needs; users call ``create_model``).
-
-    The model remembers its architecture name and keyword arguments (when JSON can hold them), so
-    ``save_preset`` can write them to the preset's ``config.json``.
-    """
-    entry = get_model_entry(name)
-    arguments = {**entry.defaults, **kwargs}
-    model = entry.builder(**arguments)
-    try:
-        _ARCHITECTURES[model] = (entry.name, json.loads(json.dumps(arguments)))
-    except TypeError:  # an argument JSON cannot hold (e.g. a Python callable): no preset for this model
-        pass
-    return model
-
-
-def build_model(name: str, **kwargs: Any) -> keras.Model:
-    """Deprecated spelling of ``create_model(name, **kwargs)`` (random weights)."""
-    warnings.warn("nin_keras.zoo.build_model is deprecated; use nin_keras.zoo.create_model (the same call).",
-                  DeprecationWarning, stacklevel=2)
-    return create_model(name, **kwargs)
-
-
-def architecture_of(model: keras.Model) -> tuple[str, dict[str, Any]] | None:
-    """``(zoo name, builder kwargs)`` of a model built by the zoo, else None."""
-    return _ARCHITECTURES.get(model)
-
-
-def create_model(
-    name: str,
-    pretrained: bool | str = False,
-    classes: int | None = None,
-    input_shape: Sequence[int | None] | None = None,
-    include_top: bool = True,
-    **kwargs: Any,
-) -> keras.Model:
-    """Build a zoo model, optionally with published weights (the timm / keras-hub entry point).
-
-    With ``pretrained`` the architecture arguments start from those the weights were trained with;
-    a different ``classes``, ``input_shape`` or ``include_top=False`` builds the new model and
-    copies the pretrained weights into it layer by layer (by name). The classifier (the layers
-    ``include_top`` adds) keeps its fresh initialization where its shapes changed: ready for
-    fine-tuning. Every other layer must fit exactly.
-
-    Args:
-        name: zoo name, optionally with a weight tag: ``"nin_cifar10"``, ``"nin_cifar10.caffe"``.
-        pretrained: False, True (the default tag, or the one in ``name``) or a tag.
-        classes: number of classes; default the architecture's (or the weights').
-        input_shape: image shape; default the architecture's.
-        include_top: False returns the body without the classifier.
-        **kwargs: other builder arguments (``batch_norm``, ``dropout``, ``classifier_activation``, ...).
-
-    Returns:
-        A ``keras.Model``. For the matching preprocessing use ``load_preset(name).inference_model()``.
-
-    Raises:
-        ValueError: unknown name (with close matches) or tag, or no published weights.
-        WeightsMismatchError: the weights do not fit the requested architecture (names the layer).
-        DownloadError, HashMismatchError: the weights could not be fetched or verified.
-    """
-    arguments = dict(kwargs, include_top=include_top)
-    if classes is not None:
-        arguments["classes"] = classes
-    if input_shape is not None:
-        arguments["input_shape"] = list(input_shape)
-    if not pretrained:
-        return build_architecture(name, **arguments)
-    from nin_keras.zoo import transfer  # transfer loads presets, which build through this module: import on use
-
-    entry, config = get_pretrained_config(name, pretrained)
-    return transfer.load_pretrained(entry, config, arguments)

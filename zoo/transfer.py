@@ -15,13 +15,15 @@ import keras
 
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.zoo import registry
+from nin_keras.zoo.architectures import build_architecture
+from nin_keras.zoo.pretrained import PretrainedConfig
 from nin_keras.zoo.preset_format import CONFIG_FILE
 from nin_keras.zoo.preset_loader import load_folder, resolve_registered
 
 
 def load_pretrained(
     entry: registry.ModelEntry,
-    config: registry.PretrainedConfig,
+    config: PretrainedConfig,
     arguments: Mapping[str, Any],
 ) -> keras.Model:
     """``create_model``'s pretrained path: load the weight set, then fit it to ``arguments``.
@@ -39,7 +41,7 @@ def load_pretrained(
     target_args = json.loads(json.dumps({**source_args, **arguments}))
     if target_args == source_args:
         return preset.model
-    target = registry.build_architecture(entry.name, **target_args)
+    target = build_architecture(entry.name, **target_args)
     fresh = classifier_layer_names(entry.name, target_args) if target_args.get("include_top", True) else set()
     transfer_weights(preset.model, target, fresh)
     return target
@@ -48,8 +50,8 @@ def load_pretrained(
 def classifier_layer_names(architecture: str, arguments: Mapping[str, Any]) -> set[str]:
     """Names of the layers ``include_top`` adds to zoo ``architecture`` built with ``arguments``
     (NIN: the last mlpconv, whose final 1x1 convolution has one map per class, and the GAP head)."""
-    top = registry.build_architecture(architecture, **{**arguments, "include_top": True})
-    body = registry.build_architecture(architecture, **{**arguments, "include_top": False})
+    top = build_architecture(architecture, **{**arguments, "include_top": True})
+    body = build_architecture(architecture, **{**arguments, "include_top": False})
     return {layer.name for layer in top.layers} - {layer.name for layer in body.layers}
 
 

@@ -16,7 +16,7 @@ import pickle
 import numpy as np
 
 from nin_keras.data.archive import read_files
-from nin_keras.data.arrays import label_array, pixel_array
+from nin_keras.data.array_checks import label_array, pixel_array
 from nin_keras.errors import DataError
 
 _PYTHON_FILES = {

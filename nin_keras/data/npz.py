@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 
 from nin_keras.data.archive import check_declared_size, expanded_limit
-from nin_keras.data.arrays import label_array, pixel_array
+from nin_keras.data.array_checks import label_array, pixel_array
 from nin_keras.errors import DataError
 
 

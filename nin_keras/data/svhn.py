@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from nin_keras.data.arrays import label_array, pixel_array
+from nin_keras.data.array_checks import label_array, pixel_array
 from nin_keras.errors import DataError
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}

@@ -1,5 +1,7 @@
 """Network-in-Network building blocks as Keras 3 layers (all registered under package "nin_keras")."""
 
+import keras
+
 from nin_keras.layers.caffe_pooling import CaffePooling2D
 from nin_keras.layers.dropconnect import DropConnect
 from nin_keras.layers.gap_head import GlobalAveragePoolingHead
@@ -13,3 +15,9 @@ from nin_keras.layers.lcn import LocalContrastNormalization
 from nin_keras.layers.zca import ZCAWhitening
 from nin_keras.layers.conv_whitening import ConvWhitening
 from nin_keras.layers.mixing import MixUpCutMix
+
+#: Layer types that count as preprocessing: an ``ImageClassifier``'s leading layers (the only ones a
+#: preset's preprocessing spec may hold), split off by ``export(..., include_preprocessing=False)``,
+#: kept float32 inside int8 artifacts and skipped by the deconvnet.
+PREPROCESSING_LAYERS = (GlobalContrastNormalization, ZCAWhitening, ConvWhitening,
+                        LocalContrastNormalization, keras.layers.Rescaling, keras.layers.Normalization)

@@ -56,12 +56,13 @@ from nin_keras.arguments import check_count
 from nin_keras.data.arrays import fit_preprocessing
 from nin_keras.data.image_folder import read_labelled_images
 from nin_keras.errors import Argument, ArgumentError, DataError, OutputExistsError, PresetError
+from nin_keras.evaluation import evaluate_model, preset_metrics
 from nin_keras.train import head_fit
 from nin_keras.train.checkpoint import weights_digest
 from nin_keras.train.components import build_layers
-from nin_keras.train.evaluate import evaluate_model, preset_metrics
 from nin_keras.train.recipes import Recipe
-from nin_keras.train.run import CHECKPOINT, FreezePlan, NetworkStart, RunInputs, RunOutcome, RunSettings, run
+from nin_keras.train.run import run
+from nin_keras.train.run_state import CHECKPOINT, FreezePlan, NetworkStart, RunInputs, RunOutcome, RunSettings
 from nin_keras.train.splits import stratified_holdout
 from nin_keras.train.strategy import make_strategy
 

@@ -45,8 +45,8 @@ from nin_keras.train.checkpoint import read_state, weights_digest
 from nin_keras.train.components import build_augmentation, build_optimizer, create_network, is_decayed
 from nin_keras.train.ema import WeightAverage
 from nin_keras.train.recipes import Recipe
-from nin_keras.train.run import (RunInputs, RunOutcome, RunSettings, RunState, diverged, epoch_row,
-                                 float32_network, print_row)
+from nin_keras.train.run_state import (RunInputs, RunOutcome, RunSettings, RunState, diverged, epoch_row,
+                                       float32_network, print_row)
 from nin_keras.train.schedules import make_schedule
 
 

@@ -8,7 +8,7 @@ the command and the weights' license (the recipe's ``license``, else ``DEFAULT_L
 from __future__ import annotations
 
 from nin_keras.data.arrays import load_arrays
-from nin_keras.train.evaluate import evaluate_model, preset_metrics
+from nin_keras.evaluation import evaluate_model, preset_metrics
 from nin_keras.train.history import write_history
 
 #: The license of weights a recipe trains, unless the recipe names one (the project's own).
@@ -31,7 +31,7 @@ def finish_run(recipe, outcome, preprocess, out_dir, data_dir, verbose):
     """
     from nin_keras.data import dataset_info
     from nin_keras.zoo import get_model_entry, inference_model, save_preset
-    from nin_keras.zoo.registry import architecture_of
+    from nin_keras.zoo.architectures import architecture_of
 
     network, extra = outcome.network, dict(outcome.extra)
     architecture, _ = architecture_of(network)

@@ -14,8 +14,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from nin_keras.layers import CaffePooling2D, MLPConv, RandomPadCrop
-from nin_keras.zoo.classifier import PREPROCESSING_LAYERS
+from nin_keras.layers import PREPROCESSING_LAYERS, CaffePooling2D, MLPConv, RandomPadCrop
 
 # Augmentation layers of a training stack are skipped like the classifier's preprocessing.
 _PREPROCESSING = (*PREPROCESSING_LAYERS, RandomPadCrop)
