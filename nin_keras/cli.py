@@ -64,13 +64,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     """Train a recipe; rerunning the same command resumes from the last checkpoint."""
     from nin_keras.train import load_recipe, train, with_overrides
 
+    strategy = _strategy(args)
     recipe = with_overrides(load_recipe(args.recipe), epochs=args.epochs)
     if args.source:
         recipe = with_overrides(recipe, dataset={**recipe["dataset"], "source": args.source})
     result = train(
         recipe,
         args.out or f"runs/{recipe['name']}",
-        strategy=args.strategy or "default",
+        strategy=strategy,
         data_dir=args.data_dir,
         max_steps=args.max_steps,
         checkpoint_every_steps=args.checkpoint_every,
@@ -95,6 +96,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         given.setdefault("freeze_body_epochs", args.freeze_epochs)
     if args.mixed_precision:
         given["mixed_precision"] = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[args.mixed_precision]
+    if args.strategy or args.num_processes is not None:
+        given["strategy"] = _strategy(args)
     result = finetune(
         args.preset, args.data, args.out, freeze_body=args.freeze_body, augment=not args.no_augment,
         pretrained=not args.from_scratch, overwrite=args.overwrite, command=_command(args),
@@ -106,7 +109,37 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 # finetune() arguments that the CLI passes only when their flag is given.
 _FINETUNE_OPTIONS = ("epochs", "learning_rate", "batch_size", "freeze_body_epochs", "head", "min_steps", "whitening",
-                     "validation_fraction", "strategy", "seed", "max_steps", "run_dir")
+                     "validation_fraction", "seed", "max_steps", "run_dir")
+
+
+def _add_strategy_flags(parser: argparse.ArgumentParser) -> None:
+    """``--strategy`` and, for ``data_parallel`` over several processes, the arguments of
+    ``keras.distribution.initialize`` (else its ``KERAS_DISTRIBUTION_*`` variables)."""
+    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "data_parallel"),
+                        help="TensorFlow: mirrored or multiworker (reads TF_CONFIG); JAX: data_parallel "
+                             "(keras.distribution over all devices of all processes) (default: one device)")
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="data_parallel over several processes: process 0's address, the same in every "
+                             "process (else $KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    parser.add_argument("--num-processes", type=_count(1), metavar="N",
+                        help="data_parallel: how many processes join (else $KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    parser.add_argument("--process-id", type=_count(0), metavar="I",
+                        help="data_parallel: this process's index, 0 to N-1; 0 writes the checkpoints and the "
+                             "preset (else $KERAS_DISTRIBUTION_PROCESS_ID)")
+
+
+def _strategy(args: argparse.Namespace):
+    """The run's strategy (``nin_keras.train.strategy.make_strategy``), made before anything else
+    computes: joining processes and tf.distribute's collectives must come first."""
+    from nin_keras.train.strategy import Processes, make_strategy
+
+    flags = (args.coordinator, args.num_processes, args.process_id)
+    if all(flag is None for flag in flags):
+        return make_strategy(args.strategy or "default")
+    if any(flag is None for flag in flags):
+        raise ValueError("--coordinator, --num-processes and --process-id go together (or use the "
+                         "KERAS_DISTRIBUTION_* variables)")
+    return make_strategy(args.strategy or "default", Processes(*flags))
 
 
 def _count(minimum: int):
@@ -429,10 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", help="recipe name in zoo/recipes (e.g. nin_mnist_fast) or a path to a .json")
     train.add_argument("--epochs", type=_count(1), help="override the recipe's epochs")
     train.add_argument("--out", help="run folder (checkpoint, metrics, preset); default runs/<recipe>")
-    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "data_parallel"),
-                       help="TensorFlow: mirrored or multiworker (reads TF_CONFIG); JAX: data_parallel "
-                            "(keras.distribution over all devices; several processes from the "
-                            "KERAS_DISTRIBUTION_* variables) (default: one device)")
+    _add_strategy_flags(train)
     train.add_argument("--data-dir", help="local data folder (else $NIN_KERAS_DATA_DIR, ../shared/datasets, ...)")
     train.add_argument("--source", choices=_SOURCES, help=_SOURCE_HELP + " (default: the recipe's)")
     train.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
@@ -481,8 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--no-augment", action="store_true", help="no random translations and flips")
     tune.add_argument("--from-scratch", action="store_true", help="random initial weights (a baseline)")
     tune.add_argument("--mixed-precision", choices=("float16", "bfloat16"), help="train under mixed precision")
-    tune.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "data_parallel"),
-                      help="TensorFlow: mirrored or multiworker; JAX: data_parallel (default: one device)")
+    _add_strategy_flags(tune)
     tune.add_argument("--seed", type=_count(0), help="hold-out, data order, augmentation and dropout seed (default 0)")
     tune.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
     tune.add_argument("--run-dir", help="checkpoint and metrics folder (default: OUT.run)")

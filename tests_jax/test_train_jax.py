@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -170,11 +171,104 @@ def test_data_parallel_on_two_virtual_devices_equals_one_device(tmp_path):
     assert report["difference"] <= 1e-4 * max(1.0, report["scale"]), report
 
 
-def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _cli_command() -> list[str]:
     cli = Path(sys.executable).parent / "nin-keras"
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "nin_keras.cli"]
-    env = dict(os.environ, KERAS_BACKEND="jax", NIN_KERAS_DATA_DIR=str(DATASETS))
-    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return [str(cli)] if cli.exists() else [sys.executable, "-m", "nin_keras.cli"]
+
+
+def _cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERAS_DISTRIBUTION_", "XLA_FLAGS"))}
+    return {**env, "KERAS_BACKEND": "jax", "NIN_KERAS_DATA_DIR": str(DATASETS), **extra}
+
+
+def _cli(*args: str, timeout: float = 600, cwd=None, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*_cli_command(), *args], env=_cli_env(**env), capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _no_dropout(recipe: dict) -> dict:
+    """Dropout off: its masks are drawn per device shard, so they are not the single-device ones."""
+    recipe["model"] = {**recipe["model"], "kwargs": {**recipe["model"].get("kwargs", {}), "dropout": 0.0}}
+    return recipe
+
+
+@needs_mnist
+def test_data_parallel_over_two_processes_equals_one_device(tmp_path):
+    # Two processes on loopback, one CPU device each, joined by keras.distribution.initialize
+    # (JAX's CPU collectives: gloo): process 0 from the command line's flags, process 1 from the
+    # KERAS_DISTRIBUTION_* variables, the two ways the library takes. Each has its own --out, so
+    # that the folders show who writes: the chief alone (checkpoint, metrics, preset).
+    from nin_keras.train import train
+    from nin_keras.zoo import load_preset
+
+    recipe = _no_dropout(tiny_recipe(epochs=1))
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    address = f"127.0.0.1:{_free_port()}"
+    common = ["train", str(path), "--strategy", "data_parallel", "--quiet"]
+    launched = [
+        subprocess.Popen([*_cli_command(), *common, "--out", str(tmp_path / "p0"), "--coordinator", address,
+                          "--num-processes", "2", "--process-id", "0"], env=_cli_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        subprocess.Popen([*_cli_command(), *common, "--out", str(tmp_path / "p1")],
+                         env=_cli_env(KERAS_DISTRIBUTION_JOB_ADDRESSES=address, KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+                                      KERAS_DISTRIBUTION_PROCESS_ID="1"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+    ]
+    try:
+        outputs = [p.communicate(timeout=600) for p in launched]
+    finally:
+        for p in launched:
+            p.kill()  # a process left waiting for its peer
+    done = [(p.returncode, out, err) for p, (out, err) in zip(launched, outputs)]
+    for code, out, err in done:
+        assert code == 0, err[-3000:]
+    # One run: the same weights on both processes (the digest covers every variable).
+    digests = [out.split("weights digest: ")[1].split()[0] for _, out, _ in done]
+    assert digests[0] == digests[1]
+    assert "preset: " in done[0][1] and "preset: " not in done[1][1]
+    assert sorted(p.name for p in (tmp_path / "p1").iterdir()) == []
+    assert {"checkpoint.npz", "metrics.json", "preset"} <= {p.name for p in (tmp_path / "p0").iterdir()}
+    metadata = json.loads((tmp_path / "p0" / "preset" / "metadata.json").read_text())
+    assert metadata["recipe"]["model"]["kwargs"]["dropout"] == 0.0
+
+    reference = train(recipe, tmp_path / "one_device", verbose=0)
+    ours = load_preset(tmp_path / "p0" / "preset").model.get_weights()
+    theirs = load_preset(reference.preset_dir).model.get_weights()
+    scale = max(float(np.max(np.abs(w))) for w in theirs)
+    difference = max(float(np.max(np.abs(a - b))) for a, b in zip(ours, theirs))
+    # Ten SGD steps of a global batch of 50, 25 images per process: only the order of the float32
+    # gradient sums differs (per process, then across), as with two devices in one process.
+    assert difference <= 1e-4 * max(1.0, scale), (difference, scale)
+    # The validation each epoch runs in every process on the whole hold-out: equal figures.
+    history = json.loads((tmp_path / "p0" / "metrics.json").read_text())["history"]
+    assert history[0]["val_accuracy"] == pytest.approx(reference.history[0]["val_accuracy"], abs=1e-9)
+
+
+def test_process_flags_go_together_and_with_data_parallel(tmp_path):
+    from nin_keras.train.strategy import Processes, make_strategy
+
+    done = _cli("train", "maxout_mnist", "--strategy", "data_parallel", "--num-processes", "2", "--out",
+                str(tmp_path / "run"))
+    assert done.returncode == 1 and "--coordinator, --num-processes and --process-id go together" in done.stderr
+    done = _cli("train", "maxout_mnist", "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id",
+                "0", "--out", str(tmp_path / "run"))
+    assert done.returncode == 1 and "for --strategy data_parallel" in done.stderr
+    done = _cli("finetune", "nin_cifar10", str(tmp_path), "--out", str(tmp_path / "x"), "--process-id", "-1")
+    assert done.returncode == 2 and "--process-id" in done.stderr
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="process_id must be below num_processes"):
+        Processes("127.0.0.1:1", 2, 2)
+    with pytest.raises(ValueError, match="for --strategy data_parallel"):
+        make_strategy("default", Processes("127.0.0.1:1", 1, 0))
+    # One process: nothing to join, DataParallel over the local devices.
+    assert make_strategy("data_parallel", Processes("127.0.0.1:1", 1, 0)).device_mesh.devices.size == 1
 
 
 def _loads_and_predicts(preset_dir: Path, images: np.ndarray, classes: int) -> None:

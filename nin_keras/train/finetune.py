@@ -189,6 +189,10 @@ def finetune(
     out = Path(out)
     run_dir = Path(run_dir) if run_dir is not None else out.with_name(out.name + ".run")
     _check_outputs(out, run_dir, Path(data), overwrite)
+    if isinstance(strategy, str):
+        # Before loading the preset: tf.distribute's multi-worker collectives and JAX's processes
+        # (keras.distribution.initialize) must be set up before the first computation.
+        strategy = make_strategy(strategy)
     source = load_preset(preset)
     policy = source.input_policy
     if policy is None:
@@ -246,8 +250,6 @@ def finetune(
         outcome = RunOutcome(start, None, [], weights_digest(start, []), None, True,
                              {"recipe": recipe, "command": command, "strategy": None})
     else:
-        if isinstance(strategy, str):
-            strategy = make_strategy(strategy)
         inputs = RunInputs(arrays, preprocess, NetworkStart(source.architecture, {**source.kwargs, "classes": classes},
                                                             start.get_weights()),
                            FreezePlan(frozenset(_body_layer_names(source)), None if freeze_body else freeze_body_epochs)
