@@ -512,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--from-scratch", action="store_true", help="random initial weights (a baseline)")
     tune.add_argument("--mixed-precision", choices=("float16", "bfloat16"), help="train under mixed precision")
     _add_strategy_flags(tune)
-    tune.add_argument("--seed", type=_count(0), help="hold-out, data order, augmentation and dropout seed (default 0)")
+    tune.add_argument("--seed", type=_count(0),
+                      help="hold-out, random classifier, data order, augmentation and dropout seed (default 0)")
     tune.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
     tune.add_argument("--run-dir", help="checkpoint and metrics folder (default: OUT.run)")
     tune.add_argument("--quiet", action="store_true", help="no progress bar")

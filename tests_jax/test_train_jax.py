@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -280,20 +281,35 @@ def _loads_and_predicts(preset_dir: Path, images: np.ndarray, classes: int) -> N
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
+#: Issue 28's acceptance command, run as written (in a fresh folder: the run goes to runs/nin_mnist_fast).
+TRAIN_COMMAND = "nin-keras train nin_mnist_fast --max-steps 20"
+
+
 @needs_mnist
-def test_cli_train_nin_mnist_fast_on_jax_writes_a_preset_that_predicts(tmp_path):
-    # nin_mnist_fast on a slice of MNIST: XLA's CPU convolutions make a full-size NIN step seconds
-    # long here, and the recipe's test split alone would take minutes.
-    recipe = load_recipe("nin_mnist_fast")
-    recipe["dataset"] = {**recipe["dataset"], "source": "local", "train_examples": 1500, "test_examples": 200}
-    recipe["validation"] = {"holdout": 200}
-    path = tmp_path / "nin_mnist_fast.json"
-    path.write_text(json.dumps(recipe))
-    out = tmp_path / "run"
-    done = _cli("train", str(path), "--max-steps", "3", "--out", str(out), "--quiet")
+def test_cli_train_nin_mnist_fast_as_written_writes_a_preset_that_predicts(tmp_path):
+    # The whole recipe: 55,000 training images, 20 steps of 128, then the 10,000-image test split
+    # through the preset's inference model; about 1.5 min on 2 shared CPU cores.
+    done = _cli(*TRAIN_COMMAND.split()[1:], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "runs" / "nin_mnist_fast"
     state = json.loads(str(np.load(out / "checkpoint.npz")["state"]))
-    assert state["global_step"] == 3 and state["epoch"] == 0
+    assert state["global_step"] == 20 and state["epoch"] == 0
+    metadata = json.loads((out / "preset" / "metadata.json").read_text())
+    assert metadata["metrics"]["test_examples"] == 10000 and metadata["command"] == TRAIN_COMMAND
+    with np.load(MNIST) as data:
+        images = data["x_test"][:4].reshape(4, 28, 28, 1)
+    _loads_and_predicts(out / "preset", images, 10)
+
+
+@needs_mnist
+def test_cli_train_data_parallel_on_two_virtual_devices_writes_a_preset_that_predicts(tmp_path):
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(tiny_recipe(epochs=1)))
+    out = tmp_path / "run"
+    done = _cli("train", str(path), "--strategy", "data_parallel", "--out", str(out), "--quiet",
+                XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["strategy"] == "DataParallel"
     with np.load(MNIST) as data:
         images = data["x_test"][:4].reshape(4, 28, 28, 1)
     _loads_and_predicts(out / "preset", images, 10)
@@ -318,6 +334,107 @@ def test_cli_finetune_on_jax_writes_a_preset_that_predicts(tmp_path):
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["class_names"] == ["blue", "red"] and len(metadata["history"]) == 1
     _loads_and_predicts(out, rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), 2)
+
+
+def _colour_folder(root: Path, train: int, test: int) -> Path:
+    """``root/{train,test}/{red,blue}/<n>.png``: 48x40 photos, one channel bright."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("test", test)):
+        for name, channel in (("red", 0), ("blue", 2)):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 90, (40, 48, 3), dtype=np.uint8)
+                pixels[..., channel] = rng.integers(160, 256, (40, 48), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_finetune_freezes_the_body_then_trains_it_on_jax(tmp_path):
+    # As tests/test_images.py checks on TensorFlow: the frozen epoch leaves the body bit for bit,
+    # the classifier moves; resumed into the next epoch, the body trains too.
+    from nin_keras.train import finetune
+    from nin_keras.zoo import load_preset
+
+    data = _colour_folder(tmp_path / "colours", train=5, test=1)  # 8 training, 2 validation images
+    options = dict(epochs=2, freeze_body_epochs=1, batch_size=4, min_steps=0, head="random", learning_rate=1e-3,
+                   verbose=0)
+    first = finetune("nin_cifar10", data, tmp_path / "out", max_steps=2, **options)
+    assert len(first.history) == 1
+    source, tuned = load_preset("nin_cifar10"), load_preset(tmp_path / "out")
+    for layer in source.model.layers:
+        ours = [np.asarray(w) for w in tuned.model.get_layer(layer.name).weights]
+        theirs = [np.asarray(w) for w in layer.weights]
+        if layer.name in ("mlpconv1", "mlpconv2"):
+            assert all(np.array_equal(a, b) for a, b in zip(ours, theirs)), layer.name
+    assert [w.shape for w in tuned.model.get_layer("mlpconv3").weights][-2:] == [(1, 1, 192, 2), (2,)]
+    assert not np.array_equal(*_first_kernels(tuned, source, "mlpconv3"))  # the classifier block trained
+    second = finetune("nin_cifar10", data, tmp_path / "out", **options)
+    assert second.resumed_from == {"epoch": 1, "step": 0} and len(second.history) == 2
+    # Resumed across the freeze boundary (a new optimizer), it equals the run never stopped.
+    whole = finetune("nin_cifar10", data, tmp_path / "whole", **options)
+    assert whole.weights_digest == second.weights_digest
+    assert not np.array_equal(*_first_kernels(load_preset(tmp_path / "out"), source, "mlpconv1"))
+
+
+def _first_kernels(a, b, layer: str) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(np.asarray(preset.model.get_layer(layer).weights[0]) for preset in (a, b))
+
+
+def test_finetune_freeze_body_trains_the_classifier_only_on_jax(tmp_path):
+    from nin_keras.train import finetune
+    from nin_keras.zoo import load_preset
+
+    data = _colour_folder(tmp_path / "colours", train=3, test=1)
+    finetune("nin_cifar10", data, tmp_path / "out", epochs=1, freeze_body=True, batch_size=2, min_steps=0,
+             head="random", learning_rate=1e-3, verbose=0)
+    source, tuned = load_preset("nin_cifar10"), load_preset(tmp_path / "out")
+    for name in ("mlpconv1", "mlpconv2"):
+        for a, b in zip(tuned.model.get_layer(name).weights, source.model.get_layer(name).weights):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(*_first_kernels(tuned, source, "mlpconv3"))  # the classifier block trained
+
+
+@needs_mnist
+@pytest.mark.parametrize("mixed_precision", [True, "mixed_bfloat16"])
+def test_mixed_precision_trains_on_jax(tmp_path, mixed_precision):
+    # tests/test_train.py's check on TensorFlow, on the fit path.
+    from nin_keras.train import train
+    from nin_keras.zoo import load_preset
+
+    result = train(tiny_recipe(epochs=1, mixed_precision=mixed_precision), tmp_path, verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert np.isfinite(result.history[0]["loss"])
+    with np.load(tmp_path / "checkpoint.npz") as state:
+        paths = [str(p) for p in state["optimizer_paths"]]
+    # float16 needs loss scaling, and its state is checkpointed; bfloat16 has float32's range.
+    assert any(p.endswith("/dynamic_scale") for p in paths) == (mixed_precision is True)
+    assert load_preset(result.preset_dir).model.dtype_policy.name == "float32"
+
+
+@needs_mnist
+def test_a_diverging_run_raises_training_error_and_writes_no_preset_on_jax(tmp_path):
+    from nin_keras.errors import TrainingError
+    from nin_keras.train import train
+
+    # maxout_mnist's max-norm constraints keep its weights finite at any learning rate; an L2
+    # coefficient past float32's range makes the loss infinite from the first step.
+    recipe = tiny_recipe(epochs=1, checkpoint_every_steps=0, weight_decay={"value": 1e38, "mode": "l2"})
+    with pytest.raises(TrainingError, match=r"training diverged: the loss became (nan|inf) at epoch 1, step \d+"):
+        train(recipe, tmp_path, verbose=0)
+    assert not (tmp_path / "preset").exists() and not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_a_diverging_finetune_exits_1_with_one_line_on_jax(tmp_path):
+    # tests/test_finetune.py's check on TensorFlow.
+    data = _colour_folder(tmp_path / "colours", train=5, test=1)
+    out = tmp_path / "out"
+    done = _cli("finetune", "nin_cifar10", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+                "--learning-rate", "1e30", "--head", "random", "--min-steps", "0", "--quiet")
+    assert done.returncode == 1 and not out.exists()
+    assert done.stderr.count("\n") == 1, done.stderr[-3000:]
+    assert re.search(r"training diverged: the loss became (nan|inf) at epoch 1, step \d+", done.stderr)
 
 
 def test_a_tensorflow_strategy_on_jax_names_the_one_that_runs():

@@ -158,7 +158,7 @@ def finetune(
             ``"mixed_bfloat16"``; the preset is float32 either way.
         strategy: ``"default"``; on TensorFlow ``"mirrored"``, ``"multiworker"`` or a strategy
             object; on JAX ``"data_parallel"`` (``nin_keras.train.strategy``).
-        seed: seeds the hold-out, the data order, augmentation and dropout.
+        seed: seeds the hold-out, a random classifier's start, the data order, augmentation and dropout.
         run_dir: checkpoint and metrics folder (default: ``<out>.run`` beside ``out``).
         max_steps: stop after this many optimizer steps in total (a smoke test; rerun to go on).
         checkpoint_every_steps: also checkpoint every N steps inside an epoch (default 100).
@@ -239,6 +239,9 @@ def finetune(
         fit_preprocessing(preprocess, arrays[0])
     else:
         preprocess = source.preprocessing
+    # Seeded: a random classifier (or network, from scratch) is the same in every run with this
+    # seed, and in every process of a data_parallel run, which must all start from one network.
+    keras.utils.set_random_seed(seed)
     start = _new_classifier(source, classes, None, pretrained)
     if not (run_dir / CHECKPOINT).exists():  # a resumed run's checkpoint holds its classifier
         _start_classifier(start, head, source, found.class_names, preprocess, arrays, verbose)
