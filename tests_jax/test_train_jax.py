@@ -437,6 +437,38 @@ def test_a_diverging_finetune_exits_1_with_one_line_on_jax(tmp_path):
     assert re.search(r"training diverged: the loss became (nan|inf) at epoch 1, step \d+", done.stderr)
 
 
+#: The README's fine-tune command, run as written in a folder holding my_photos/.
+FINETUNE_COMMAND = "nin-keras finetune nin_cifar10 my_photos/ --out my_preset"
+
+
+@pytest.mark.slow
+def test_cli_finetune_as_in_the_readme_writes_a_preset_that_predicts(tmp_path):
+    # The defaults: 5 epochs stretched to the 100-step minimum, about 3.5 min on 2 shared CPU cores.
+    _colour_folder(tmp_path / "my_photos", train=5, test=1)
+    done = _cli(*FINETUNE_COMMAND.split()[1:], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metadata = json.loads((tmp_path / "my_preset" / "metadata.json").read_text())
+    assert metadata["class_names"] == ["blue", "red"] and metadata["command"] == FINETUNE_COMMAND
+    _loads_and_predicts(tmp_path / "my_preset", np.zeros((2, 32, 32, 3), np.uint8), 2)
+
+
+#: README "Training on JAX" commands that no test runs as written, and why.
+README_NOT_RUN = {
+    "KERAS_BACKEND=jax nin-keras train nin_cifar10_modern --out runs/cifar_jax":
+        "36 epochs of CIFAR-10: hours on a CPU (test_crash_mid_epoch_then_resume... runs kill and resume)",
+    "KERAS_BACKEND=jax nin-keras train nin_cifar10_modern --strategy data_parallel":
+        "the same run on every device (the data_parallel tests run the path on a slice of MNIST)",
+}
+
+
+def test_the_readme_training_on_jax_commands_are_the_tested_ones():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("**Training on JAX.**", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    tested = {f"KERAS_BACKEND=jax {TRAIN_COMMAND}", f"KERAS_BACKEND=jax {FINETUNE_COMMAND}"}
+    assert sorted(commands) == sorted(tested | set(README_NOT_RUN))
+
+
 def test_a_tensorflow_strategy_on_jax_names_the_one_that_runs():
     from nin_keras.train.strategy import make_strategy
 
