@@ -252,6 +252,27 @@ def test_data_parallel_over_two_processes_equals_one_device(tmp_path):
     assert history[0]["val_accuracy"] == pytest.approx(reference.history[0]["val_accuracy"], abs=1e-9)
 
 
+def test_each_process_feeds_its_slice_of_every_global_batch():
+    # What makes two processes' local batches one global batch (Keras joins them in process order,
+    # jax.make_array_from_process_local_data); duplicated full batches would give the same mean
+    # gradient, so the weights test above cannot tell.
+    from nin_keras.train.fit_loop import EpochBatches, permutation
+
+    images = np.arange(40 * 2 * 2, dtype=np.uint8).reshape(40, 2, 2, 1)
+    labels = np.arange(40) % 3
+    order = permutation(7, 1, 40)
+    whole = EpochBatches(images, labels, order, 8, 1, 3, 3)
+    parts = [EpochBatches(images, labels, order, 8, 1, 3, 3, shard=(i, 2)) for i in range(2)]
+    assert len(whole) == len(parts[0]) == 3
+    for index in range(3):
+        x, y = whole[index]
+        assert x.shape[0] == 8 and np.array_equal(x, images[order[(1 + index) * 8:(2 + index) * 8]])
+        sliced = [part[index] for part in parts]
+        assert [s[0].shape[0] for s in sliced] == [4, 4]
+        np.testing.assert_array_equal(np.concatenate([s[0] for s in sliced]), x)
+        np.testing.assert_array_equal(np.concatenate([s[1] for s in sliced]), y)
+
+
 def test_process_flags_go_together_and_with_data_parallel(tmp_path):
     from nin_keras.train.strategy import Processes, make_strategy
 
