@@ -96,7 +96,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         given.setdefault("freeze_body_epochs", args.freeze_epochs)
     if args.mixed_precision:
         given["mixed_precision"] = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[args.mixed_precision]
-    if args.strategy or args.num_processes is not None:
+    if args.strategy or any(flag is not None for flag in (args.coordinator, args.num_processes, args.process_id)):
         given["strategy"] = _strategy(args)
     result = finetune(
         args.preset, args.data, args.out, freeze_body=args.freeze_body, augment=not args.no_augment,

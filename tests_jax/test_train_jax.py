@@ -282,6 +282,8 @@ def test_process_flags_go_together_and_with_data_parallel(tmp_path):
     done = _cli("train", "maxout_mnist", "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id",
                 "0", "--out", str(tmp_path / "run"))
     assert done.returncode == 1 and "for --strategy data_parallel" in done.stderr
+    done = _cli("finetune", "nin_cifar10", str(tmp_path), "--out", str(tmp_path / "x"), "--coordinator", "127.0.0.1:1")
+    assert done.returncode == 1 and "--coordinator, --num-processes and --process-id go together" in done.stderr
     done = _cli("finetune", "nin_cifar10", str(tmp_path), "--out", str(tmp_path / "x"), "--process-id", "-1")
     assert done.returncode == 2 and "--process-id" in done.stderr
     assert not (tmp_path / "run").exists()
