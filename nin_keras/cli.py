@@ -69,11 +69,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     """Train a recipe; rerunning the same command resumes from the last checkpoint."""
     from nin_keras.train import load_recipe, train, with_overrides
 
+    strategy = _strategy(args)
     recipe = with_overrides(load_recipe(args.recipe), epochs=args.epochs)
     if args.source:
         recipe = with_overrides(recipe, dataset={**recipe["dataset"], "source": args.source})
-    result = train(**{**_given(args, train), "recipe": recipe, "out_dir": args.out_dir or f"runs/{recipe['name']}"},
-                   command=_command(args), verbose=0 if args.quiet else 1)
+    result = train(**{**_given(args, train), "recipe": recipe, "out_dir": args.out_dir or f"runs/{recipe['name']}",
+                      "strategy": strategy}, command=_command(args), verbose=0 if args.quiet else 1)
     if result.preset_dir is not None:
         print(f"preset: {result.preset_dir}")
     print(f"weights digest: {result.weights_digest}")
@@ -91,10 +92,42 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         given.setdefault("freeze_body_epochs", args.freeze_epochs)
     if args.mixed_precision:
         given["mixed_precision"] = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[args.mixed_precision]
+    if args.strategy or any(flag is not None for flag in (args.coordinator, args.num_processes, args.process_id)):
+        given["strategy"] = _strategy(args)
     result = finetune(**given, command=_command(args), verbose=0 if args.quiet else 1)
     if result.preset_dir is not None:
         print(f"preset: {result.preset_dir}  classes: {', '.join(result.class_names)}")
     return 0
+
+
+def _add_strategy_flags(parser: argparse.ArgumentParser) -> None:
+    """``--strategy`` and, for ``data_parallel`` over several processes, the arguments of
+    ``keras.distribution.initialize`` (else its ``KERAS_DISTRIBUTION_*`` variables)."""
+    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "data_parallel"),
+                        help="TensorFlow: mirrored or multiworker (reads TF_CONFIG); JAX: data_parallel "
+                             "(keras.distribution over all devices of all processes) (default: one device)")
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="data_parallel over several processes: process 0's address, the same in every "
+                             "process (else $KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    parser.add_argument("--num-processes", type=_count(1), metavar="N",
+                        help="data_parallel: how many processes join (else $KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    parser.add_argument("--process-id", type=_count(0), metavar="I",
+                        help="data_parallel: this process's index, 0 to N-1; 0 writes the checkpoints and the "
+                             "preset (else $KERAS_DISTRIBUTION_PROCESS_ID)")
+
+
+def _strategy(args: argparse.Namespace):
+    """The run's strategy (``nin_keras.train.strategy.make_strategy``), made before anything else
+    computes: joining processes and tf.distribute's collectives must come first."""
+    from nin_keras.train.strategy import Processes, make_strategy
+
+    flags = (args.coordinator, args.num_processes, args.process_id)
+    if all(flag is None for flag in flags):
+        return make_strategy(args.strategy or "default")
+    if any(flag is None for flag in flags):
+        raise ValueError("--coordinator, --num-processes and --process-id go together (or use the "
+                         "KERAS_DISTRIBUTION_* variables)")
+    return make_strategy(args.strategy or "default", Processes(*flags))
 
 
 def _count(minimum: int):
@@ -407,10 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", help="recipe name in zoo/recipes (e.g. nin_mnist_fast) or a path to a .json")
     train.add_argument("--epochs", type=_count(1), help="override the recipe's epochs")
     train.add_argument("--out", dest="out_dir", metavar="OUT", help="run folder (checkpoint, metrics, preset); default runs/<recipe>")
-    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "data_parallel"),
-                       help="default: one device; TensorFlow: mirrored or multiworker (reads TF_CONFIG); JAX: "
-                            "data_parallel (keras.distribution over all devices; several processes from the "
-                            "KERAS_DISTRIBUTION_* variables)")
+    _add_strategy_flags(train)
     train.add_argument("--data-dir", help="local data folder (else $NIN_KERAS_DATA_DIR, ../shared/datasets, ...)")
     train.add_argument("--source", choices=_SOURCES, help=_SOURCE_HELP + " (default: the recipe's)")
     train.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
@@ -464,9 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--from-scratch", dest="pretrained", action="store_false",
                       help="random initial weights (a baseline)")
     tune.add_argument("--mixed-precision", choices=("float16", "bfloat16"), help="train under mixed precision")
-    tune.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "data_parallel"),
-                      help="default: one device; TensorFlow: mirrored or multiworker; JAX: data_parallel")
-    tune.add_argument("--seed", type=_count(0), help="hold-out, data order, augmentation and dropout seed")
+    _add_strategy_flags(tune)
+    tune.add_argument("--seed", type=_count(0), help="hold-out, random classifier, data order, augmentation and dropout seed")
     tune.add_argument("--max-steps", type=_count(1), help="stop after this many optimizer steps in total")
     tune.add_argument("--run-dir", help="checkpoint and metrics folder (default: OUT.run)")
     tune.add_argument("--workers", type=_count(1), help=_WORKERS_HELP)

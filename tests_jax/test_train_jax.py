@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -210,11 +212,127 @@ def test_data_parallel_on_two_virtual_devices_equals_one_device(tmp_path):
     assert report["difference"] <= 1e-4 * max(1.0, report["scale"]), report
 
 
-def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _cli_command() -> list[str]:
     cli = Path(sys.executable).parent / "nin-keras"
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "nin_keras.cli"]
-    env = dict(os.environ, KERAS_BACKEND="jax", NIN_KERAS_DATA_DIR=str(DATASETS))
-    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return [str(cli)] if cli.exists() else [sys.executable, "-m", "nin_keras.cli"]
+
+
+def _cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERAS_DISTRIBUTION_", "XLA_FLAGS"))}
+    return {**env, "KERAS_BACKEND": "jax", "NIN_KERAS_DATA_DIR": str(DATASETS), **extra}
+
+
+def _cli(*args: str, timeout: float = 600, cwd=None, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*_cli_command(), *args], env=_cli_env(**env), capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _no_dropout(recipe: dict) -> dict:
+    """Dropout off: its masks are drawn per device shard, so they are not the single-device ones."""
+    recipe["model"] = {**recipe["model"], "kwargs": {**recipe["model"].get("kwargs", {}), "dropout": 0.0}}
+    return recipe
+
+
+@needs_mnist
+def test_data_parallel_over_two_processes_equals_one_device(tmp_path):
+    # Two processes on loopback, one CPU device each, joined by keras.distribution.initialize
+    # (JAX's CPU collectives: gloo): process 0 from the command line's flags, process 1 from the
+    # KERAS_DISTRIBUTION_* variables, the two ways the library takes. Each has its own --out, so
+    # that the folders show who writes: the chief alone (checkpoint, metrics, preset).
+    from nin_keras.train import train
+    from nin_keras.zoo import load_preset
+
+    recipe = _no_dropout(tiny_recipe(epochs=1))
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    address = f"127.0.0.1:{_free_port()}"
+    common = ["train", str(path), "--strategy", "data_parallel", "--quiet"]
+    launched = [
+        subprocess.Popen([*_cli_command(), *common, "--out", str(tmp_path / "p0"), "--coordinator", address,
+                          "--num-processes", "2", "--process-id", "0"], env=_cli_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        subprocess.Popen([*_cli_command(), *common, "--out", str(tmp_path / "p1")],
+                         env=_cli_env(KERAS_DISTRIBUTION_JOB_ADDRESSES=address, KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+                                      KERAS_DISTRIBUTION_PROCESS_ID="1"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+    ]
+    try:
+        outputs = [p.communicate(timeout=600) for p in launched]
+    finally:
+        for p in launched:
+            p.kill()  # a process left waiting for its peer
+    done = [(p.returncode, out, err) for p, (out, err) in zip(launched, outputs)]
+    for code, out, err in done:
+        assert code == 0, err[-3000:]
+    # One run: the same weights on both processes (the digest covers every variable).
+    digests = [out.split("weights digest: ")[1].split()[0] for _, out, _ in done]
+    assert digests[0] == digests[1]
+    assert "preset: " in done[0][1] and "preset: " not in done[1][1]
+    assert sorted(p.name for p in (tmp_path / "p1").iterdir()) == []
+    assert {"checkpoint.npz", "metrics.json", "preset"} <= {p.name for p in (tmp_path / "p0").iterdir()}
+    metadata = json.loads((tmp_path / "p0" / "preset" / "metadata.json").read_text())
+    assert metadata["recipe"]["model"]["kwargs"]["dropout"] == 0.0
+
+    reference = train(recipe, tmp_path / "one_device", verbose=0)
+    ours = load_preset(tmp_path / "p0" / "preset").model.get_weights()
+    theirs = load_preset(reference.preset_dir).model.get_weights()
+    scale = max(float(np.max(np.abs(w))) for w in theirs)
+    difference = max(float(np.max(np.abs(a - b))) for a, b in zip(ours, theirs))
+    # Ten SGD steps of a global batch of 50, 25 images per process: only the order of the float32
+    # gradient sums differs (per process, then across), as with two devices in one process.
+    assert difference <= 1e-4 * max(1.0, scale), (difference, scale)
+    # The validation each epoch runs in every process on the whole hold-out: equal figures.
+    history = json.loads((tmp_path / "p0" / "metrics.json").read_text())["history"]
+    assert history[0]["val_accuracy"] == pytest.approx(reference.history[0]["val_accuracy"], abs=1e-9)
+
+
+def test_each_process_feeds_its_slice_of_every_global_batch():
+    # What makes two processes' local batches one global batch (Keras joins them in process order,
+    # jax.make_array_from_process_local_data); duplicated full batches would give the same mean
+    # gradient, so the weights test above cannot tell.
+    from nin_keras.train.fit_loop import EpochBatches, permutation
+
+    images = np.arange(40 * 2 * 2, dtype=np.uint8).reshape(40, 2, 2, 1)
+    labels = np.arange(40) % 3
+    order = permutation(7, 1, 40)
+    whole = EpochBatches(images, labels, order, 8, 1, 3, 3)
+    parts = [EpochBatches(images, labels, order, 8, 1, 3, 3, shard=(i, 2)) for i in range(2)]
+    assert len(whole) == len(parts[0]) == 3
+    for index in range(3):
+        x, y = whole[index]
+        assert x.shape[0] == 8 and np.array_equal(x, images[order[(1 + index) * 8:(2 + index) * 8]])
+        sliced = [part[index] for part in parts]
+        assert [s[0].shape[0] for s in sliced] == [4, 4]
+        np.testing.assert_array_equal(np.concatenate([s[0] for s in sliced]), x)
+        np.testing.assert_array_equal(np.concatenate([s[1] for s in sliced]), y)
+
+
+def test_process_flags_go_together_and_with_data_parallel(tmp_path):
+    from nin_keras.train.strategy import Processes, make_strategy
+
+    done = _cli("train", "maxout_mnist", "--strategy", "data_parallel", "--num-processes", "2", "--out",
+                str(tmp_path / "run"))
+    assert done.returncode == 1 and "--coordinator, --num-processes and --process-id go together" in done.stderr
+    done = _cli("train", "maxout_mnist", "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id",
+                "0", "--out", str(tmp_path / "run"))
+    assert done.returncode == 1 and "for --strategy data_parallel" in done.stderr
+    done = _cli("finetune", "nin_cifar10", str(tmp_path), "--out", str(tmp_path / "x"), "--coordinator", "127.0.0.1:1")
+    assert done.returncode == 1 and "--coordinator, --num-processes and --process-id go together" in done.stderr
+    done = _cli("finetune", "nin_cifar10", str(tmp_path), "--out", str(tmp_path / "x"), "--process-id", "-1")
+    assert done.returncode == 2 and "--process-id" in done.stderr
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="process_id must be below num_processes"):
+        Processes("127.0.0.1:1", 2, 2)
+    with pytest.raises(ValueError, match="for --strategy data_parallel"):
+        make_strategy("default", Processes("127.0.0.1:1", 1, 0))
+    # One process: nothing to join, DataParallel over the local devices.
+    assert make_strategy("data_parallel", Processes("127.0.0.1:1", 1, 0)).device_mesh.devices.size == 1
 
 
 def _loads_and_predicts(preset_dir: Path, images: np.ndarray, classes: int) -> None:
@@ -226,20 +344,35 @@ def _loads_and_predicts(preset_dir: Path, images: np.ndarray, classes: int) -> N
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
+#: Issue 28's acceptance command, run as written (in a fresh folder: the run goes to runs/nin_mnist_fast).
+TRAIN_COMMAND = "nin-keras train nin_mnist_fast --max-steps 20"
+
+
 @needs_mnist
-def test_cli_train_nin_mnist_fast_on_jax_writes_a_preset_that_predicts(tmp_path):
-    # nin_mnist_fast on a slice of MNIST: XLA's CPU convolutions make a full-size NIN step seconds
-    # long here, and the recipe's test split alone would take minutes.
-    recipe = load_recipe("nin_mnist_fast")
-    recipe["dataset"] = {**recipe["dataset"], "source": "local", "train_examples": 1500, "test_examples": 200}
-    recipe["validation"] = {"holdout": 200}
-    path = tmp_path / "nin_mnist_fast.json"
-    path.write_text(json.dumps(recipe))
-    out = tmp_path / "run"
-    done = _cli("train", str(path), "--max-steps", "3", "--out", str(out), "--quiet")
+def test_cli_train_nin_mnist_fast_as_written_writes_a_preset_that_predicts(tmp_path):
+    # The whole recipe: 55,000 training images, 20 steps of 128, then the 10,000-image test split
+    # through the preset's inference model; about 1.5 min on 2 shared CPU cores.
+    done = _cli(*TRAIN_COMMAND.split()[1:], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "runs" / "nin_mnist_fast"
     state = json.loads(str(np.load(out / "checkpoint.npz")["state"]))
-    assert state["global_step"] == 3 and state["epoch"] == 0
+    assert state["global_step"] == 20 and state["epoch"] == 0
+    metadata = json.loads((out / "preset" / "metadata.json").read_text())
+    assert metadata["metrics"]["test_examples"] == 10000 and metadata["command"] == TRAIN_COMMAND
+    with np.load(MNIST) as data:
+        images = data["x_test"][:4].reshape(4, 28, 28, 1)
+    _loads_and_predicts(out / "preset", images, 10)
+
+
+@needs_mnist
+def test_cli_train_data_parallel_on_two_virtual_devices_writes_a_preset_that_predicts(tmp_path):
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(tiny_recipe(epochs=1)))
+    out = tmp_path / "run"
+    done = _cli("train", str(path), "--strategy", "data_parallel", "--out", str(out), "--quiet",
+                XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["strategy"] == "DataParallel"
     with np.load(MNIST) as data:
         images = data["x_test"][:4].reshape(4, 28, 28, 1)
     _loads_and_predicts(out / "preset", images, 10)
@@ -304,6 +437,139 @@ def test_a_cifar_jpeg_archive_becomes_training_arrays_in_worker_processes_withou
         decoded, _ = decode_image_folder(tmp_path / "cifar10-jpeg.tar.gz", names, workers=workers)["train"]
         assert decoded.tobytes() == reference.tobytes()
     assert "tensorflow" not in sys.modules
+
+
+def _colour_folder(root: Path, train: int, test: int) -> Path:
+    """``root/{train,test}/{red,blue}/<n>.png``: 48x40 photos, one channel bright."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("test", test)):
+        for name, channel in (("red", 0), ("blue", 2)):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 90, (40, 48, 3), dtype=np.uint8)
+                pixels[..., channel] = rng.integers(160, 256, (40, 48), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_finetune_freezes_the_body_then_trains_it_on_jax(tmp_path):
+    # As tests/test_images.py checks on TensorFlow: the frozen epoch leaves the body bit for bit,
+    # the classifier moves; resumed into the next epoch, the body trains too.
+    from nin_keras.train import finetune
+    from nin_keras.zoo import load_preset
+
+    data = _colour_folder(tmp_path / "colours", train=5, test=1)  # 8 training, 2 validation images
+    options = dict(epochs=2, freeze_body_epochs=1, batch_size=4, min_steps=0, head="random", learning_rate=1e-3,
+                   verbose=0)
+    first = finetune("nin_cifar10", data, tmp_path / "out", max_steps=2, **options)
+    assert len(first.history) == 1
+    source, tuned = load_preset("nin_cifar10"), load_preset(tmp_path / "out")
+    for layer in source.model.layers:
+        ours = [np.asarray(w) for w in tuned.model.get_layer(layer.name).weights]
+        theirs = [np.asarray(w) for w in layer.weights]
+        if layer.name in ("mlpconv1", "mlpconv2"):
+            assert all(np.array_equal(a, b) for a, b in zip(ours, theirs)), layer.name
+    assert [w.shape for w in tuned.model.get_layer("mlpconv3").weights][-2:] == [(1, 1, 192, 2), (2,)]
+    assert not np.array_equal(*_first_kernels(tuned, source, "mlpconv3"))  # the classifier block trained
+    second = finetune("nin_cifar10", data, tmp_path / "out", **options)
+    assert second.resumed_from == {"epoch": 1, "step": 0} and len(second.history) == 2
+    # Resumed across the freeze boundary (a new optimizer), it equals the run never stopped.
+    whole = finetune("nin_cifar10", data, tmp_path / "whole", **options)
+    assert whole.weights_digest == second.weights_digest
+    assert not np.array_equal(*_first_kernels(load_preset(tmp_path / "out"), source, "mlpconv1"))
+
+
+def _first_kernels(a, b, layer: str) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(np.asarray(preset.model.get_layer(layer).weights[0]) for preset in (a, b))
+
+
+def test_finetune_freeze_body_trains_the_classifier_only_on_jax(tmp_path):
+    from nin_keras.train import finetune
+    from nin_keras.zoo import load_preset
+
+    data = _colour_folder(tmp_path / "colours", train=3, test=1)
+    finetune("nin_cifar10", data, tmp_path / "out", epochs=1, freeze_body=True, batch_size=2, min_steps=0,
+             head="random", learning_rate=1e-3, verbose=0)
+    source, tuned = load_preset("nin_cifar10"), load_preset(tmp_path / "out")
+    for name in ("mlpconv1", "mlpconv2"):
+        for a, b in zip(tuned.model.get_layer(name).weights, source.model.get_layer(name).weights):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(*_first_kernels(tuned, source, "mlpconv3"))  # the classifier block trained
+
+
+@needs_mnist
+@pytest.mark.parametrize("mixed_precision", [True, "mixed_bfloat16"])
+def test_mixed_precision_trains_on_jax(tmp_path, mixed_precision):
+    # tests/test_train.py's check on TensorFlow, on the fit path.
+    from nin_keras.train import train
+    from nin_keras.zoo import load_preset
+
+    result = train(tiny_recipe(epochs=1, mixed_precision=mixed_precision), tmp_path, verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert np.isfinite(result.history[0]["loss"])
+    with np.load(tmp_path / "checkpoint.npz") as state:
+        paths = [str(p) for p in state["optimizer_paths"]]
+    # float16 needs loss scaling, and its state is checkpointed; bfloat16 has float32's range.
+    assert any(p.endswith("/dynamic_scale") for p in paths) == (mixed_precision is True)
+    assert load_preset(result.preset_dir).model.dtype_policy.name == "float32"
+
+
+@needs_mnist
+def test_a_diverging_run_raises_training_error_and_writes_no_preset_on_jax(tmp_path):
+    from nin_keras.errors import TrainingError
+    from nin_keras.train import train
+
+    # maxout_mnist's max-norm constraints keep its weights finite at any learning rate; an L2
+    # coefficient past float32's range makes the loss infinite from the first step.
+    recipe = tiny_recipe(epochs=1, checkpoint_every_steps=0, weight_decay={"value": 1e38, "mode": "l2"})
+    with pytest.raises(TrainingError, match=r"training diverged: the loss became (nan|inf) at epoch 1, step \d+"):
+        train(recipe, tmp_path, verbose=0)
+    assert not (tmp_path / "preset").exists() and not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_a_diverging_finetune_exits_1_with_one_line_on_jax(tmp_path):
+    # tests/test_finetune.py's check on TensorFlow.
+    data = _colour_folder(tmp_path / "colours", train=5, test=1)
+    out = tmp_path / "out"
+    done = _cli("finetune", "nin_cifar10", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+                "--learning-rate", "1e30", "--head", "random", "--min-steps", "0", "--quiet")
+    assert done.returncode == 1 and not out.exists()
+    assert done.stderr.count("\n") == 1, done.stderr[-3000:]
+    assert re.search(r"training diverged: the loss became (nan|inf) at epoch 1, step \d+", done.stderr)
+
+
+#: The README's fine-tune command, run as written in a folder holding my_photos/.
+FINETUNE_COMMAND = "nin-keras finetune nin_cifar10 my_photos/ --out my_preset"
+
+
+@pytest.mark.slow
+def test_cli_finetune_as_in_the_readme_writes_a_preset_that_predicts(tmp_path):
+    # The defaults: 5 epochs stretched to the 100-step minimum, about 3.5 min on 2 shared CPU cores.
+    _colour_folder(tmp_path / "my_photos", train=5, test=1)
+    done = _cli(*FINETUNE_COMMAND.split()[1:], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metadata = json.loads((tmp_path / "my_preset" / "metadata.json").read_text())
+    assert metadata["class_names"] == ["blue", "red"] and metadata["command"] == FINETUNE_COMMAND
+    _loads_and_predicts(tmp_path / "my_preset", np.zeros((2, 32, 32, 3), np.uint8), 2)
+
+
+#: README "Training on JAX" commands that no test runs as written, and why.
+README_NOT_RUN = {
+    "KERAS_BACKEND=jax nin-keras train nin_cifar10_modern --out runs/cifar_jax":
+        "36 epochs of CIFAR-10: hours on a CPU (test_crash_mid_epoch_then_resume... runs kill and resume)",
+    "KERAS_BACKEND=jax nin-keras train nin_cifar10_modern --strategy data_parallel":
+        "the same run on every device (the data_parallel tests run the path on a slice of MNIST)",
+}
+
+
+def test_the_readme_training_on_jax_commands_are_the_tested_ones():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("**Training on JAX.**", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    tested = {f"KERAS_BACKEND=jax {TRAIN_COMMAND}", f"KERAS_BACKEND=jax {FINETUNE_COMMAND}"}
+    assert sorted(commands) == sorted(tested | set(README_NOT_RUN))
 
 
 def test_a_tensorflow_strategy_on_jax_names_the_one_that_runs():

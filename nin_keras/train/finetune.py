@@ -160,7 +160,7 @@ def finetune(
             ``"mixed_bfloat16"``; the preset is float32 either way.
         strategy: ``"default"``; on TensorFlow ``"mirrored"``, ``"multiworker"`` or a strategy
             object; on JAX ``"data_parallel"`` (``nin_keras.train.strategy``).
-        seed: seeds the hold-out, the data order, augmentation and dropout.
+        seed: seeds the hold-out, a random classifier's start, the data order, augmentation and dropout.
         run_dir: checkpoint and metrics folder (default: ``<out>.run`` beside ``out``).
         max_steps: stop after this many optimizer steps in total (a smoke test; rerun to go on).
         checkpoint_every_steps: also checkpoint every N steps inside an epoch (default 100).
@@ -194,6 +194,10 @@ def finetune(
     out = Path(out)
     run_dir = Path(run_dir) if run_dir is not None else out.with_name(out.name + ".run")
     _check_outputs(out, run_dir, Path(data), overwrite)
+    if isinstance(strategy, str):
+        # Before loading the preset: tf.distribute's multi-worker collectives and JAX's processes
+        # (keras.distribution.initialize) must be set up before the first computation.
+        strategy = make_strategy(strategy)
     source = load_preset(preset)
     policy = source.input_policy
     if policy is None:
@@ -241,6 +245,9 @@ def finetune(
         fit_preprocessing(preprocess, arrays[0])
     else:
         preprocess = source.preprocessing
+    # Seeded: a random classifier (or network, from scratch) is the same in every run with this
+    # seed, and in every process of a data_parallel run, which must all start from one network.
+    keras.utils.set_random_seed(seed)
     start = _new_classifier(source, classes, None, pretrained)
     if not (run_dir / CHECKPOINT).exists():  # a resumed run's checkpoint holds its classifier
         _start_classifier(start, head, source, found.class_names, preprocess, arrays, verbose)
@@ -252,8 +259,6 @@ def finetune(
         outcome = RunOutcome(start, None, [], weights_digest(start, []), None, True,
                              {"recipe": recipe, "command": command, "strategy": None})
     else:
-        if isinstance(strategy, str):
-            strategy = make_strategy(strategy)
         inputs = RunInputs(arrays, preprocess, NetworkStart(source.architecture, {**source.kwargs, "classes": classes},
                                                             start.get_weights()),
                            FreezePlan(frozenset(_body_layer_names(source)), None if freeze_body else freeze_body_epochs)

@@ -321,9 +321,12 @@ class _FitRun:
             validation = self.evaluate(x_val, y_val) if len(x_val) else None
             row = epoch_row(epoch, partial, validation, steps.learning_rate, *steps.elapsed())
             self.state.end_epoch(row, self.schedule, extra)
-            self.save()
             if self.verbose:
                 print_row(row)
+            # The checkpoint holds the optimizer the next epoch starts with: a resume builds the
+            # optimizer of the checkpoint's epoch, which after a freeze boundary is a new one.
+            self.set_phase(values["epoch"])
+            self.save()
         groups = self.groups()
         digest = weights_digest(self.network, [v for group in groups.values() for v in group])
         averaged = self.average.averaged_weights(self.network) if self.average is not None else None
