@@ -202,6 +202,22 @@ def test_save_preset_needs_a_zoo_architecture(tmp_path):
         zoo.save_preset(zoo.create_model("nin_mnist"), tmp_path / "g", {})
 
 
+def test_an_existing_preset_is_replaced_only_with_overwrite_which_the_error_names_as_an_argument(tmp_path):
+    from nin_keras.errors import Argument, OutputExistsError
+
+    model = zoo.create_model("nin_mnist")
+    zoo.save_preset(model, tmp_path / "p", {"dataset": "mnist"})
+    with pytest.raises(OutputExistsError, match=r"already exists \(pass overwrite=True to replace it\)") as caught:
+        zoo.save_preset(model, tmp_path / "p", {"dataset": "mnist"})
+    assert isinstance(caught.value, FileExistsError)
+    assert any(isinstance(part, Argument) and part.name == "overwrite" for part in caught.value.parts)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(PresetError, match="never replaced, even with overwrite=True") as caught:
+        zoo.save_preset(model, tmp_path / "other", {"dataset": "mnist"}, overwrite=True)
+    assert any(isinstance(part, Argument) for part in caught.value.parts)
+
+
 @pytest.fixture(scope="module")
 def saved_preset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("presets") / "good"
