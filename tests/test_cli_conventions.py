@@ -273,7 +273,7 @@ def test_the_library_is_quiet_when_imported_unless_verbose(tmp_path):
     child = (
         "from nin_keras import zoo\n"
         "from nin_keras.export import export\n"
-        "model = zoo.from_preset('nin_mnist')\n"
+        "model = zoo.ImageClassifier.from_preset('nin_mnist')\n"
         f"paths = export(model, ['tflite'], {str(tmp_path)!r}, parity_samples=10)\n"
         "print(paths['tflite'].name)\n"
     )
