@@ -141,13 +141,13 @@ def run_variant(name: str, recipe: dict, out: Path, data_dir: str | None) -> dic
     from nin_keras.data.arrays import load_arrays
     from nin_keras.evaluation import evaluate_model
     from nin_keras.train import train
-    from nin_keras.zoo import load_preset
+    from nin_keras.zoo import ImageClassifier
 
     keras.utils.clear_session()
     result = train(recipe, out, data_dir=data_dir, verbose=0)
     last = result.history[-1] if result.history else {}
     images, labels = load_arrays(recipe["dataset"], "test", data_dir)
-    tta = evaluate_model(load_preset(result.preset_dir).inference_model(), images, labels, tta="flip_translate")
+    tta = evaluate_model(ImageClassifier.from_preset(result.preset_dir), images, labels, tta="flip_translate")
     return {
         "variant": name,
         "val_accuracy": None if "val_accuracy" not in last else round(100 * last["val_accuracy"], 2),

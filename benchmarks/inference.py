@@ -59,15 +59,14 @@ RAW, PREPROCESSED = "raw pixels", "preprocessed"
 
 def source_model(preset: str, quick: bool) -> tuple[Any, keras.Model]:
     """``(what export() takes, the float32-input Keras inference model)``."""
-    from nin_keras.zoo import create_model, load_preset, presets
+    from nin_keras.zoo import ImageClassifier, create_model
 
     if quick:
         keras.utils.set_random_seed(0)
-        model = presets.inference_model(create_model("nin_cifar10"),
-                                        [keras.layers.Rescaling(1 / 255)], input_dtype="float32",
-                                        name="nin_cifar10_random")
+        model = ImageClassifier(create_model("nin_cifar10"), [keras.layers.Rescaling(1 / 255)],
+                                name="nin_cifar10_random")
         return model, model
-    return preset, load_preset(preset).inference_model(input_dtype="float32")
+    return preset, ImageClassifier.from_preset(preset)
 
 
 def measure(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray,
@@ -91,16 +90,15 @@ def compact_source(preset: str, quick: bool, images: np.ndarray) -> tuple[Any, k
     """``(what export() takes, the float32-input Keras model)`` for the compact rows; ``quick``:
     random network weights behind GCN and a 5x5 ``ConvWhitening`` fitted on ``images``."""
     from nin_keras.layers import ConvWhitening, GlobalContrastNormalization
-    from nin_keras.zoo import create_model, load_preset, presets
+    from nin_keras.zoo import ImageClassifier, create_model
 
     if quick:
         keras.utils.set_random_seed(0)
         gcn = GlobalContrastNormalization(scale=55.0)
         whitening = ConvWhitening(kernel_size=5).adapt(keras.ops.convert_to_numpy(gcn(images)))
-        model = presets.inference_model(create_model("nin_cifar10"), [gcn, whitening],
-                                        input_dtype="float32", name="nin_cifar10_compact_random")
+        model = ImageClassifier(create_model("nin_cifar10"), [gcn, whitening], name="nin_cifar10_compact_random")
         return model, model
-    return preset, load_preset(preset).inference_model(input_dtype="float32")
+    return preset, ImageClassifier.from_preset(preset)
 
 
 def add_compact_rows(args, images: np.ndarray, out: Path, add: Callable, size: Callable,

@@ -57,18 +57,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nin_keras.export.runtime import load_onnx, load_tflite
     from nin_keras.evaluation import predict_probabilities
 
-    preset = zoo.load_preset(args.preset)
+    preset = zoo.ImageClassifier.from_preset(args.preset)
     x_test, y_test = load_arrays({"name": preset.metadata["dataset"]}, "test", args.data_dir)
     if args.quick:
         x_test, y_test = x_test[:500], y_test[:500]
     images = x_test.astype(np.float32)
     percent = lambda hits: round(100 * float(np.mean(hits)), 2)  # noqa: E731
 
-    float_top1 = np.argmax(predict_probabilities(preset.inference_model(), x_test), axis=-1)
+    float_top1 = np.argmax(predict_probabilities(preset, x_test), axis=-1)
     rows = [{"artifact": f"{args.preset} float Keras model", "size_mb": None,
              "accuracy": percent(float_top1 == y_test), "agreement": 100.0}]
     if args.dense:
-        dense_top1 = np.argmax(predict_probabilities(zoo.load_preset(args.dense).inference_model(), x_test), axis=-1)
+        dense_top1 = np.argmax(predict_probabilities(zoo.ImageClassifier.from_preset(args.dense), x_test), axis=-1)
         rows.append({"artifact": f"{args.dense} float Keras model (dense ZCA)", "size_mb": None,
                      "accuracy": percent(dense_top1 == y_test), "agreement": percent(dense_top1 == float_top1)})
     loaders = {"onnxruntime": load_onnx, "litert": load_tflite}

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = []
     for name in (PRESETS[:1] if args.quick else args.presets):
-        preset = zoo.load_preset(name)
+        preset = zoo.ImageClassifier.from_preset(name)
         dataset = preset.metadata["dataset"]
         x_test, y_test = load_arrays({"name": dataset}, "test", args.data_dir)
         if args.quick:
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             start = time.perf_counter()
             micro = load_micro(path)(x_test.astype(np.float32))
             seconds = time.perf_counter() - start
-        keras_top1 = np.argmax(predict_probabilities(preset.inference_model(), x_test), axis=-1)
+        keras_top1 = np.argmax(predict_probabilities(preset, x_test), axis=-1)
         micro_top1 = np.argmax(micro, axis=-1)
         rows.append({
             "preset": name, "test_images": int(len(y_test)),

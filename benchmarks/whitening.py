@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nin_keras.data.arrays import load_arrays
     from nin_keras.layers import ConvWhitening
 
-    preset = zoo.load_preset("nin_cifar10.caffe")
+    preset = zoo.ImageClassifier.from_preset("nin_cifar10.caffe")
     gcn, zca = preset.preprocessing
     x_train, _ = load_arrays({"name": "cifar10"}, "train", args.data_dir)
     x_test, y_test = load_arrays({"name": "cifar10"}, "test", args.data_dir)
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return np.concatenate([np.asarray(gcn(images[i:i + 1000].astype("float32"))) for i in range(0, len(images), 1000)])
 
     def predictions(whitened):
-        return np.argmax(preset.model.predict(whitened, batch_size=500, verbose=0), axis=-1)
+        return np.argmax(preset.backbone.predict(whitened, batch_size=500, verbose=0), axis=-1)
 
     train_gcn, test_gcn = standardized(x_train), standardized(x_test)
     dense = np.concatenate([np.asarray(zca(test_gcn[i:i + 1000])) for i in range(0, len(test_gcn), 1000)])

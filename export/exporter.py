@@ -178,7 +178,7 @@ def export(model_or_name: keras.Model | str, formats: Sequence[str] = DEFAULT_FO
     Args:
         model_or_name: a preset (a zoo name with published weights such as
             ``"nin_cifar10"``, or a preset folder), or a Keras model taking raw images: an
-            inference model (``nin_keras.zoo.inference_model``: preprocessing layers, then the
+            classifier (``nin_keras.zoo.ImageClassifier``: preprocessing layers, then the
             network), a Sequential stack, or a bare network.
         formats: any of ``"savedmodel"``, ``"tflite"``, ``"onnx"`` and ``"web"`` (a folder with
             a page that classifies photos in the browser: :mod:`nin_keras.export.web`); default
@@ -404,13 +404,13 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
     model is taken as an inference model (raw images in); its data set is ``dataset``, or the
     zoo entry's when the zoo built it.
     """
-    from nin_keras.zoo import architectures, load_preset, presets, registry
+    from nin_keras.zoo import architectures, registry
     from nin_keras.zoo.preset_format import WEIGHTS_FILE
 
     preset_name, weights_file, preset = None, None, None
     if isinstance(model_or_name, (str, os.PathLike)):
-        preset = load_preset(model_or_name)
-        network, preprocessing = preset.model, preset.preprocessing
+        preset = ImageClassifier.from_preset(model_or_name)
+        network, preprocessing = preset.backbone, preset.preprocessing
         dataset = dataset or preset.metadata.get("dataset")
         preset_name = os.fspath(model_or_name)
         weights_file = preset.metadata["files"][WEIGHTS_FILE]["sha256"]
@@ -429,8 +429,7 @@ def resolve_source(model_or_name: keras.Model | str, include_preprocessing: bool
                          f"got {type(model_or_name).__name__}")
     raw_shape = tuple(network.inputs[0].shape[1:])
     if include_preprocessing:
-        model = presets.inference_model(network, preprocessing, input_dtype="float32",
-                                        name=f"{network.name}_inference")
+        model = ImageClassifier(network, preprocessing, name=f"{network.name}_inference")
         preprocess = None
     else:
         model = network

@@ -42,7 +42,7 @@ def artifact_format(path: str | os.PathLike) -> str:
         raise ValueError(f"artifact {str(path)!r} is a folder without saved_model.pb, config.json or "
                          f"{WEB_MODEL_FILE} (a SavedModel, a preset or a web export)")
     if not path.exists() and path.suffix not in (".tflite", ".onnx") and len(path.parts) == 1:
-        return "preset"  # a zoo name; load_preset suggests close names for a typo
+        return "preset"  # a zoo name; ImageClassifier.from_preset suggests close names for a typo
     if not path.is_file():
         raise ValueError(f"artifact {str(path)!r} does not exist")
     formats = {".tflite": "tflite", ".onnx": "onnx"}
@@ -217,14 +217,13 @@ def _keras_runner(preset_name: str) -> tuple[dict[str, Any], Any]:
     import keras
 
     from nin_keras.export.runtime import batched
-    from nin_keras.zoo import load_preset
+    from nin_keras.zoo.classifier import ImageClassifier
 
-    preset = load_preset(preset_name)
-    model = preset.inference_model(input_dtype="float32")
+    model = ImageClassifier.from_preset(preset_name)
     shape = list(model.input_shape[1:])
     metadata = {"format": "preset", "source": {"preset": preset_name},
-                "dataset": preset.metadata.get("dataset"), "class_names": preset.class_names,
+                "dataset": model.metadata.get("dataset"), "class_names": model.class_names,
                 "input": {"shape": [None, *shape], "values": "raw pixels in [0, 255]"},
                 "include_preprocessing": True,
-                "input_policy": None if preset.input_policy is None else preset.input_policy.to_dict()}
+                "input_policy": None if model.input_policy is None else model.input_policy.to_dict()}
     return metadata, lambda batch: batched(lambda x: keras.ops.convert_to_numpy(model(x, training=False)), batch)

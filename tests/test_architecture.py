@@ -122,3 +122,48 @@ def test_the_check_finds_a_cycle_and_sees_imports_inside_functions(tmp_path):
     found = imports_of("nin_keras.zoo.sneaky", module, set(library_modules()))
     assert {"nin_keras.train.evaluate", "nin_keras.export.exporter"} <= found
     assert rank("nin_keras.train.evaluate") > rank("nin_keras.zoo.sneaky")
+
+
+#: The library's deprecated aliases (they warn, naming the replacement), by the module users import them from.
+DEPRECATED = {
+    "nin_keras.zoo": {"Preset", "load_preset", "from_preset", "inference_model", "build_model"},
+    "nin_keras.zoo.presets": {"Preset", "load_preset", "from_preset", "inference_model"},
+    "nin_keras.export": {"Predictor"},
+    "nin_keras.train": {"evaluate_model"},
+}
+#: The modules that define or re-export the aliases.
+DEFINING = {"nin_keras.zoo", "nin_keras.zoo.presets", "nin_keras.zoo.builder", "nin_keras.export", "nin_keras.train"}
+
+
+def deprecated_uses(path: Path) -> list[str]:
+    """Where ``path`` imports a deprecated alias (``from nin_keras.zoo import load_preset``, the
+    ``presets`` module) or reaches one as an attribute of its package (``zoo.load_preset``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module in DEPRECATED:
+            found += [f"{path.name}:{node.lineno} imports {node.module}.{alias.name}" for alias in node.names
+                      if alias.name in DEPRECATED[node.module] or f"{node.module}.{alias.name}" in DEPRECATED]
+        elif isinstance(node, ast.Import):
+            found += [f"{path.name}:{node.lineno} imports {alias.name}" for alias in node.names
+                      if alias.name == "nin_keras.zoo.presets"]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, (ast.Name, ast.Attribute)):
+            owner = node.value.id if isinstance(node.value, ast.Name) else node.value.attr
+            if any(module.rsplit(".", 1)[-1] == owner and node.attr in names for module, names in DEPRECATED.items()):
+                found.append(f"{path.name}:{node.lineno} uses {owner}.{node.attr}")
+    return found
+
+
+def test_the_library_uses_none_of_its_own_deprecated_aliases():
+    # The aliases are for users' old code; the library calls what replaces them, so it never warns itself.
+    files = {name: path for name, path in library_modules().items() if name not in DEFINING}
+    files.update({f"benchmarks.{path.stem}": path for path in (ROOT / "benchmarks").glob("*.py")})
+    assert [use for path in files.values() for use in deprecated_uses(path)] == []
+
+
+def test_the_deprecated_alias_check_sees_imports_and_attributes(tmp_path):
+    code = tmp_path / "old.py"
+    code.write_text("from nin_keras.zoo import ImageClassifier, load_preset\nfrom nin_keras import zoo\n"
+                    "def f():\n    return zoo.inference_model(zoo.ImageClassifier.from_preset('x'), ())\n"
+                    "from nin_keras.zoo import presets\n")
+    assert deprecated_uses(code) == ["old.py:1 imports nin_keras.zoo.load_preset",
+                                     "old.py:5 imports nin_keras.zoo.presets", "old.py:4 uses zoo.inference_model"]

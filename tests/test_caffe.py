@@ -503,7 +503,8 @@ def test_import_caffe_writes_a_preset(imported, tmp_path, capsys):
         np.testing.assert_array_equal(got, want)
     # An existing folder is not replaced without --overwrite.
     assert main(["import-caffe", str(CAFFEMODEL), "--arch", "nin_cifar10", "--out", str(out), "--no-preprocessing"]) == 1
-    assert "already exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already exists (pass --overwrite to replace it)" in err and "overwrite=True" not in err
 
 
 @pytest.mark.parametrize(

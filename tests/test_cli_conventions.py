@@ -273,7 +273,7 @@ def test_the_library_is_quiet_when_imported_unless_verbose(tmp_path):
     child = (
         "from nin_keras import zoo\n"
         "from nin_keras.export import export\n"
-        "model = zoo.from_preset('nin_mnist')\n"
+        "model = zoo.ImageClassifier.from_preset('nin_mnist')\n"
         f"paths = export(model, ['tflite'], {str(tmp_path)!r}, parity_samples=10)\n"
         "print(paths['tflite'].name)\n"
     )
@@ -471,3 +471,39 @@ def test_library_errors_spell_arguments_as_the_commands_flags():
     # `name` has no option: it keeps its Python name rather than an invented flag.
     assert error.spelled(spell) == ("name must be plain; --quantize int8, no --no-preprocessing, "
                                     "--accept-parity-failure; see `nin-keras models --pretrained`")
+
+
+#: Makes a DeprecationWarning an error when a nin_keras module caused it (the aliases warn at their
+#: caller). Plain ``-W error::DeprecationWarning`` would also stop at TensorFlow's and NumPy's own.
+_OWN_DEPRECATIONS_FAIL = "warnings.filterwarnings('error', category=DeprecationWarning, module=r'nin_keras(\\.|$)')"
+
+
+def test_commands_trigger_none_of_the_librarys_own_deprecation_warnings(tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(image)
+    child = ("import sys, warnings\n"
+             f"{_OWN_DEPRECATIONS_FAIL}\n"
+             "from nin_keras.cli import main\n"
+             "from nin_keras.visualize.sources import load_model\n"
+             "from nin_keras.export.exporter import resolve_source\n"
+             "load_model('nin_mnist'), resolve_source('nin_mnist')\n"
+             f"sys.exit(main(['predict', 'nin_mnist', {str(image)!r}, '--top-k', '2'])"
+             " or main(['eval', 'nin_mnist', '--limit', '50']))\n")
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "accuracy" in result.stdout
+
+
+def test_a_deprecated_alias_called_from_inside_the_library_is_an_error_under_that_filter():
+    import warnings
+
+    from nin_keras import zoo
+
+    caller = compile("zoo.from_preset('nin_mnist')", "nin_keras_module.py", "exec")
+    with warnings.catch_warnings():
+        exec(_OWN_DEPRECATIONS_FAIL, {"warnings": warnings})
+        with pytest.raises(DeprecationWarning, match="ImageClassifier.from_preset"):
+            exec(caller, {"__name__": "nin_keras.some_module", "zoo": zoo})
+        exec(caller, {"__name__": "users_code", "zoo": zoo})  # the user's own call only warns

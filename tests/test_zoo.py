@@ -134,7 +134,7 @@ def test_the_architecture_travels_in_the_model_through_clone_model_and_a_keras_f
     assert architecture_of(reloaded) == recorded and _same_weights(reloaded, model)
     zoo.save_preset(clone, tmp_path / "preset", {"dataset": "mnist"})
     assert json.loads((tmp_path / "preset" / "config.json").read_text())["kwargs"] == recorded[1]
-    assert _same_weights(zoo.load_preset(tmp_path / "preset").model, clone)
+    assert _same_weights(zoo.ImageClassifier.from_preset(tmp_path / "preset").backbone, clone)
     assert architecture_of(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])) is None
     with pytest.raises(ValueError, match="Unknown zoo model 'no_such_net'"):
         type(model).from_config({**model.get_config(), "architecture": "no_such_net"})
@@ -144,6 +144,8 @@ def test_the_architecture_travels_in_the_model_through_clone_model_and_a_keras_f
 
 
 def test_save_load_round_trip_with_preprocessing(tmp_path):
+    from nin_keras.zoo.architectures import architecture_of
+
     model = zoo.create_model("nin_mnist", dropout=0.3)
     folder = zoo.save_preset(model, tmp_path / "p", {"dataset": "mnist", "class_names": list("0123456789"), "license": "CC0"}, _preprocessing())
     files = {p.name for p in folder.iterdir()}
@@ -156,15 +158,16 @@ def test_save_load_round_trip_with_preprocessing(tmp_path):
     assert meta["layers"]["mlpconv1"][0] == [5, 5, 1, 64]
     assert json.loads((folder / "config.json").read_text())["kwargs"]["dropout"] == 0.3
 
-    preset = zoo.load_preset(folder)
-    assert preset.architecture == "nin_mnist" and preset.class_names == list("0123456789")
-    assert _same_weights(preset.model, model)
+    classifier = zoo.ImageClassifier.from_preset(folder)
+    assert architecture_of(classifier.backbone) == ("nin_mnist", {"dropout": 0.3, "include_top": True})
+    assert classifier.class_names == list("0123456789") and classifier.metadata["license"] == "CC0"
+    assert _same_weights(classifier.backbone, model)
     images = _images()
     expected = model.predict(_numpy_preprocess(images).astype("float32"), verbose=0)
-    inference = preset.inference_model()
+    np.testing.assert_allclose(classifier.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    inference = zoo.ImageClassifier.from_preset(folder, input_dtype="uint8")
     assert inference.input.dtype == "uint8"
     np.testing.assert_allclose(inference.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
-    assert _same_weights(zoo.from_preset(folder), model)
 
 
 def test_fitted_zca_statistics_travel_with_the_preset(tmp_path):
@@ -174,11 +177,11 @@ def test_fitted_zca_statistics_travel_with_the_preset(tmp_path):
     gcn, zca = GlobalContrastNormalization(scale=55.0), ZCAWhitening(filter_bias=0.1)
     zca.adapt(gcn(images))
     model = zoo.create_model("nin_cifar10", input_shape=(8, 8, 3))
-    preset = zoo.load_preset(zoo.save_preset(model, tmp_path / "zca", {"dataset": "cifar10"}, [gcn, zca]))
+    preset = zoo.ImageClassifier.from_preset(zoo.save_preset(model, tmp_path / "zca", {"dataset": "cifar10"}, [gcn, zca]))
     assert [type(layer) for layer in preset.preprocessing] == [GlobalContrastNormalization, ZCAWhitening]
     assert _same_weights(preset.preprocessing[1], zca)
     expected = model.predict(zca(gcn(images[:4])), verbose=0)
-    np.testing.assert_allclose(preset.inference_model().predict(images[:4].astype("uint8"), verbose=0), expected, atol=1e-6)
+    np.testing.assert_allclose(preset.predict(images[:4].astype("uint8"), verbose=0), expected, atol=1e-6)
 
 
 def test_equal_preprocessing_is_saved_as_byte_identical_files(tmp_path):
@@ -200,6 +203,22 @@ def test_save_preset_needs_a_zoo_architecture(tmp_path):
         zoo.save_preset(foreign, tmp_path / "f", {"dataset": "mnist"})
     with pytest.raises(ValueError, match="dataset"):
         zoo.save_preset(zoo.create_model("nin_mnist"), tmp_path / "g", {})
+
+
+def test_an_existing_preset_is_replaced_only_with_overwrite_which_the_error_names_as_an_argument(tmp_path):
+    from nin_keras.errors import Argument, OutputExistsError
+
+    model = zoo.create_model("nin_mnist")
+    zoo.save_preset(model, tmp_path / "p", {"dataset": "mnist"})
+    with pytest.raises(OutputExistsError, match=r"already exists \(pass overwrite=True to replace it\)") as caught:
+        zoo.save_preset(model, tmp_path / "p", {"dataset": "mnist"})
+    assert isinstance(caught.value, FileExistsError)
+    assert any(isinstance(part, Argument) and part.name == "overwrite" for part in caught.value.parts)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(PresetError, match="never replaced, even with overwrite=True") as caught:
+        zoo.save_preset(model, tmp_path / "other", {"dataset": "mnist"}, overwrite=True)
+    assert any(isinstance(part, Argument) for part in caught.value.parts)
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +244,7 @@ def test_config_with_other_classes_fails_naming_the_layer(saved_preset, tmp_path
     folder = _broken_copy(saved_preset, tmp_path)
     _edit_json(folder / "config.json", lambda c: c["kwargs"].update(classes=7))
     with pytest.raises(WeightsMismatchError, match="mlpconv3"):
-        zoo.load_preset(folder)
+        preset_loader.read_preset(folder)
 
 
 @pytest.mark.parametrize(
@@ -249,7 +268,7 @@ def test_broken_presets_name_the_problem(saved_preset, tmp_path, breakage, error
     folder = _broken_copy(saved_preset, tmp_path)
     breakage(folder)
     with pytest.raises(error, match=words):
-        zoo.load_preset(folder)
+        preset_loader.read_preset(folder)
 
 
 def test_lambda_preprocessing_is_refused_in_safe_mode(saved_preset, tmp_path):
@@ -257,7 +276,7 @@ def test_lambda_preprocessing_is_refused_in_safe_mode(saved_preset, tmp_path):
     lambda_spec = keras.saving.serialize_keras_object(keras.layers.Lambda(lambda x: x * 2))
     _edit_json(folder / "metadata.json", lambda m: m.update(preprocessing=[lambda_spec]))
     with pytest.raises(PresetError, match="Lambda"):
-        zoo.load_preset(folder)
+        preset_loader.read_preset(folder)
 
 
 def test_preprocessing_naming_arbitrary_code_is_refused(saved_preset, tmp_path):
@@ -266,13 +285,13 @@ def test_preprocessing_naming_arbitrary_code_is_refused(saved_preset, tmp_path):
     spec = {"module": "subprocess", "class_name": "Popen", "config": {"args": ["touch", str(marker)]}, "registered_name": None}
     _edit_json(folder / "metadata.json", lambda m: m.update(preprocessing=[spec]))
     with pytest.raises(PresetError, match="Popen"):
-        zoo.load_preset(folder)
+        preset_loader.read_preset(folder)
     assert not marker.exists()
 
 
 def test_missing_local_folder_is_a_preset_error(tmp_path):
     with pytest.raises(PresetError, match="does not exist"):
-        zoo.load_preset(str(tmp_path / "nowhere") + os.sep)
+        preset_loader.read_preset(str(tmp_path / "nowhere") + os.sep)
 
 
 _json = st.recursive(
@@ -330,9 +349,9 @@ def test_pretrained_loads_the_published_weights(published):
     loaded = zoo.create_model(TEST_MODEL, pretrained=True)
     assert _same_weights(loaded, model)
     assert _same_weights(zoo.create_model(f"{TEST_MODEL}.t", pretrained=True), model)
-    preset = zoo.load_preset(f"{TEST_MODEL}.t")
+    preset = zoo.ImageClassifier.from_preset(f"{TEST_MODEL}.t")
     np.testing.assert_allclose(
-        preset.inference_model().predict(_images(), verbose=0),
+        preset.predict(_images(), verbose=0),
         model.predict(_numpy_preprocess(_images()).astype("float32"), verbose=0),
         rtol=1e-5, atol=1e-6,
     )
@@ -394,8 +413,8 @@ def loopback(tmp_path):
 def test_preset_from_url(saved_preset, loopback, tmp_path):
     root, url = loopback
     shutil.copytree(saved_preset, root / "good")
-    preset = zoo.load_preset(f"{url}/good/")
-    assert _same_weights(preset.model, zoo.load_preset(saved_preset).model)
+    preset = preset_loader.read_preset(f"{url}/good/")
+    assert _same_weights(preset.model, zoo.ImageClassifier.from_preset(saved_preset).backbone)
     assert preset.path.is_relative_to(tmp_path / "cache")
 
 
@@ -417,7 +436,7 @@ def test_create_model_pretrained_in_a_fresh_process_downloads_verifies_and_loads
     entry = registry.get_model_entry("nin_mnist")
     tag = entry.default_tag  # the published weights: serve the bundled copy from the loopback server
     shutil.copytree(download.BUNDLED_WEIGHTS_DIR / entry.preset_name(tag), root / entry.preset_name(tag))
-    reference = zoo.load_preset(root / entry.preset_name(tag)).model
+    reference = zoo.ImageClassifier.from_preset(root / entry.preset_name(tag)).backbone
     inputs = _numpy_preprocess(_images(4)).astype("float32")
     np.save(tmp_path / "inputs.npy", inputs)
     (tmp_path / "empty").mkdir()
@@ -506,7 +525,7 @@ def test_bundled_weights_load_offline_and_fine_tune(monkeypatch):
         assert (download.BUNDLED_WEIGHTS_DIR / preset_name).is_dir()
     name = registry.split_name(published_presets[0])[0]
     entry = zoo.get_model_entry(name)
-    preset = zoo.load_preset(name)
+    preset = preset_loader.read_preset(name)
     assert preset.path == download.BUNDLED_WEIGHTS_DIR / entry.preset_name(entry.default_tag)
     classes = preset.model.output_shape[-1] + 3
     tuned = zoo.create_model(name, pretrained=True, classes=classes)
@@ -525,7 +544,7 @@ def test_every_tag_is_weights_for_the_architecture_of_its_name(preset):
     the index's and the metadata's recorded numbers are recomputed from the real model and files."""
     name, tag = registry.split_name(preset)
     plain = zoo.create_model(name)
-    loaded = zoo.load_preset(preset)
+    loaded = preset_loader.read_preset(preset)
     assert loaded.architecture == name and not {"batch_norm", "classes"} & set(loaded.kwargs)
     assert [w.shape for w in loaded.model.weights] == [w.shape for w in plain.weights]
     assert loaded.model.input_shape == plain.input_shape
@@ -546,7 +565,7 @@ def test_default_tag_is_the_most_accurate_published_weight_set():
     entry = zoo.get_model_entry("nin_cifar10")
     best = max(entry.pretrained.values(), key=lambda c: c.metrics["test_accuracy"])
     assert entry.default_tag == best.tag
-    assert zoo.load_preset("nin_cifar10").path.name == f"nin_cifar10.{best.tag}"
+    assert preset_loader.read_preset("nin_cifar10").path.name == f"nin_cifar10.{best.tag}"
 
 
 def test_build_model_is_a_deprecated_spelling_of_create_model():
@@ -565,7 +584,7 @@ def test_loading_a_registered_preset_hashes_each_file_once(monkeypatch):
 
     monkeypatch.setattr(preset_loader, "sha256_file", counting)
     monkeypatch.setattr(download, "sha256_file", counting)
-    zoo.load_preset("nin_mnist")
+    preset_loader.read_preset("nin_mnist")
     assert sorted(n for n in hashed if n.endswith(".h5")) == ["model.weights.h5", "preprocessing.weights.h5"]
 
 
@@ -581,7 +600,7 @@ def test_altered_bundled_metadata_breaks_the_chain_of_trust(tmp_path, monkeypatc
     monkeypatch.setattr(download, "BUNDLED_WEIGHTS_DIR", bundled)
     monkeypatch.setenv(download.ENV_OFFLINE, "1")
     with pytest.warns(UserWarning, match="altered"), pytest.raises(DownloadError):
-        zoo.load_preset(name)
+        preset_loader.read_preset(name)
 
 
 @pytest.fixture
@@ -605,13 +624,13 @@ def test_publish_folds_batch_norm_into_the_plain_architecture_and_indexes_it(bn_
     model, folder = bn_preset
     weights_dir = tmp_path / "weights"
     out = publish.publish(folder, "nin_mnist.folded", weights_dir=weights_dir, command="publish test")
-    loaded = zoo.load_preset(out)
+    loaded = preset_loader.read_preset(out)
     assert loaded.architecture == "nin_mnist" and loaded.kwargs == {}
     assert loaded.model.count_params() == zoo.create_model("nin_mnist").count_params()
-    source = zoo.load_preset(folder)
+    source = preset_loader.read_preset(folder)
     images = _images(8)
-    np.testing.assert_allclose(loaded.inference_model().predict(images, verbose=0),
-                               source.inference_model().predict(images, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(zoo.ImageClassifier.from_preset(out).predict(images, verbose=0),
+                               zoo.ImageClassifier.from_preset(folder).predict(images, verbose=0), atol=1e-5)
     assert loaded.metadata["folded"]["from"]["kwargs"]["batch_norm"] is True
     assert loaded.metadata["published_by"] == "publish test"
     assert index.read_index(weights_dir / "index.json") == index.build_index(weights_dir)["presets"]

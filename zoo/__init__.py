@@ -3,10 +3,16 @@
 Example:
     >>> from nin_keras import zoo
     >>> zoo.list_models(pretrained=True)
-    >>> classifier = zoo.from_preset("nin_mnist")   # raw images in, with its preprocessing
+    >>> classifier = zoo.ImageClassifier.from_preset("nin_mnist")   # a preset: raw images in
     >>> classifier.classify(uint8_images, top_k=3)
-    >>> classifier.backbone                          # the bare network
-    >>> preset = zoo.load_preset("nin_mnist")       # network + fitted preprocessing + metadata
+    >>> classifier.backbone, classifier.class_names, classifier.metadata
+    >>> classifier.save_to_preset("my_preset")
+    >>> network = zoo.create_model("nin_mnist", pretrained=True)    # an architecture (timm style)
+
+One entry per idea: a preset is ``ImageClassifier.from_preset``, an architecture
+``create_model``. ``from_preset``, ``load_preset``, ``inference_model``, ``Preset`` and
+``build_model`` are deprecated aliases (``nin_keras.zoo.presets``, ``builder``) that warn and
+work as before.
 
 Names are imported on first use, so ``nin_keras.zoo.download`` works without loading TensorFlow.
 """
@@ -25,8 +31,9 @@ _EXPORTS = {
     "PretrainedConfig": "pretrained",
     "WeightsFile": "pretrained",
     "ImageClassifier": "classifier",
-    "Preset": "presets",
     "save_preset": "preset_writer",
+    # Deprecated aliases of ImageClassifier.from_preset and ImageClassifier (they warn).
+    "Preset": "presets",
     "load_preset": "presets",
     "from_preset": "presets",
     "inference_model": "presets",

@@ -40,7 +40,8 @@ def create_model(
         **kwargs: other builder arguments (``batch_norm``, ``dropout``, ``classifier_activation``, ...).
 
     Returns:
-        A ``keras.Model``. For the matching preprocessing use ``load_preset(name).inference_model()``.
+        A ``keras.Model``, the bare network. The published preset with its preprocessing is
+        ``ImageClassifier.from_preset(name)`` (its ``backbone`` is this network with those weights).
 
     Raises:
         ValueError: unknown name (with close matches) or tag, or no published weights.

@@ -8,6 +8,7 @@ from pathlib import Path
 from nin_keras.caffe import load_caffe_weights, read_caffemodel
 from nin_keras.data import dataset_info
 from nin_keras.data.arrays import fit_preprocessing, load_arrays
+from nin_keras.errors import Argument, OutputExistsError
 from nin_keras.io_utils import sha256_file
 from nin_keras.layers import ZCAWhitening
 from nin_keras.zoo.builder import create_model
@@ -51,7 +52,7 @@ def import_caffe_preset(
         The preset folder.
     """
     if Path(out).exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists (pass overwrite=True / --overwrite to replace it)")
+        raise OutputExistsError(f"{out} already exists (pass ", Argument("overwrite", True), " to replace it)")
     entry = get_model_entry(arch)
     caffe_model = read_caffemodel(caffemodel)
     model = load_caffe_weights(create_model(arch), caffe_model)

@@ -1,6 +1,7 @@
 """``ImageClassifier``: raw images in, class probabilities out, with the preprocessing inside.
 
-This is the library's one inference model. Export, ``eval``, ``predict``, the visualizations and
+This is the library's one inference model and the one way to load a preset
+(``ImageClassifier.from_preset``). Export, ``eval``, ``predict``, the visualizations and
 fine-tuning all start from it, so they agree on preprocessing. Its graph is::
 
     images (uint8, or float in [0, 255]) -> cast to float32 -> preprocessing layers -> backbone
@@ -148,13 +149,20 @@ class ImageClassifier(keras.Model):
     def from_preset(cls, preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
                     input_dtype: str = "float32") -> "ImageClassifier":
         """Load a preset (zoo name such as ``"nin_cifar10"`` or ``"nin_cifar10.caffe"``, a folder or
-        an ``http(s)://``/``file://`` URL; see ``load_preset``) as a classifier."""
+        an ``http(s)://``/``file://`` URL) as a classifier, every file verified
+        (``nin_keras.zoo.preset_loader.read_preset`` says how, and what it raises).
+
+        Args:
+            preset: the zoo name, folder or URL.
+            cache_dir: where fetched presets are cached (default ``download.default_cache_dir()``).
+            input_dtype: ``"float32"`` (uint8 arrays convert exactly) or ``"uint8"``.
+        """
         return cls.from_loaded(read_preset(preset, cache_dir=cache_dir), input_dtype=input_dtype)
 
     @classmethod
     def from_loaded(cls, preset: PresetContents, input_dtype: str = "float32") -> "ImageClassifier":
-        """A loaded preset (``load_preset``'s ``Preset``) as a classifier: its network and
-        preprocessing, with its class names, input policy and metadata."""
+        """A preset already read (``read_preset``'s ``PresetContents``) as a classifier: its
+        network and preprocessing, with its class names, input policy and metadata."""
         return cls(preset.model, preset.preprocessing, class_names=preset.class_names,
                    input_policy=preset.input_policy, metadata=preset.metadata, input_dtype=input_dtype,
                    name=f"{preset.model.name}_inference")

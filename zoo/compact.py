@@ -60,10 +60,11 @@ def make_compact_preset(
     """
     from nin_keras.data.arrays import load_arrays
     from nin_keras.evaluation import evaluate_model, preset_metrics
+    from nin_keras.zoo.classifier import ImageClassifier
+    from nin_keras.zoo.preset_loader import read_preset
     from nin_keras.zoo.preset_writer import save_preset
-    from nin_keras.zoo.presets import inference_model, load_preset
 
-    source = load_preset(preset)
+    source = read_preset(preset)
     positions = [i for i, layer in enumerate(source.preprocessing) if isinstance(layer, ZCAWhitening)]
     if not positions:
         names = [type(layer).__name__ for layer in source.preprocessing]
@@ -82,7 +83,7 @@ def make_compact_preset(
     preprocessing = [*source.preprocessing[:at], compact, *source.preprocessing[at + 1:]]
 
     x_test, y_test = load_arrays({"name": dataset}, "test", data_dir)
-    test = evaluate_model(inference_model(source.model, preprocessing), x_test, y_test)
+    test = evaluate_model(ImageClassifier(source.model, preprocessing), x_test, y_test)
     dense = source.metadata.get("metrics") or {}
     metadata: dict[str, Any] = {
         **{k: v for k, v in source.metadata.items() if k in ("dataset", "class_names", "paper_error", "license")},

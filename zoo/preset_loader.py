@@ -1,6 +1,7 @@
 """Reading presets: from a local folder, an ``http(s)://``/``file://`` URL or a zoo name, into
-``PresetContents`` (below the classifier: ``ImageClassifier.from_preset`` reads through here, and
-``nin_keras.zoo.load_preset`` wraps the contents as a ``Preset``).
+``PresetContents``: the loader below the classifier. ``ImageClassifier.from_preset``, the one
+way in for users, reads through here; library code that needs a preset's architecture, builder
+arguments or folder (publishing, compacting, fine-tuning) reads ``PresetContents`` directly.
 
 Nothing in a preset can run code: the architecture is a registered zoo name and the
 preprocessing layers are the library's preprocessing classes (``preprocessing_spec``). Every
@@ -48,7 +49,7 @@ _URL_SCHEMES = ("http://", "https://", "file://")
 
 class PresetContents:
     """What a preset folder holds, loaded: the network, its fitted preprocessing layers and its
-    metadata (``nin_keras.zoo.Preset`` adds the classifier built from them).
+    metadata (``ImageClassifier.from_loaded`` makes them a classifier).
 
     Attributes:
         model: the ``keras.Model`` (network only, float inputs already preprocessed).
@@ -88,7 +89,7 @@ class PresetContents:
 
 def read_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> PresetContents:
     """Read a preset: a local folder, an ``http(s)://``/``file://`` URL of a folder, or a zoo name
-    (``nin_keras.zoo.load_preset`` gives it as a ``Preset``).
+    (``ImageClassifier.from_preset`` gives it as a classifier).
 
     A zoo name (``"nin_mnist"`` for the default weights, ``"nin_cifar10.caffe"`` for a tag) is
     resolved as described in ``nin_keras.zoo.download`` (bundled, cache, mirror) and every file is

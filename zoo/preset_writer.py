@@ -13,7 +13,7 @@ from typing import Any
 import keras
 
 import nin_keras
-from nin_keras.errors import PresetError
+from nin_keras.errors import Argument, OutputExistsError, PresetError
 from nin_keras.io_utils import atomic_dir, sha256_file
 from nin_keras.models import count_flops
 from nin_keras.zoo import registry
@@ -66,7 +66,7 @@ def save_preset(
 
     Raises:
         ValueError: the architecture is unknown, or ``metadata`` lacks ``dataset``.
-        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        OutputExistsError: (a ``FileExistsError``) ``path`` exists and ``overwrite`` is False.
         PresetError: ``path`` exists but is not a preset folder (never replaced, even with
             ``overwrite``), or a weight of ``model`` is NaN or infinite.
     """
@@ -126,9 +126,9 @@ def check_replaceable(path: str | os.PathLike, overwrite: bool) -> None:
     if not (path.exists() or path.is_symlink()):
         return
     if not overwrite:
-        raise FileExistsError(f"{path} already exists (pass overwrite=True / --overwrite to replace it)")
+        raise OutputExistsError(f"{path} already exists (pass ", Argument("overwrite", True), " to replace it)")
     if not is_preset_folder(path):
         raise PresetError(f"{path} exists and is not a preset folder (it holds files other than "
                           f"{', '.join(sorted(PRESET_FILES))}, or no preset config.json); it is never replaced, "
-                          "even with overwrite: choose another output folder")
+                          "even with ", Argument("overwrite", True), ": choose another output folder")
 

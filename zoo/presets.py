@@ -1,21 +1,26 @@
-"""Presets: a trained model as a folder (keras-hub style) that loads with no code from the user.
+"""Deprecated ways into a preset, kept working as before: each warns with a ``DeprecationWarning``
+naming the one entry that replaces it, ``ImageClassifier.from_preset`` (a preset as one
+classifier: ``.backbone``, ``.preprocessing``, ``.class_names``, ``.input_policy``,
+``.metadata``) or the ``ImageClassifier`` constructor.
 
-This module holds the loaded preset (``Preset``: the folder's contents and the classifier built
-from them), ``load_preset``/``from_preset`` and the raw-image model built from a network and its
-preprocessing (``inference_model``); the folder format is ``nin_keras.zoo.preset_format``, reading
-it ``nin_keras.zoo.preset_loader``, writing it ``nin_keras.zoo.preset_writer`` (``save_preset``),
-and copying pretrained weights into a changed architecture ``nin_keras.zoo.transfer``.
+===============================================  =================================================
+old                                              new
+===============================================  =================================================
+``zoo.from_preset(p)``                           ``ImageClassifier.from_preset(p)``
+``zoo.load_preset(p)`` (a ``Preset``)            ``ImageClassifier.from_preset(p)``
+``Preset.classifier()`` (float32 input)          ``ImageClassifier.from_preset(p)``
+``Preset.inference_model()`` (uint8 input)       ``ImageClassifier.from_preset(p, input_dtype="uint8")``
+``zoo.inference_model(net, layers)`` (uint8)     ``ImageClassifier(net, layers, input_dtype="uint8")``
+===============================================  =================================================
 
-Example:
-    >>> from nin_keras.zoo import load_preset, save_preset
-    >>> preset = load_preset("nin_mnist")              # registry name, local folder or URL
-    >>> preset.classifier().predict(uint8_images)      # raw images -> preprocessing -> network
-    >>> save_preset(preset.model, "my_preset", preset.metadata, preset.preprocessing)
+Reading a folder is ``nin_keras.zoo.preset_loader`` (``read_preset`` -> ``PresetContents``),
+writing one ``nin_keras.zoo.preset_writer`` (``save_preset``, or ``ImageClassifier.save_to_preset``).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 
 import keras
@@ -24,47 +29,46 @@ from nin_keras.zoo.classifier import ImageClassifier
 from nin_keras.zoo.preset_loader import PresetContents, read_preset
 
 
-class Preset(PresetContents):
-    """A loaded preset: the network, its fitted preprocessing layers and its metadata
-    (``PresetContents``'s attributes), and the classifier they make.
+def _deprecated(old: str, new: str) -> None:
+    # stacklevel 3: the warning points at the caller of the deprecated function, not at this helper.
+    warnings.warn(f"{old} is deprecated; use {new}.", DeprecationWarning, stacklevel=3)
 
-    Attributes:
-        model: the ``keras.Model`` (network only, float inputs already preprocessed).
-        preprocessing: the preprocessing layers, in application order.
-        metadata: the parsed ``metadata.json``.
-        architecture: zoo name of the network; ``kwargs`` its builder arguments.
-        path: the folder it was loaded from.
-    """
+
+class Preset(PresetContents):
+    """A loaded preset, as ``load_preset`` (deprecated) returns it: ``PresetContents``'s network
+    (``model``), preprocessing layers, metadata, architecture, ``kwargs`` and ``path``, and the
+    classifier they make (``ImageClassifier.from_preset`` gives that classifier directly)."""
 
     def classifier(self, input_dtype: str = "float32") -> ImageClassifier:
-        """The preset as an ``ImageClassifier``: raw images -> preprocessing -> network, with the
-        preset's class names, input policy and metadata."""
+        """Deprecated: ``ImageClassifier.from_preset(path)`` (float32 input by default, as here)."""
+        _deprecated("Preset.classifier()", "nin_keras.zoo.ImageClassifier.from_preset(preset)")
         return ImageClassifier.from_loaded(self, input_dtype=input_dtype)
 
     def inference_model(self, input_dtype: str = "uint8") -> ImageClassifier:
-        """Raw images in ``[0, 255]`` -> preprocessing -> network (``classifier`` with a uint8
-        input by default, as before)."""
-        return self.classifier(input_dtype=input_dtype)
+        """Deprecated: ``ImageClassifier.from_preset(path, input_dtype="uint8")`` (uint8 input by
+        default, as before)."""
+        _deprecated("Preset.inference_model()",
+                    "nin_keras.zoo.ImageClassifier.from_preset(preset, input_dtype='uint8')")
+        return ImageClassifier.from_loaded(self, input_dtype=input_dtype)
 
     def __repr__(self) -> str:
         return f"Preset({self.architecture!r}, dataset={self.metadata.get('dataset')!r}, path={str(self.path)!r})"
 
 
 def load_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Preset:
-    """Load a preset: a local folder, an ``http(s)://``/``file://`` URL of a folder, or a zoo name,
-    every file verified (``nin_keras.zoo.preset_loader.read_preset`` says how, and what it raises).
-
-    Example:
-        >>> load_preset("nin_cifar10.caffe").classifier().classify(["cat.jpg"])
-    """
+    """Deprecated: ``ImageClassifier.from_preset(preset)``, whose ``backbone``, ``preprocessing``
+    and ``metadata`` are this ``Preset``'s ``model``, ``preprocessing`` and ``metadata``. Reads
+    through ``read_preset`` (what it accepts and raises)."""
+    _deprecated("nin_keras.zoo.load_preset", "nin_keras.zoo.ImageClassifier.from_preset (.backbone, "
+                ".preprocessing, .metadata, .class_names)")
     contents = read_preset(preset, cache_dir=cache_dir)
     return Preset(contents.model, contents.preprocessing, contents.metadata, contents.architecture,
                   contents.kwargs, contents.path)
 
 
 def from_preset(preset: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> ImageClassifier:
-    """``load_preset(preset)`` as an ``ImageClassifier`` that takes raw images (see ``load_preset``
-    for what ``preset`` may be); its ``backbone`` is the bare network."""
+    """Deprecated: ``ImageClassifier.from_preset(preset)``, which this calls."""
+    _deprecated("nin_keras.zoo.from_preset", "nin_keras.zoo.ImageClassifier.from_preset (the same call)")
     return ImageClassifier.from_preset(preset, cache_dir=cache_dir)
 
 
@@ -74,9 +78,8 @@ def inference_model(
     input_dtype: str = "uint8",
     name: str | None = None,
 ) -> ImageClassifier:
-    """Raw images -> cast to float32 -> ``preprocessing`` -> ``model``, as an ``ImageClassifier``
-    named ``"<model.name>_inference"`` (``name`` to override) with a ``uint8`` input by default.
-
-    Shapes: ``(batch, *model.input_shape[1:])`` in, ``model``'s output out.
-    """
+    """Deprecated: ``ImageClassifier(model, preprocessing, input_dtype="uint8")``. As before, an
+    ``ImageClassifier`` with a ``uint8`` input by default, named ``"<model.name>_inference"``."""
+    _deprecated("nin_keras.zoo.inference_model",
+                "nin_keras.zoo.ImageClassifier(model, preprocessing, input_dtype='uint8')")
     return ImageClassifier(model, preprocessing, input_dtype=input_dtype, name=name or f"{model.name}_inference")

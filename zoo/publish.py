@@ -25,9 +25,10 @@ import numpy as np
 
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.models.folding import fold_batch_norm, has_batch_norm
-from nin_keras.zoo import builder, cards, index, presets, registry, transfer
+from nin_keras.zoo import builder, cards, index, registry, transfer
+from nin_keras.zoo.classifier import ImageClassifier
+from nin_keras.zoo.preset_loader import PresetContents, read_preset
 from nin_keras.zoo.preset_writer import save_preset
-from nin_keras.zoo.presets import load_preset
 
 #: Largest difference between the probabilities of a BN network and its folded twin that
 #: publishing accepts (float32 rounding gives about 1e-6).
@@ -37,7 +38,7 @@ _COMPUTED = ("input_shape", "preprocessing", "params", "flops", "layers", "files
              "nin_keras_version", "format", "format_version")
 
 
-def _published_network(preset: presets.Preset, name: str) -> tuple[keras.Model, dict[str, Any]]:
+def _published_network(preset: PresetContents, name: str) -> tuple[keras.Model, dict[str, Any]]:
     """The preset's network as zoo architecture ``name`` (folded when it has batch norms), and
     what the folding did (empty when nothing was folded).
 
@@ -54,8 +55,8 @@ def _published_network(preset: presets.Preset, name: str) -> tuple[keras.Model, 
         except ValueError as err:
             raise WeightsMismatchError(f"{preset.path}: cannot fold into {name!r}: {err}") from err
         images = np.random.default_rng(0).integers(0, 256, (32, *source.input_shape[1:]), dtype=np.uint8)
-        before = presets.inference_model(source, preset.preprocessing).predict(images, verbose=0)
-        after = presets.inference_model(target, preset.preprocessing).predict(images, verbose=0)
+        before = ImageClassifier(source, preset.preprocessing).predict(images, verbose=0)
+        after = ImageClassifier(target, preset.preprocessing).predict(images, verbose=0)
         difference = float(np.max(np.abs(before - after)))
         if difference > FOLD_TOLERANCE:
             raise WeightsMismatchError(f"{preset.path}: the folded network differs from the trained one by "
@@ -105,7 +106,7 @@ def publish(
     if not tag or not tag.isidentifier():
         raise ValueError(f"`name` must be '<model>.<tag>' with an identifier tag, got {name!r}.")
     entry = registry.get_model_entry(base)
-    preset = load_preset(Path(source))
+    preset = read_preset(Path(source))
     if preset.metadata["dataset"] != entry.dataset:
         raise PresetError(f"{source} was trained on {preset.metadata['dataset']!r}; {base!r} is laid out for {entry.dataset!r}.")
     network, folding = _published_network(preset, base)
@@ -126,7 +127,7 @@ def publish(
     return folder
 
 
-def _measure(network: keras.Model, preset: presets.Preset, name: str, data_dir: str | Path | None) -> dict[str, Any]:
+def _measure(network: keras.Model, preset: PresetContents, name: str, data_dir: str | Path | None) -> dict[str, Any]:
     """Test-split metrics of ``network`` behind the preset's preprocessing, as ``nin-keras eval``
     measures them."""
     from nin_keras.data.arrays import load_arrays
@@ -134,7 +135,7 @@ def _measure(network: keras.Model, preset: presets.Preset, name: str, data_dir: 
 
     dataset = preset.metadata["dataset"]
     images, labels = load_arrays({"name": dataset}, "test", data_dir)
-    result = evaluate_model(presets.inference_model(network, preset.preprocessing), images, labels)
+    result = evaluate_model(ImageClassifier(network, preset.preprocessing), images, labels)
     return {
         "metrics": preset_metrics(result),
         "command": f"nin-keras eval {name} --data {dataset}",

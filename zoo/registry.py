@@ -132,7 +132,7 @@ def list_models(pattern: str | None = None, pretrained: bool | None = None) -> l
         pattern: shell-style pattern (``"nin_cifar*"``) matched against the architecture name;
             without wildcards, a substring.
         pretrained: True lists every published weight set as ``name.tag`` (what
-            ``create_model(..., pretrained=True)`` and ``from_preset`` accept), False the
+            ``create_model(..., pretrained=True)`` and ``ImageClassifier.from_preset`` accept), False the
             architectures without weights, None every architecture.
     """
     _load_builtin()

@@ -68,7 +68,7 @@ def leaf_layers(
         An iterator over the leaf layers (and operations, if ``children`` yields them).
 
     Example:
-        >>> [layer.name for layer in leaf_layers(preset.inference_model())]
+        >>> [layer.name for layer in leaf_layers(ImageClassifier.from_preset("nin_cifar10"))]
         ['gcn', 'zca', 'mlpconv1', 'pool1', ...]
     """
     for layer in children(model):

@@ -25,7 +25,7 @@ def evaluate_preset(
     """Evaluate a preset (zoo name, folder or URL) on a data set split with its own preprocessing.
 
     Args:
-        preset: anything ``nin_keras.zoo.load_preset`` accepts.
+        preset: anything ``ImageClassifier.from_preset`` accepts.
         dataset: a catalogued data set name, or the path of a class-folder directory or
             ``.tar.gz``/``.zip`` archive (``[<split>/]<class>/<image>``: see
             ``nin_keras.data.image_folder``), whose images of any size go through the preset's
@@ -55,17 +55,17 @@ def evaluate_preset(
         >>> evaluate_preset("runs/pets/preset", "pets.zip")["accuracy"]
     """
     from nin_keras.data import DATASET_NAMES
-    from nin_keras.zoo import load_preset
+    from nin_keras.zoo.classifier import ImageClassifier
 
     if limit is not None:
         check_count(limit, "limit")
     check_count(batch_size, "batch_size")
     check_count(workers, "workers", optional=True)
-    loaded = load_preset(preset)
+    loaded = ImageClassifier.from_preset(preset)
     dataset = dataset or loaded.metadata["dataset"]
     extra: dict[str, Any] = {}
     if os.path.exists(dataset):
-        images, labels, split, extra = _folder_split(loaded, dataset, split, workers)
+        images, labels, split, extra = _folder_split(loaded, preset, dataset, split, workers)
         images, labels = images[:limit], labels[:limit]
     elif dataset in DATASET_NAMES:
         block = {"name": dataset, "source": source, f"{split}_examples": limit}
@@ -75,7 +75,7 @@ def evaluate_preset(
         hint = f"; this preset was fine-tuned on {trained_on}" if trained_on else ""
         raise ValueError(f"dataset {str(dataset)!r} is neither a data set name ({', '.join(DATASET_NAMES)}) "
                          f"nor an existing class-folder directory or archive{hint}")
-    result = evaluate_model(loaded.inference_model(), images, labels, batch_size, tta)
+    result = evaluate_model(loaded, images, labels, batch_size, tta)
     # The paper's and the published figures are about the preset's own data set, not a user's folder.
     own = not extra and dataset == loaded.metadata.get("dataset")
     result.update(
@@ -89,15 +89,15 @@ def evaluate_preset(
     return result
 
 
-def _folder_split(preset, root: str | os.PathLike, split: str, workers: int | None):
+def _folder_split(classifier, preset: str | os.PathLike, root: str | os.PathLike, split: str, workers: int | None):
     """``(images, labels, split, extra)`` of a class-folder set, labelled by the preset's class names."""
     from nin_keras.data.image_folder import read_labelled_images
     from nin_keras.errors import DataError
 
-    if not preset.class_names:
-        raise DataError(f"preset {preset.path} records no class names to match the folders of {root} against")
-    policy = preset.input_policy
-    found = read_labelled_images(root, tuple(preset.class_names), policy, workers=workers)
+    if not classifier.class_names:
+        raise DataError(f"preset {preset} records no class names to match the folders of {root} against")
+    policy = classifier.input_policy
+    found = read_labelled_images(root, tuple(classifier.class_names), policy, workers=workers)
     if found.has_splits:
         if split not in found.splits:
             raise DataError(f"{root}: no split folder {split!r} (found {', '.join(sorted(found.splits))})")

@@ -186,7 +186,7 @@ def finetune(
     Example:
         >>> finetune("nin_cifar10", "flowers/", "flowers_nin", epochs=4, freeze_body_epochs=1)
     """
-    from nin_keras.zoo import load_preset
+    from nin_keras.zoo.preset_loader import read_preset
 
     _check_arguments(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                      freeze_body_epochs=freeze_body_epochs, whitening=whitening, head=head, min_steps=min_steps,
@@ -198,7 +198,7 @@ def finetune(
         # Before loading the preset: tf.distribute's multi-worker collectives and JAX's processes
         # (keras.distribution.initialize) must be set up before the first computation.
         strategy = make_strategy(strategy)
-    source = load_preset(preset)
+    source = read_preset(preset)
     policy = source.input_policy
     if policy is None:
         raise ValueError(f"preset {preset!r} does not take fixed-size images; it cannot be fine-tuned on image files")
@@ -514,6 +514,6 @@ def _new_classifier(source, classes: int, dtype_policy: str | None, pretrained: 
 
 
 def _inference(network: keras.Model, preprocess) -> keras.Model:
-    from nin_keras.zoo import inference_model
+    from nin_keras.zoo import ImageClassifier
 
-    return inference_model(network, preprocess)
+    return ImageClassifier(network, preprocess)

@@ -30,13 +30,14 @@ def finish_run(recipe, outcome, preprocess, out_dir, data_dir, verbose):
     measured too (``test_without_ema`` in ``metrics.json``), which is what the average gave.
     """
     from nin_keras.data import dataset_info
-    from nin_keras.zoo import get_model_entry, inference_model, save_preset
+    from nin_keras.zoo import get_model_entry, save_preset
     from nin_keras.zoo.architectures import architecture_of
+    from nin_keras.zoo.classifier import ImageClassifier
 
     network, extra = outcome.network, dict(outcome.extra)
     architecture, _ = architecture_of(network)
     x_test, y_test = load_arrays(recipe.dataset, "test", data_dir)
-    inference = inference_model(network, preprocess)
+    inference = ImageClassifier(network, preprocess)
     if outcome.averaged_weights is not None:
         extra["test_without_ema"] = evaluate_model(inference, x_test, y_test)
         network.set_weights(outcome.averaged_weights)

@@ -1,12 +1,12 @@
 """Look inside trained models: class confidence maps, CAM, deconvnet projections, filters, curves.
 
-Every function takes a built model (a network, or an inference model holding preprocessing and
+Every function takes a built model (a network, or an ``ImageClassifier`` holding preprocessing and
 network) and images as that model takes them, and writes PNG files (matplotlib, headless) under
 ``nin_keras_visualize/`` unless given a path.
 
 Example:
     >>> from nin_keras import zoo, visualize
-    >>> model = zoo.load_preset("nin_cifar10").inference_model()
+    >>> model = zoo.ImageClassifier.from_preset("nin_cifar10")
     >>> visualize.plot_confidence_maps(model, uint8_images, labels=labels)
     >>> visualize.plot_top_patches(model, uint8_images, "mlpconv2", channel=17)
 """

@@ -36,7 +36,7 @@ def load_model(spec: str | os.PathLike) -> VisualizedModel:
     """Load a ``.keras`` file, or a preset (zoo name, folder or URL) as its inference model.
 
     Raises:
-        PresetError, DownloadError, ValueError: as ``nin_keras.zoo.load_preset``.
+        PresetError, DownloadError, ValueError: as ``ImageClassifier.from_preset``.
     """
     if str(spec).endswith(".keras"):
         import nin_keras.layers  # noqa: F401  (registers the custom layers for deserialization)
@@ -45,11 +45,11 @@ def load_model(spec: str | os.PathLike) -> VisualizedModel:
             raise DataError(f"model file {spec} does not exist")
         model = keras.saving.load_model(spec, compile=False)
         return VisualizedModel(model, input_policy=policy_from_metadata({}, model.input_shape[1:]))
-    from nin_keras.zoo import load_preset
+    from nin_keras.zoo.classifier import ImageClassifier
 
-    preset = load_preset(spec)
-    return VisualizedModel(preset.inference_model(input_dtype="float32"), preset.class_names,
-                           preset.metadata.get("dataset"), preset.input_policy)
+    classifier = ImageClassifier.from_preset(spec)
+    return VisualizedModel(classifier, classifier.class_names, classifier.metadata.get("dataset"),
+                           classifier.input_policy)
 
 
 def read_images(paths: Sequence[str | os.PathLike], policy: InputPolicy | None) -> np.ndarray:
