@@ -249,6 +249,46 @@ def test_a_diverging_run_stops_writes_no_preset_and_exits_non_zero(tmp_path):
     assert not (tmp_path / "out2").exists()
 
 
+def test_the_epoch_check_refuses_a_runaway_loss_and_non_finite_weights(tmp_path):
+    """``check_epoch``: a mean loss over ten times a guess's (ln K) or a NaN/inf weight ends the run;
+    a loss at that bound, or of a run that learns, goes on."""
+    from nin_keras.train.run_state import DIVERGED_LOSS_FACTOR, check_epoch
+
+    weights = [keras.Variable(np.ones((2, 2), "float32"), name="kernel")]
+    bound = DIVERGED_LOSS_FACTOR * np.log(2)
+    check_epoch(np.array([bound * 4, 3, 4]), 2, weights, 0, 3, 0.01, tmp_path / "none")  # exactly the bound
+    check_epoch(np.array([0.1 * 4, 4, 4]), 2, weights, 0, 3, 0.01, tmp_path / "none")
+    with pytest.raises(TrainingError, match=r"mean loss became 6\.941, over 10 times a guess's 0\.693 at epoch 2, step 4"):
+        check_epoch(np.array([(bound + 0.01) * 4, 2, 4]), 2, weights, 1, 3, 0.01, tmp_path / "none")
+    with pytest.raises(TrainingError, match="mean loss became nan"):
+        check_epoch(np.array([np.nan, 2, 4]), 10, weights, 1, 3, 0.01, tmp_path / "none")
+    weights.append(keras.Variable(np.array([1.0, np.inf], "float32"), name="bias"))
+    with pytest.raises(TrainingError, match=r"the weight bias became NaN or infinite.*--learning-rate"):
+        check_epoch(np.array([0.4, 4, 4]), 2, weights, 0, 3, 0.01, tmp_path / "none")
+
+
+def test_a_run_whose_weights_blow_up_behind_a_finite_loss_stops_at_that_epoch(tmp_path):
+    """Saturated colour noise, far from CIFAR-10, fine-tuned at 0.05: the loss grew to 1e32 within
+    ten one-step epochs, then read ln 2 again with infinite weights behind dead ReLUs, and the run
+    went on for its 100 steps before the preset check refused to write (4 minutes, one unclear
+    line). The epoch check stops it at the first epoch that is ten times worse than guessing."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, channel in (("red", 0), ("blue", 2)):
+        (tmp_path / "colours" / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 90, (40, 48, 3), dtype=np.uint8)
+            pixels[..., channel] = rng.integers(160, 256, (40, 48), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "colours" / name / f"{i}.png")
+    with pytest.raises(TrainingError, match=r"training diverged: (the epoch's mean loss|the weight) .* at epoch \d+"):
+        finetune("nin_cifar10", tmp_path / "colours", tmp_path / "out", epochs=20, min_steps=0, learning_rate=0.05,
+                 verbose=0)
+    assert not (tmp_path / "out").exists()
+    history = (tmp_path / "out.run" / "metrics.csv").read_text().splitlines()
+    assert len(history) - 1 < 10, history  # stopped within a few epochs, not after all 20
+
+
 def test_save_and_load_refuse_non_finite_weights(tmp_path):
     import h5py
 

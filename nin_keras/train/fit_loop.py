@@ -45,8 +45,8 @@ from nin_keras.train.checkpoint import read_state, weights_digest
 from nin_keras.train.components import build_augmentation, build_optimizer, create_network, is_decayed
 from nin_keras.train.ema import WeightAverage
 from nin_keras.train.recipes import Recipe
-from nin_keras.train.run_state import (RunInputs, RunOutcome, RunSettings, RunState, diverged, epoch_row,
-                                       float32_network, print_row)
+from nin_keras.train.run_state import (RunInputs, RunOutcome, RunSettings, RunState, check_epoch, diverged,
+                                       epoch_row, float32_network, print_row)
 from nin_keras.train.schedules import make_schedule
 
 
@@ -318,6 +318,8 @@ class _FitRun:
                 if self.verbose:
                     print(flush=True)
                 break
+            check_epoch(partial, self.classes, self.network.weights, epoch, values["step"] - 1, steps.learning_rate,
+                        self.state.checkpoint)
             validation = self.evaluate(x_val, y_val) if len(x_val) else None
             row = epoch_row(epoch, partial, validation, steps.learning_rate, *steps.elapsed())
             self.state.end_epoch(row, self.schedule, extra)

@@ -37,8 +37,8 @@ from nin_keras.train.checkpoint import weights_digest
 from nin_keras.train.components import build_augmentation, build_optimizer, create_network, is_decayed
 from nin_keras.train.ema import WeightAverage
 from nin_keras.train.recipes import Recipe
-from nin_keras.train.run_state import (RunInputs, RunOutcome, RunSettings, RunState, diverged, epoch_row,
-                                       float32_network, print_row)
+from nin_keras.train.run_state import (RunInputs, RunOutcome, RunSettings, RunState, check_epoch, diverged,
+                                       epoch_row, float32_network, print_row)
 from nin_keras.train.schedules import make_schedule
 
 
@@ -244,6 +244,8 @@ def run_tensorflow(recipe: Recipe, inputs: RunInputs, settings: RunSettings) -> 
             if bar:
                 print(flush=True)
             break
+        check_epoch(partial, loop.classes, loop.model.weights, epoch, state["step"] - 1, learning_rate,
+                    run_state.checkpoint)
         validation = loop.evaluate(x_val, y_val) if len(x_val) else None
         row = epoch_row(epoch, partial, validation, learning_rate, time.time() - t0, time.process_time() - cpu0)
         run_state.end_epoch(row, schedule, extra)

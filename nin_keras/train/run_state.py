@@ -6,6 +6,8 @@ engines import it and not the builder that calls them."""
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,11 +133,20 @@ class RunState:
                 and (max_steps is None or self.values["global_step"] < max_steps))
 
 
-def diverged(loss: float, epoch: int, step: int, learning_rate: float, checkpoint: Path) -> TrainingError:
-    """The error that ends a run whose loss stopped being a number (nothing more is written)."""
+#: An epoch whose mean training loss exceeds this many times a uniform guess's (ln of the number of
+#: classes) has diverged: a run that learns stays near or below ln K from its first steps, and one
+#: that blew up can come back to a finite loss with infinite weights behind dead ReLUs.
+DIVERGED_LOSS_FACTOR = 10.0
+
+
+def diverged(loss: float, epoch: int, step: int, learning_rate: float, checkpoint: Path,
+             what: str | None = None) -> TrainingError:
+    """The error that ends a run whose loss stopped being a number, or ``what`` else went wrong
+    (nothing more is written)."""
     kept = f"the last checkpoint ({checkpoint}) is" if checkpoint.exists() else "no checkpoint was"
+    what = what or f"the loss became {loss}"
     return TrainingError(
-        f"training diverged: the loss became {loss} at epoch {epoch + 1}, step {step + 1} (learning rate "
+        f"training diverged: {what} at epoch {epoch + 1}, step {step + 1} (learning rate "
         f"{learning_rate:.3g}); {kept} kept and no preset was written. Start a new run (another --out, or "
         "delete this run's folder) with a lower --learning-rate."
     )
@@ -143,6 +154,28 @@ def diverged(loss: float, epoch: int, step: int, learning_rate: float, checkpoin
 
 # Keys a resumed run may change: the planned length and the documentation.
 _RESUMABLE_CHANGES = ("epochs", "description", "notes", "paper")
+
+
+def check_epoch(partial: np.ndarray, classes: int, weights: Sequence[Any], epoch: int, step: int,
+                learning_rate: float, checkpoint: Path) -> None:
+    """The end of an epoch: refuse to go on (``diverged``) when its mean training loss is not finite
+    or over ``DIVERGED_LOSS_FACTOR`` times a guess's, or a weight is NaN or infinite.
+
+    Args:
+        partial: the epoch's ``[loss sum, correct, examples]``.
+        classes: the number of classes (a guess's loss is ``ln classes``).
+        weights: the network's variables.
+    """
+    loss = float(partial[0] / max(partial[2], 1))
+    guess = math.log(max(classes, 2))
+    if not np.isfinite(loss) or loss > DIVERGED_LOSS_FACTOR * guess:
+        raise diverged(loss, epoch, step, learning_rate, checkpoint,
+                       f"the epoch's mean loss became {loss:.4g}, over {DIVERGED_LOSS_FACTOR:g} times a "
+                       f"guess's {guess:.3g}")
+    for weight in weights:
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight))):
+            raise diverged(loss, epoch, step, learning_rate, checkpoint,
+                           f"the weight {weight.path} became NaN or infinite")
 
 
 def check_same_recipe(saved: dict[str, Any], current: dict[str, Any], checkpoint: Path) -> None:
