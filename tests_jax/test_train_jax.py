@@ -305,11 +305,13 @@ def test_each_process_feeds_its_slice_of_every_global_batch():
     parts = [EpochBatches(images, labels, order, 8, 1, 3, 3, shard=(i, 2)) for i in range(2)]
     assert len(whole) == len(parts[0]) == 3
     for index in range(3):
-        x, y = whole[index]
+        (x, targets), y = whole[index]  # ((images, one-hot targets for mixing), one-hot labels)
         assert x.shape[0] == 8 and np.array_equal(x, images[order[(1 + index) * 8:(2 + index) * 8]])
+        np.testing.assert_array_equal(y, np.eye(3)[labels[order[(1 + index) * 8:(2 + index) * 8]]])
         sliced = [part[index] for part in parts]
-        assert [s[0].shape[0] for s in sliced] == [4, 4]
-        np.testing.assert_array_equal(np.concatenate([s[0] for s in sliced]), x)
+        assert [s[0][0].shape[0] for s in sliced] == [4, 4]
+        np.testing.assert_array_equal(np.concatenate([s[0][0] for s in sliced]), x)
+        np.testing.assert_array_equal(np.concatenate([s[0][1] for s in sliced]), targets)
         np.testing.assert_array_equal(np.concatenate([s[1] for s in sliced]), y)
 
 
