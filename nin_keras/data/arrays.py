@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from nin_keras.data.sources import load_split
+from nin_keras.errors import DataError
 
 
 def load_arrays(dataset: Mapping[str, Any], split: str, data_dir: str | os.PathLike | None = None):
