@@ -427,15 +427,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show TensorFlow's start-up logs and full tracebacks (before COMMAND)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # Subcommands register themselves below, one block each. An option named after a parameter of
-    # the library function it feeds has no default of its own (see _library).
+    # One function a subcommand, in the order `nin-keras --help` lists them. An option named after
+    # a parameter of the library function it feeds has no default of its own (see _library).
+    for add in (_add_bench, _add_train, _add_eval, _add_finetune, _add_models, _add_import_caffe, _add_visualize,
+                _add_compact, _add_export, _add_serve, _add_predict):
+        add(sub)
+    return parser
 
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras bench``."""
     bench = sub.add_parser("bench", help="run the benchmarks and regenerate benchmarks/README.md")
     bench.add_argument("--quick", action="store_true", help="tiny settings, results in a temporary folder")
     bench.add_argument("--only", nargs="+", metavar="NAME", help="train_step, scaling, pipeline, inference")
     bench.add_argument("--results-dir", help="where the JSON results and README go")
     bench.set_defaults(func=_cmd_bench)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras train``."""
     train = sub.add_parser("train", help="train a recipe (zoo name or .json); rerun the same command to resume")
     train.add_argument("recipe", help="recipe name in zoo/recipes (e.g. nin_mnist_fast) or a path to a .json")
     train.add_argument("--epochs", type=_count(1), help="override the recipe's epochs")
@@ -449,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _library(train, _cmd_train, "nin_keras.train:train")
 
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras eval``."""
     evaluate = sub.add_parser("eval", help="accuracy and loss of a preset next to the paper's number")
     evaluate.add_argument("preset", help="zoo name (nin_mnist, nin_cifar10.caffe), preset folder or URL")
     evaluate.add_argument("--data", dest="dataset", metavar="DATA", help="data set name (default: the preset's), or a class-folder "
@@ -465,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workers", type=_count(1), help=_WORKERS_HELP)
     _library(evaluate, _cmd_eval, "nin_keras.train:evaluate_preset")
 
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras finetune``."""
     tune = sub.add_parser("finetune", help="fine-tune a preset on your own class folders; rerun the same command to resume")
     tune.add_argument("preset", help="zoo name (nin_cifar10, nin_cifar10.fast) or preset folder to start from")
     tune.add_argument("data", help="class-folder directory or .tar.gz/.zip archive: <class>/<image>, optionally in "
@@ -502,11 +518,17 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     _library(tune, _cmd_finetune, "nin_keras.train:finetune")
 
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras models``."""
     models = sub.add_parser("models", help="list zoo models: parameters, multiply-adds, paper error, weight tags")
     models.add_argument("pattern", nargs="?", help="name pattern (nin_cifar*) or substring (mnist)")
     models.add_argument("--pretrained", action="store_const", const=True, help="list the published weight sets (name.tag) instead")
     _library(models, _cmd_models, "nin_keras.zoo:list_models")
 
+
+def _add_import_caffe(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras import-caffe``."""
     import_caffe = sub.add_parser("import-caffe", help="convert a Caffe NIN .caffemodel into a preset folder")
     import_caffe.add_argument("caffemodel", metavar="file",
                               help="the .caffemodel (old V1 'layers' or new 'layer' format)")
@@ -523,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     import_caffe.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     _library(import_caffe, _cmd_import_caffe, "nin_keras.zoo:import_caffe_preset")
 
+
+def _add_visualize(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras visualize``."""
     visualize = sub.add_parser("visualize", help="PNG pictures: confidence maps, CAM, deconvnet, filters, curves")
     kinds = visualize.add_subparsers(dest="kind", required=True, metavar="KIND")
     output = argparse.ArgumentParser(add_help=False)
@@ -559,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     curves.add_argument("metrics", help="metrics file written by nin-keras train")
     _library(curves, _cmd_visualize, *visualize_library)
 
+
+def _add_compact(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras compact``."""
     compact = sub.add_parser("compact", help="distil a preset's dense ZCA into a k x k ConvWhitening (a compact preset)")
     compact.add_argument("preset", help="zoo name (nin_cifar10.caffe) or preset folder with a ZCAWhitening")
     compact.add_argument("--out", dest="out_dir", metavar="OUT", required=True, help="the new preset folder")
@@ -572,6 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     _library(compact, _cmd_compact, "nin_keras.zoo.compact:make_compact_preset")
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras export``."""
     export = sub.add_parser("export", help="export a preset to SavedModel / TFLite / ONNX / a web page, parity-checked")
     export.add_argument("model_or_name", metavar="NAME_OR_PRESET",
                         help="zoo name with weights (nin_cifar10) or preset folder")
@@ -597,12 +628,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-samples", type=_count(1), help="training images for int8 calibration")
     _library(export, _cmd_export, "nin_keras.export:export")
 
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras serve``."""
     serve = sub.add_parser("serve", help="serve a web export folder on this computer (http://127.0.0.1:8000/)")
     serve.add_argument("folder", metavar="FOLDER", help="a folder written by `nin-keras export NAME --formats web`")
     serve.add_argument("--host", help="address to bind; the default is reachable from this computer only")
     serve.add_argument("--port", type=_tcp_port, help="TCP port (0 picks a free one)")
     _library(serve, _cmd_serve, "nin_keras.serve:make_server")
 
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    """``nin-keras predict``."""
     predict = sub.add_parser("predict", help="top-k classes of images with a zoo model, preset or exported artifact")
     predict.add_argument("path", metavar="MODEL", help="zoo name (nin_cifar10, nin_cifar10.caffe), preset folder, "
                          "or a SavedModel folder, .tflite or .onnx file written by nin-keras export")
@@ -620,7 +657,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON")
     _library(predict, _cmd_predict, "nin_keras.deploy:Predictor",
              "nin_keras.deploy:Predictor.classify")
-    return parser
 
 
 def _library(parser: argparse.ArgumentParser, command, *functions: str) -> None:
