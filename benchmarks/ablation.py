@@ -81,6 +81,9 @@ def _ema_decay(value: float) -> Callable[[dict], None]:
 CONV_WHITENING = {"module": "nin_keras.layers", "class_name": "ConvWhitening",
                   "config": {"kernel_size": 7, "padding": "symmetric", "filter_bias": 0.1},
                   "registered_name": "nin_keras>ConvWhitening"}
+#: No standardization at all: the pixels scaled to [0, 1].
+SCALED_PIXELS = {"module": "keras.layers", "class_name": "Rescaling", "config": {"scale": 1 / 255, "offset": 0.0},
+                 "registered_name": None}
 #: Per-channel standardization: Keras's own Normalization, fitted on the training images.
 PER_CHANNEL = {"module": "keras.layers", "class_name": "Normalization", "config": {"axis": -1},
                "registered_name": None}
@@ -119,6 +122,9 @@ VARIANTS: dict[str, Callable[[dict], None] | None] = {
     "label smoothing 0.2": _label_smoothing(0.2),
     "dropout 0.5": _model_kwargs(dropout=0.5),
     "EMA decay 0.9999": _ema_decay(0.9999),
+    "pixels / 255 only (no GCN, no whitening)": _preprocessing(SCALED_PIXELS),
+    # The family member of the same recipe: maxout units in the mlpconvs (1.7x the parameters).
+    "MIN (maxout mlpconvs, Chang & Chen 2015) for the NIN": lambda recipe: recipe["model"].update(name="min_cifar10"),
 }
 
 
