@@ -650,3 +650,33 @@ def test_publish_refuses_weights_of_another_architecture_and_bad_names(bn_preset
     with pytest.raises(WeightsMismatchError):
         publish.publish(folder, "maxout_mnist.x", weights_dir=tmp_path / "w")
     assert not (tmp_path / "w").exists()  # nothing half-written
+
+
+def test_published_presets_with_equal_whitening_share_one_file():
+    """Issue 30: presets whose fitted preprocessing arrays are equal carry byte-identical files (git
+    and the cache store them once): compared array by array, independently of the files' bytes.
+    nin_cifar10.caffe and .modern were fitted on the same split; their files differed only in
+    Keras's per-process stack name ('sequential' / 'sequential_1')."""
+    import h5py
+
+    def arrays(path: Path) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with h5py.File(path, "r") as file:
+            file.visititems(lambda name, item: found.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset)
+                            else None)
+        return found
+
+    # The whitening matrices (2-D arrays, 19 MB each for CIFAR's dense ZCA); a Rescaling-only file
+    # holds nothing worth sharing.
+    contents = {path: arrays(path) for path in sorted(index.WEIGHTS_DIR.glob("*/preprocessing.weights.h5"))}
+    files = [path for path, found in contents.items() if any(array.ndim == 2 for array in found.values())]
+    equal_pairs = 0
+    for i, a in enumerate(files):
+        for b in files[i + 1:]:
+            same = contents[a].keys() == contents[b].keys() and all(
+                contents[a][k].dtype == contents[b][k].dtype and np.array_equal(contents[a][k], contents[b][k])
+                for k in contents[a])
+            if same:
+                equal_pairs += 1
+                assert a.read_bytes() == b.read_bytes(), f"{a.parent.name} and {b.parent.name} hold equal arrays in different files"
+    assert equal_pairs >= 1  # caffe and modern
