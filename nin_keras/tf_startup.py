@@ -109,6 +109,22 @@ def _filtered_stderr() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def without_noise() -> Iterator[None]:
+    """Drop TensorFlow's log lines that ``is_startup_noise`` knows from what the block writes to
+    file descriptor 2, and replay the rest (unless verbose: then nothing is touched).
+
+    For the library's first float16 op, which cannot run at import (a multi-worker strategy must
+    come before any op): reading a preset's float16 ZCA matrix on a CPU with AVX-512 but no
+    AVX512-FP16 makes TensorFlow log, once per process, that oneDNN falls back to Eigen.
+    """
+    if is_verbose():
+        yield
+        return
+    with _filtered_stderr():
+        yield
+
+
+@contextlib.contextmanager
 def quiet_output(show_on_failure: bool = True) -> Iterator[None]:
     """Hide what a converter or runtime call prints, unless verbose; show it if the call fails.
 
@@ -167,8 +183,9 @@ def quiet_tensorflow_import() -> None:
     Nothing is imported now: a command that never needs TensorFlow (running an ONNX artifact,
     ``bench``'s subprocesses) never loads it. When something first imports ``tensorflow``, its
     module body and the device initialisation (``tf.config.list_physical_devices``, where the
-    ``cuInit`` line comes from; it leaves device configuration open) and one float16 cast (the
-    CPU's DT_HALF line) run with file descriptor 2 filtered. Also sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless already set, for TensorFlow's later
+    ``cuInit`` line comes from; it leaves device configuration open) run with file descriptor 2
+    filtered. No op runs here: a ``MultiWorkerMirroredStrategy`` must be created before the
+    first one. Also sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless already set, for TensorFlow's later
     INFO and WARNING lines; errors still show. Anything else TensorFlow prints while loading, and
     the traceback if its import fails, still reaches stderr.
 
@@ -217,5 +234,3 @@ class _QuietLoader(importlib.abc.Loader):
         with _filtered_stderr():
             self._loader.exec_module(module)
             module.config.list_physical_devices()  # the cuInit line comes here, not at import
-            # The DT_HALF line comes once per process, at the first float16 op: here, not mid-command.
-            module.cast(module.constant([0.0], module.float16), module.float32)

@@ -26,6 +26,7 @@ import keras
 from nin_keras.data.input_policy import InputPolicy, policy_from_metadata
 from nin_keras.errors import PresetError, WeightsMismatchError
 from nin_keras.io_utils import read_json, sha256_file
+from nin_keras.tf_startup import without_noise
 from nin_keras.zoo import architectures, download, registry
 from nin_keras.zoo.pretrained import PretrainedConfig
 from nin_keras.zoo.preset_format import (
@@ -287,6 +288,7 @@ def _check_shapes(actual: Mapping[str, list], expected: Mapping[str, list], netw
         raise WeightsMismatchError(f"{weights_path} has weights for layers {extra} that {network!r} lacks.")
 
 
+@without_noise()  # a float16 ZCA matrix is the library's first float16 op: oneDNN's DT_HALF line
 def _load_preprocessing(folder: Path, metadata: Mapping[str, Any]) -> list[keras.layers.Layer]:
     """The preprocessing layers, every size checked before they are built (``preprocessing_spec``)."""
     specs, input_shape = metadata.get("preprocessing", []), metadata["input_shape"]
