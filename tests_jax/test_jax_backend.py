@@ -60,11 +60,12 @@ def test_layer_matches_tensorflow(name, tf_reference):
 
 @pytest.mark.parametrize("name", cases.PRESETS)
 def test_preset_predict_matches_tensorflow(name, tf_reference):
-    preset = zoo.load_preset(name)  # the shipped weights, sha256-checked, read with h5py alone
+    # The shipped weights, sha256-checked, read with h5py alone.
+    classifier = zoo.ImageClassifier.from_preset(name, input_dtype="uint8")
     images = tf_reference[f"preset/{name}/x"]
     expected = tf_reference[f"preset/{name}/y"]
-    probabilities = preset.inference_model().predict(images, verbose=0)
-    assert probabilities.shape == expected.shape == (cases.IMAGES_PER_PRESET, len(preset.class_names))
+    probabilities = classifier.predict(images, verbose=0)
+    assert probabilities.shape == expected.shape == (cases.IMAGES_PER_PRESET, len(classifier.class_names))
     assert np.abs(probabilities - expected).max() <= cases.TOLERANCE
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert np.array_equal(probabilities.argmax(axis=1), expected.argmax(axis=1))

@@ -36,7 +36,7 @@ def main(out: str) -> None:
         arrays[f"layer/{name}/x"] = x
         arrays[f"layer/{name}/y"] = keras.ops.convert_to_numpy(cases.build_layer(name)(x))
     for index, name in enumerate(cases.PRESETS):
-        model = zoo.load_preset(name).inference_model()
+        model = zoo.ImageClassifier.from_preset(name, input_dtype="uint8")
         images = cases.preset_images(index, tuple(model.input_shape[1:]))
         arrays[f"preset/{name}/x"] = images
         arrays[f"preset/{name}/y"] = keras.ops.convert_to_numpy(model(images, training=False))
