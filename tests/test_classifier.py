@@ -94,10 +94,15 @@ def test_load_preset_is_a_deprecated_alias_returning_the_preset(reference):
     np.testing.assert_array_equal(_manual(preset, _digits()), reference[1])
 
 
-def test_preset_classifier_is_a_deprecated_alias_with_a_float32_input(reference):
+def _old_preset() -> zoo.Preset:
+    """``zoo.load_preset("nin_mnist")`` without its own warning (tested above), for its methods' tests."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        preset = zoo.load_preset("nin_mnist")
+        return zoo.load_preset("nin_mnist")
+
+
+def test_preset_classifier_is_a_deprecated_alias_with_a_float32_input(reference):
+    preset = _old_preset()
     with _warns_naming("ImageClassifier.from_preset"):
         classifier = preset.classifier()
     assert isinstance(classifier, ImageClassifier) and classifier.input.dtype == "float32"
@@ -105,9 +110,7 @@ def test_preset_classifier_is_a_deprecated_alias_with_a_float32_input(reference)
 
 
 def test_preset_inference_model_is_a_deprecated_alias_with_a_uint8_input(reference):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        preset = zoo.load_preset("nin_mnist")
+    preset = _old_preset()
     with _warns_naming("ImageClassifier.from_preset(preset, input_dtype='uint8')"):
         model = preset.inference_model()
     assert isinstance(model, ImageClassifier) and model.input.dtype == "uint8"

@@ -381,24 +381,14 @@ def test_cli_train_data_parallel_on_two_virtual_devices_writes_a_preset_that_pre
 
 
 def test_cli_finetune_on_jax_writes_a_preset_that_predicts(tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "colours"
-    for split, count in (("train", 6), ("test", 2)):
-        for name, channel in (("red", 0), ("blue", 2)):
-            (folder / split / name).mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 90, (40, 48, 3), dtype=np.uint8)
-                pixels[..., channel] = rng.integers(160, 256, (40, 48), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / split / name / f"{i}.png")
+    folder = _colour_folder(tmp_path / "colours", train=6, test=2)
     out = tmp_path / "tuned"
     done = _cli("finetune", "nin_cifar10", str(folder), "--out", str(out), "--epochs", "1", "--batch-size", "4",
                 "--min-steps", "0", "--workers", "2", "--quiet")
     assert done.returncode == 0, done.stderr[-3000:]
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["class_names"] == ["blue", "red"] and len(metadata["history"]) == 1
-    _loads_and_predicts(out, rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), 2)
+    _loads_and_predicts(out, np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), 2)
 
 
 def test_a_cifar_jpeg_archive_becomes_training_arrays_in_worker_processes_without_tensorflow(tmp_path, monkeypatch):
