@@ -172,10 +172,10 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
     from nin_keras.train.recipes import Recipe
 
     base = load_recipe(ablation.RECIPE)
-    full = ablation.variant_recipe(base, None, 2, 100, 50)
+    full = ablation.variant_recipe(base, None, 2, 10_000, 50)
     assert full["dataset"]["subset_seed"] == 0 and full["epochs"] == 2
     for name, edit in ablation.VARIANTS.items():
-        recipe = ablation.variant_recipe(base, edit, 2, 100, 50)
+        recipe = ablation.variant_recipe(base, edit, 2, 10_000, 50)
         typed = Recipe.parse(recipe)
         changed = {key for key in set(recipe) | set(full) if recipe.get(key) != full.get(key)}
         assert len(changed) == (0 if edit is None else 1), (name, changed)
@@ -187,6 +187,38 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
     assert base == load_recipe(ablation.RECIPE)  # variants are copies
     with_validation = ablation.variant_recipe(base, None, 2, 100, 50, validation=20)
     assert with_validation["validation"] == {"holdout": 20}
+
+
+def test_a_short_run_averages_the_same_fraction_of_its_steps_as_the_recipe():
+    """The EMA's horizon is compressed with the run: the recipe's 0.999 over 36 epochs of 50,000
+    images (1.8 M images seen) is 0.98 over 10 epochs of 9,000 (90,000 seen), by hand."""
+    import ablation
+
+    from nin_keras.train import load_recipe
+
+    base = load_recipe(ablation.RECIPE)
+    assert (base["epochs"], base["ema"]["decay"]) == (36, 0.999)
+    assert ablation.variant_recipe(base, None, 10, 10_000, 50, validation=1_000)["ema"]["decay"] == 0.98
+    slow_average = ablation.VARIANTS["EMA decay 0.9999"]
+    assert ablation.variant_recipe(base, slow_average, 10, 10_000, 50, validation=1_000)["ema"]["decay"] == 0.998
+    assert ablation.variant_recipe(base, None, 36, 50_000, 50)["ema"]["decay"] == 0.999  # the full run
+    assert ablation.variant_recipe(base, None, 1, 64, 50)["ema"]["decay"] == 0.5  # capped: never below
+
+
+def test_a_later_search_round_adds_one_change_to_the_winner_so_far():
+    import ablation
+
+    on = ["per-channel standardization for GCN + ZCA"]
+    names = ["full recipe", "cutout (RandomErasing, a quarter of the image)"]
+    recipes = ablation.round_recipes(names, on, 2, 100, 50, 10)
+    first_round = ablation.round_recipes(names, [], 2, 100, 50, 10)
+    for recipe in recipes.values():
+        assert recipe["preprocessing"] == [ablation.PER_CHANNEL]
+    cutout = recipes[names[1]]
+    assert cutout["augmentation"][-1] == ablation.CUTOUT
+    assert {key for key in cutout if cutout[key] != recipes["full recipe"][key]} == {"augmentation"}
+    assert first_round[names[1]]["augmentation"] == cutout["augmentation"]
+    assert first_round["full recipe"]["preprocessing"][0]["class_name"] == "GlobalContrastNormalization"
 
 
 def test_quick_inference_run_covers_every_row_kind(tmp_path):
