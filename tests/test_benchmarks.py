@@ -319,3 +319,29 @@ def test_quick_decode_run_times_each_number_of_workers_on_identical_arrays(tmp_p
     assert all(row["images"] == 300 and row["images_per_s"] > 0 and row["status"] == "ok" for row in rows)
     assert summary["identical_arrays"] is True and summary["quick"] == "yes"
     assert summary["workers_2_over_1"] == pytest.approx(rows[1]["images_per_s"] / rows[0]["images_per_s"], abs=0.01)
+
+
+def test_the_jpeg_survey_reads_back_the_quality_and_subsampling_each_file_was_written_with():
+    """Files written by Pillow at known settings (and one with tables of no quality) are counted
+    under those settings, by split."""
+    import io
+    from pathlib import PurePosixPath
+
+    import jpeg_copy
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def jpeg(**options) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, "JPEG", **options)
+        return buffer.getvalue()
+
+    files = [(PurePosixPath("train/cat/0.jpg"), jpeg(quality=75, subsampling="4:2:0")),
+             (PurePosixPath("train/dog/0.jpg"), jpeg(quality=75, subsampling="4:2:0")),
+             (PurePosixPath("train/dog/1.jpg"), jpeg(quality=31, subsampling="4:4:4")),
+             (PurePosixPath("test/cat/0.jpg"), jpeg(quality=93, subsampling="4:2:2")),
+             (PurePosixPath("test/cat/1.jpg"), jpeg(qtables=[[7] * 64], subsampling="4:4:4"))]
+    rows = {(row["split"], row["quality"], row["subsampling"]): row["files"] for row in jpeg_copy.survey(files)}
+    assert rows == {("train", 75, "4:2:0"): 2, ("train", 31, "4:4:4"): 1, ("test", 93, "4:2:2"): 1,
+                    ("test", "custom", "4:4:4"): 1}

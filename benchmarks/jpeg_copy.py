@@ -1,0 +1,131 @@
+"""What limits a model on the CIFAR-10 JPEG copy: the copy's JPEG settings, and what one more
+such pass costs the published weights.
+
+Two measurements, in one run:
+
+- every file of ``cifar10-jpeg.tar.gz`` is opened (headers only, no pixels) and counted by split,
+  JPEG quality and chroma subsampling. The quality is the one at which Pillow's encoder (libjpeg's
+  tables scaled by quality, as every IJG-based encoder does) writes the same quantization tables as
+  the file; files whose tables match no quality are counted as "custom";
+- each preset of ``--models`` is evaluated on the whole test split as stored and after one more
+  encode-decode at the copy's own settings (the commonest quality and subsampling of the survey).
+  A model trained on the original CIFAR-10 meets the copy's loss once; the second pass shows how
+  sensitive each set of weights is to that kind of loss.
+
+Usage:
+    python benchmarks/jpeg_copy.py                 # writes results/jpeg_copy.json
+    python benchmarks/jpeg_copy.py --models        # the survey alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image, JpegImagePlugin
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+
+from nin_keras.data.archive import iter_files  # noqa: E402
+from nin_keras.data.locate import data_dirs  # noqa: E402
+
+ARCHIVE = "cifar10-jpeg.tar.gz"
+MODELS = ("nin_cifar10.caffe", "nin_cifar10")
+#: Pillow's names of ``JpegImagePlugin.get_sampling``'s answers.
+SUBSAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+
+def _tables(image: Image.Image) -> tuple:
+    return tuple(tuple(image.quantization[index]) for index in sorted(image.quantization))
+
+
+def encoder_qualities() -> dict[tuple, int]:
+    """Quantization tables -> the quality at which Pillow's encoder writes them (1-100)."""
+    qualities = {}
+    colour = Image.fromarray(np.zeros((16, 16, 3), np.uint8))
+    for quality in range(1, 101):
+        buffer = io.BytesIO()
+        colour.save(buffer, "JPEG", quality=quality)
+        qualities.setdefault(_tables(Image.open(buffer)), quality)
+    return qualities
+
+
+def survey(files: Iterable[tuple[PurePosixPath, bytes]]) -> list[dict[str, Any]]:
+    """One row per (split, quality, subsampling) of the JPEG files, with its count."""
+    qualities = encoder_qualities()
+    counts: collections.Counter = collections.Counter()
+    for path, data in files:
+        image = Image.open(io.BytesIO(data), formats=["JPEG"])
+        quality = qualities.get(_tables(image), "custom")
+        subsampling = SUBSAMPLING.get(JpegImagePlugin.get_sampling(image), "other")
+        counts[(path.parts[0], quality, subsampling, image.size)] += 1
+    return [{"kind": "files", "split": split, "quality": quality, "subsampling": subsampling,
+             "size": list(size), "files": count}
+            for (split, quality, subsampling, size), count in sorted(counts.items(), key=str)]
+
+
+def reencoded(images: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
+    """``images`` (N, H, W, 3) uint8 after one JPEG encode-decode by Pillow at these settings."""
+    out = np.empty_like(images)
+    for index, image in enumerate(images):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=quality, subsampling=subsampling)
+        out[index] = np.asarray(Image.open(buffer).convert("RGB"))
+    return out
+
+
+def model_rows(names: Sequence[str], quality: int, subsampling: str, data_dir: str | None) -> list[dict]:
+    """Each preset's test accuracy as stored and after one more pass at the copy's settings."""
+    from nin_keras.data.arrays import load_arrays
+    from nin_keras.evaluation import evaluate_model
+    from nin_keras.zoo import ImageClassifier
+
+    images, labels = load_arrays({"name": "cifar10", "source": "auto"}, "test", data_dir)
+    again = reencoded(images, quality, subsampling)
+    rows = []
+    for name in names:
+        classifier = ImageClassifier.from_preset(name)
+        stored = evaluate_model(classifier, images, labels)["accuracy"]
+        twice = evaluate_model(classifier, again, labels)["accuracy"]
+        rows.append({"kind": "model", "preset": name, "test_images": len(labels),
+                     "accuracy_as_stored": round(100 * stored, 2),
+                     "accuracy_after_one_more_pass": round(100 * twice, 2),
+                     "difference": round(100 * (twice - stored), 2)})
+        print(f"{name:<24} {100 * stored:6.2f}% as stored, {100 * twice:6.2f}% after one more pass", flush=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=list(MODELS), help="presets to evaluate (none: survey only)")
+    parser.add_argument("--data-dir", help="local data folder")
+    args = parser.parse_args(argv)
+    archive = next((folder / ARCHIVE for folder in data_dirs(args.data_dir) if (folder / ARCHIVE).is_file()), None)
+    if archive is None:
+        raise SystemExit(f"{ARCHIVE} is in none of {[str(d) for d in data_dirs(args.data_dir)]}")
+    rows = survey(iter_files(archive))
+    commonest = max(rows, key=lambda row: row["files"])
+    for row in rows:
+        print(f"{row['split']:<6} quality {row['quality']!s:<7} {row['subsampling']:<6} {row['files']:>6,} files")
+    if args.models:
+        rows += model_rows(args.models, commonest["quality"], commonest["subsampling"], args.data_dir)
+    common.finish(
+        "jpeg_copy", rows, common.command_line(__file__, argv),
+        config={"archive": archive.name, "second_pass": {"quality": commonest["quality"],
+                                                           "subsampling": commonest["subsampling"]}},
+        title="What the CIFAR-10 JPEG copy is, and what one more JPEG pass costs",
+        notes=["quality: the one at which Pillow's encoder writes the file's quantization tables; "
+               "subsampling: the chroma sampling of the file (4:2:0 keeps colour at half the width and height).",
+               "second pass: the test split encoded and decoded once more by Pillow at the copy's commonest "
+               "settings; accuracy single view, whole test split."])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
