@@ -15,6 +15,7 @@ Two measurements, in one run:
 Usage:
     python benchmarks/jpeg_copy.py                 # writes results/jpeg_copy.json
     python benchmarks/jpeg_copy.py --models        # the survey alone
+    python benchmarks/jpeg_copy.py --quick         # the survey of the first 500 test files (a smoke run)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import itertools
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
@@ -105,11 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS), help="presets to evaluate (none: survey only)")
     parser.add_argument("--data-dir", help="local data folder")
+    parser.add_argument("--quick", action="store_true", help="smoke run: the first 500 test files, no models")
     args = parser.parse_args(argv)
     archive = next((folder / ARCHIVE for folder in data_dirs(args.data_dir) if (folder / ARCHIVE).is_file()), None)
     if archive is None:
         raise SystemExit(f"{ARCHIVE} is in none of {[str(d) for d in data_dirs(args.data_dir)]}")
-    rows = survey(iter_files(archive))
+    files = iter_files(archive)
+    if args.quick:
+        args.models = []
+        files = itertools.islice(iter_files(archive, lambda path: path.parts[0] == "test"), 500)
+    rows = survey(files)
     commonest = max(rows, key=lambda row: row["files"])
     for row in rows:
         print(f"{row['split']:<6} quality {row['quality']!s:<7} {row['subsampling']:<6} {row['files']:>6,} files")
