@@ -198,12 +198,23 @@ def run_variant(name: str, recipe: dict, out: Path, data_dir: str | None) -> dic
 
 def _run_in_children(names: list[str], recipes: dict[str, dict], runs_dir: Path, parallel: int,
                      data_dir: str | None) -> list[dict[str, Any]]:
-    """Each variant in a child process (``--worker``), ``parallel`` at a time; rows in ``names`` order."""
+    """Each variant in a child process (``--worker``), ``parallel`` at a time; rows in ``names`` order.
+
+    A variant whose folder in ``runs_dir`` already holds a finished run of the same recipe is not
+    run again: its row is kept, so a search stopped part way (a session's end) continues where it was.
+    """
     pending, running, rows = list(names), [], {}
+    for name in names:
+        folder = runs_dir / _slug(name)
+        if (folder / "row.json").is_file() and json.loads((folder / "recipe.json").read_text()) == recipes[name]:
+            rows[name] = json.loads((folder / "row.json").read_text())
+            pending.remove(name)
+            print(f"{name:<52} kept from {folder}", flush=True)
     while pending or running:
         while pending and len(running) < parallel:
             name = pending.pop(0)
             folder = runs_dir / _slug(name)
+            (folder / "row.json").unlink(missing_ok=True)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "recipe.json").write_text(json.dumps(recipes[name], indent=1))
             command = [sys.executable, __file__, "--worker", name, "--worker-dir", str(folder)]
@@ -247,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = Path(args.worker_dir)
         recipe = json.loads((folder / "recipe.json").read_text())
         row = run_variant(args.worker, recipe, folder / "run", args.data_dir)
-        (folder / "row.json").write_text(json.dumps(row))
+        from nin_keras.io_utils import atomic_write
+
+        with atomic_write(folder / "row.json") as tmp:  # its presence means the run finished
+            tmp.write_text(json.dumps(row))
         return 0
     if args.quick:
         args.epochs, args.train, args.validation, args.test = 1, 512, 64, 500

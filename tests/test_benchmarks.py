@@ -345,3 +345,37 @@ def test_the_jpeg_survey_reads_back_the_quality_and_subsampling_each_file_was_wr
     rows = {(row["split"], row["quality"], row["subsampling"]): row["files"] for row in jpeg_copy.survey(files)}
     assert rows == {("train", 75, "4:2:0"): 2, ("train", 31, "4:4:4"): 1, ("test", 93, "4:2:2"): 1,
                     ("test", "custom", "4:4:4"): 1}
+
+
+def test_a_stopped_search_keeps_the_rows_of_finished_runs_of_the_same_recipe(tmp_path, monkeypatch):
+    """Rerunning a search runs only what has no finished row for the same recipe: here a variant
+    whose recipe changed since (more epochs) and one that never finished."""
+    import ablation
+
+    names = ["full recipe", "dropout 0.5", "label smoothing 0.2"]
+    earlier = ablation.round_recipes(names, [], 2, 1_000, 50, 100)
+    recipes = {**earlier, "dropout 0.5": ablation.round_recipes(["dropout 0.5"], [], 3, 1_000, 50, 100)["dropout 0.5"]}
+    for name in names:
+        folder = tmp_path / ablation._slug(name)
+        folder.mkdir()
+        (folder / "recipe.json").write_text(json.dumps(earlier[name]))
+        if name != "label smoothing 0.2":  # that one was stopped before its row
+            (folder / "row.json").write_text(json.dumps({"variant": name, "val_accuracy": 1.0}))
+    started = []
+
+    class Child:  # a finished child process: its row written, exit 0
+        def __init__(self, command, **_):
+            folder = Path(command[command.index("--worker-dir") + 1])
+            started.append(command[command.index("--worker") + 1])
+            (folder / "row.json").write_text(json.dumps({"variant": started[-1], "val_accuracy": 2.0,
+                                                         "test_accuracy": 2.0, "epoch_seconds": 1.0}))
+            self.returncode = 0
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(ablation.subprocess, "Popen", Child)
+    rows = ablation._run_in_children(names, recipes, tmp_path, 1, None)
+    assert started == ["dropout 0.5", "label smoothing 0.2"]
+    assert [row["val_accuracy"] for row in rows] == [1.0, 2.0, 2.0]
+    assert json.loads((tmp_path / "dropout_0_5" / "recipe.json").read_text())["epochs"] == 3
