@@ -491,6 +491,8 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     tune.add_argument("--epochs", type=_count(0), help="epochs (0: the started classifier only)")
     tune.add_argument("--learning-rate", type=float,
                       help="peak SGD learning rate, cosine schedule down to a tenth of it")
+    tune.add_argument("--clip-norm", type=float,
+                      help="largest global norm of a step's gradients (0: no clipping)")
     tune.add_argument("--batch-size", type=_count(1),
                       help="images per step (default: 64, or all training images when fewer)")
     tune.add_argument("--min-steps", type=_count(0),

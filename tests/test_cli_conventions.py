@@ -456,6 +456,7 @@ def test_help_shows_the_library_defaults(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--validation-fraction", "1.5"], "--validation-fraction must be a number in (0, 1), got 1.5"),
     (["--learning-rate", "-1"], "--learning-rate must be a finite number > 0, got -1.0"),
+    (["--clip-norm", "nan"], "--clip-norm must be a finite number >= 0 (0: no clipping), got nan"),
 ])
 def test_an_out_of_range_argument_is_named_by_its_flag(argv, message, tmp_path, capsys):
     err = _error(["finetune", "nin_mnist", str(tmp_path / "data"), "--out", str(tmp_path / "out"), *argv], capsys)

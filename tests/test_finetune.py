@@ -7,6 +7,7 @@ the README's own command runs in the slow test at the end.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -267,23 +268,44 @@ def test_the_epoch_check_refuses_a_runaway_loss_and_non_finite_weights(tmp_path)
         check_epoch(np.array([0.4, 4, 4]), 2, weights, 0, 3, 0.01, tmp_path / "none")
 
 
-def test_a_run_whose_weights_blow_up_behind_a_finite_loss_stops_at_that_epoch(tmp_path):
-    """Saturated colour noise, far from CIFAR-10, fine-tuned at 0.05: the loss grew to 1e32 within
-    ten one-step epochs, then read ln 2 again with infinite weights behind dead ReLUs, and the run
-    went on for its 100 steps before the preset check refused to write (4 minutes, one unclear
-    line). The epoch check stops it at the first epoch that is ten times worse than guessing."""
+def _saturated_colours(root: Path) -> Path:
+    """Two classes of colour noise, far from any CIFAR-10 photo: red or blue channel saturated."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
     for name, channel in (("red", 0), ("blue", 2)):
-        (tmp_path / "colours" / name).mkdir(parents=True)
+        (root / name).mkdir(parents=True)
         for i in range(6):
             pixels = rng.integers(0, 90, (40, 48, 3), dtype=np.uint8)
             pixels[..., channel] = rng.integers(160, 256, (40, 48), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "colours" / name / f"{i}.png")
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def test_the_default_gradient_clipping_keeps_a_far_out_of_distribution_fine_tune_finite(tmp_path):
+    """At the default learning rate, the same colour noise diverges without clipping (loss 48 in the
+    second epoch, measured) and trains with the default bound on the gradients' global norm."""
+    data = _saturated_colours(tmp_path / "colours")
+    with pytest.raises(TrainingError, match="training diverged"):
+        finetune("nin_cifar10", data, tmp_path / "unclipped", epochs=5, clip_norm=0, verbose=0, workers=1)
+    result = finetune("nin_cifar10", data, tmp_path / "clipped", epochs=5, verbose=0, workers=1)
+    losses = [row["loss"] for row in result.history]
+    assert all(np.isfinite(losses)) and losses[-1] < 0.1, losses
+    assert result.test_metrics["accuracy"] == 1.0
+    recipe = json.loads((tmp_path / "clipped" / "metadata.json").read_text())["recipe"]
+    assert recipe["optimizer"]["global_clipnorm"] == inspect.signature(finetune).parameters["clip_norm"].default
+
+
+def test_a_run_whose_weights_blow_up_behind_a_finite_loss_stops_at_that_epoch(tmp_path):
+    """Saturated colour noise, far from CIFAR-10, fine-tuned at 0.05 without gradient clipping: the
+    loss grew to 1e32 within ten one-step epochs, then read ln 2 again with infinite weights behind
+    dead ReLUs, and the run went on for its 100 steps before the preset check refused to write (4
+    minutes, one unclear line). The epoch check stops it at the first epoch that is ten times worse
+    than guessing."""
+    _saturated_colours(tmp_path / "colours")
     with pytest.raises(TrainingError, match=r"training diverged: (the epoch's mean loss|the weight) .* at epoch \d+"):
         finetune("nin_cifar10", tmp_path / "colours", tmp_path / "out", epochs=20, min_steps=0, learning_rate=0.05,
-                 verbose=0)
+                 clip_norm=0, verbose=0)
     assert not (tmp_path / "out").exists()
     history = (tmp_path / "out.run" / "metrics.csv").read_text().splitlines()
     assert len(history) - 1 < 10, history  # stopped within a few epochs, not after all 20
