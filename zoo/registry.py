@@ -17,7 +17,7 @@ Example:
     >>> zoo.list_models("nin_cifar10*")
     ['nin_cifar10', 'nin_cifar100', 'nin_cifar100_bn', 'nin_cifar10_bn']
     >>> zoo.list_models("nin_mnist", pretrained=True)
-    ['nin_mnist.fast']
+    ['nin_mnist.fast', 'nin_mnist.modern']
     >>> model = zoo.create_model("nin_mnist", pretrained=True)          # best published weights
     >>> tuned = zoo.create_model("nin_mnist", pretrained=True, classes=5)  # body reused, new classifier
 """
