@@ -12,7 +12,12 @@ Two measurements, in one run:
   survey, and 50), at the copy's chroma subsampling. A pass at the copy's own settings meets the
   same block grid and the same tables, so it changes little: it bounds how sensitive the weights
   are to a repeat of that loss, not what the first pass cost (that needs the original images,
-  which no source here has). A coarser pass shows the slope.
+  which no source here has). A coarser pass shows the slope;
+- for each preset, how much of a pass's change its preprocessing passes on: the energy of the
+  change (pass minus stored) relative to the images' own energy (about their mean), on the raw
+  pixels and after the preset's preprocessing layers. An affine per-channel map leaves the ratio as
+  it is; ZCA whitening scales each direction by one over its standard deviation, and the
+  high-frequency directions JPEG quantizes are the ones of smallest variance.
 
 Usage:
     python benchmarks/jpeg_copy.py                 # writes results/jpeg_copy.json
@@ -84,12 +89,31 @@ def reencoded(images: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
     return out
 
 
+def change_energy(images: np.ndarray, changed: np.ndarray, layers: Sequence[Any]) -> tuple[float, float]:
+    """Energy of ``changed - images`` over the energy of ``images`` about their mean: on the raw
+    pixels, and after ``layers`` (a preset's preprocessing, applied in order)."""
+
+    def ratio(before: np.ndarray, after: np.ndarray) -> float:
+        return float(np.sum((after - before) ** 2) / np.sum((before - before.mean(axis=0)) ** 2))
+
+    def preprocess(batch: np.ndarray) -> np.ndarray:
+        out = batch.astype("float32")
+        for layer in layers:
+            out = np.asarray(layer(out, training=False), dtype="float64")
+        return out
+
+    return ratio(images.astype("float64"), changed.astype("float64")), ratio(preprocess(images), preprocess(changed))
+
+
 def model_rows(names: Sequence[str], qualities: Sequence[int], subsampling: str,
                data_dir: str | None) -> list[dict]:
     """Each preset's test accuracy as stored and after one more pass at each of ``qualities``."""
+    import keras
+
     from nin_keras.data.arrays import load_arrays
     from nin_keras.evaluation import evaluate_model
     from nin_keras.zoo import ImageClassifier
+    from nin_keras.zoo.preset_loader import read_preset
 
     images, labels = load_arrays({"name": "cifar10", "source": "auto"}, "test", data_dir)
     passes = {quality: reencoded(images, quality, subsampling) for quality in qualities}
@@ -102,8 +126,21 @@ def model_rows(names: Sequence[str], qualities: Sequence[int], subsampling: str,
             accuracy = 100 * evaluate_model(classifier, again, labels)["accuracy"]
             row[f"accuracy_after_a_q{quality}_pass"] = round(accuracy, 2)
             row[f"difference_q{quality}"] = round(accuracy - stored, 2)
+            raw, preprocessed = change_energy(images, again, read_preset(name).preprocessing)
+            row[f"change_energy_q{quality}_raw_%"] = round(100 * raw, 3)
+            row[f"change_energy_q{quality}_preprocessed_%"] = round(100 * preprocessed, 3)
         rows.append(row)
         print(name, row, flush=True)
+    # The reference a trained preset does not give: per-channel standardization (Keras's
+    # Normalization, fitted on these images; the energy ratio does not depend on where it is fitted).
+    per_channel = keras.layers.Normalization(axis=-1)
+    per_channel.adapt(images.astype("float32"))
+    row = {"kind": "preprocessing", "preset": "per-channel standardization (keras.layers.Normalization)"}
+    for quality, again in passes.items():
+        raw, preprocessed = change_energy(images, again, [per_channel])
+        row[f"change_energy_q{quality}_raw_%"] = round(100 * raw, 3)
+        row[f"change_energy_q{quality}_preprocessed_%"] = round(100 * preprocessed, 3)
+    rows.append(row)
     return rows
 
 
@@ -136,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                "subsampling: the chroma sampling of the file (4:2:0 keeps colour at half the width and height).",
                "accuracy_after_a_qN_pass: the test split encoded and decoded once more by Pillow at quality N "
                "and the copy's subsampling; single view, whole test split. A pass at the copy's own quality "
-               "is nearly idempotent (same grid, same tables), so it cannot show what the first pass cost."])
+               "is nearly idempotent (same grid, same tables), so it cannot show what the first pass cost.",
+               "change_energy_qN_raw_% / _preprocessed_%: the energy of (pass - stored) over the stored images' "
+               "energy about their mean, on the raw pixels and after the row's preprocessing."])
     return 0
 
 

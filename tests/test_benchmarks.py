@@ -379,3 +379,27 @@ def test_a_stopped_search_keeps_the_rows_of_finished_runs_of_the_same_recipe(tmp
     assert started == ["dropout 0.5", "label smoothing 0.2"]
     assert [row["val_accuracy"] for row in rows] == [1.0, 2.0, 2.0]
     assert json.loads((tmp_path / "dropout_0_5" / "recipe.json").read_text())["epochs"] == 3
+
+
+def test_change_energy_is_kept_by_an_affine_map_and_grown_by_whitening_of_a_low_variance_direction():
+    """By hand: images varying along one pixel direction, changed along another. A per-pixel affine
+    map keeps the ratio of energies; dividing the changed, low-variance pixel by its own small
+    standard deviation (what whitening does) multiplies the change's energy by 1 / std**2."""
+    import jpeg_copy
+    import keras
+
+    rng = np.random.default_rng(0)
+    images = np.zeros((64, 2, 2, 1))
+    images[:, 0, 0, 0] = rng.normal(0, 10, 64)
+    images[:, 1, 1, 0] = rng.normal(0, 0.05, 64)
+    changed = images.copy()
+    changed[:, 1, 1, 0] += 0.1
+    raw, kept = jpeg_copy.change_energy(images, changed, [keras.layers.Rescaling(3.0, offset=7.0)])
+    energy = np.sum((images - images.mean(axis=0)) ** 2)
+    assert raw == pytest.approx(64 * 0.1 ** 2 / energy) and kept == pytest.approx(raw, rel=1e-5)
+    scale = np.ones((2, 2, 1), "float32")
+    scale[1, 1, 0] = 1 / images[:, 1, 1, 0].std()
+    _, whitened = jpeg_copy.change_energy(images, changed, [keras.layers.Lambda(lambda x: x * scale)])
+    whitened_energy = np.sum(((images - images.mean(axis=0)) * scale) ** 2)
+    assert whitened == pytest.approx(64 * (0.1 * scale[1, 1, 0]) ** 2 / whitened_energy, rel=1e-4)
+    assert whitened > 10 * raw
