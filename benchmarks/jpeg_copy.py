@@ -1,7 +1,7 @@
 """What limits a model on the CIFAR-10 JPEG copy: the copy's JPEG settings, and what one more
 such pass costs the published weights.
 
-Two measurements, in one run:
+Three measurements, in one run:
 
 - every file of ``cifar10-jpeg.tar.gz`` is opened (headers only, no pixels) and counted by split,
   JPEG quality and chroma subsampling. The quality is the one at which Pillow's encoder (libjpeg's
@@ -16,7 +16,7 @@ Two measurements, in one run:
 - for each preset, how much of a pass's change its preprocessing passes on: the energy of the
   change (pass minus stored) relative to the images' own energy (about their mean), on the raw
   pixels and after the preset's preprocessing layers. An affine per-channel map leaves the ratio as
-  it is; ZCA whitening scales each direction by one over its standard deviation, and the
+  it is; ZCA whitening scales each direction by about one over its standard deviation, and the
   high-frequency directions JPEG quantizes are the ones of smallest variance.
 
 Usage:
