@@ -105,15 +105,25 @@ def change_energy(images: np.ndarray, changed: np.ndarray, layers: Sequence[Any]
     return ratio(images.astype("float64"), changed.astype("float64")), ratio(preprocess(images), preprocess(changed))
 
 
+def _energy_fields(images: np.ndarray, passes: dict[int, np.ndarray], layers: Sequence[Any]) -> dict[str, float]:
+    """``change_energy`` of each pass, raw and after ``layers``, as a row's percentage fields."""
+    fields = {}
+    for quality, again in passes.items():
+        raw, preprocessed = change_energy(images, again, layers)
+        fields[f"change_energy_q{quality}_raw_%"] = round(100 * raw, 3)
+        fields[f"change_energy_q{quality}_preprocessed_%"] = round(100 * preprocessed, 3)
+    return fields
+
+
 def model_rows(names: Sequence[str], qualities: Sequence[int], subsampling: str,
                data_dir: str | None) -> list[dict]:
-    """Each preset's test accuracy as stored and after one more pass at each of ``qualities``."""
+    """Each preset's test accuracy as stored and after one more pass at each of ``qualities``, with
+    the change's energy through its preprocessing; then per-channel standardization's energy."""
     import keras
 
     from nin_keras.data.arrays import load_arrays
     from nin_keras.evaluation import evaluate_model
     from nin_keras.zoo import ImageClassifier
-    from nin_keras.zoo.preset_loader import read_preset
 
     images, labels = load_arrays({"name": "cifar10", "source": "auto"}, "test", data_dir)
     passes = {quality: reencoded(images, quality, subsampling) for quality in qualities}
@@ -126,21 +136,13 @@ def model_rows(names: Sequence[str], qualities: Sequence[int], subsampling: str,
             accuracy = 100 * evaluate_model(classifier, again, labels)["accuracy"]
             row[f"accuracy_after_a_q{quality}_pass"] = round(accuracy, 2)
             row[f"difference_q{quality}"] = round(accuracy - stored, 2)
-            raw, preprocessed = change_energy(images, again, read_preset(name).preprocessing)
-            row[f"change_energy_q{quality}_raw_%"] = round(100 * raw, 3)
-            row[f"change_energy_q{quality}_preprocessed_%"] = round(100 * preprocessed, 3)
-        rows.append(row)
-        print(name, row, flush=True)
-    # The reference a trained preset does not give: per-channel standardization (Keras's
-    # Normalization, fitted on these images; the energy ratio does not depend on where it is fitted).
+        rows.append({**row, **_energy_fields(images, passes, classifier.preprocessing)})
+        print(name, rows[-1], flush=True)
+    # The reference no published preset has: Keras's per-channel Normalization, fitted on these images.
     per_channel = keras.layers.Normalization(axis=-1)
     per_channel.adapt(images.astype("float32"))
-    row = {"kind": "preprocessing", "preset": "per-channel standardization (keras.layers.Normalization)"}
-    for quality, again in passes.items():
-        raw, preprocessed = change_energy(images, again, [per_channel])
-        row[f"change_energy_q{quality}_raw_%"] = round(100 * raw, 3)
-        row[f"change_energy_q{quality}_preprocessed_%"] = round(100 * preprocessed, 3)
-    rows.append(row)
+    rows.append({"kind": "preprocessing", "preset": "per-channel standardization (keras.layers.Normalization)",
+                 **_energy_fields(images, passes, [per_channel])})
     return rows
 
 

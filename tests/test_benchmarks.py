@@ -403,3 +403,14 @@ def test_change_energy_is_kept_by_an_affine_map_and_grown_by_whitening_of_a_low_
     whitened_energy = np.sum(((images - images.mean(axis=0)) * scale) ** 2)
     assert whitened == pytest.approx(64 * (0.1 * scale[1, 1, 0]) ** 2 / whitened_energy, rel=1e-4)
     assert whitened > 10 * raw
+
+
+def test_quick_jpeg_copy_run_surveys_the_archive(tmp_path):
+    """benchmarks/jpeg_copy.py --quick: the survey of the copy's first 500 test files, no models."""
+    from nin_keras.data.locate import data_dirs
+
+    if not any((folder / "cifar10-jpeg.tar.gz").is_file() for folder in data_dirs(None)):
+        pytest.skip("the CIFAR-10 JPEG copy is not available")
+    rows = quick_run("jpeg_copy", tmp_path)["rows"]
+    assert sum(row["files"] for row in rows) == 500 and {row["kind"] for row in rows} == {"files"}
+    assert {row["split"] for row in rows} == {"test"}
