@@ -1,7 +1,7 @@
 """What limits a model on the CIFAR-10 JPEG copy: the copy's JPEG settings, and what one more
 such pass costs the published weights.
 
-Three measurements, in one run:
+Four measurements, in one run:
 
 - every file of ``cifar10-jpeg.tar.gz`` is opened (headers only, no pixels) and counted by split,
   JPEG quality and chroma subsampling. The quality is the one at which Pillow's encoder (libjpeg's
@@ -17,7 +17,10 @@ Three measurements, in one run:
   change (pass minus stored) relative to the images' own energy (about their mean), on the raw
   pixels and after the preset's preprocessing layers. An affine per-channel map leaves the ratio as
   it is; ZCA whitening scales each direction by about one over its standard deviation, and the
-  high-frequency directions JPEG quantizes are the ones of smallest variance.
+  high-frequency directions JPEG quantizes are the ones of smallest variance;
+- each preset's test accuracy with the colour channels reversed (BGR, Caffe's own order): what a
+  wrong channel order would cost, so that a low score on the copy is not mistaken for an import
+  that kept the authors' BGR input.
 
 Usage:
     python benchmarks/jpeg_copy.py                 # writes results/jpeg_copy.json
@@ -117,8 +120,9 @@ def _energy_fields(images: np.ndarray, passes: dict[int, np.ndarray], layers: Se
 
 def model_rows(names: Sequence[str], qualities: Sequence[int], subsampling: str,
                data_dir: str | None) -> list[dict]:
-    """Each preset's test accuracy as stored and after one more pass at each of ``qualities``, with
-    the change's energy through its preprocessing; then per-channel standardization's energy."""
+    """Each preset's test accuracy as stored, with the channels reversed and after one more pass at
+    each of ``qualities``, with the change's energy through its preprocessing; then per-channel
+    standardization's energy."""
     import keras
 
     from nin_keras.data.arrays import load_arrays
@@ -132,6 +136,8 @@ def model_rows(names: Sequence[str], qualities: Sequence[int], subsampling: str,
         classifier = ImageClassifier.from_preset(name)
         stored = 100 * evaluate_model(classifier, images, labels)["accuracy"]
         row = {"kind": "model", "preset": name, "test_images": len(labels), "accuracy_as_stored": round(stored, 2)}
+        reversed_order = 100 * evaluate_model(classifier, images[..., ::-1], labels)["accuracy"]
+        row["accuracy_channels_reversed"] = round(reversed_order, 2)
         for quality, again in passes.items():
             accuracy = 100 * evaluate_model(classifier, again, labels)["accuracy"]
             row[f"accuracy_after_a_q{quality}_pass"] = round(accuracy, 2)
@@ -176,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "accuracy_after_a_qN_pass: the test split encoded and decoded once more by Pillow at quality N "
                "and the copy's subsampling; single view, whole test split. A pass at the copy's own quality "
                "is nearly idempotent (same grid, same tables), so it cannot show what the first pass cost.",
+               "accuracy_channels_reversed: the stored test split fed as BGR instead of RGB.",
                "change_energy_qN_raw_% / _preprocessed_%: the energy of (pass - stored) over the stored images' "
                "energy about their mean, on the raw pixels and after the row's preprocessing."])
     return 0
