@@ -97,6 +97,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     result = finetune(**given, command=_command(args), verbose=0 if args.quiet else 1)
     if result.preset_dir is not None:
         print(f"preset: {result.preset_dir}  classes: {', '.join(result.class_names)}")
+    print(f"weights digest: {result.weights_digest}")
     return 0
 
 

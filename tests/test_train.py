@@ -599,31 +599,43 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+def _two_workers(recipe_path: Path, out0: Path, out1: Path) -> list[tuple[int, str]]:
+    """``train --strategy multiworker`` in two workers on loopback, ``--out out0`` and ``out1``:
+    each worker's (exit code, output)."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    children = []
+    for index, out in enumerate((out0, out1)):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        command = _train_command(recipe_path, out, "--strategy", "multiworker")
+        children.append(subprocess.Popen(command, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True))
+    try:
+        outputs = [child.communicate(timeout=300)[0] for child in children]
+    except subprocess.TimeoutExpired:
+        pytest.fail("multi-worker training did not finish")
+    finally:
+        for child in children:
+            child.kill()
+    return [(child.returncode, output) for child, output in zip(children, outputs)]
+
+
 @needs_mnist
 def test_two_worker_multiworker_run_on_loopback_agrees(tmp_path):
     recipe_path = tmp_path / "tiny.json"
     recipe_path.write_text(json.dumps(tiny_recipe(epochs=1)))
     out = tmp_path / "run"
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    children = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        command = _train_command(recipe_path, out, "--strategy", "multiworker")
-        children.append(subprocess.Popen(command, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, text=True))
-    outputs = []
-    for child in children:
-        try:
-            outputs.append(child.communicate(timeout=300)[0])
-        except subprocess.TimeoutExpired:
-            for c in children:
-                c.kill()
-            pytest.fail("multi-worker training did not finish")
-        assert child.returncode == 0, outputs[-1][-3000:]
-    assert _digest(outputs[0]) == _digest(outputs[1])
+    done = _two_workers(recipe_path, out, out)
+    for code, output in done:
+        assert code == 0, output[-3000:]
+    assert _digest(done[0][1]) == _digest(done[1][1])
     state = _checkpoint_state(out)
     assert state["global_step"] == STEPS_PER_EPOCH and len(state["history"]) == 1
     assert (out / "preset" / "model.weights.h5").exists()  # written by the chief only
+    # A worker that does not see the chief's folder would resume from nothing while the chief
+    # resumes from its checkpoint (tf.distribute would not notice): each stops with one line.
+    for code, output in _two_workers(recipe_path, out, tmp_path / "elsewhere"):
+        assert code == 1 and f"did not find one checkpoint to resume from (in process order: step {STEPS_PER_EPOCH}, " \
+                             "none;" in output, output[-3000:]
 
 
 def test_preset_metrics_are_the_percentages_of_evaluate_model():

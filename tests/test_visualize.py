@@ -4,6 +4,7 @@ import io
 import json
 import os
 import tarfile
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -543,6 +544,14 @@ def test_curves_from_training_metrics_files(tmp_path, training_run):
     (tmp_path / "empty.csv").write_text("epoch,loss\n")
     with pytest.raises(NinKerasError, match="holds no epochs"):
         visualize.load_metrics(tmp_path / "empty.csv")
+
+
+def test_curves_of_a_run_without_a_single_error_draw_without_a_warning(tmp_path):
+    # A small fine-tune's hold-out is often all right: an error of 0 has no place on a log axis.
+    rows = [{"epoch": e, "loss": 0.5 / e, "accuracy": 1.0, "val_accuracy": 1.0, "learning_rate": 0.01} for e in (1, 2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _assert_png(visualize.plot_training_curves(rows, tmp_path / "curves.png"), (1200, 360))
 
 
 # ---------------------------------------------------------------- CLI

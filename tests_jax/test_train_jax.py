@@ -199,7 +199,10 @@ print(json.dumps({"devices": len(keras.distribution.list_devices()), "difference
 @needs_mnist
 def test_data_parallel_on_two_virtual_devices_equals_one_device(tmp_path):
     # Dropout off: its masks are drawn per device shard, so they are not the single-device ones.
-    recipe = tiny_recipe(epochs=1)
+    # Preprocessing with state (Normalization's fitted moments, made before the distribution is
+    # set): the run trains on copies made under it.
+    recipe = tiny_recipe(epochs=1, preprocessing=[{"module": "keras.layers", "class_name": "Normalization",
+                                                   "config": {"axis": -1}, "registered_name": None}])
     recipe["model"] = {**recipe["model"], "kwargs": {**recipe["model"].get("kwargs", {}), "dropout": 0.0}}
     env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2",
                NIN_KERAS_DATA_DIR=str(DATASETS))
@@ -233,31 +236,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _no_dropout(recipe: dict) -> dict:
-    """Dropout off: its masks are drawn per device shard, so they are not the single-device ones."""
-    recipe["model"] = {**recipe["model"], "kwargs": {**recipe["model"].get("kwargs", {}), "dropout": 0.0}}
-    return recipe
-
-
-@needs_mnist
-def test_data_parallel_over_two_processes_equals_one_device(tmp_path):
-    # Two processes on loopback, one CPU device each, joined by keras.distribution.initialize
-    # (JAX's CPU collectives: gloo): process 0 from the command line's flags, process 1 from the
-    # KERAS_DISTRIBUTION_* variables, the two ways the library takes. Each has its own --out, so
-    # that the folders show who writes: the chief alone (checkpoint, metrics, preset).
-    from nin_keras.train import train
-    from nin_keras.zoo import load_preset
-
-    recipe = _no_dropout(tiny_recipe(epochs=1))
-    path = tmp_path / "recipe.json"
-    path.write_text(json.dumps(recipe))
+def _in_two_processes(command: list[str], out0: Path, out1: Path) -> list[tuple[int, str, str]]:
+    """``nin-keras *command`` in two processes joined on loopback (JAX's CPU collectives: gloo):
+    process 0 from the command line's flags, process 1 from the KERAS_DISTRIBUTION_* variables,
+    the two ways the library takes; ``--out out0`` and ``--out out1``. Returns each process's
+    (exit code, stdout, stderr)."""
     address = f"127.0.0.1:{_free_port()}"
-    common = ["train", str(path), "--strategy", "data_parallel", "--quiet"]
     launched = [
-        subprocess.Popen([*_cli_command(), *common, "--out", str(tmp_path / "p0"), "--coordinator", address,
+        subprocess.Popen([*_cli_command(), *command, "--out", str(out0), "--coordinator", address,
                           "--num-processes", "2", "--process-id", "0"], env=_cli_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-        subprocess.Popen([*_cli_command(), *common, "--out", str(tmp_path / "p1")],
+        subprocess.Popen([*_cli_command(), *command, "--out", str(out1)],
                          env=_cli_env(KERAS_DISTRIBUTION_JOB_ADDRESSES=address, KERAS_DISTRIBUTION_NUM_PROCESSES="2",
                                       KERAS_DISTRIBUTION_PROCESS_ID="1"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
@@ -267,12 +256,36 @@ def test_data_parallel_over_two_processes_equals_one_device(tmp_path):
     finally:
         for p in launched:
             p.kill()  # a process left waiting for its peer
-    done = [(p.returncode, out, err) for p, (out, err) in zip(launched, outputs)]
+    return [(p.returncode, out, err) for p, (out, err) in zip(launched, outputs)]
+
+
+def _digest(stdout: str) -> str:
+    return stdout.split("weights digest: ")[1].split()[0]
+
+
+def _no_dropout(recipe: dict) -> dict:
+    """Dropout off: its masks are drawn per device shard, so they are not the single-device ones."""
+    recipe["model"] = {**recipe["model"], "kwargs": {**recipe["model"].get("kwargs", {}), "dropout": 0.0}}
+    return recipe
+
+
+@needs_mnist
+def test_data_parallel_over_two_processes_equals_one_device(tmp_path):
+    # Two processes on loopback, one CPU device each, joined by keras.distribution.initialize. Each
+    # has its own --out, so that the folders show who writes: the chief alone (checkpoint,
+    # metrics, preset).
+    from nin_keras.train import train
+    from nin_keras.zoo import load_preset
+
+    recipe = _no_dropout(tiny_recipe(epochs=1))
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    done = _in_two_processes(["train", str(path), "--strategy", "data_parallel", "--quiet"],
+                             tmp_path / "p0", tmp_path / "p1")
     for code, out, err in done:
         assert code == 0, err[-3000:]
     # One run: the same weights on both processes (the digest covers every variable).
-    digests = [out.split("weights digest: ")[1].split()[0] for _, out, _ in done]
-    assert digests[0] == digests[1]
+    assert _digest(done[0][1]) == _digest(done[1][1])
     assert "preset: " in done[0][1] and "preset: " not in done[1][1]
     assert sorted(p.name for p in (tmp_path / "p1").iterdir()) == []
     assert {"checkpoint.npz", "metrics.json", "preset"} <= {p.name for p in (tmp_path / "p0").iterdir()}
@@ -389,6 +402,32 @@ def test_cli_finetune_on_jax_writes_a_preset_that_predicts(tmp_path):
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["class_names"] == ["blue", "red"] and len(metadata["history"]) == 1
     _loads_and_predicts(out, np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), 2)
+
+
+def test_finetune_over_two_processes_resumes_from_the_chiefs_checkpoint(tmp_path):
+    # nin_cifar10 reuses its fitted GCN + ZCA: preprocessing with state, made before the
+    # distribution is set. Fine-tuned over two processes that share one --out, stopped after a
+    # step and rerun, both processes resume from the chief's checkpoint and end on the weights of
+    # the run never stopped.
+    data = _colour_folder(tmp_path / "colours", train=5, test=1)  # 8 training, 2 held-out images
+    command = ["finetune", "nin_cifar10", str(data), "--epochs", "2", "--batch-size", "4", "--min-steps", "0",
+               "--learning-rate", "1e-3", "--strategy", "data_parallel", "--quiet"]
+
+    def succeeded(done):
+        for code, _, err in done:
+            assert code == 0, err[-3000:]
+        return done
+
+    stopped = tmp_path / "stopped"
+    succeeded(_in_two_processes([*command, "--max-steps", "1"], stopped, stopped))
+    # A process that does not see the chief's folder: one line in each process, nothing trained.
+    for code, _, err in _in_two_processes(command, stopped, tmp_path / "elsewhere"):
+        assert code == 1 and "did not find one checkpoint to resume from (in process order: step 1, none;" in err
+    resumed = succeeded(_in_two_processes(command, stopped, stopped))
+    whole = succeeded(_in_two_processes(command, tmp_path / "whole", tmp_path / "whole"))
+    assert len({_digest(out) for _, out, _ in resumed + whole}) == 1
+    assert len(json.loads((stopped / "metadata.json").read_text())["history"]) == 2
+    _loads_and_predicts(stopped, np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), 2)
 
 
 def test_a_cifar_jpeg_archive_becomes_training_arrays_in_worker_processes_without_tensorflow(tmp_path, monkeypatch):

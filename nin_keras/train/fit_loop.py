@@ -28,12 +28,15 @@ Keras's, with small additions where Keras lacks one:
   ``fit`` applies an optimizer to exactly the variables it was built on, so the optimizer of the
   frozen epochs is not the one of the later ones, unlike the TensorFlow loop's single optimizer);
 - ``--strategy data_parallel``: ``keras.distribution.DataParallel`` set while the model is built
-  and trained; each process feeds its slice of every global batch.
+  and trained; each process feeds its slice of every global batch. The fitted preprocessing
+  layers were made before it was set, so the run trains on copies made under it
+  (``replicated_copies``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from typing import Any
 
@@ -45,8 +48,8 @@ from nin_keras.train.checkpoint import read_state, weights_digest
 from nin_keras.train.components import build_augmentation, build_optimizer, create_network, is_decayed
 from nin_keras.train.ema import WeightAverage
 from nin_keras.train.recipes import Recipe
-from nin_keras.train.run_state import (RunInputs, RunOutcome, RunSettings, RunState, check_epoch, diverged,
-                                       epoch_row, float32_network, print_row)
+from nin_keras.train.run_state import (CHECKPOINT, RunInputs, RunOutcome, RunSettings, RunState, check_epoch,
+                                       check_one_checkpoint, diverged, epoch_row, float32_network, print_row)
 from nin_keras.train.schedules import make_schedule
 
 
@@ -127,6 +130,29 @@ def training_model(network: keras.Model, preprocess, augmentation, image_shape: 
     return model
 
 
+def replicated_copies(layers, image_shape: tuple) -> list:
+    """Copies of the fitted ``layers`` made under the current distribution, state included.
+
+    A variable lives where it was created: one made before ``keras.distribution.set_distribution``
+    sits on one device, and JAX does not compile a step that mixes it with the mesh's replicated
+    variables (preprocessing with state: ZCA's matrix, ``Normalization``'s moments). The copy is
+    Keras's own saving path: the class from its config, built on the same shape, the variables
+    through ``save_own_variables`` / ``load_own_variables`` (which finish ``Normalization``'s state).
+    """
+    copies, shape = [], (None, *image_shape)
+    for layer in layers:
+        copy = type(layer).from_config(layer.get_config())
+        copy.build(shape)
+        store: dict = {}
+        layer.save_own_variables(store)
+        # As values: a variable assigned from the other's array would share its buffer, which
+        # the compiled step donates, deleting the original's.
+        copy.load_own_variables({key: keras.ops.convert_to_numpy(value) for key, value in store.items()})
+        copies.append(copy)
+        shape = layer.compute_output_shape(shape)
+    return copies
+
+
 def split(outputs):
     """The training model's output as ``(probabilities, targets)``."""
     classes = outputs.shape[-1] // 2
@@ -180,6 +206,8 @@ def run_fit(recipe: Recipe, inputs: RunInputs, settings: RunSettings) -> RunOutc
     if recipe.batch_size % devices:
         raise ValueError(f"batch_size {recipe.batch_size} must be a multiple of the {devices} devices of "
                          "--strategy data_parallel")
+    check_one_checkpoint(settings.out_dir / CHECKPOINT, functools.partial(strategy_lib.gather_from_processes,
+                                                                           distribution))
     previous = keras.distribution.distribution()
     keras.distribution.set_distribution(distribution)
     try:
@@ -205,9 +233,9 @@ class _FitRun:
         self.classes = int(self.network.output_shape[-1])
         augmentation = build_augmentation(recipe)
         self.augment = [*augmentation.augment, *augmentation.raw, *filter(None, [augmentation.mixing])]
-        self.model = training_model(self.network, inputs.preprocess, augmentation, x_train.shape[1:],
-                                    recipe.weight_decay.l2)
-        self.evaluator = inference_model(self.network, inputs.preprocess, x_train.shape[1:])
+        preprocess = replicated_copies(inputs.preprocess, x_train.shape[1:])
+        self.model = training_model(self.network, preprocess, augmentation, x_train.shape[1:], recipe.weight_decay.l2)
+        self.evaluator = inference_model(self.network, preprocess, x_train.shape[1:])
         self.average = (WeightAverage(self.network, recipe.ema.decay, recipe.ema.warmup)
                         if recipe.ema else None)
         self.schedule = make_schedule(recipe.schedule, recipe.optimizer.learning_rate, self.steps_per_epoch,

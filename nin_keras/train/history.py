@@ -98,11 +98,14 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) 
     for key, label in (("loss", "train"), ("val_loss", "validation")):
         if key in history[0]:
             ax_loss.plot(epochs, [row[key] for row in history], marker=".", label=label)
+    errors = []
     for key, label in (("accuracy", "train"), ("val_accuracy", "validation")):
         if key in history[0]:
-            ax_err.plot(epochs, [100 * (1 - row[key]) for row in history], marker=".", label=label)
+            errors += [100 * (1 - row[key]) for row in history]
+            ax_err.plot(epochs, errors[-len(history):], marker=".", label=label)
     ax_loss.set(title="loss", xlabel="epoch")
-    ax_err.set(title="error rate (%)", xlabel="epoch", yscale="log")
+    # A log axis cannot show an error of 0 (a small fine-tune's hold-out often reaches it).
+    ax_err.set(title="error rate (%)", xlabel="epoch", yscale="log" if errors and min(errors) > 0 else "linear")
     ax_lr.set(title="learning rate (end of epoch)", xlabel="epoch")
     if "learning_rate" in history[0]:  # metrics files from other tools may not record it
         rates = [row["learning_rate"] for row in history]

@@ -23,6 +23,7 @@ each replica's loss (scaled like the loss), exactly Caffe's update.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from typing import Any, Mapping, Sequence
 
@@ -37,8 +38,8 @@ from nin_keras.train.checkpoint import weights_digest
 from nin_keras.train.components import build_augmentation, build_optimizer, create_network, is_decayed
 from nin_keras.train.ema import WeightAverage
 from nin_keras.train.recipes import Recipe
-from nin_keras.train.run_state import (RunInputs, RunOutcome, RunSettings, RunState, check_epoch, diverged,
-                                       epoch_row, float32_network, print_row)
+from nin_keras.train.run_state import (CHECKPOINT, RunInputs, RunOutcome, RunSettings, RunState, check_epoch,
+                                       check_one_checkpoint, diverged, epoch_row, float32_network, print_row)
 from nin_keras.train.schedules import make_schedule
 
 
@@ -190,6 +191,7 @@ def run_tensorflow(recipe: Recipe, inputs: RunInputs, settings: RunSettings) -> 
         strategy = strategy_lib.make_strategy(strategy)
     chief = strategy_lib.is_chief(strategy)
     out_dir = settings.out_dir
+    check_one_checkpoint(out_dir / CHECKPOINT, functools.partial(strategy_lib.gather_from_processes, strategy))
     run_state = RunState(recipe, out_dir, chief)
     every = recipe.checkpoint_every_steps if settings.checkpoint_every_steps is None else settings.checkpoint_every_steps
     max_steps = settings.max_steps

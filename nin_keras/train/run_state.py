@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from nin_keras.errors import TrainingError
-from nin_keras.train.checkpoint import load_checkpoint, save_checkpoint
+from nin_keras.errors import CheckpointError, TrainingError
+from nin_keras.train.checkpoint import load_checkpoint, read_state, save_checkpoint
 from nin_keras.train.history import write_history
 from nin_keras.train.recipes import Recipe
 
@@ -213,3 +214,29 @@ def epoch_row(epoch: int, partial: np.ndarray, validation: dict[str, float] | No
 def print_row(row: dict[str, Any]) -> None:
     print("  " + "  ".join(f"{k}: {v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
 
+
+def check_one_checkpoint(checkpoint: Path, gather: Callable[[list[int]], np.ndarray]) -> None:
+    """Before anything is built: the processes of a run found one checkpoint to resume from.
+
+    Each process resumes from its own ``out_dir``, where only the chief writes: with folders that
+    are not one shared folder the processes would start from different weights, which JAX reports
+    as a dump of unequal arrays and tf.distribute not at all.
+
+    Args:
+        checkpoint: this process's ``out_dir/checkpoint.npz``.
+        gather: ``strategy.gather_from_processes`` for the run's strategy (a collective).
+
+    Raises:
+        CheckpointError: the processes found different checkpoints, or some found none.
+    """
+    found = [-1, -1]
+    if checkpoint.exists():
+        found = [read_state(checkpoint)["global_step"], zlib.crc32(checkpoint.read_bytes()) & 0x7FFFFFFF]
+    rows = gather(found)
+    if (rows == rows[0]).all():
+        return
+    seen = ", ".join("none" if step < 0 else f"step {step}" for step, _ in rows.tolist())
+    raise CheckpointError(
+        f"the processes of this run did not find one checkpoint to resume from (in process order: {seen}; "
+        f"this one looked for {checkpoint}): every process reads the chief's checkpoint, so give them all "
+        "the same output folder, on a filesystem they all see")

@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 import keras
+import numpy as np
 
 from nin_keras.arguments import check_count
 
@@ -134,3 +135,22 @@ def worker_index() -> int:
     """This process's index in ``TF_CONFIG`` (0 when there is none)."""
     config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
     return int(config.get("task", {}).get("index", 0))
+
+
+def gather_from_processes(strategy: Any, values: list[int]) -> np.ndarray:
+    """Every process's ``values`` (whole numbers below 2**31), one row per process (TensorFlow:
+    per replica) in process order: a collective each process of a multi-process run must join.
+    One process: just its own row."""
+    row = np.asarray([values], np.int32)
+    if keras.backend.backend() != "tensorflow":
+        if process_count()[1] == 1:
+            return row
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(row, tiled=True))
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return row
+    import tensorflow as tf
+
+    return strategy.gather(strategy.run(lambda: tf.constant(row)), axis=0).numpy()
