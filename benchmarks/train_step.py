@@ -34,6 +34,7 @@ Usage:
     python benchmarks/train_step.py --quick    # tiny smoke run
     python benchmarks/train_step.py --variants baseline jit_compile
     python benchmarks/train_step.py --budget-s 540
+    python benchmarks/train_step.py --variants baseline batch_norm batch_norm_bf16 --result train_step_batch_norm
 """
 
 from __future__ import annotations
@@ -54,10 +55,10 @@ import common  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
 RESULT_PREFIX = "RESULT "
 
 # Each variant changes one thing from the baseline (channels last, no XLA, oneDNN on, Grappler's
-# op fusion on, TF's default thread pools, batch 128).
+# op fusion on, TF's default thread pools, batch 128, no batch norm, float32).
 BASELINE: dict[str, Any] = {
     "layout": "channels_last", "jit_compile": False, "onednn": "1", "fusion": True,
-    "intra_op_threads": 0, "inter_op_threads": 0, "batch_size": 128,
+    "intra_op_threads": 0, "inter_op_threads": 0, "batch_size": 128, "batch_norm": False, "precision": "float32",
 }
 VARIANTS: dict[str, dict[str, Any]] = {  # in the order they run (XLA last: its CPU steps are slow)
     "baseline": {"runs": 5},
@@ -68,18 +69,23 @@ VARIANTS: dict[str, dict[str, Any]] = {  # in the order they run (XLA last: its 
     "batch_256": {"batch_size": 256},
     "threads_2x1": {"intra_op_threads": 2, "inter_op_threads": 1},
     "threads_1x1": {"intra_op_threads": 1, "inter_op_threads": 1},
+    # Batch norm after every convolution: the library's FusedBatchNormalization against Keras's.
+    "batch_norm": {"batch_norm": True},
+    "batch_norm_bf16": {"batch_norm": True, "precision": "mixed_bfloat16"},
     "jit_compile": {"jit_compile": True, "runs": 2},
 }
 COLUMNS = [
     "variant", "layout", "jit_compile", "onednn", "fusion", "intra_op_threads", "inter_op_threads",
-    "batch_size", "library_images_per_s", "stock_images_per_s", "ratio", "cpu_ratio", "achieved_gflops",
+    "batch_size", "batch_norm", "precision", "library_images_per_s", "stock_images_per_s", "ratio", "cpu_ratio", "achieved_gflops",
     "fraction_of_peak", "cpu_fraction_of_peak", "matmul_gflops", "load_avg_1m", "status",
 ]
 
 
 def stock_nin_cifar10(input_shape: Sequence[int] = (32, 32, 3), classes: int = 10,
-                      data_format: str = "channels_last"):
-    """NIN CIFAR-10 from stock ``keras.layers`` only, layer for layer the library's ``nin_cifar10``.
+                      data_format: str = "channels_last", batch_norm: bool = False):
+    """NIN CIFAR-10 from stock ``keras.layers`` only, layer for layer the library's ``nin_cifar10``
+    (``batch_norm``: each convolution without bias, then ``BatchNormalization``, then ReLU, as the
+    library's ``batch_norm=True`` mlpconvs).
 
     ``"same"`` pooling equals Caffe's pooling here: for 3/2 windows on even sizes the only padding
     is one row/column at the bottom/right, and average pooling divides by the in-bounds count.
@@ -88,7 +94,11 @@ def stock_nin_cifar10(input_shape: Sequence[int] = (32, 32, 3), classes: int = 1
     from keras import layers
 
     def conv(filters: int, kernel: int):
-        return layers.Conv2D(filters, kernel, padding="same", activation="relu", data_format=data_format)
+        if not batch_norm:
+            return layers.Conv2D(filters, kernel, padding="same", activation="relu", data_format=data_format)
+        axis = -1 if data_format == "channels_last" else 1
+        return keras.Sequential([layers.Conv2D(filters, kernel, padding="same", use_bias=False, data_format=data_format),
+                                 layers.BatchNormalization(axis=axis), layers.ReLU()])
 
     return keras.Sequential(
         [
@@ -225,11 +235,15 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
 
     layout = config["layout"]
     keras.config.set_image_data_format(layout)
+    keras.mixed_precision.set_dtype_policy(config["precision"])
     input_shape = (32, 32, 3) if layout == "channels_last" else (3, 32, 32)
     keras.utils.set_random_seed(0)
+    batch_norm = config["batch_norm"]
     models = {
-        "library": compile_for_training(nin_cifar10(input_shape=input_shape), config["jit_compile"]),
-        "stock": compile_for_training(stock_nin_cifar10(input_shape, data_format=layout), config["jit_compile"]),
+        "library": compile_for_training(nin_cifar10(input_shape=input_shape, batch_norm=batch_norm),
+                                        config["jit_compile"]),
+        "stock": compile_for_training(stock_nin_cifar10(input_shape, data_format=layout, batch_norm=batch_norm),
+                                      config["jit_compile"]),
     }
     flops = {name: count_flops(model) for name, model in models.items()}
     params = {name: model.count_params() for name, model in models.items()}
@@ -332,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "would likely be exceeded")
     parser.add_argument("--backend", choices=("tensorflow", "jax"),
                         help="compare the library's training path with plain Keras fit on this backend")
+    parser.add_argument("--result", default="train_step",
+                        help="results/<name>.json to write (a subset of variants measured on another machine)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.backend:
@@ -342,8 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     variants = args.variants or (["baseline"] if args.quick else list(VARIANTS))
     rows, peak, cpu_peak = run(variants, args.quick, args.runs, args.budget_s)
     common.finish(
-        "train_step", rows, common.command_line(__file__, argv),
-        title="Training step: NIN CIFAR-10, library layers vs stock keras.layers",
+        args.result, rows, common.command_line(__file__, argv),
+        title="Training step: NIN CIFAR-10, library layers vs stock keras.layers"
+              + (f" ({', '.join(variants)})" if args.variants else ""),
         columns=COLUMNS,
         summary=summarize(rows, peak),
         matmul_peak_gflops=peak,
@@ -356,8 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "the process, far less disturbed by other processes than wall time). achieved GFLOP/s = "
             "images/s x 3 x 2 x count_flops(model) / 1e9 (forward multiply-adds x 2 FLOPs, x 3 for "
             "forward + backward). fraction_of_peak = achieved / matmul_peak_gflops, the highest fp32 "
-            "tf.matmul rate measured in this run; cpu_fraction_of_peak = the same with both rates per "
-            "CPU second. load_avg_1m = [before, after] the timed runs: the cores are shared with other "
+            "tf.matmul rate measured in this run (a mixed_bfloat16 row can pass 1); cpu_fraction_of_peak = the "
+            "same with both rates per CPU second. load_avg_1m = [before, after] the timed runs: the cores are shared with other "
             "processes."
         ),
     )

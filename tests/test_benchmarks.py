@@ -134,19 +134,37 @@ def test_report_names_a_malformed_result_file(tmp_path):
         report.load_results(tmp_path)
 
 
-def test_stock_network_computes_the_library_network():
-    """The training benchmark's ratio compares equal networks: same weights give the same maps."""
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_stock_network_computes_the_library_network(batch_norm):
+    """The training benchmark's ratio compares equal networks: same weights give the same maps
+    (with batch norm: also in training mode, batch statistics through both layers' code)."""
     import keras
 
     from nin_keras.models import nin_cifar10
     from train_step import stock_nin_cifar10
 
-    library, stock = nin_cifar10(), stock_nin_cifar10()
+    library, stock = nin_cifar10(batch_norm=batch_norm), stock_nin_cifar10(batch_norm=batch_norm)
     rng = np.random.default_rng(0)
-    # MLPConv's weight order (kernel_0, bias_0, kernel_1, ...) is the stock Conv2D stack's order.
-    weights = [rng.normal(0.01, 0.05, w.shape).astype("float32") for w in library.get_weights()]
-    library.set_weights(weights)
-    stock.set_weights(weights)
+    if batch_norm:
+        # Per convolution: its kernel, then gamma, beta, moving mean and a positive moving variance.
+        stacks = [layer.layers[:2] for layer in stock.layers if isinstance(layer, keras.Sequential)]
+        blocks = [library.get_layer(f"mlpconv{i}") for i in (1, 2, 3)]
+        pairs = [pair for block in blocks for pair in zip(block.kernels, block.norms)]
+        assert len(pairs) == len(stacks) == 9
+        for (kernel, norm), (conv, stock_norm) in zip(pairs, stacks):
+            values = [rng.normal(0.01, 0.05, kernel.shape).astype("float32")]
+            channels = kernel.shape[-1]
+            values += [rng.normal(1, 0.1, channels), rng.normal(0, 0.1, channels), rng.normal(0, 0.1, channels),
+                       rng.uniform(0.5, 2, channels)]
+            kernel.assign(values[0])
+            norm.set_weights([v.astype("float32") for v in values[1:]])
+            conv.set_weights(values[:1])
+            stock_norm.set_weights([v.astype("float32") for v in values[1:]])
+    else:
+        # MLPConv's weight order (kernel_0, bias_0, kernel_1, ...) is the stock Conv2D stack's order.
+        weights = [rng.normal(0.01, 0.05, w.shape).astype("float32") for w in library.get_weights()]
+        library.set_weights(weights)
+        stock.set_weights(weights)
     # Compare the per-class maps before the head (32 -> 16 -> 8 px through both poolings).
     library_maps = keras.Model(library.inputs, library.get_layer("mlpconv3").output)
     stock_maps = keras.Model(stock.inputs, stock.layers[-3].output)
@@ -154,6 +172,13 @@ def test_stock_network_computes_the_library_network():
     expected = stock_maps.predict(images, verbose=0)
     assert expected.shape == (2, 8, 8, 10) and expected.std() > 0
     np.testing.assert_allclose(library_maps.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-5)
+    if batch_norm:  # the first block in training mode (dropout follows it, so no further)
+        first = keras.Model(library.inputs, library.get_layer("mlpconv1").output)
+        stock_first = keras.Model(stock.inputs, stock.layers[2].output)
+        trained = keras.ops.convert_to_numpy(stock_first(images, training=True))
+        assert trained.std() > 0
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(first(images, training=True)), trained,
+                                   rtol=1e-4, atol=1e-4)
 
 
 def test_cpu_features_reads_the_flags_line(tmp_path):

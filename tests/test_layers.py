@@ -14,6 +14,7 @@ from nin_keras.layers import (
     CaffePooling2D,
     ConvWhitening,
     DropConnect,
+    FusedBatchNormalization,
     GlobalAveragePoolingHead,
     GlobalContrastNormalization,
     LocalContrastNormalization,
@@ -383,6 +384,78 @@ def test_channels_first_equals_channels_last(name):
     np.testing.assert_allclose(y_first, y_last, rtol=1e-5, atol=1e-5)
 
 
+# ---------------------------------------------------------------- fused batch normalization
+def _np_batch_norm_step(x, gamma, beta, moving_mean, moving_variance, momentum, epsilon):
+    """One training step of batch normalization over (batch, rows, cols): the output and the
+    moving statistics after it (the batch's biased variance, Keras's rule)."""
+    mean, variance = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    out = (x - mean) / np.sqrt(variance + epsilon) * gamma + beta
+    return out, moving_mean * momentum + mean * (1 - momentum), moving_variance * momentum + variance * (1 - momentum)
+
+
+def _norm_pair(momentum=0.9, **kwargs):
+    """A FusedBatchNormalization and a keras.layers.BatchNormalization with the same values."""
+    x = (RNG.normal(size=(4, 5, 6, 3)) * 3 + 1).astype("float32")
+    layers = [FusedBatchNormalization(momentum=momentum, **kwargs),
+              keras.layers.BatchNormalization(momentum=momentum, **kwargs)]
+    values = [RNG.normal(size=3).astype("float32") for _ in range(2)] + [
+        RNG.normal(size=3).astype("float32"), RNG.uniform(0.5, 2, size=3).astype("float32")]
+    for layer in layers:
+        layer.build(x.shape)
+        layer.set_weights(values)  # gamma, beta, moving mean, moving variance
+    return x, layers, values
+
+
+def test_fused_batch_norm_training_step_equals_numpy_and_keras():
+    x, (fused, stock), (gamma, beta, moving_mean, moving_variance) = _norm_pair(momentum=0.9)
+    out = keras.ops.convert_to_numpy(fused(x, training=True))
+    want, want_mean, want_variance = _np_batch_norm_step(x.astype("float64"), gamma, beta, moving_mean,
+                                                         moving_variance, 0.9, fused.epsilon)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fused.moving_mean), want_mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fused.moving_variance), want_variance, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out, keras.ops.convert_to_numpy(stock(x, training=True)), rtol=1e-5, atol=1e-5)
+    # Inference: the moving statistics, as Keras's layer.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fused(x, training=False)),
+                               keras.ops.convert_to_numpy(stock(x, training=False)), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_batch_norm_frozen_layer_uses_and_keeps_its_moving_statistics():
+    x, (fused, stock), (gamma, beta, moving_mean, moving_variance) = _norm_pair()
+    fused.trainable = stock.trainable = False
+    out = keras.ops.convert_to_numpy(fused(x, training=True))
+    np.testing.assert_allclose(out, (x - moving_mean) / np.sqrt(moving_variance + fused.epsilon) * gamma + beta,
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fused.moving_mean), moving_mean)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fused kernel is TensorFlow's")
+def test_fused_batch_norm_trains_through_one_fused_kernel_with_keras_gradients():
+    import tensorflow as tf
+
+    x, (fused, stock), _ = _norm_pair()
+    weights = tf.constant(np.linspace(-1, 1, x.size).reshape(x.shape).astype("float32"))
+    graph = tf.function(lambda images: fused(images, training=True)).get_concrete_function(
+        tf.TensorSpec(x.shape, "float32")).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
+    gradients = []
+    for layer in (fused, stock):
+        images = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            loss = tf.reduce_sum(layer(images, training=True) * weights)
+        gradients.append(tape.gradient(loss, [images, layer.gamma, layer.beta]))
+    for ours, theirs in zip(*gradients):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5)
+    # Under mixed_bfloat16 the kernel takes bfloat16 maps and gives them back, statistics float32.
+    mixed = FusedBatchNormalization(dtype="mixed_bfloat16")
+    out = mixed(x, training=True)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    want, _, _ = _np_batch_norm_step(x.astype("float64"), 1.0, 0.0, 0.0, 1.0, mixed.momentum, mixed.epsilon)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), want, rtol=2e-2, atol=2e-2)
+    assert keras.backend.standardize_dtype(mixed.moving_variance.dtype) == "float32"
+
+
 # ---------------------------------------------------------------- configs and errors
 LAYER_FACTORIES = {
     "MLPConv": lambda: MLPConv((4, 3), 3, strides=2, padding="valid", linear_last=True, kernel_regularizer="l2"),
@@ -393,6 +466,7 @@ LAYER_FACTORIES = {
     "MaxoutMLPConv": lambda: MaxoutMLPConv((4, 3), (1, 5), 3, strides=2, padding="valid", batch_norm=True),
     "DropConnect": lambda: DropConnect(5, 0.3, activation="relu", inference="gaussian", samples=8, seed=2),
     "StochasticPooling2D": lambda: StochasticPooling2D((2, 3), 1, padding="same", seed=4),
+    "FusedBatchNormalization": lambda: FusedBatchNormalization(momentum=0.9, epsilon=1e-4),
 }
 
 
@@ -475,6 +549,7 @@ DTYPE_CASES = {
     "LocalContrastNormalization": (lambda dtype: LocalContrastNormalization(5, dtype=dtype), (8, 8, 3)),
     "ZCAWhitening": (lambda dtype: ZCAWhitening(dtype=dtype), (3, 3, 2)),
     "ConvWhitening": (lambda dtype: ConvWhitening(3, dtype=dtype), (6, 6, 3)),
+    "FusedBatchNormalization": (lambda dtype: FusedBatchNormalization(dtype=dtype), (6, 6, 3)),
 }
 # Loose enough for bfloat16's 8-bit mantissa over these small layers, tight enough to catch an
 # output that was not computed from the same weights.

@@ -2,6 +2,7 @@
 
 import keras
 
+from nin_keras.layers.batch_norm import FusedBatchNormalization
 from nin_keras.layers.caffe_pooling import CaffePooling2D
 from nin_keras.layers.dropconnect import DropConnect
 from nin_keras.layers.gap_head import GlobalAveragePoolingHead

@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from nin_keras.layers import _args
+from nin_keras.layers.batch_norm import FusedBatchNormalization
 
 
 class ConvStackLayer(keras.layers.Layer):
@@ -87,8 +88,7 @@ class ConvStackLayer(keras.layers.Layer):
                 shape[axis] = self._conv_channels(i)
                 # The layer's own dtype policy, not the global one: a per-layer mixed policy would
                 # otherwise feed float16 maps to float32 normalizations.
-                norm = keras.layers.BatchNormalization(axis=axis, name=f"batch_norm_{i}",
-                                                       dtype=self.dtype_policy)
+                norm = FusedBatchNormalization(axis=axis, name=f"batch_norm_{i}", dtype=self.dtype_policy)
                 norm.build(tuple(shape))
                 self.norms.append(norm)
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={axis: input_shape[axis]})

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import keras
 
-from nin_keras.layers import CaffePooling2D, Maxout, MaxoutConv2D
+from nin_keras.layers import CaffePooling2D, FusedBatchNormalization, Maxout, MaxoutConv2D
 from nin_keras.models._common import make_builder
 
 
@@ -92,7 +92,7 @@ def build_maxout(
 
     def regularize(x, bn_name, dropout_name):
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=bn_name)(x)
+            x = FusedBatchNormalization(name=bn_name)(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=dropout_name)(x)
         return x
