@@ -48,7 +48,9 @@ from nin_keras.data.archive import iter_files  # noqa: E402
 from nin_keras.data.locate import data_dirs  # noqa: E402
 
 ARCHIVE = "cifar10-jpeg.tar.gz"
-MODELS = ("nin_cifar10.caffe", "nin_cifar10")
+# The authors' weights (trained on the original images) and the two recipes trained on the copy:
+# GCN + ZCA and per-channel standardization.
+MODELS = ("nin_cifar10.caffe", "nin_cifar10.modern", "nin_cifar10.standardized")
 #: Pillow's names of ``JpegImagePlugin.get_sampling``'s answers.
 SUBSAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 

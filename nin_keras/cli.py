@@ -506,7 +506,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     tune.add_argument("--freeze-epochs", type=_count(0), help=argparse.SUPPRESS)  # deprecated name
     tune.add_argument("--freeze-body", action="store_true", help="train only the new classifier, for the whole run")
     tune.add_argument("--whitening", choices=("reuse", "refit"),
-                      help="reuse the preset's fitted GCN/ZCA or refit it on your training images")
+                      help="reuse the preset's fitted preprocessing (ZCA, channel statistics) or refit it on your training images")
     tune.add_argument("--validation-fraction", type=float,
                       help="training images held out for validation when there is no val/ folder")
     tune.add_argument("--no-augment", dest="augment", action="store_false", help="no random translations and flips")
@@ -622,7 +622,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     # The command's own default: a command run in a working folder writes into a folder of its own.
     export.add_argument("--out", default="exported", help="output folder (default: %(default)s)")
     export.add_argument("--no-preprocessing", dest="include_preprocessing", action="store_false",
-                        help="export the network alone (default: GCN/ZCA/LCN baked in, raw [0, 255] pixels in)")
+                        help="export the network alone (default: the preprocessing baked in, raw [0, 255] pixels in)")
     export.add_argument("--opset", type=int, help="ONNX opset")
     export.add_argument("--parity-samples", type=_count(1), help="test images for the parity check")
     export.add_argument("--accept-parity-failure", action="store_true",

@@ -14,10 +14,10 @@ import keras
 import numpy as np
 
 from nin_keras import layers as nl
+from nin_keras import zoo
 
-# Every preset shipped in zoo/weights/: loading one reads only Keras weights and JSON.
-PRESETS = ("nin_mnist.fast", "nin_mnist.modern", "nin_cifar10.caffe", "nin_cifar10.fast", "nin_fashion_mnist.fast",
-           "maxout_mnist.cosine")
+# Every preset shipped in zoo/weights/ (the weights index's list): loading one reads only Keras weights and JSON.
+PRESETS = tuple(zoo.list_models(pretrained=True))
 IMAGES_PER_PRESET = 8
 TOLERANCE = 1e-4  # max |TensorFlow - JAX| of any output value
 

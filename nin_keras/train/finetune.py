@@ -153,8 +153,8 @@ def finetune(
             folders' names, which must all be among its classes) or ``"random"``.
         min_steps: the fewest optimizer steps a run takes; fewer planned steps lengthen the run
             by whole multiples of ``epochs`` (and of ``freeze_body_epochs``). 0 keeps ``epochs``.
-        whitening: ``"reuse"`` the preset's fitted preprocessing (ZCA statistics of its own
-            data set), or ``"refit"`` it on the new training images.
+        whitening: ``"reuse"`` the preset's fitted preprocessing (ZCA or channel statistics of
+            its own data set), or ``"refit"`` it on the new training images.
         validation_fraction: share of the training images held out for validation (seeded,
             stratified by class: ``stratified_holdout``) when ``data`` has no validation split.
         augment: random translations (zero-pad 1/8 of the size, crop) and, for colour images,
