@@ -134,10 +134,13 @@ def test_the_recipe_types_mixing_and_raw_augmentation():
     assert Recipe.parse(load_recipe("nin_cifar10_modern")).mixing is None
 
 
-def test_cutout_erases_one_square_of_a_quarter_of_the_image_with_zeros(rng):
-    # The ablation's cutout: keras.layers.RandomErasing, always, half the side, filled with 0.
+@pytest.mark.parametrize("cutout, side", [("CUTOUT", (8, 6)), ("CUTOUT_SMALL", (4, 3))])
+def test_cutout_erases_one_rectangle_of_the_stated_sides_with_zeros(rng, cutout, side):
+    # The ablation's cutouts: keras.layers.RandomErasing on every image, half (a quarter) of each
+    # side, filled with 0.
     images = rng.uniform(1, 2, size=(64, 16, 12, 3)).astype(np.float32)  # no zeros of their own
-    config = {**ablation.CUTOUT, "config": {**ablation.CUTOUT["config"], "seed": 3}}
+    config = getattr(ablation, cutout)
+    config = {**config, "config": {**config["config"], "seed": 3}}
     layer = keras.layers.deserialize(config)
     out = keras.ops.convert_to_numpy(layer(images, training=True))
     corners = set()
@@ -146,7 +149,7 @@ def test_cutout_erases_one_square_of_a_quarter_of_the_image_with_zeros(rng):
         np.testing.assert_array_equal(after[~erased], before[~erased])  # untouched elsewhere
         rows, columns = np.nonzero(erased)
         (y0, y1), (x0, x1) = (rows.min(), rows.max() + 1), (columns.min(), columns.max() + 1)
-        assert (y1 - y0, x1 - x0) == (8, 6) and erased.sum() == 48  # one full 8 x 6 rectangle
+        assert (y1 - y0, x1 - x0) == side and erased.sum() == side[0] * side[1]  # one full rectangle
         corners.add((y0, x0))
     assert len(corners) > 10  # placed at random
     np.testing.assert_array_equal(keras.layers.deserialize(config)(images, training=True), out)
