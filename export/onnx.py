@@ -60,9 +60,10 @@ def convert_onnx(module: ServingModule, opset: int = DEFAULT_OPSET):
     import tf2onnx
 
     spec = tf.TensorSpec([None, *module.input_shape], tf.float32, name=INPUT_NAME)
+    serve = _captured_tensors_as_constants(module.serve, spec)
     try:
         with quiet_output():
-            proto, _ = tf2onnx.convert.from_function(module.serve, input_signature=[spec], opset=opset)
+            proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
     except Exception as err:  # tf2onnx raises many types; surface them as one
         raise ExportError(f"ONNX conversion of {module.model.name!r} (opset {opset}) failed: "
                           f"{err}") from err
@@ -77,6 +78,31 @@ def convert_onnx(module: ServingModule, opset: int = DEFAULT_OPSET):
     proto.producer_name = "nin-keras"
     check_onnx(proto)
     return proto
+
+
+def _captured_tensors_as_constants(serve, spec):
+    """``serve``, or where its trace captures tensors that are not variables, the same function
+    with those tensors as constants.
+
+    Keras keeps some fitted state as plain tensors rather than variables (``Normalization``'s mean
+    and variance, computed from its weights when it is built or adapted). A traced function
+    captures them as extra placeholders, and tf2onnx's ``from_function`` lists every placeholder
+    of the function as a graph input: the ONNX model would ask for the statistics at run time.
+    TensorFlow's own freezing turns the captures into constants; the frozen function is called
+    from a new ``tf.function`` so that the input and output names stay the serving ones.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    traced = serve.get_concrete_function(spec)
+    if all(tensor.dtype == tf.resource for tensor in traced.captured_inputs):
+        return serve
+    frozen = convert_variables_to_constants_v2(traced)
+
+    def call_frozen(images):
+        return tf.nest.pack_sequence_as(traced.structured_outputs, frozen(images))
+
+    return tf.function(call_frozen, input_signature=[spec], autograph=False)
 
 
 def check_onnx(model) -> None:

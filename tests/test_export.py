@@ -698,6 +698,36 @@ def test_int8_onnx_keeps_the_fused_whitening_convolution_float(tmp_path):
     assert json.loads(metadata_path(paths["onnx"]).read_text())["parity"]["passed"]
 
 
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_onnx_of_a_per_channel_standardized_model_takes_the_images_alone(tmp_path, quantize):
+    """Keras's ``Normalization`` keeps its fitted mean and variance as tensors, not variables, so a
+    traced serving function captures them and tf2onnx made them graph inputs (the default
+    ``nin_cifar10`` failed to export). The ONNX model must take the images alone and compute
+    ``(x - mean) / std`` with the fitted statistics (checked against NumPy and the Keras model)."""
+    import onnx
+
+    from nin_keras.export.runtime import load_onnx
+
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (40, 8, 8, 3), np.uint8)
+    norm = keras.layers.Normalization(axis=-1, name="normalization")
+    norm.adapt(images.astype(np.float32))
+    keras.utils.set_random_seed(0)
+    network = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(6, 3, activation="relu"),
+                                keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4, activation="softmax")],
+                               name="network")
+    model = presets.inference_model(network, [norm], input_dtype="float32", name="standardized")
+    paths = export(model, ("onnx",), tmp_path, quantize=quantize, representative_data=images,
+                   parity_data=(images, None), tolerance=ParityTolerance(min_top1_agreement=0.8))
+    assert [value.name for value in onnx.load(paths["onnx"]).graph.input] == ["images"]
+    assert json.loads(metadata_path(paths["onnx"]).read_text())["parity"]["passed"]
+    if quantize is None:
+        pixels = images.astype(np.float64)
+        standardized = (pixels - pixels.mean(axis=(0, 1, 2))) / pixels.std(axis=(0, 1, 2))
+        expected = keras.ops.convert_to_numpy(network(standardized.astype(np.float32)))
+        np.testing.assert_allclose(load_onnx(paths["onnx"])(images.astype(np.float32)), expected, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_compact_cifar10_int8_artifacts_on_the_whole_test_split(tmp_path):
     """nin_cifar10.caffe_compact: int8 ONNX (whitening float) and integer-only TFLite (whitening on
