@@ -515,6 +515,29 @@ def test_published_weights_reach_their_recorded_accuracy(preset):
     assert abs(result["error_percent"] - published) <= 0.02, (result["error_percent"], published)
 
 
+def _readme_eval_rows() -> list[tuple[str, float]]:
+    """``(command, test error %)`` of each row of the README's results table whose command is a
+    ``nin-keras eval`` of a data set."""
+    rows = []
+    for line in (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[-1].startswith("`nin-keras eval") and "--data" in cells[-1]:
+            rows.append((cells[-1].strip("`"), float(cells[2].lstrip("*").split("%")[0])))
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, error", _readme_eval_rows())
+def test_readme_eval_commands_print_the_tables_error(command, error, capsys):
+    """Each results-table command of the README, run exactly as written, prints the row's error."""
+    import re
+    import shlex
+
+    assert cli.main(shlex.split(command)[1:]) == 0
+    printed = re.search(r"error ([0-9.]+)%", capsys.readouterr().out)
+    assert printed and float(printed.group(1)) == error, (command, printed)
+
+
 def test_bundled_weights_load_offline_and_fine_tune(monkeypatch):
     """Every published tag ships in the package: it loads with the network forbidden."""
     monkeypatch.setenv(download.ENV_OFFLINE, "1")
