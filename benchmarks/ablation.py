@@ -32,6 +32,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -158,7 +159,9 @@ def variant_recipe(base: dict, edit: Callable[[dict], None] | None, epochs: int,
         short_steps = epochs * max(1, train - validation)
         rate = (1 - recipe["ema"]["decay"]) * full_steps / short_steps
         recipe["ema"] = {**recipe["ema"], "decay": round(1 - min(rate, 0.5), 6)}
-    recipe.update(epochs=epochs, validation={"holdout": validation}, checkpoint_every_steps=0)
+    # Checkpoints inside epochs: a full-length run on a CPU outlasts a session, and a stopped
+    # search resumes each variant where it was (``--runs-dir``).
+    recipe.update(epochs=epochs, validation={"holdout": validation}, checkpoint_every_steps=100)
     recipe["dataset"] = {**recipe["dataset"], "train_examples": train, "test_examples": test, "subset_seed": 0}
     return recipe
 
@@ -202,6 +205,7 @@ def run_variant(name: str, recipe: dict, out: Path, data_dir: str | None) -> dic
         "epoch_seconds": round(sum(row["seconds"] for row in result.history), 1),
         "epoch_cpu_seconds": round(sum(row.get("cpu_seconds", 0.0) for row in result.history), 1),
         "backend": keras.backend.backend(),
+        "resumed_from": result.resumed_from,  # the last start's checkpoint ({"epoch", "step"}) or None
     }
 
 
@@ -209,13 +213,14 @@ def _run_in_children(names: list[str], recipes: dict[str, dict], runs_dir: Path,
                      data_dir: str | None) -> list[dict[str, Any]]:
     """Each variant in a child process (``--worker``), ``parallel`` at a time; rows in ``names`` order.
 
-    A variant whose folder in ``runs_dir`` already holds a finished run of the same recipe is not
-    run again: its row is kept, so a search stopped part way (a session's end) continues where it was.
+    A search stopped part way (a session's end) continues where it was: a variant whose folder in
+    ``runs_dir`` holds a finished run of the same recipe is not run again (its row is kept), and an
+    unfinished one resumes from its run's last checkpoint. A folder of another recipe starts over.
     """
     pending, running, rows = list(names), [], {}
     for name in names:
         folder = runs_dir / _slug(name)
-        if (folder / "row.json").is_file() and json.loads((folder / "recipe.json").read_text()) == recipes[name]:
+        if (folder / "row.json").is_file() and _same_recipe(folder, recipes[name]):
             rows[name] = json.loads((folder / "row.json").read_text())
             pending.remove(name)
             print(f"{name:<52} kept from {folder}", flush=True)
@@ -223,12 +228,13 @@ def _run_in_children(names: list[str], recipes: dict[str, dict], runs_dir: Path,
         while pending and len(running) < parallel:
             name = pending.pop(0)
             folder = runs_dir / _slug(name)
-            (folder / "row.json").unlink(missing_ok=True)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "recipe.json").write_text(json.dumps(recipes[name], indent=1))
+            if not _same_recipe(folder, recipes[name]):
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True)
+                (folder / "recipe.json").write_text(json.dumps(recipes[name], indent=1))
             command = [sys.executable, __file__, "--worker", name, "--worker-dir", str(folder)]
             command += ["--data-dir", data_dir] if data_dir else []
-            log = open(folder / "log.txt", "w")
+            log = open(folder / "log.txt", "a")
             running.append((name, folder, log, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
         name, folder, log, process = running.pop(0)
         if process.wait() != 0:
@@ -238,6 +244,10 @@ def _run_in_children(names: list[str], recipes: dict[str, dict], runs_dir: Path,
         print(f"{name:<52} val {rows[name]['val_accuracy']}%  test {rows[name]['test_accuracy']:6.2f}%  "
               f"{rows[name]['epoch_seconds']:7.1f} s", flush=True)
     return [rows[name] for name in names]
+
+
+def _same_recipe(folder: Path, recipe: dict) -> bool:
+    return (folder / "recipe.json").is_file() and json.loads((folder / "recipe.json").read_text()) == recipe
 
 
 def _slug(name: str) -> str:

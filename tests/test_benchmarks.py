@@ -214,6 +214,33 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
     assert with_validation["validation"] == {"holdout": 20}
 
 
+def test_a_search_stopped_inside_a_variant_resumes_it_and_starts_a_changed_one_over(tmp_path, datasets_dir):
+    """A full-length variant outlasts a CPU session: the search's runs checkpoint inside epochs, and
+    rerunning the search continues an unfinished variant from its checkpoint, while a folder left by
+    another recipe (an earlier round's) is cleared rather than resumed."""
+    import ablation
+
+    from nin_keras.train import train
+
+    names = ["full recipe", "no label smoothing"]
+    recipes = ablation.round_recipes(names, [], 1, 320, 50, 64)  # 256 training images: 2 steps of 128
+    assert all(recipe["checkpoint_every_steps"] > 0 for recipe in recipes.values())
+    stopped = tmp_path / ablation._slug("full recipe")
+    stopped.mkdir()
+    (stopped / "recipe.json").write_text(json.dumps(recipes["full recipe"]))
+    train(recipes["full recipe"], stopped / "run", data_dir=str(datasets_dir), verbose=0, max_steps=1)
+    other = tmp_path / ablation._slug("no label smoothing")
+    other.mkdir()
+    (other / "recipe.json").write_text(json.dumps({**recipes["no label smoothing"], "epochs": 2}))
+    (other / "left_over.txt").write_text("an earlier round's file")
+
+    rows = ablation._run_in_children(names, recipes, tmp_path, 1, str(datasets_dir))
+
+    assert rows[0]["resumed_from"] == {"epoch": 0, "step": 1}
+    assert rows[1]["resumed_from"] is None and not (other / "left_over.txt").exists()
+    assert json.loads((other / "recipe.json").read_text()) == recipes["no label smoothing"]
+
+
 def test_a_short_run_averages_the_same_fraction_of_its_steps_as_the_recipe():
     """The EMA's horizon is compressed with the run: the recipe's 0.999 over 36 epochs of 50,000
     images (1.8 M images seen) is 0.98 over 10 epochs of 9,000 (90,000 seen), by hand."""
