@@ -23,7 +23,8 @@ Usage:
     python benchmarks/ablation.py --quick           # two variants, 1 epoch on 512 images (smoke run)
     python benchmarks/ablation.py --on "per-channel standardization for GCN + ZCA" --result ablation_round2
     KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false python benchmarks/ablation.py \
-        --epochs 36 --train 50000 --validation 5000 --test 10000 --parallel 3 --runs-dir runs/search
+        --epochs 36 --train 50000 --validation 5000 --test 10000 --parallel 3 --runs-dir runs/search \
+        --checkpoint-every 0
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ VARIANTS: dict[str, Callable[[dict], None] | None] = {
 
 
 def variant_recipe(base: dict, edit: Callable[[dict], None] | None, epochs: int, train: int, test: int,
-                   validation: int = 0) -> dict:
+                   validation: int = 0, checkpoint_every: int = 100) -> dict:
     """The short-run recipe of one variant.
 
     The run is the recipe compressed: the schedule spans ``epochs`` (the schedules are stated in
@@ -161,13 +162,13 @@ def variant_recipe(base: dict, edit: Callable[[dict], None] | None, epochs: int,
         recipe["ema"] = {**recipe["ema"], "decay": round(1 - min(rate, 0.5), 6)}
     # Checkpoints inside epochs: a full-length run on a CPU outlasts a session, and a stopped
     # search resumes each variant where it was (``--runs-dir``).
-    recipe.update(epochs=epochs, validation={"holdout": validation}, checkpoint_every_steps=100)
+    recipe.update(epochs=epochs, validation={"holdout": validation}, checkpoint_every_steps=checkpoint_every)
     recipe["dataset"] = {**recipe["dataset"], "train_examples": train, "test_examples": test, "subset_seed": 0}
     return recipe
 
 
 def round_recipes(names: Sequence[str], on: Sequence[str], epochs: int, train: int, test: int,
-                  validation: int) -> dict[str, dict]:
+                  validation: int, checkpoint_every: int = 100) -> dict[str, dict]:
     """One round of the search: the recipe with the changes of the variants ``on`` made first, then
     each of ``names`` (one more change each) as a short run."""
     from nin_keras.train import load_recipe
@@ -175,7 +176,8 @@ def round_recipes(names: Sequence[str], on: Sequence[str], epochs: int, train: i
     base = load_recipe(RECIPE)
     for name in on:
         VARIANTS[name](base)
-    return {name: variant_recipe(base, VARIANTS[name], epochs, train, test, validation) for name in names}
+    return {name: variant_recipe(base, VARIANTS[name], epochs, train, test, validation, checkpoint_every)
+            for name in names}
 
 
 def run_variant(name: str, recipe: dict, out: Path, data_dir: str | None) -> dict[str, Any]:
@@ -265,6 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="local data folder")
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time, in child processes")
     parser.add_argument("--runs-dir", help="keep each run's folder here (default: temporary)")
+    parser.add_argument("--checkpoint-every", type=int, default=100, metavar="STEPS",
+                        help="checkpoint each run every STEPS steps, so a stopped search resumes inside a "
+                             "variant (default %(default)s; 0: at epoch ends only, for an accelerator, "
+                             "where a 36-epoch run takes minutes and saving often costs more)")
     parser.add_argument("--on", nargs="+", default=[], metavar="VARIANT",
                         help="a later round of the search: these variants' changes are made to the recipe "
                              "first, and each row changes one more ingredient of that")
@@ -290,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
 
-    recipes = round_recipes(names, args.on, args.epochs, args.train, args.test, args.validation)
+    recipes = round_recipes(names, args.on, args.epochs, args.train, args.test, args.validation,
+                            args.checkpoint_every)
     with tempfile.TemporaryDirectory() as scratch:
         runs_dir = Path(args.runs_dir or scratch)
         rows = _run_in_children(names, recipes, runs_dir, max(1, args.parallel), args.data_dir)

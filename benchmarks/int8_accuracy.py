@@ -1,13 +1,13 @@
 """Accuracy of a preset's int8 artifacts on the whole test split, against its float Keras model.
 
-For the compact CIFAR-10 preset (GCN + 7x7 ``ConvWhitening`` inside, raw pixels in) it exports
-the four int8 raw-pixel artifacts ``nin-keras export`` writes and runs every test image through
-each:
+For a preset with its preprocessing inside (raw pixels in: the compact CIFAR-10 presets' GCN +
+7x7 ``ConvWhitening``, the standardized one's per-channel ``Normalization``) it exports the four
+int8 raw-pixel artifacts ``nin-keras export`` writes and runs every test image through each:
 
-- ONNX int8 QDQ, GCN and whitening float (``--formats onnx --quantize int8``), ONNX Runtime;
-- TFLite int8, GCN and whitening float (``--formats tflite --quantize int8``), LiteRT;
+- ONNX int8 QDQ, the preprocessing float (``--formats onnx --quantize int8``), ONNX Runtime;
+- TFLite int8, the preprocessing float (``--formats tflite --quantize int8``), LiteRT;
 - TFLite integer-only, uint8 in and out (``--integer-io``), LiteRT;
-- ONNX int8 with the whitening quantized too (``--formats onnx --integer-io``), ONNX Runtime.
+- ONNX int8 with the preprocessing quantized too (``--formats onnx --integer-io``), ONNX Runtime.
 
 Each row has the file size, the accuracy and the top-1 agreement with the float Keras model;
 the dense-ZCA float model (``--dense``) is measured beside it, since the edge goal is stated
@@ -18,6 +18,8 @@ Usage:
     python benchmarks/int8_accuracy.py --quick     # 500 test images, nothing written
     python benchmarks/int8_accuracy.py --preset nin_cifar10.modern_compact --dense nin_cifar10.modern \
         --result int8_accuracy_modern              # the trained weights, beside the Caffe ones
+    python benchmarks/int8_accuracy.py --preset nin_cifar10.standardized --dense '' \
+        --result int8_accuracy_standardized        # the default weights: no whitening at all
 """
 
 from __future__ import annotations
@@ -33,13 +35,23 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-#: (row label, export format, export options, runtime)
+#: (row label, export format, export options, runtime); {preprocessing} names the preset's
+#: preprocessing layers as SHORT_NAMES has them.
 ARTIFACTS = (
-    ("ONNX int8 QDQ, GCN and whitening float", "onnx", {}, "onnxruntime"),
-    ("TFLite int8, GCN and whitening float", "tflite", {}, "litert"),
+    ("ONNX int8 QDQ, {preprocessing} float", "onnx", {}, "onnxruntime"),
+    ("TFLite int8, {preprocessing} float", "tflite", {}, "litert"),
     ("TFLite integer-only, uint8 in and out", "tflite", {"integer_io": True}, "litert"),
-    ("ONNX int8, whitening quantized too", "onnx", {"integer_io": True}, "onnxruntime"),
+    ("ONNX int8, {preprocessing} quantized too", "onnx", {"integer_io": True}, "onnxruntime"),
 )
+SHORT_NAMES = {"GlobalContrastNormalization": "GCN", "ConvWhitening": "whitening", "ZCAWhitening": "whitening",
+               "Normalization": "standardization"}
+
+
+def artifact_label(template: str, preprocessing: Sequence[object]) -> str:
+    """A row's label for a preset with these preprocessing layers (the layer class names where
+    SHORT_NAMES has none)."""
+    names = [SHORT_NAMES.get(type(layer).__name__, type(layer).__name__) for layer in preprocessing]
+    return template.format(preprocessing=" and ".join(names) or "no preprocessing")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "accuracy": percent(dense_top1 == y_test), "agreement": percent(dense_top1 == float_top1)})
     loaders = {"onnxruntime": load_onnx, "litert": load_tflite}
     with tempfile.TemporaryDirectory(prefix="nin_keras_int8_") as out:
-        for label, fmt, options, runtime in ARTIFACTS:
+        for template, fmt, options, runtime in ARTIFACTS:
+            label = artifact_label(template, preset.preprocessing)
             path = export(args.preset, (fmt,), Path(out) / label.split(",")[0].replace(" ", "_"),
                           quantize="int8", **options)[fmt]
             top1 = np.argmax(loaders[runtime](path)(images), axis=-1)

@@ -68,6 +68,6 @@ device_bundle: give the device tool carry [".device"] and a command like:
   export PYTHONPATH=/tmp/site:$PWD/.device/site KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false
   NIN_KERAS_DATA_DIR=$PWD/.device/data NIN_KERAS_BENCH_RESULTS=$OUT PYTHONUNBUFFERED=1 &&
   python3 benchmarks/ablation.py --epochs 36 --train 50000 --validation 5000 --test 10000
-  --parallel 3 --runs-dir $OUT/search 2>&1 | tee $OUT/log
+  --parallel 3 --runs-dir $OUT/search --checkpoint-every 0 2>&1 | tee $OUT/log
 (files come back at most 2 folders down: $OUT/search/<run>/metrics.csv does)
 EOF

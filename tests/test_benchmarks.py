@@ -466,3 +466,20 @@ def test_quick_jpeg_copy_run_surveys_the_archive(tmp_path):
     rows = quick_run("jpeg_copy", tmp_path)["rows"]
     assert sum(row["files"] for row in rows) == 500 and {row["kind"] for row in rows} == {"files"}
     assert {row["split"] for row in rows} == {"test"}
+
+
+def test_int8_rows_name_the_preprocessing_the_preset_has():
+    """The int8 benchmark's rows say what stays float: the compact presets' GCN and whitening, the
+    standardized preset's per-channel Normalization (not whitening it does not have)."""
+    import int8_accuracy
+    import keras
+
+    from nin_keras.layers import ConvWhitening, GlobalContrastNormalization
+
+    float_onnx, _, _, quantized_onnx = (template for template, *_ in int8_accuracy.ARTIFACTS)
+    compact = [GlobalContrastNormalization(), ConvWhitening()]
+    assert int8_accuracy.artifact_label(float_onnx, compact) == "ONNX int8 QDQ, GCN and whitening float"
+    assert int8_accuracy.artifact_label(quantized_onnx, [keras.layers.Normalization()]) == (
+        "ONNX int8, standardization quantized too")
+    assert int8_accuracy.artifact_label(float_onnx, [keras.layers.Rescaling(1 / 255)]) == (
+        "ONNX int8 QDQ, Rescaling float")

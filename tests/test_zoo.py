@@ -538,6 +538,70 @@ def test_readme_eval_commands_print_the_tables_error(command, error, capsys):
     assert printed and float(printed.group(1)) == error, (command, printed)
 
 
+RUN_CARDS = sorted((Path(__file__).resolve().parents[1] / "zoo" / "runs").glob("*/README.md"))
+
+
+def _markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """``(header cells, body rows' cells)`` of each table in a Markdown text."""
+    def cells(row: str) -> list[str]:
+        return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+    tables, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if i and line.startswith("|---"):
+            body = []
+            for row in lines[i + 1:]:
+                if not row.startswith("|"):
+                    break
+                body.append(cells(row))
+            tables.append((cells(lines[i - 1]), body))
+    return tables
+
+
+def _card_eval_rows() -> list[tuple[str, str, str, float]]:
+    """``(card, command, "error" or "accuracy", figure %)`` of each model-card table row whose
+    command is a ``nin-keras eval`` of a data set; the figure is the cell before the command, its
+    kind that column's header's. A command two cards share is run once."""
+    rows = {}
+    for card in RUN_CARDS:
+        for header, body in _markdown_tables(card.read_text()):
+            for cells in body:
+                if cells[-1].startswith("`nin-keras eval") and "--data" in cells[-1]:
+                    kind = "error" if "error" in header[len(cells) - 2] else "accuracy"
+                    figure = float(cells[-2].lstrip("*").split("%")[0])
+                    rows.setdefault((cells[-1].strip("`"), kind, figure), card.parent.name)
+    return sorted((card, *row) for row, card in rows.items())
+
+
+def test_every_model_cards_eval_command_names_its_tag():
+    """A card's commands stay true when the default moves: each names the tag (``name.tag``), and a
+    card calls its weights the default only while the registry's best-tag rule makes them so."""
+    import re
+
+    rows = _card_eval_rows()
+    assert len({card for card, *_ in rows}) >= 4
+    for card, command, _, _ in rows:
+        assert "." in command.split()[2], (card, command)
+    for card in RUN_CARDS:
+        text = card.read_text()
+        for name, tag in re.findall(r"`(\w+)\.(\w+)` \(the default", text) + re.findall(
+                r"# Model card: `(\w+)\.(\w+)`\n\nThe default `\w+` weights \(", text):
+            assert zoo.get_model_entry(name).default_tag == tag, (card, f"{name}.{tag}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("card, command, kind, figure", _card_eval_rows())
+def test_model_card_eval_commands_print_the_cards_figure(card, command, kind, figure, capsys):
+    """Each results-table command of each model card (TTA rows included), run exactly as written,
+    prints the row's figure."""
+    import re
+    import shlex
+
+    assert cli.main(shlex.split(command)[1:]) == 0
+    printed = re.search(rf"{kind} ([0-9.]+)%", capsys.readouterr().out)
+    assert printed and float(printed.group(1)) == figure, (card, command, printed)
+
+
 def test_bundled_weights_load_offline_and_fine_tune(monkeypatch):
     """Every published tag ships in the package: it loads with the network forbidden."""
     monkeypatch.setenv(download.ENV_OFFLINE, "1")
