@@ -240,6 +240,33 @@ def test_a_search_stopped_inside_a_variant_resumes_it_and_starts_a_changed_one_o
     assert rows[1]["resumed_from"] is None and not (other / "left_over.txt").exists()
     assert json.loads((other / "recipe.json").read_text()) == recipes["no label smoothing"]
 
+    # The paired interval of the validation difference is centred on the two published presets'
+    # accuracy difference on the held-out images, as the evaluation code measures it.
+    from nin_keras.evaluation import evaluate_model
+    from nin_keras.train.splits import training_arrays
+    from nin_keras.zoo import ImageClassifier
+
+    ablation._validation_intervals(names, rows, recipes, tmp_path, str(datasets_dir))
+    _, _, images, labels = training_arrays(recipes["full recipe"], str(datasets_dir))
+    accuracy = [evaluate_model(ImageClassifier.from_preset(folder / "run" / "preset"), images, labels)["accuracy"]
+                for folder in (stopped, other)]
+    low, high = rows[1]["val_accuracy_difference_ci95"]
+    assert rows[0]["val_accuracy_difference_ci95"] is None and low <= high
+    assert (low + high) / 2 == pytest.approx(100 * (accuracy[1] - accuracy[0]), abs=0.01)
+
+
+def test_paired_difference_against_a_hand_computation():
+    """100 images: the base alone right on 10, the other alone on 20, both right on 60. The
+    difference is (20 - 10) / 100 = 10 points; its standard error sqrt(30 - 10^2 / 100) / 100 =
+    0.05385, so the interval is 10 +- 10.55 points. Two identical models: 0, a zero-width interval."""
+    import ablation
+
+    base = np.array([True] * 10 + [False] * 20 + [True] * 60 + [False] * 10)
+    other = np.array([False] * 10 + [True] * 20 + [True] * 60 + [False] * 10)
+    assert ablation.paired_difference(base, other) == (10.0, -0.55, 20.55)
+    assert ablation.paired_difference(other, base) == (-10.0, -20.55, 0.55)
+    assert ablation.paired_difference(base, base) == (0.0, 0.0, 0.0)
+
 
 def test_a_short_run_averages_the_same_fraction_of_its_steps_as_the_recipe():
     """The EMA's horizon is compressed with the run: the recipe's 0.999 over 36 epochs of 50,000
