@@ -45,6 +45,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
+from nin_keras.io_utils import atomic_write  # noqa: E402
+
 RECIPE = "nin_cifar10_modern"
 
 
@@ -235,7 +237,8 @@ def _run_in_children(names: list[str], recipes: dict[str, dict], runs_dir: Path,
             if not _same_recipe(folder, recipes[name]):
                 shutil.rmtree(folder, ignore_errors=True)
                 folder.mkdir(parents=True)
-                (folder / "recipe.json").write_text(json.dumps(recipes[name], indent=1))
+                with atomic_write(folder / "recipe.json") as tmp:  # a half-written one would never match
+                    tmp.write_text(json.dumps(recipes[name], indent=1))
             command = [sys.executable, __file__, "--worker", name, "--worker-dir", str(folder)]
             command += ["--data-dir", data_dir] if data_dir else []
             log = open(folder / "log.txt", "a")
@@ -324,8 +327,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = Path(args.worker_dir)
         recipe = json.loads((folder / "recipe.json").read_text())
         row = run_variant(args.worker, recipe, folder / "run", args.data_dir)
-        from nin_keras.io_utils import atomic_write
-
         with atomic_write(folder / "row.json") as tmp:  # its presence means the run finished
             tmp.write_text(json.dumps(row))
         return 0
