@@ -515,30 +515,8 @@ def test_published_weights_reach_their_recorded_accuracy(preset):
     assert abs(result["error_percent"] - published) <= 0.02, (result["error_percent"], published)
 
 
-def _readme_eval_rows() -> list[tuple[str, float]]:
-    """``(command, test error %)`` of each row of the README's results table whose command is a
-    ``nin-keras eval`` of a data set."""
-    rows = []
-    for line in (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and cells[-1].startswith("`nin-keras eval") and "--data" in cells[-1]:
-            rows.append((cells[-1].strip("`"), float(cells[2].lstrip("*").split("%")[0])))
-    return rows
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("command, error", _readme_eval_rows())
-def test_readme_eval_commands_print_the_tables_error(command, error, capsys):
-    """Each results-table command of the README, run exactly as written, prints the row's error."""
-    import re
-    import shlex
-
-    assert cli.main(shlex.split(command)[1:]) == 0
-    printed = re.search(r"error ([0-9.]+)%", capsys.readouterr().out)
-    assert printed and float(printed.group(1)) == error, (command, printed)
-
-
-RUN_CARDS = sorted((Path(__file__).resolve().parents[1] / "zoo" / "runs").glob("*/README.md"))
+REPO = Path(__file__).resolve().parents[1]
+RUN_CARDS = sorted((REPO / "zoo" / "runs").glob("*/README.md"))
 
 
 def _markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
@@ -558,19 +536,39 @@ def _markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
     return tables
 
 
-def _card_eval_rows() -> list[tuple[str, str, str, float]]:
-    """``(card, command, "error" or "accuracy", figure %)`` of each model-card table row whose
-    command is a ``nin-keras eval`` of a data set; the figure is the cell before the command, its
-    kind that column's header's. A command two cards share is run once."""
-    rows = {}
-    for card in RUN_CARDS:
-        for header, body in _markdown_tables(card.read_text()):
-            for cells in body:
+def _documented_eval_figures() -> dict[str, list[tuple[str, str, float]]]:
+    """Each ``nin-keras eval ... --data ...`` command in the last column of a results table of the
+    README or a model card -> ``(document, "error" or "accuracy", figure %)`` of each row giving it.
+    The figure is the row's first number in the table's first column whose header names an error,
+    an accuracy or a test split; its kind, that header's."""
+    import re
+
+    figures: dict[str, list[tuple[str, str, float]]] = {}
+    for document in [REPO / "README.md", *RUN_CARDS]:
+        for header, body in _markdown_tables(document.read_text()):
+            column = next((i for i, name in enumerate(header) if re.search("error|accuracy|test", name)), None)
+            for cells in body if column is not None else ():
                 if cells[-1].startswith("`nin-keras eval") and "--data" in cells[-1]:
-                    kind = "error" if "error" in header[len(cells) - 2] else "accuracy"
-                    figure = float(cells[-2].lstrip("*").split("%")[0])
-                    rows.setdefault((cells[-1].strip("`"), kind, figure), card.parent.name)
-    return sorted((card, *row) for row, card in rows.items())
+                    kind = "error" if "error" in header[column] else "accuracy"
+                    figure = float(cells[column].lstrip("*").split("%")[0])
+                    figures.setdefault(cells[-1].strip("`"), []).append(
+                        (document.relative_to(REPO).as_posix(), kind, figure))
+    return figures
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, figures", sorted(_documented_eval_figures().items()))
+def test_documented_eval_commands_print_their_figures(command, figures, capsys):
+    """Each results-table command of the README and the model cards (TTA rows included), run
+    exactly as written, prints every figure the documents give for it."""
+    import re
+    import shlex
+
+    assert cli.main(shlex.split(command)[1:]) == 0
+    out = capsys.readouterr().out
+    for document, kind, figure in figures:
+        printed = re.search(rf"{kind} ([0-9.]+)%", out)
+        assert printed and float(printed.group(1)) == figure, (document, command, kind, printed)
 
 
 def test_every_model_cards_eval_command_names_its_tag():
@@ -578,28 +576,16 @@ def test_every_model_cards_eval_command_names_its_tag():
     card calls its weights the default only while the registry's best-tag rule makes them so."""
     import re
 
-    rows = _card_eval_rows()
-    assert len({card for card, *_ in rows}) >= 4
-    for card, command, _, _ in rows:
-        assert "." in command.split()[2], (card, command)
+    cards = {(document, command) for command, figures in _documented_eval_figures().items()
+             for document, _, _ in figures if document != "README.md"}
+    assert len({document for document, _ in cards}) >= 4
+    for document, command in cards:
+        assert "." in command.split()[2], (document, command)
     for card in RUN_CARDS:
         text = card.read_text()
         for name, tag in re.findall(r"`(\w+)\.(\w+)` \(the default", text) + re.findall(
                 r"# Model card: `(\w+)\.(\w+)`\n\nThe default `\w+` weights \(", text):
             assert zoo.get_model_entry(name).default_tag == tag, (card, f"{name}.{tag}")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("card, command, kind, figure", _card_eval_rows())
-def test_model_card_eval_commands_print_the_cards_figure(card, command, kind, figure, capsys):
-    """Each results-table command of each model card (TTA rows included), run exactly as written,
-    prints the row's figure."""
-    import re
-    import shlex
-
-    assert cli.main(shlex.split(command)[1:]) == 0
-    printed = re.search(rf"{kind} ([0-9.]+)%", capsys.readouterr().out)
-    assert printed and float(printed.group(1)) == figure, (card, command, printed)
 
 
 def test_bundled_weights_load_offline_and_fine_tune(monkeypatch):
