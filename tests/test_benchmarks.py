@@ -4,6 +4,7 @@ stock-Keras network the training benchmark compares against is numerically the l
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -510,3 +511,57 @@ def test_int8_rows_name_the_preprocessing_the_preset_has():
         "ONNX int8, standardization quantized too")
     assert int8_accuracy.artifact_label(float_onnx, [keras.layers.Rescaling(1 / 255)]) == (
         "ONNX int8 QDQ, Rescaling float")
+
+
+def _without_folders(command: str) -> str:
+    """``command`` without the folders it reads and writes (``--data-dir``, ``--runs-dir``)."""
+    return re.sub(r" --(data|runs)-dir \S+", "", command)
+
+
+def _benchmark_citations(document: Path) -> list[tuple[str, str]]:
+    """``document``'s ``python benchmarks/...`` commands, folders dropped, each with the text around
+    it: from the end of the citation before to the start of the one after (whitespace collapsed,
+    bold marks dropped)."""
+    text = " ".join(document.read_text().replace("**", "").split())
+    cites = list(re.finditer(r"`(python benchmarks/[^`]*)`", text))
+    ends = [0] + [m.end() for m in cites]
+    starts = [m.start() for m in cites] + [len(text)]
+    return [(_without_folders(m.group(1)), text[ends[i]:starts[i + 1]]) for i, m in enumerate(cites)]
+
+
+def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_figures():
+    """A figure the README or a model card cites with its benchmark command comes from the committed
+    results file that command wrote (the file records its command, folders aside): a rerun with other
+    arguments, or a prose figure left behind by one, fails here. Per-preset TFLM rows
+    (``micro.py --presets P``), the int8 and ablation accuracies and what a JPEG pass costs each
+    model are checked figure by figure; the other citations, for the file alone."""
+    payloads = [json.loads(path.read_text()) for path in sorted((BENCH / "results").glob("*.json"))]
+    recorded = {_without_folders(payload["command"]): payload for payload in payloads}
+    # micro.py keeps the rows of presets a run did not name, so its rows are looked up by preset.
+    micro = {row["preset"]: row for payload in payloads if payload["command"].startswith("python benchmarks/micro.py")
+             for row in payload["rows"]}
+    documents = [BENCH.parent / "README.md", *sorted((BENCH.parent / "zoo" / "runs").glob("*/README.md"))]
+    citations = [(document, *cited) for document in documents for cited in _benchmark_citations(document)]
+    assert len(citations) >= 15
+    for document, command, around in citations:
+        presets = re.fullmatch(r"python benchmarks/micro\.py --presets (\S+)", command)
+        if presets:
+            row = micro.get(presets.group(1))
+            assert row is not None, f"{document}: results/micro.json has no row for {command!r}"
+            expected = [f"{row['micro_accuracy']:.2f}%", f"{row['float_accuracy']:.2f}%",
+                        f"{row['top1_agreement']:.2f}%", f"{round(row['flash_kib'])} KiB flash",
+                        f"{round(row['arena_kib'])} KiB arena"]
+        else:
+            assert command in recorded, f"{document}: no committed result records {command!r}"
+            payload, script = recorded[command], Path(command.split()[1]).stem  # "benchmark" is the result's name
+            if script == "int8_accuracy":
+                expected = [f"{row['accuracy']:.2f}%" for row in payload["rows"]]
+            elif script == "ablation":
+                expected = [f"{row[key]:.2f}%" for row in payload["rows"]
+                            for key in ("val_accuracy", "test_accuracy", "train_accuracy") if key in row]
+            elif script == "jpeg_copy":  # what one more pass at quality 50 costs each model
+                expected = [f"{-row['difference_q50']:.1f}" for row in payload["rows"] if row["kind"] == "model"]
+            else:
+                expected = []
+        missing = [figure for figure in expected if figure not in around]
+        assert not missing, f"{document} cites {command!r} beside none of {missing}"
