@@ -12,7 +12,10 @@ Four measurements, in one run:
   survey, and 50), at the copy's chroma subsampling. A pass at the copy's own settings meets the
   same block grid and the same tables, so it changes little: it bounds how sensitive the weights
   are to a repeat of that loss, not what the first pass cost (that needs the original images,
-  which no source here has). A coarser pass shows the slope;
+  which no source here has). A coarser pass shows the slope. A pass at the copy's own settings on
+  a block grid moved by ``--grid-shift`` pixels (default 4, half a luma block) is a second
+  generation of the copy's own loss: new block boundaries, so new rounding, the nearest measurable
+  stand-in for what the first pass cost;
 - for each preset, how much of a pass's change its preprocessing passes on: the energy of the
   change (pass minus stored) relative to the images' own energy (about their mean), on the raw
   pixels and after the preset's preprocessing layers. An affine per-channel map leaves the ratio as
@@ -84,13 +87,21 @@ def survey(files: Iterable[tuple[PurePosixPath, bytes]]) -> list[dict[str, Any]]
             for (split, quality, subsampling, size), count in sorted(counts.items(), key=str)]
 
 
-def reencoded(images: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
-    """``images`` (N, H, W, 3) uint8 after one JPEG encode-decode by Pillow at these settings."""
+def reencoded(images: np.ndarray, quality: int, subsampling: str, grid_shift: int = 0) -> np.ndarray:
+    """``images`` (N, H, W, 3) uint8 after one JPEG encode-decode by Pillow at these settings.
+
+    With ``grid_shift`` s > 0 each image is encoded with s mirrored rows and columns added above
+    and to its left, and cut back out after decoding: the encoder's 8×8 blocks (16×16 for 4:2:0
+    chroma) then start s pixels off the image's own grid."""
+    height, width = images.shape[1:3]
     out = np.empty_like(images)
     for index, image in enumerate(images):
+        if grid_shift:
+            image = np.pad(image, ((grid_shift, 0), (grid_shift, 0), (0, 0)), mode="symmetric")
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, "JPEG", quality=quality, subsampling=subsampling)
-        out[index] = np.asarray(Image.open(buffer).convert("RGB"))
+        out[index] = np.asarray(Image.open(buffer).convert("RGB"))[grid_shift:grid_shift + height,
+                                                                   grid_shift:grid_shift + width]
     return out
 
 
@@ -110,21 +121,30 @@ def change_energy(images: np.ndarray, changed: np.ndarray, layers: Sequence[Any]
     return ratio(images.astype("float64"), changed.astype("float64")), ratio(preprocess(images), preprocess(changed))
 
 
-def _energy_fields(images: np.ndarray, passes: dict[int, np.ndarray], layers: Sequence[Any]) -> dict[str, float]:
+def _energy_fields(images: np.ndarray, passes: dict[str, np.ndarray], layers: Sequence[Any]) -> dict[str, float]:
     """``change_energy`` of each pass, raw and after ``layers``, as a row's percentage fields."""
     fields = {}
-    for quality, again in passes.items():
+    for pass_name, again in passes.items():
         raw, preprocessed = change_energy(images, again, layers)
-        fields[f"change_energy_q{quality}_raw_%"] = round(100 * raw, 3)
-        fields[f"change_energy_q{quality}_preprocessed_%"] = round(100 * preprocessed, 3)
+        fields[f"change_energy_{pass_name}_raw_%"] = round(100 * raw, 3)
+        fields[f"change_energy_{pass_name}_preprocessed_%"] = round(100 * preprocessed, 3)
     return fields
 
 
-def model_rows(names: Sequence[str], qualities: Sequence[int], subsampling: str,
+def pass_names(qualities: Sequence[int], copy_quality: int, grid_shift: int) -> dict[str, tuple[int, int]]:
+    """The extra passes by the name their fields carry: ``q<quality>`` on the copy's grid, and
+    ``q<copy's quality>_grid<shift>`` on the moved one (none when ``grid_shift`` is 0)."""
+    passes = {f"q{quality}": (quality, 0) for quality in qualities}
+    if grid_shift:
+        passes[f"q{copy_quality}_grid{grid_shift}"] = (copy_quality, grid_shift)
+    return passes
+
+
+def model_rows(names: Sequence[str], passes: dict[str, tuple[int, int]], subsampling: str,
                data_dir: str | None) -> list[dict]:
-    """Each preset's test accuracy as stored, with the channels reversed and after one more pass at
-    each of ``qualities``, with the change's energy through its preprocessing; then per-channel
-    standardization's energy."""
+    """Each preset's test accuracy as stored, with the channels reversed and after each of
+    ``passes`` (name -> quality, grid shift), with the change's energy through its preprocessing;
+    then per-channel standardization's energy."""
     import keras
 
     from nin_keras.data.arrays import load_arrays
@@ -132,7 +152,7 @@ def model_rows(names: Sequence[str], qualities: Sequence[int], subsampling: str,
     from nin_keras.zoo import ImageClassifier
 
     images, labels = load_arrays({"name": "cifar10", "source": "auto"}, "test", data_dir)
-    passes = {quality: reencoded(images, quality, subsampling) for quality in qualities}
+    passes = {name: reencoded(images, quality, subsampling, shift) for name, (quality, shift) in passes.items()}
     rows = []
     for name in names:
         classifier = ImageClassifier.from_preset(name)
@@ -140,10 +160,10 @@ def model_rows(names: Sequence[str], qualities: Sequence[int], subsampling: str,
         row = {"kind": "model", "preset": name, "test_images": len(labels), "accuracy_as_stored": round(stored, 2)}
         reversed_order = 100 * evaluate_model(classifier, images[..., ::-1], labels)["accuracy"]
         row["accuracy_channels_reversed"] = round(reversed_order, 2)
-        for quality, again in passes.items():
+        for pass_name, again in passes.items():
             accuracy = 100 * evaluate_model(classifier, again, labels)["accuracy"]
-            row[f"accuracy_after_a_q{quality}_pass"] = round(accuracy, 2)
-            row[f"difference_q{quality}"] = round(accuracy - stored, 2)
+            row[f"accuracy_after_a_{pass_name}_pass"] = round(accuracy, 2)
+            row[f"difference_{pass_name}"] = round(accuracy - stored, 2)
         rows.append({**row, **_energy_fields(images, passes, classifier.preprocessing)})
         print(name, rows[-1], flush=True)
     # The reference no published preset has: Keras's per-channel Normalization, fitted on these images.
@@ -158,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS), help="presets to evaluate (none: survey only)")
     parser.add_argument("--passes", nargs="*", type=int, help="qualities of the extra pass (default: the copy's, and 50)")
+    parser.add_argument("--grid-shift", type=int, default=4,
+                        help="pixels the block grid of the copy-quality pass is moved by (0: no such pass)")
     parser.add_argument("--data-dir", help="local data folder")
     parser.add_argument("--quick", action="store_true", help="smoke run: the first 500 test files, no models")
     args = parser.parse_args(argv)
@@ -173,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in rows:
         print(f"{row['split']:<6} quality {row['quality']!s:<7} {row['subsampling']:<6} {row['files']:>6,} files")
     if args.models:
-        passes = args.passes or [commonest["quality"], 50]
+        qualities = args.passes or [commonest["quality"], 50]
+        passes = pass_names(qualities, commonest["quality"], args.grid_shift)
         rows += model_rows(args.models, passes, commonest["subsampling"], args.data_dir)
     common.finish(
         "jpeg_copy", rows, common.command_line(__file__, argv),
@@ -184,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                "accuracy_after_a_qN_pass: the test split encoded and decoded once more by Pillow at quality N "
                "and the copy's subsampling; single view, whole test split. A pass at the copy's own quality "
                "is nearly idempotent (same grid, same tables), so it cannot show what the first pass cost.",
+               "accuracy_after_a_qN_gridS_pass: the same at the copy's quality N on a block grid moved by S pixels "
+               "(S mirrored rows and columns added above and left for the encoder, cut off after decoding): a "
+               "second generation of the copy's own loss at new block boundaries.",
                "accuracy_channels_reversed: the stored test split fed as BGR instead of RGB.",
                "change_energy_qN_raw_% / _preprocessed_%: the energy of (pass - stored) over the stored images' "
                "energy about their mean, on the raw pixels and after the row's preprocessing."])
