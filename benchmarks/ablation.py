@@ -2,7 +2,8 @@
 short runs.
 
 Each variant is ``zoo/recipes/nin_cifar10_modern.json`` with one ingredient removed, replaced or
-added, trained for ``--epochs`` epochs (the one-cycle schedule compressed into them) on ``--train``
+added, trained for ``--epochs`` epochs (the one-cycle schedule compressed into them; twice as many
+for ``twice the schedule``) on ``--train``
 images drawn at random (seeded) from the CIFAR-10 (JPEG copy) train split, of which
 ``--validation`` are held out (stratified, seeded): choices are made on that validation accuracy,
 never on the test split. Each run is also measured on ``--test`` images drawn the same way from
@@ -137,6 +138,8 @@ VARIANTS: dict[str, Callable[[dict], None] | None] = {
     "MixUp 0.8 / CutMix 1.0, switch 0.5 (timm)": _mixing(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5),
     "label smoothing 0.2": _label_smoothing(0.2),
     "dropout 0.5": _model_kwargs(dropout=0.5),
+    # Schedule length: issue 29's longer runs overfit without stronger augmentation; with it, they may not.
+    "twice the schedule": lambda recipe: recipe.update(epochs=2 * recipe["epochs"]),
     "EMA decay 0.9999": _ema_decay(0.9999),
     "pixels / 255 only (no GCN, no whitening)": _preprocessing(SCALED_PIXELS),
     # The family member of the same recipe: maxout units in the mlpconvs (1.7x the parameters).
@@ -149,7 +152,8 @@ def variant_recipe(base: dict, edit: Callable[[dict], None] | None, epochs: int,
     """The short-run recipe of one variant.
 
     The run is the recipe compressed: the schedule spans ``epochs`` (the schedules are stated in
-    fractions of the run), and so does the weight average: its horizon ``1 / (1 - decay)`` steps
+    fractions of the run; a variant that changes the recipe's length changes the run's in
+    proportion), and so does the weight average: its horizon ``1 / (1 - decay)`` steps
     is scaled by the run's steps over the recipe's own, so that it averages the same fraction of
     the run (0.999 over the recipe's 36 full epochs is 0.98 over 10 epochs of 9,000 images).
     Without this a short run would publish an average still dominated by its first epochs.
@@ -159,6 +163,7 @@ def variant_recipe(base: dict, edit: Callable[[dict], None] | None, epochs: int,
     recipe = copy.deepcopy(base)
     if edit:
         edit(recipe)
+    epochs = round(epochs * recipe["epochs"] / base["epochs"])
     if recipe.get("ema"):
         full_steps = base["epochs"] * dataset_info(base["dataset"]["name"]).splits["train"]
         short_steps = epochs * max(1, train - validation)

@@ -204,7 +204,8 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
         recipe = ablation.variant_recipe(base, edit, 2, 10_000, 50)
         typed = Recipe.parse(recipe)
         changed = {key for key in set(recipe) | set(full) if recipe.get(key) != full.get(key)}
-        assert len(changed) == (0 if edit is None else 1), (name, changed)
+        derived = {"ema"} if "epochs" in changed else set()  # the average's decay follows the run's length
+        assert len(changed - derived) == (0 if edit is None else 1), (name, changed)
         # Every layer a variant names deserializes (Keras's own Normalization, RandomErasing and
         # RandAugment too, and the mixing layer).
         augmentation = build_augmentation(typed)
@@ -283,6 +284,26 @@ def test_a_short_run_averages_the_same_fraction_of_its_steps_as_the_recipe():
     assert ablation.variant_recipe(base, slow_average, 10, 10_000, 50, validation=1_000)["ema"]["decay"] == 0.998
     assert ablation.variant_recipe(base, None, 36, 50_000, 50)["ema"]["decay"] == 0.999  # the full run
     assert ablation.variant_recipe(base, None, 1, 64, 50)["ema"]["decay"] == 0.5  # capped: never below
+
+
+def test_a_variant_that_doubles_the_schedule_doubles_the_run_and_the_averages_horizon():
+    """Twice the recipe's epochs -> twice the run's, and the EMA horizon 1 / (1 - decay) doubles
+    with the steps, so the average covers the same fraction of the run (by hand: 0.001 * 36 * 50,000
+    / (6 * 90) per step for 3 epochs of 100 images, 10 held out; half that for 6)."""
+    import ablation
+    from nin_keras.train import load_recipe
+
+    base = load_recipe(ablation.RECIPE)
+    once = ablation.variant_recipe(base, None, 3, 100, 50, 10)
+    twice = ablation.variant_recipe(base, ablation.VARIANTS["twice the schedule"], 3, 100, 50, 10)
+    assert (once["epochs"], twice["epochs"]) == (3, 6)
+    assert once["ema"]["decay"] == 0.5  # 0.001 * 1.8e6 / 270 is past the cap
+    full = ablation.variant_recipe(base, None, 36, 50000, 50, 5000)
+    doubled = ablation.variant_recipe(base, ablation.VARIANTS["twice the schedule"], 36, 50000, 50, 5000)
+    assert doubled["epochs"] == 72
+    assert 1 - full["ema"]["decay"] == pytest.approx(0.001 * 36 * 50000 / (36 * 45000), abs=1e-6)
+    assert 1 - doubled["ema"]["decay"] == pytest.approx(0.001 * 36 * 50000 / (72 * 45000), abs=1e-6)
+    assert {key for key in doubled if doubled[key] != full[key]} == {"epochs", "ema"}
 
 
 def test_a_later_search_round_adds_one_change_to_the_winner_so_far():
