@@ -152,7 +152,7 @@ def model_rows(names: Sequence[str], passes: dict[str, tuple[int, int]], subsamp
     from nin_keras.zoo import ImageClassifier
 
     images, labels = load_arrays({"name": "cifar10", "source": "auto"}, "test", data_dir)
-    passes = {name: reencoded(images, quality, subsampling, shift) for name, (quality, shift) in passes.items()}
+    reencodings = {name: reencoded(images, quality, subsampling, shift) for name, (quality, shift) in passes.items()}
     rows = []
     for name in names:
         classifier = ImageClassifier.from_preset(name)
@@ -160,17 +160,17 @@ def model_rows(names: Sequence[str], passes: dict[str, tuple[int, int]], subsamp
         row = {"kind": "model", "preset": name, "test_images": len(labels), "accuracy_as_stored": round(stored, 2)}
         reversed_order = 100 * evaluate_model(classifier, images[..., ::-1], labels)["accuracy"]
         row["accuracy_channels_reversed"] = round(reversed_order, 2)
-        for pass_name, again in passes.items():
+        for pass_name, again in reencodings.items():
             accuracy = 100 * evaluate_model(classifier, again, labels)["accuracy"]
             row[f"accuracy_after_a_{pass_name}_pass"] = round(accuracy, 2)
             row[f"difference_{pass_name}"] = round(accuracy - stored, 2)
-        rows.append({**row, **_energy_fields(images, passes, classifier.preprocessing)})
+        rows.append({**row, **_energy_fields(images, reencodings, classifier.preprocessing)})
         print(name, rows[-1], flush=True)
     # The reference no published preset has: Keras's per-channel Normalization, fitted on these images.
     per_channel = keras.layers.Normalization(axis=-1)
     per_channel.adapt(images.astype("float32"))
     rows.append({"kind": "preprocessing", "preset": "per-channel standardization (keras.layers.Normalization)",
-                 **_energy_fields(images, passes, [per_channel])})
+                 **_energy_fields(images, reencodings, [per_channel])})
     return rows
 
 
@@ -183,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="local data folder")
     parser.add_argument("--quick", action="store_true", help="smoke run: the first 500 test files, no models")
     args = parser.parse_args(argv)
+    if args.grid_shift < 0:
+        parser.error(f"--grid-shift must be 0 or more pixels, got {args.grid_shift}")
     archive = next((folder / ARCHIVE for folder in data_dirs(args.data_dir) if (folder / ARCHIVE).is_file()), None)
     if archive is None:
         raise SystemExit(f"{ARCHIVE} is in none of {[str(d) for d in data_dirs(args.data_dir)]}")
