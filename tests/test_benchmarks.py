@@ -556,6 +556,11 @@ def _without_folders(command: str) -> str:
     return re.sub(r" --(data|runs)-dir \S+", "", command)
 
 
+def _script(command: str) -> str:
+    """The benchmark a recorded or cited command runs (a result's ``benchmark`` is its file's name)."""
+    return Path(command.split()[1]).stem
+
+
 def _benchmark_citations(document: Path) -> list[tuple[str, str]]:
     """``document``'s ``python benchmarks/...`` commands, folders dropped, each with the text around
     it: from the end of the citation before to the start of the one after (whitespace collapsed,
@@ -576,7 +581,7 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
     payloads = [json.loads(path.read_text()) for path in sorted((BENCH / "results").glob("*.json"))]
     recorded = {_without_folders(payload["command"]): payload for payload in payloads}
     # micro.py keeps the rows of presets a run did not name, so its rows are looked up by preset.
-    micro = {row["preset"]: row for payload in payloads if payload["command"].startswith("python benchmarks/micro.py")
+    micro = {row["preset"]: row for payload in payloads if _script(payload["command"]) == "micro"
              for row in payload["rows"]}
     documents = [BENCH.parent / "README.md", *sorted((BENCH.parent / "zoo" / "runs").glob("*/README.md"))]
     citations = [(document, *cited) for document in documents for cited in _benchmark_citations(document)]
@@ -591,7 +596,7 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
                         f"{round(row['arena_kib'])} KiB arena"]
         else:
             assert command in recorded, f"{document}: no committed result records {command!r}"
-            payload, script = recorded[command], Path(command.split()[1]).stem  # "benchmark" is the result's name
+            payload, script = recorded[command], _script(command)
             if script == "int8_accuracy":
                 expected = [f"{row['accuracy']:.2f}%" for row in payload["rows"]]
             elif script == "ablation":
@@ -602,5 +607,6 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
                             for key in row if key == "difference_q50" or re.fullmatch(r"difference_q\d+_grid\d+", key)]
             else:
                 expected = []
-        missing = [figure for figure in expected if figure not in around]
+        # A whole number, not part of a longer one ("1.2" is found in neither "91.2%" nor "1.29%").
+        missing = [figure for figure in expected if not re.search(rf"(?<![\d.]){re.escape(figure)}(?!\d)", around)]
         assert not missing, f"{document} cites {command!r} beside none of {missing}"
