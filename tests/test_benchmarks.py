@@ -562,14 +562,14 @@ def _script(command: str) -> str:
 
 
 def _benchmark_citations(document: Path) -> list[tuple[str, str]]:
-    """``document``'s ``python benchmarks/...`` commands, folders dropped, each with the text around
-    it: from the end of the citation before to the start of the one after (whitespace collapsed,
-    bold marks dropped)."""
+    """``document``'s ``python benchmarks/...`` commands as written, each with the text around it:
+    from the end of the citation before to the start of the one after (whitespace collapsed, bold
+    marks dropped)."""
     text = " ".join(document.read_text().replace("**", "").split())
     cites = list(re.finditer(r"`(python benchmarks/[^`]*)`", text))
     ends = [0] + [m.end() for m in cites]
     starts = [m.start() for m in cites] + [len(text)]
-    return [(_without_folders(m.group(1)), text[ends[i]:starts[i + 1]]) for i, m in enumerate(cites)]
+    return [(m.group(1), text[ends[i]:starts[i + 1]]) for i, m in enumerate(cites)]
 
 
 def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_figures():
@@ -584,7 +584,8 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
     micro = {row["preset"]: row for payload in payloads if _script(payload["command"]) == "micro"
              for row in payload["rows"]}
     documents = [BENCH.parent / "README.md", *sorted((BENCH.parent / "zoo" / "runs").glob("*/README.md"))]
-    citations = [(document, *cited) for document in documents for cited in _benchmark_citations(document)]
+    citations = [(document, _without_folders(command), around) for document in documents
+                 for command, around in _benchmark_citations(document)]
     assert len(citations) >= 15
     for document, command, around in citations:
         presets = re.fullmatch(r"python benchmarks/micro\.py --presets (\S+)", command)
@@ -610,3 +611,50 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
         # A whole number, not part of a longer one ("1.2" is found in neither "91.2%" nor "1.29%").
         missing = [figure for figure in expected if not re.search(rf"(?<![\d.]){re.escape(figure)}(?!\d)", around)]
         assert not missing, f"{document} cites {command!r} beside none of {missing}"
+
+
+# What a rerun on the same machine must reproduce: counts, sizes and accuracies, not timings.
+REPRODUCIBLE = re.compile(r"accuracy|agreement|difference|energy|flash|arena|size|files|numbers|fits|relative_error")
+
+
+def _reproducible(row: dict) -> dict:
+    """``row``'s measured quantities that do not depend on timing, with the labels that name it."""
+    return {key: value for key, value in row.items()
+            if REPRODUCIBLE.search(key) or (isinstance(value, str) and key not in ("date", "cpu"))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", sorted({command for command, _ in _benchmark_citations(BENCH.parent / "README.md")}),
+                         ids=lambda command: command.removeprefix("python benchmarks/"))
+def test_each_benchmark_command_the_readme_cites_reproduces_its_committed_result(command, tmp_path):
+    """The README's benchmark commands, run exactly as written from the repository's root (results
+    into a scratch folder), record that command and reproduce the committed result row by row:
+    every accuracy, agreement, size and JPEG difference; timings are the machine's and are not
+    compared. With the docs test above, each figure the README cites beside one is rerun here.
+    Minutes each; the TFLM runs of the CIFAR-10 presets take most of an hour."""
+    import importlib.util
+    import shlex
+
+    argv = shlex.split(command)
+    assert argv[0] == "python"
+    python = sys.executable
+    if "--backend jax" in command and importlib.util.find_spec("jax") is None:
+        # The test venv holds TensorFlow, not JAX; scripts/test_jax.sh keeps the one that holds JAX.
+        python = str(BENCH.parent / ".venv-jax" / "bin" / "python")
+        if not Path(python).exists():
+            pytest.skip(f"{command!r} needs JAX: run scripts/test_jax.sh to make .venv-jax")
+    env = {**os.environ, common.RESULTS_DIR_ENV: str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([python, *argv[1:]], cwd=BENCH.parent, env=env, capture_output=True,
+                          text=True, timeout=3 * 3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (written,) = tmp_path.glob("*.json")
+    fresh = json.loads(written.read_text())
+    assert _without_folders(fresh["command"]) == command
+    committed = [json.loads(path.read_text()) for path in (BENCH / "results").glob("*.json")]
+    if _script(command) == "micro":  # micro.json keeps a row per preset, whichever run wrote it
+        presets = {row["preset"] for row in fresh["rows"]}
+        before = [row for payload in committed if _script(payload["command"]) == "micro"
+                  for row in payload["rows"] if row["preset"] in presets]
+    else:
+        (before,) = [payload["rows"] for payload in committed if _without_folders(payload["command"]) == command]
+    assert [_reproducible(row) for row in fresh["rows"]] == [_reproducible(row) for row in before]
