@@ -618,8 +618,10 @@ REPRODUCIBLE = re.compile(r"accuracy|agreement|difference|energy|flash|arena|siz
 
 
 def _reproducible(row: dict) -> dict:
-    """``row``'s measured quantities that do not depend on timing, with the labels that name it."""
-    return {key: value for key, value in row.items()
+    """``row``'s measured quantities that do not depend on timing, with the labels that name it;
+    sizes in MB to the docs' 0.01 (a SavedModel's bytes vary by a few hundred from export to export)."""
+    return {key: round(value, 2) if key.endswith("_mb") and value is not None else value
+            for key, value in row.items()
             if REPRODUCIBLE.search(key) or (isinstance(value, str) and key not in ("date", "cpu"))}
 
 
