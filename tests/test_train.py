@@ -395,6 +395,24 @@ def test_holdout_is_stratified_and_seeded_even_when_the_source_lists_class_by_cl
     assert len(stratified_holdout(labels, 0, seed=1)) == 0
 
 
+def test_a_run_is_set_beside_the_paper_error_of_its_own_data_set_only():
+    """The architecture's paper error goes with its data set: NIN CIFAR-10 trained on
+    Fashion-MNIST has none (issue 29's wide Fashion run printed 'paper: 10.41%'); a recipe's own
+    ``paper`` figure wins."""
+    from nin_keras.train.recipes import Recipe
+    from nin_keras.train.run_preset import paper_error_of
+    from nin_keras.zoo import get_model_entry
+
+    cifar = get_model_entry("nin_cifar10")
+    base = {key: value for key, value in load_recipe("nin_cifar10_fast").items() if key != "paper"}
+    on_cifar = Recipe.parse(base)
+    on_fashion = Recipe.parse({**base, "dataset": {"name": "fashion_mnist"}})
+    with_paper = Recipe.parse({**base, "dataset": {"name": "fashion_mnist"}, "paper": {"test_error": 7.5}})
+    assert paper_error_of(on_cifar, cifar) == pytest.approx(10.41)
+    assert paper_error_of(on_fashion, cifar) is None
+    assert paper_error_of(with_paper, cifar) == 7.5
+
+
 # --------------------------------------------------------------------------- in-process runs
 
 
