@@ -613,6 +613,41 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
         assert not missing, f"{document} cites {command!r} beside none of {missing}"
 
 
+def _float_accuracies_by_preset(payload: dict) -> list[tuple[str, float]]:
+    """The float model's accuracy on the whole test split that a committed result measured for each
+    preset it names (``micro.py`` and ``jpeg_copy.py`` rows, ``int8_accuracy.py``'s float Keras rows)."""
+    script = _script(payload["command"])
+    if script == "micro":
+        return [(row["preset"], row["float_accuracy"]) for row in payload["rows"] if row["test_images"] == 10000]
+    if script == "jpeg_copy":
+        return [(row["preset"], row["accuracy_as_stored"]) for row in payload["rows"]
+                if row["kind"] == "model" and row["test_images"] == 10000]
+    if script == "int8_accuracy":  # every row measures the whole test split
+        return [(row["artifact"].split()[0], row["accuracy"]) for row in payload["rows"]
+                if " float Keras model" in row["artifact"]]
+    return []
+
+
+def test_each_committed_row_measured_the_weights_its_preset_names_today():
+    """A benchmark row names a preset, and a preset without a tag is its name's default, which moves
+    when better weights are published (``nin_mnist`` became the ``modern`` weights): a row measured
+    before the move describes other weights than its name loads now, and no file changes to say so.
+    The float accuracy a row measured on the whole test split is a fingerprint of the weights it ran,
+    so it must equal the weights index's test accuracy of the tag the preset resolves to today."""
+    from nin_keras.zoo.registry import get_pretrained_config
+
+    measured = [(path.name, preset, accuracy) for path in sorted((BENCH / "results").glob("*.json"))
+                for preset, accuracy in _float_accuracies_by_preset(json.loads(path.read_text()))]
+    assert len({preset for _, preset, _ in measured}) >= 7
+    stale = []
+    for name, preset, accuracy in measured:
+        entry, config = get_pretrained_config(preset)
+        if round(accuracy, 2) != round(config.metrics["test_accuracy"], 2):
+            stale.append(f"{name}: {preset} (now {entry.preset_name(config.tag)}, "
+                         f"{config.metrics['test_accuracy']}%) measured {accuracy}%")
+    assert not stale, "rows measured other weights than their preset names now: " + "; ".join(stale)
+
+
 # What a rerun on the same machine must reproduce: counts, sizes and accuracies, not timings.
 REPRODUCIBLE = re.compile(r"accuracy|agreement|difference|energy|flash|arena|size|files|numbers|fits|relative_error")
 
