@@ -164,7 +164,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         paper = "n/a" if r["paper_error"] is None else f"{r['paper_error']:.2f}%"
         published = "n/a" if published is None else f"{published:.2f}%"
         print(f"  paper error {paper}   published error {published}")
+    if "confusion" in r:
+        _print_per_class(r["confusion"], r["class_names"])
     return 0
+
+
+def _print_per_class(confusion: list[list[int]], class_names: list[str]) -> None:
+    """Each class's images, accuracy and the class its images are most often taken for."""
+    width = max(len("class"), *map(len, class_names)) + 2
+    print(f"  {'class':<{width}}{'images':>7}{'accuracy':>10}  most often taken for")
+    for name, row in zip(class_names, confusion):
+        images, correct = sum(row), row[class_names.index(name)]
+        accuracy = f"{100 * correct / images:.2f}%" if images else "—"
+        mistakes = [(count, other) for other, count in zip(class_names, row) if other != name and count]
+        count, other = max(mistakes, key=lambda mistake: mistake[0], default=(0, None))
+        taken_for = f"{other} ({count} images)" if other else "—"
+        print(f"  {name:<{width}}{images:>7}{accuracy:>10}  {taken_for}")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -477,6 +492,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--tta", choices=("none", "flip", "flip_translate"),
                           help="test-time augmentation: average over mirrored (and 2-pixel shifted) views")
     evaluate.add_argument("--workers", type=_count(1), help=_WORKERS_HELP)
+    evaluate.add_argument("--per-class", action="store_true",
+                          help="also each class's accuracy and the class it is most often taken for "
+                               "(with --json: the confusion matrix, rows the true classes)")
     _library(evaluate, _cmd_eval, "nin_keras.train:evaluate_preset")
 
 

@@ -70,8 +70,33 @@ def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: in
     return total
 
 
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of each (true class, predicted class) pair.
+
+    Args:
+        labels: ``(N,)`` true classes.
+        predictions: ``(N,)`` predicted classes.
+        num_classes: the number of classes.
+
+    Returns:
+        ``(num_classes, num_classes)`` int64 array: row ``i``, column ``j`` is the number of images
+        of class ``i`` predicted as class ``j`` (the diagonal holds the correct ones).
+
+    Example:
+        >>> confusion_matrix(np.array([0, 1, 1]), np.array([0, 0, 1]), 2).tolist()
+        [[1, 0], [1, 1]]
+    """
+    labels, predictions = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
+    outside = (labels < 0) | (labels >= num_classes)
+    if outside.any():
+        raise ValueError(f"labels must be class indices in [0, {num_classes}), got {labels[outside][0]}")
+    counts = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    return counts
+
+
 def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 500,
-                   tta: str = "none") -> dict[str, Any]:
+                   tta: str = "none", per_class: bool = False) -> dict[str, Any]:
     """Top-1 accuracy, error (%) and mean cross-entropy of a probability-output model.
 
     Args:
@@ -80,11 +105,13 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
         labels: ``(N,)`` integer labels.
         batch_size: images per forward pass.
         tta: test-time augmentation, one of ``TTA_MODES`` (see ``tta_views``).
+        per_class: also return the ``confusion`` matrix (``confusion_matrix``, as nested lists),
+            from which each class's accuracy and its most frequent mistakes follow.
 
     Returns:
         ``{"accuracy", "error_percent", "loss", "examples", "tta"}``: ``accuracy`` a fraction
         (as Keras reports it), ``error_percent`` in percent; ``preset_metrics`` turns it into a
-        preset's percentages.
+        preset's percentages. With ``per_class``, ``"confusion"`` too.
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"images and labels must be non-empty and of equal length, got {len(images)} and {len(labels)}")
@@ -97,15 +124,20 @@ def evaluate_model(model: keras.Model, images: np.ndarray, labels: np.ndarray, b
         raise ValueError(f"the model gives NaN or infinite probabilities for {broken} of {len(images)} images; "
                          "no accuracy or loss is reported for it")
     labels = np.asarray(labels, dtype=np.int64)
-    accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == labels))
+    # Checked before the loss indexes the probabilities with them (a label past the last class).
+    confusion = confusion_matrix(labels, np.argmax(probabilities, axis=-1), probabilities.shape[-1])
+    accuracy = float(np.trace(confusion) / len(labels))
     picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-    return {
+    result = {
         "accuracy": accuracy,
         "error_percent": 100.0 * (1.0 - accuracy),
         "loss": float(-np.mean(np.log(picked))),
         "examples": int(len(labels)),
         "tta": tta,
     }
+    if per_class:
+        result["confusion"] = confusion.tolist()
+    return result
 
 
 def preset_metrics(result: dict[str, Any]) -> dict[str, float | int]:

@@ -672,6 +672,51 @@ def test_preset_metrics_are_the_percentages_of_evaluate_model():
     assert metrics["test_loss"] == pytest.approx(result["loss"], abs=1e-6)
 
 
+def test_confusion_matrix_against_a_hand_count_and_a_label_past_the_last_class():
+    from nin_keras.evaluation import confusion_matrix
+
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    predictions = np.array([0, 2, 1, 0, 0, 2])
+    # class 0: once right, once taken for 2; class 1: right; class 2: twice taken for 0, once right
+    assert confusion_matrix(labels, predictions, 3).tolist() == [[1, 0, 1], [0, 1, 0], [2, 0, 1]]
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\), got 3"):
+        confusion_matrix(np.array([0, 3]), np.array([0, 1]), 3)
+
+
+def test_eval_per_class_counts_each_class_of_the_data_set_and_prints_its_accuracy(datasets_dir, capsys):
+    """``nin-keras eval --per-class``: the confusion matrix's rows hold each class's images of the
+    split (counted from the labels in the file itself), its diagonal the accuracy; the table prints
+    each class's accuracy and most frequent mistake from it."""
+    import re
+
+    from nin_keras import cli
+
+    limit = 300
+    common = ["eval", "nin_mnist", "--limit", str(limit), "--data-dir", str(datasets_dir), "--per-class"]
+    assert cli.main([*common, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    confusion = np.array(result["confusion"])
+    with np.load(datasets_dir / "mnist.npz") as data:
+        labels = data["y_test"][:limit]
+    assert confusion.shape == (10, 10) and result["class_names"] == [str(digit) for digit in range(10)]
+    assert confusion.sum(axis=1).tolist() == np.bincount(labels, minlength=10).tolist()
+    assert np.trace(confusion) / limit == pytest.approx(result["accuracy"])
+    assert result["published"] is not None  # still the preset's own data set
+
+    assert cli.main(common) == 0
+    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
+        r"^  (\d)\s+(\d+)\s+([\d.]+)%  (?:(\d) \((\d+) images\)|—)$", capsys.readouterr().out, re.M)}
+    assert sorted(rows) == result["class_names"]
+    for digit, (images, accuracy, taken_for, count) in rows.items():
+        row = confusion[int(digit)]
+        assert int(images) == row.sum() and float(accuracy) == round(100 * row[int(digit)] / row.sum(), 2)
+        mistakes = np.delete(row, int(digit))
+        if taken_for is None:
+            assert mistakes.sum() == 0
+        else:
+            assert int(count) == mistakes.max() == row[int(taken_for)] and int(taken_for) != int(digit)
+
+
 def test_evaluate_model_under_its_old_name_warns_and_is_the_same_function():
     import nin_keras.train
     from nin_keras.evaluation import evaluate_model

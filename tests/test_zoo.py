@@ -571,6 +571,53 @@ def test_documented_eval_commands_print_their_figures(command, figures, capsys):
         assert printed and float(printed.group(1)) == figure, (document, command, kind, printed)
 
 
+PER_CLASS_HEADER = "| class | test images | accuracy | most often taken for |"
+
+
+def _documented_per_class_tables() -> list[tuple[str, str, list[list[str]]]]:
+    """Each per-class table of the README and the model cards: ``(document, command, rows)``, the
+    command the last ``nin-keras eval ... --per-class`` cited before the table."""
+    import re
+
+    tables = []
+    for document in [REPO / "README.md", *RUN_CARDS]:
+        text = document.read_text()
+        for header, body in _markdown_tables(text):
+            if "| " + " | ".join(header) + " |" == PER_CLASS_HEADER:
+                before = text[:text.index(PER_CLASS_HEADER + "\n|---|---|---|---|\n| " + " | ".join(body[0]))]
+                command = re.findall(r"`(nin-keras eval [^`]*--per-class)`", before)[-1]
+                tables.append((document.relative_to(REPO).as_posix(), command, body))
+    return tables
+
+
+def test_per_class_tables_cite_a_tagged_command_and_count_the_whole_test_split():
+    """A card's per-class table names the weights by tag (it stays true when the default moves) and
+    adds up: its images are the whole test split, and the accuracies average to the published one."""
+    tables = _documented_per_class_tables()
+    assert {document for document, _, _ in tables} >= {"zoo/runs/nin_cifar10_standardized/README.md",
+                                                      "zoo/runs/nin_fashion_mnist_long/README.md"}
+    for document, command, rows in tables:
+        preset = command.split()[2]
+        _, config = registry.get_pretrained_config(preset)
+        images = [int(row[1].replace(",", "")) for row in rows]
+        correct = sum(n * float(row[2].rstrip("%")) / 100 for n, row in zip(images, rows))
+        assert "." in preset and sum(images) == config.metrics.get("test_examples", 10000), (document, command)
+        assert round(100 * correct / sum(images), 2) == config.metrics["test_accuracy"], (document, command)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("document, command, rows", _documented_per_class_tables(),
+                         ids=lambda value: value if isinstance(value, str) and value.startswith("nin-keras") else "")
+def test_documented_per_class_tables_are_what_their_command_prints(document, command, rows, capsys):
+    """Each per-class table, its command run exactly as written: every row is a line it prints."""
+    import shlex
+
+    assert cli.main(shlex.split(command)[1:]) == 0
+    printed = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    for name, images, accuracy, taken_for in rows:
+        assert " ".join([name, images.replace(",", ""), accuracy, taken_for]) in printed, (document, name)
+
+
 def test_every_model_cards_eval_command_names_its_tag():
     """A card's commands stay true when the default moves: each names the tag (``name.tag``), and a
     card calls its weights the default only while the registry's best-tag rule makes them so."""

@@ -21,6 +21,7 @@ def evaluate_preset(
     batch_size: int = 500,
     tta: str = "none",
     workers: int | None = None,
+    per_class: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a preset (zoo name, folder or URL) on a data set split with its own preprocessing.
 
@@ -39,6 +40,8 @@ def evaluate_preset(
             figure is single-view.
         workers: processes decoding a folder's images (``nin_keras.data.decode_pool``; the same
             arrays for any number): default one per usable CPU, up to ``MAX_DEFAULT_WORKERS``.
+        per_class: also return the ``confusion`` matrix (``evaluate_model``) and the preset's
+            ``class_names`` its rows and columns follow.
 
     Returns:
         ``evaluate_model``'s dict plus ``preset``, ``dataset``, ``split``, ``paper_error`` (the
@@ -75,9 +78,11 @@ def evaluate_preset(
         hint = f"; this preset was fine-tuned on {trained_on}" if trained_on else ""
         raise ValueError(f"dataset {str(dataset)!r} is neither a data set name ({', '.join(DATASET_NAMES)}) "
                          f"nor an existing class-folder directory or archive{hint}")
-    result = evaluate_model(loaded, images, labels, batch_size, tta)
+    result = evaluate_model(loaded, images, labels, batch_size, tta, per_class)
     # The paper's and the published figures are about the preset's own data set, not a user's folder.
     own = not extra and dataset == loaded.metadata.get("dataset")
+    if per_class:  # a folder's labels follow the preset's class names, and so do a data set's indices
+        extra.setdefault("class_names", list(loaded.class_names or map(str, range(len(result["confusion"])))))
     result.update(
         preset=str(preset),
         dataset=str(dataset),
