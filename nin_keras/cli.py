@@ -170,15 +170,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _print_per_class(confusion: list[list[int]], class_names: list[str]) -> None:
-    """Each class's images, accuracy and the class its images are most often taken for."""
+    """Each class's images, accuracy and the class its images are most often taken for; a class
+    with no images (a folder of some of the preset's classes) gets no line."""
     width = max(len("class"), *map(len, class_names)) + 2
     print(f"  {'class':<{width}}{'images':>7}{'accuracy':>10}  most often taken for")
-    for name, row in zip(class_names, confusion):
-        images, correct = sum(row), row[class_names.index(name)]
-        accuracy = f"{100 * correct / images:.2f}%" if images else "—"
-        mistakes = [(count, other) for other, count in zip(class_names, row) if other != name and count]
+    for index, (name, row) in enumerate(zip(class_names, confusion)):
+        images = sum(row)
+        if not images:
+            continue
+        accuracy = f"{100 * row[index] / images:.2f}%"
+        mistakes = [(count, other) for column, (other, count) in enumerate(zip(class_names, row))
+                    if column != index and count]
         count, other = max(mistakes, key=lambda mistake: mistake[0], default=(0, None))
-        taken_for = f"{other} ({count} images)" if other else "—"
+        taken_for = "—" if other is None else f"{other} ({count} images)"
         print(f"  {name:<{width}}{images:>7}{accuracy:>10}  {taken_for}")
 
 

@@ -885,6 +885,15 @@ def test_eval_on_a_folder_of_photos_and_class_mismatch(tmp_path):
         assert result["examples"] == 12 and result["split"] == "test"
         assert result["accuracy"] == pytest.approx(expected)
         assert result["input_policy"]["size"] == [32, 32]
+    # Per class: the matrix covers the preset's ten classes, the table only the folder's three.
+    result = predictions(run_cli("eval", "nin_cifar10", "--data", str(tmp_path / "photos"), "--per-class", "--json"))
+    predicted = np.asarray(model(inputs)).argmax(1)
+    assert result["class_names"] == names
+    for label, row in enumerate(result["confusion"]):
+        assert row == np.bincount(predicted[labels == label], minlength=10).tolist()
+    code, out, _ = run_cli("eval", "nin_cifar10", "--data", str(tmp_path / "photos"), "--per-class")
+    table = out.split("most often taken for\n")[1].splitlines()
+    assert code == 0 and [line.split()[0] for line in table] == ["cat", "ship", "truck"]
     (tmp_path / "photos" / "test" / "ship").rename(tmp_path / "photos" / "test" / "boats")
     code, _, err = run_cli("eval", "nin_cifar10", "--data", str(tmp_path / "photos"))
     assert code == 1 and "['boats']" in err and "'airplane', 'automobile'" in err
