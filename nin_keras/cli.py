@@ -160,7 +160,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"{r['preset']} on {r['dataset']} {r['split']} ({r['examples']} images)")
     views = "" if r["tta"] == "none" else f"   (test-time augmentation: {r['tta']}; the published figure is single-view)"
     print(f"  accuracy {100 * r['accuracy']:.2f}%   error {r['error_percent']:.2f}%   loss {r['loss']:.4f}{views}")
-    if r["paper_error"] is not None or published is not None:  # only on the preset's own data set
+    if r["paper_error"] is not None or published is not None:  # only on the preset's own test split
         paper = "n/a" if r["paper_error"] is None else f"{r['paper_error']:.2f}%"
         published = "n/a" if published is None else f"{published:.2f}%"
         print(f"  paper error {paper}   published error {published}")

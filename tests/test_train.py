@@ -717,6 +717,21 @@ def test_eval_per_class_counts_each_class_of_the_data_set_and_prints_its_accurac
             assert int(count) == mistakes.max() == row[int(taken_for)] and int(taken_for) != int(digit)
 
 
+def test_eval_sets_the_paper_and_published_errors_beside_the_test_split_only(datasets_dir, capsys):
+    """The published and paper errors are test-split figures: beside a training-split accuracy
+    they would read as the same measurement."""
+    from nin_keras import cli
+
+    for split, shown in (("test", True), ("train", False)):
+        assert cli.main(["eval", "nin_mnist", "--split", split, "--limit", "100",
+                         "--data-dir", str(datasets_dir), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["split"] == split and (result["published"] is not None) == shown
+        assert (result["paper_error"] is not None) == shown
+        assert cli.main(["eval", "nin_mnist", "--split", split, "--limit", "100", "--data-dir", str(datasets_dir)]) == 0
+        assert ("published error" in capsys.readouterr().out) == shown
+
+
 def test_evaluate_model_under_its_old_name_warns_and_is_the_same_function():
     import nin_keras.train
     from nin_keras.evaluation import evaluate_model

@@ -46,7 +46,7 @@ def evaluate_preset(
     Returns:
         ``evaluate_model``'s dict plus ``preset``, ``dataset``, ``split``, ``paper_error`` (the
         paper's test error in %) and ``published`` (the preset's own recorded metrics), both None
-        unless ``dataset`` is the preset's own data set;
+        unless this is the test split of the preset's own data set;
         for a folder also ``class_names`` and ``input_policy``.
 
     Raises:
@@ -79,8 +79,9 @@ def evaluate_preset(
         raise ValueError(f"dataset {str(dataset)!r} is neither a data set name ({', '.join(DATASET_NAMES)}) "
                          f"nor an existing class-folder directory or archive{hint}")
     result = evaluate_model(loaded, images, labels, batch_size, tta, per_class)
-    # The paper's and the published figures are about the preset's own data set, not a user's folder.
-    own = not extra and dataset == loaded.metadata.get("dataset")
+    # The paper's and the published figures are about the preset's own test split, not a user's
+    # folder or the images it was trained on.
+    own = not extra and dataset == loaded.metadata.get("dataset") and split == "test"
     if per_class:  # a folder's labels follow the preset's class names, and so do a data set's indices
         extra.setdefault("class_names", list(loaded.class_names or map(str, range(len(result["confusion"])))))
     result.update(
