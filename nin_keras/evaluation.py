@@ -87,9 +87,13 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
         [[1, 0], [1, 1]]
     """
     labels, predictions = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
-    outside = (labels < 0) | (labels >= num_classes)
-    if outside.any():
-        raise ValueError(f"labels must be class indices in [0, {num_classes}), got {labels[outside][0]}")
+    for name, classes in (("labels", labels), ("predictions", predictions)):
+        outside = (classes < 0) | (classes >= num_classes)
+        if outside.any():
+            raise ValueError(f"{name} must be class indices in [0, {num_classes}), got {classes[outside][0]}")
+    if labels.shape != predictions.shape:
+        raise ValueError(f"labels and predictions must have one class each per image, got shapes "
+                         f"{labels.shape} and {predictions.shape}")
     counts = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(counts, (labels, predictions), 1)
     return counts

@@ -679,8 +679,12 @@ def test_confusion_matrix_against_a_hand_count_and_a_label_past_the_last_class()
     predictions = np.array([0, 2, 1, 0, 0, 2])
     # class 0: once right, once taken for 2; class 1: right; class 2: twice taken for 0, once right
     assert confusion_matrix(labels, predictions, 3).tolist() == [[1, 0, 1], [0, 1, 0], [2, 0, 1]]
-    with pytest.raises(ValueError, match=r"class indices in \[0, 3\), got 3"):
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 3\), got 3"):
         confusion_matrix(np.array([0, 3]), np.array([0, 1]), 3)
+    with pytest.raises(ValueError, match=r"predictions must be class indices in \[0, 3\), got -1"):
+        confusion_matrix(np.array([0, 1]), np.array([0, -1]), 3)
+    with pytest.raises(ValueError, match=r"shapes \(2,\) and \(3,\)"):
+        confusion_matrix(np.array([0, 1]), np.array([0, 1, 2]), 3)
 
 
 def test_eval_per_class_counts_each_class_of_the_data_set_and_prints_its_accuracy(datasets_dir, capsys):
