@@ -113,6 +113,11 @@ class ImageClassifier(keras.Model):
         """The preprocessing layers, in application order (shared with the graph)."""
         return list(self._preprocessing)
 
+    @property
+    def output_class_names(self) -> list[str]:
+        """One name per output: ``class_names``, or ``"0"``, ``"1"``, ... where the preset has none."""
+        return list(self.class_names or map(str, range(int(self._backbone.outputs[0].shape[-1]))))
+
     def preprocess(self, images: Any) -> np.ndarray:
         """What the backbone sees for raw ``images``: float32 pixels through the preprocessing."""
         x = keras.ops.cast(keras.ops.convert_to_tensor(images), "float32")
@@ -134,8 +139,7 @@ class ImageClassifier(keras.Model):
         check_top_k(top_k)
         batch = image_batch(images, tuple(self.input_shape[1:]), self._read)
         probabilities = np.asarray(self.predict(batch, batch_size=batch_size, verbose=0))
-        names = self.class_names or [str(i) for i in range(probabilities.shape[-1])]
-        return top_k_classes(probabilities, names, top_k)
+        return top_k_classes(probabilities, self.output_class_names, top_k)
 
     def _read(self, path: str | os.PathLike) -> np.ndarray:
         if self.input_policy is None:

@@ -83,7 +83,7 @@ def evaluate_preset(
     # folder or the images it was trained on.
     own = not extra and dataset == loaded.metadata.get("dataset") and split == "test"
     if per_class:  # a folder's labels follow the preset's class names, and so do a data set's indices
-        extra.setdefault("class_names", list(loaded.class_names or map(str, range(len(result["confusion"])))))
+        extra.setdefault("class_names", loaded.output_class_names)
     result.update(
         preset=str(preset),
         dataset=str(dataset),
