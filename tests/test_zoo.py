@@ -571,37 +571,49 @@ def test_documented_eval_commands_print_their_figures(command, figures, capsys):
         assert printed and float(printed.group(1)) == figure, (document, command, kind, printed)
 
 
-PER_CLASS_HEADER = "| class | test images | accuracy | most often taken for |"
+PER_CLASS_HEADER = r"\| class \| (test|training) images \| accuracy \| most often taken for \|"
 
 
-def _documented_per_class_tables() -> list[tuple[str, str, list[list[str]]]]:
-    """Each per-class table of the README and the model cards: ``(document, command, rows)``, the
-    command the last ``nin-keras eval ... --per-class`` cited before the table."""
+def _documented_per_class_tables() -> list[tuple[str, str, str, list[list[str]]]]:
+    """Each per-class table of the README and the model cards: ``(document, command, split
+    ("test" or "training", from the header), rows)``, the command the last ``nin-keras eval ...
+    --per-class`` cited before the table."""
     import re
 
     tables = []
     for document in [REPO / "README.md", *RUN_CARDS]:
         text = document.read_text()
-        for table in re.finditer(re.escape(PER_CLASS_HEADER) + r"\n\|[-|]+\|\n((?:\|.*\|\n)+)", text):
+        for table in re.finditer(PER_CLASS_HEADER + r"\n\|[-|]+\|\n((?:\|.*\|\n)+)", text):
             command = re.findall(r"`(nin-keras eval [^`]*--per-class)`", text[:table.start()])[-1]
-            rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.group(1).splitlines()]
-            tables.append((document.relative_to(REPO).as_posix(), command, rows))
+            rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.group(2).splitlines()]
+            tables.append((document.relative_to(REPO).as_posix(), command, table.group(1), rows))
     return tables
 
 
-def test_per_class_tables_cite_a_tagged_command_and_count_the_whole_test_split():
-    """A card's per-class table names the weights by tag (it stays true when the default moves) and
-    adds up: its images are the whole test split, and the accuracies average to the published one."""
+def test_per_class_tables_cite_a_tagged_command_and_add_up_to_its_accuracy():
+    """A card's per-class table names the weights by tag (it stays true when the default moves), is
+    of the split its command measures, and adds up: its accuracies average to the figure the
+    documents give for the same command without ``--per-class``; a test-split table's images are
+    the whole test split and average to the published accuracy."""
     tables = _documented_per_class_tables()
-    assert {document for document, _, _ in tables} >= {"zoo/runs/nin_cifar10_standardized/README.md",
-                                                      "zoo/runs/nin_fashion_mnist_long/README.md"}
-    for document, command, rows in tables:
+    figures = _documented_eval_figures()
+    assert {(document, split) for document, _, split, _ in tables} >= {
+        ("zoo/runs/nin_cifar10_standardized/README.md", "test"),
+        ("zoo/runs/nin_cifar10_standardized/README.md", "training"),
+        ("zoo/runs/nin_fashion_mnist_long/README.md", "test")}
+    for document, command, split, rows in tables:
         preset = command.split()[2]
-        _, config = registry.get_pretrained_config(preset)
         images = [int(row[1].replace(",", "")) for row in rows]
         correct = sum(n * float(row[2].rstrip("%")) / 100 for n, row in zip(images, rows))
-        assert "." in preset and sum(images) == config.metrics.get("test_examples", 10000), (document, command)
-        assert round(100 * correct / sum(images), 2) == config.metrics["test_accuracy"], (document, command)
+        accuracy = round(100 * correct / sum(images), 2)
+        documented = [figure for _, kind, figure in figures[command.removesuffix(" --per-class")]
+                      if kind == "accuracy"]
+        assert "." in preset and ("--split train" in command) == (split == "training"), (document, command)
+        assert documented and all(figure == accuracy for figure in documented), (document, command, accuracy)
+        if split == "test":
+            _, config = registry.get_pretrained_config(preset)
+            assert sum(images) == config.metrics.get("test_examples", 10000), (document, command)
+            assert accuracy == config.metrics["test_accuracy"], (document, command)
 
 
 @pytest.mark.slow
@@ -610,7 +622,7 @@ def test_documented_per_class_tables_are_what_their_command_prints(table, capsys
     """Each per-class table, its command run exactly as written: every row is a line it prints."""
     import shlex
 
-    document, command, rows = table
+    document, command, _, rows = table
     assert cli.main(shlex.split(command)[1:]) == 0
     printed = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
     for name, images, accuracy, taken_for in rows:
