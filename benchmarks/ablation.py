@@ -305,7 +305,7 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")[:60]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train", type=int, default=8000, help="training images (seeded random draw)")
@@ -327,6 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: two variants, 1 epoch, 512/500 images")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # a child: run this variant only
     parser.add_argument("--worker-dir", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.worker:
         folder = Path(args.worker_dir)

@@ -257,6 +257,34 @@ def test_a_search_stopped_inside_a_variant_resumes_it_and_starts_a_changed_one_o
     assert (low + high) / 2 == pytest.approx(100 * (accuracy[1] - accuracy[0]), abs=0.01)
 
 
+def test_each_search_in_progress_resumes_with_the_command_its_readme_gives():
+    """``benchmarks/runs/README.md`` gives, for each search folder committed there, the command that
+    continues it: run as written, it names that folder and result, and rebuilds each variant's
+    recipe exactly as its folder holds it (a different one would start the variant over), each
+    variant having either its finished row or a checkpoint to resume."""
+    import shlex
+
+    import ablation
+
+    runs = BENCH / "runs"
+    commands = {}
+    for block in re.findall(r"```bash\n(.*?)```", (runs / "README.md").read_text(), re.S):
+        words = shlex.split(block.replace("\\\n", " "))
+        arguments = words[words.index("benchmarks/ablation.py") + 1:words.index(">>")]
+        args = ablation.build_parser().parse_args(arguments)
+        commands[BENCH.parent / args.runs_dir] = args
+    assert set(commands) == {folder for folder in runs.iterdir() if folder.is_dir()}
+    for folder, args in commands.items():
+        assert folder.name == args.result and (folder / "search.log").is_file(), folder
+        names = [name for name in args.variants if name not in args.on]
+        recipes = ablation.round_recipes(names, args.on, args.epochs, args.train, args.test,
+                                         args.validation, args.checkpoint_every)
+        for name in names:
+            variant = folder / ablation._slug(name)
+            assert ablation._same_recipe(variant, recipes[name]), (folder, name)
+            assert (variant / "row.json").is_file() or (variant / "run" / "checkpoint.npz").is_file(), (folder, name)
+
+
 def test_paired_difference_against_a_hand_computation():
     """100 images: the base alone right on 10, the other alone on 20, both right on 60. The
     difference is (20 - 10) / 100 = 10 points; its standard error sqrt(30 - 10^2 / 100) / 100 =
