@@ -411,3 +411,18 @@ def test_the_readme_finetune_command_beats_chance_on_three_classes_of_100_photos
     assert held_out and int(held_out[2]) == 30
     assert float(held_out[1]) >= 70.0
     assert "warning:" not in done.stdout
+
+    # The README's next lines, as written: the preset predicts with your class names, and exports.
+    from test_readme import command_lines, shell, top_classes
+
+    from nin_keras.deploy import Predictor
+
+    photo(cifar_jpegs("test", {"cat": 101})["cat"][100]).save(tmp_path / "new_photo.jpg", quality=90)
+    lines = [line for line, _ in command_lines("Your own images")]
+    after = lines[[line.startswith("nin-keras finetune ") for line in lines].index(True) + 1:]
+    assert [line.split()[:2] for line in after] == [["nin-keras", "predict"], ["nin-keras", "export"]]
+    predicted = top_classes(shell(after[0], tmp_path))["new_photo.jpg"]
+    assert sorted(predicted) == ["airplane", "cat", "ship"]
+    shell(after[1], tmp_path)
+    exported = Predictor(tmp_path / "exported" / "my_preset.onnx")
+    assert exported.classify([str(tmp_path / "new_photo.jpg")])[0][0][0] == predicted[0]

@@ -100,7 +100,10 @@ def test_clean_build_and_the_wheel_ships_license_recipes_and_no_weights_files(tm
     # The trust anchor (index, config, metadata) ships; the weights files do not.
     assert {n for n in names if n.startswith("nin_keras/zoo/weights/")} == {"nin_keras/zoo/weights/index.json", *(
         f"nin_keras/zoo/weights/{preset}/{f}" for preset in presets for f in ("config.json", "metadata.json"))}
-    assert list((source / "zoo" / "weights").glob("*/*.h5"))  # they were there to leave out
+    left_out = list((source / "zoo" / "weights").glob("*/*.h5"))
+    assert left_out  # they were there to leave out
+    stated = re.search(r"not the (\d+) MB of weights files", (REPO / "README.md").read_text())
+    assert stated and int(stated[1]) == round(sum(path.stat().st_size for path in left_out) / 1e6)
     assert "nin_keras/zoo/README.md" in names and "nin_keras/export/exporter.py" in names
     # The web export's page ships with the library.
     assert {f"nin_keras/export/web_page/{p.name}" for p in (REPO / "export" / "web_page").iterdir()} <= names

@@ -538,7 +538,8 @@ def _markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
 
 def _documented_eval_figures() -> dict[str, list[tuple[str, str, float]]]:
     """Each ``nin-keras eval ... --data ...`` command in the last column of a results table of the
-    README or a model card -> ``(document, "error" or "accuracy", figure %)`` of each row giving it.
+    README or a model card (or ``nin-keras compact ... --out DIR, then nin-keras eval DIR ...``: a
+    preset made first) -> ``(document, "error" or "accuracy", figure %)`` of each row giving it.
     The figure is the row's first number in the table's first column whose header names an error,
     an accuracy or a test split; its kind, that header's."""
     import re
@@ -548,23 +549,28 @@ def _documented_eval_figures() -> dict[str, list[tuple[str, str, float]]]:
         for header, body in _markdown_tables(document.read_text()):
             column = next((i for i, name in enumerate(header) if re.search("error|accuracy|test", name)), None)
             for cells in body if column is not None else ():
-                if cells[-1].startswith("`nin-keras eval") and "--data" in cells[-1]:
+                steps = re.fullmatch(r"(`nin-keras compact [^`]+ --out DIR`, then )?`(nin-keras eval [^`]+)`", cells[-1])
+                if steps and "--data" in steps[2]:
                     kind = "error" if "error" in header[column] else "accuracy"
                     figure = float(cells[column].lstrip("*").split("%")[0])
-                    figures.setdefault(cells[-1].strip("`"), []).append(
+                    figures.setdefault(cells[-1].replace("`", ""), []).append(
                         (document.relative_to(REPO).as_posix(), kind, figure))
     return figures
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command, figures", sorted(_documented_eval_figures().items()))
-def test_documented_eval_commands_print_their_figures(command, figures, capsys):
+def test_documented_eval_commands_print_their_figures(command, figures, capsys, tmp_path, monkeypatch):
     """Each results-table command of the README and the model cards (TTA rows included), run
-    exactly as written, prints every figure the documents give for it."""
+    exactly as written (in a scratch folder: ``DIR`` is a folder there), prints every figure the
+    documents give for it."""
     import re
     import shlex
 
-    assert cli.main(shlex.split(command)[1:]) == 0
+    monkeypatch.chdir(tmp_path)
+    for step in command.split(", then "):
+        capsys.readouterr()
+        assert cli.main(shlex.split(step)[1:]) == 0, step
     out = capsys.readouterr().out
     for document, kind, figure in figures:
         printed = re.search(rf"{kind} ([0-9.]+)%", out)

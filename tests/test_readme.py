@@ -1,0 +1,415 @@
+"""Every command README.md shows in a ``bash`` block, run exactly as written.
+
+Each block runs top to bottom in a fresh folder holding the files its commands name (``cat.jpg``,
+``ship.png``, ``my_photos.zip``, the authors' ``cifar10_nin.caffemodel``): this module writes them
+first, from the CIFAR-10 (JPEG copy) and ``../shared``. A line run elsewhere (a results figure's
+``eval``, the fine-tune lines, the JAX block, the test command itself) is named in ``ELSEWHERE`` with
+the test that runs it, and a fast test keeps the two lists and the README in step.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, SHARED_DIR
+from test_images import cifar_jpegs, photo
+from test_train import _free_ports
+
+README = REPO / "README.md"
+BIN = Path(sys.executable).parent  # nin-keras is installed beside the interpreter running the tests
+
+#: README lines another test runs exactly as written: ``line -> "file::test"``.
+ELSEWHERE = {
+    "bash scripts/test.sh": ".ci/run (CI runs the suite through it)",
+    "nin-keras eval nin_mnist --data mnist":
+        "tests/test_zoo.py::test_documented_eval_commands_print_their_figures (the results table's row)",
+    "nin-keras finetune nin_cifar10 my_photos/ --out my_preset --epochs 2 --freeze-body-epochs 1":
+        "tests/test_finetune.py::test_the_readme_finetune_command_beats_chance_on_three_classes_of_100_photos",
+    "nin-keras predict my_preset new_photo.jpg":
+        "tests/test_finetune.py::test_the_readme_finetune_command_beats_chance_on_three_classes_of_100_photos",
+    "nin-keras export my_preset --formats onnx":
+        "tests/test_finetune.py::test_the_readme_finetune_command_beats_chance_on_three_classes_of_100_photos",
+}
+
+
+def readme_blocks() -> dict[str, list[str]]:
+    """``{the heading above it: [its lines]}`` for each ``bash`` block of the README; a heading is a
+    Markdown one or a paragraph's opening bold words (``**Training on JAX.**``)."""
+    blocks, heading = {}, ""
+    for part in re.split(r"(```bash\n.*?```)", README.read_text(), flags=re.S):
+        if part.startswith("```bash"):
+            blocks[heading] = [line for line in part.splitlines()[1:-1] if line.strip()]
+        else:
+            headings = re.findall(r"^(?:#+ (.+)|\*\*([^*]+)\*\*)", part, flags=re.M)
+            heading = "".join(headings[-1]) if headings else heading
+    return blocks
+
+
+def command_lines(heading: str) -> list[tuple[str, str | None]]:
+    """A block's command lines, each with the line under it when that is a comment: the output the
+    README shows for it."""
+    lines = readme_blocks()[heading]
+    return [(line, lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith("#") else None)
+            for i, line in enumerate(lines) if not line.startswith("#")]
+
+
+def command(line: str) -> str:
+    """The command of a README line, without its comment."""
+    return line.split("  #")[0].strip()
+
+
+def _jax_block_commands() -> set[str]:
+    return {command(line) for line, _ in command_lines("Training on JAX.")}
+
+
+def test_every_readme_command_is_run_by_a_test():
+    """The lines the block tests below run, the ones ``ELSEWHERE`` names and the JAX block (its own
+    test in ``tests_jax``) are every command of the README, each once."""
+    blocks = readme_blocks()
+    assert set(blocks) == {"Quick start", "Using it", "Training on JAX.", "In the browser", "Your own images"}
+    commands = [command(line) for heading in blocks for line, _ in command_lines(heading)]
+    run_here = [command(line) for heading in RUN_HERE for line, _ in command_lines(heading)]
+    covered = [c for c in commands if c in ELSEWHERE or c in _jax_block_commands()]
+    assert sorted(commands) == sorted(set(commands)), "a README command appears twice"
+    assert sorted(set(run_here) | set(covered)) == sorted(commands)
+    assert set(ELSEWHERE) <= set(commands), set(ELSEWHERE) - set(commands)
+    # Each test ELSEWHERE names exists.
+    for where in ELSEWHERE.values():
+        if "::" in where:
+            file, name = where.split(" ")[0].split("::")
+            assert f"def {name}(" in (REPO / file).read_text(), where
+    assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+# --------------------------------------------------------------------------- running a line
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI's own default is what a reader gets
+    return env
+
+
+def shell(line: str, cwd: Path, timeout: int = 1800, **env: str) -> str:
+    """``line`` run by bash exactly as the README writes it (comment included); its output."""
+    done = subprocess.run(["bash", "-c", line], cwd=cwd, env={**_env(), **env}, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, (line, done.stdout[-2000:], done.stderr[-3000:])
+    return done.stdout
+
+
+def start(line: str, cwd: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(["bash", "-c", line], cwd=cwd, env={**_env(), **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGKILL) -> str:
+    """Signal the whole process group of ``process`` (bash and the command), then its output."""
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    return process.communicate(timeout=60)[0]
+
+
+def wait_for(condition, process: subprocess.Popen, what: str, timeout: int = 1200) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"stopped before {what}: {process.communicate()[0][-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {timeout} s: {stop(process)[-3000:]}")
+        time.sleep(2)
+
+
+# --------------------------------------------------------------------------- the files the blocks name
+
+
+def cifar_photo(name: str, index: int = 0):
+    """The ``index``-th image of class ``name`` of the CIFAR-10 (JPEG copy) test split, blown up to
+    a 451x300 photo (what README's ``cat.jpg`` is)."""
+    return photo(cifar_jpegs("test", {name: index + 1})[name][index])
+
+
+def top_classes(output: str) -> dict[str, list[str]]:
+    """``nin-keras predict``'s lines ``file: class p, class p, ...`` -> ``{file: [class, ...]}``."""
+    found = {}
+    for line in output.splitlines():
+        match = re.match(r"(\S+): (.+)$", line)
+        if match and re.fullmatch(r"(\S+ [01]\.\d{4}(, )?)+", match[2]):
+            found[match[1]] = [entry.split()[0] for entry in match[2].split(", ")]
+    return found
+
+
+def keras_top_class(preset: str, file: Path) -> str:
+    from nin_keras.zoo import ImageClassifier
+
+    return ImageClassifier.from_preset(preset).classify([str(file)], top_k=1)[0][0][0]
+
+
+# --------------------------------------------------------------------------- the blocks
+
+
+def _check_quick_start(line: str, cwd: Path) -> None:
+    from nin_keras.zoo import registry
+
+    out = shell(line, REPO)  # "from the repository root"
+    _, config = registry.get_pretrained_config("nin_cifar10")
+    printed = re.search(r"accuracy ([\d.]+)%", out)
+    assert printed and float(printed[1]) == config.metrics["test_accuracy"], out[-2000:]
+
+
+def _check_models(line: str, cwd: Path) -> None:
+    from nin_keras import zoo
+
+    out = shell(line, cwd)
+    if "--pretrained" in line:
+        for tag in zoo.list_models(pretrained=True):
+            assert re.search(rf"^{re.escape(tag)}\b", out, re.M), tag
+    else:
+        row = next(row for row in out.splitlines() if row.startswith("nin_cifar10 "))
+        assert "966,986" in row and "nin_cifar10.caffe" in row, row
+
+
+def _check_resumes(line: str, cwd: Path) -> None:
+    """"kill it, rerun it: it resumes": killed after its first checkpoint, the same line continues
+    from that checkpoint's step."""
+    checkpoint = cwd / "runs" / "mnist" / "checkpoint.npz"
+    first = start(line, cwd)
+    wait_for(checkpoint.is_file, first, "checkpoint")
+    stop(first)
+    again = start(line, cwd)
+    resumed = []
+
+    def says_resuming() -> bool:
+        resumed.extend(again.stdout.readline() for _ in range(1))
+        return any(text.startswith("Resuming from") for text in resumed)
+
+    wait_for(says_resuming, again, "'Resuming from' line", timeout=600)
+    stop(again)
+    step = int(re.search(r"Resuming from .*checkpoint\.npz: epoch 1, step (\d+)", "".join(resumed))[1])
+    assert step >= 100 and step % 100 == 0, resumed  # nin_mnist_fast checkpoints every 100 steps
+
+
+def _check_multiworker(line: str, cwd: Path) -> None:
+    """"with TF_CONFIG set on each worker": two workers on loopback, each in its own folder (as on
+    its own machine), both run the line as written; the chief writes the first checkpoint."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        (cwd / f"worker{index}").mkdir()
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        processes.append(start(line, cwd / f"worker{index}", TF_CONFIG=tf_config))
+    checkpoint = cwd / "worker0" / "runs" / "nin_mnist_fast" / "checkpoint.npz"
+    try:
+        for process in processes:
+            wait_for(checkpoint.is_file, process, "the chief's checkpoint")
+        assert all(process.poll() is None for process in processes)  # both still training
+    finally:
+        for process in processes:
+            stop(process)
+
+
+def _check_import_caffe(line: str, cwd: Path) -> None:
+    """The imported preset is the zoo's ``nin_cifar10.caffe`` (imported the same way)."""
+    from nin_keras.zoo import ImageClassifier
+
+    shell(line, cwd)
+    images = np.stack([np.asarray(cifar_photo(name).resize((32, 32))) for name in ("cat", "ship")])
+    mine = ImageClassifier.from_preset(cwd / "my_preset").predict(images.astype("float32"), verbose=0)
+    zoo = ImageClassifier.from_preset("nin_cifar10.caffe").predict(images.astype("float32"), verbose=0)
+    np.testing.assert_allclose(mine, zoo, atol=1e-5)
+
+
+def _check_export(line: str, cwd: Path) -> None:
+    """Each file format asked for is written under ``--out`` (default ``exported``), its metadata
+    beside it with the file's sha256."""
+    import hashlib
+
+    from nin_keras.export.metadata import metadata_path
+
+    out = shell(line, cwd)
+    words = command(line).split()
+    folder = cwd / (words[words.index("--out") + 1] if "--out" in words else "exported")
+    formats = words[words.index("--formats") + 1].split(",")
+    stem = words[2] + (".int8" if "int8" in words else "")
+    for extension in ("tflite", "onnx"):
+        if extension in formats:
+            artifact = folder / f"{stem}.{extension}"
+            assert artifact.is_file(), (artifact, out[-2000:])
+            written = json.loads(metadata_path(artifact).read_text())
+            assert written["sha256"] == hashlib.sha256(artifact.read_bytes()).hexdigest()
+    if "savedmodel" in formats:
+        assert any(path.is_dir() for path in folder.iterdir()), "no SavedModel folder"
+
+
+def _check_predict(line: str, cwd: Path) -> None:
+    """Each file's classes are printed (``--top-k`` of them, five by default), the first the one
+    the Keras classifier gives the same file."""
+    out = shell(line, cwd)
+    files = [word for word in command(line).split() if re.search(r"\.(jpg|png)$", word)]
+    found = top_classes(out)
+    assert sorted(found) == sorted(files), out
+    for file in files:
+        assert len(found[file]) == (3 if "--top-k 3" in line else 5), out
+        assert found[file][0] == keras_top_class("nin_cifar10", cwd / file), (file, out)
+
+
+def _check_visualize(line: str, cwd: Path) -> None:
+    from PIL import Image
+
+    shell(line, cwd)
+    pictures = sorted((cwd / "nin_keras_visualize").glob("*.png"))
+    assert pictures, "no PNG written"
+    for picture in pictures:
+        Image.open(picture).verify()
+
+
+def _check_bench(line: str, cwd: Path) -> None:
+    out = shell(line, cwd)
+    assert out.strip(), "bench --quick printed nothing"
+
+
+def _check_web_export(line: str, cwd: Path) -> None:
+    shell(line, cwd)
+    folder = cwd / "artifacts" / "nin_cifar10.caffe_compact.int8.web"
+    for name in ("index.html", "app.js", "input_policy.js", "model.onnx", "model.onnx.json", "ort"):
+        assert (folder / name).exists(), name
+
+
+def _check_serve(line: str, cwd: Path) -> None:
+    """It prints its address, serves the page with the cross-origin isolation headers, and stops
+    on Ctrl-C (SIGINT) with exit status 0."""
+    import urllib.request
+
+    server = start(line, cwd)
+    printed = []
+
+    def says_address() -> bool:
+        printed.append(server.stdout.readline())
+        return any("http://127.0.0.1:" in text for text in printed)
+
+    wait_for(says_address, server, "address", timeout=120)
+    url = re.search(r"http://127\.0\.0\.1:\d+/", "".join(printed))[0]
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200 and b"<html" in response.read().lower()
+        assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    os.killpg(server.pid, signal.SIGINT)
+    server.communicate(timeout=60)
+    assert server.returncode == 0
+
+
+def _check_predict_with_output(line: str, cwd: Path, printed: str) -> None:
+    """The line the README shows under the command is what the command prints."""
+    out = shell(line, cwd)
+    assert printed in out.splitlines(), (printed, out)
+
+
+def _check_predict_json(line: str, cwd: Path) -> None:
+    """One prediction per photo of the folder, the same top class as the Keras classifier's, and
+    the input policy used."""
+    out = json.loads(shell(line, cwd))
+    photos = sorted((cwd / "photos").iterdir())
+    assert sorted(Path(p["image"]).name for p in out["predictions"]) == [p.name for p in photos], out
+    for prediction in out["predictions"]:
+        top = prediction["top_k"][0]["label"]
+        assert top == keras_top_class("nin_cifar10", cwd / "photos" / Path(prediction["image"]).name), out
+    from nin_keras.zoo import ImageClassifier
+
+    assert out["input_policy"] == ImageClassifier.from_preset("nin_cifar10").input_policy.to_dict()
+
+
+def _check_eval_zip(line: str, cwd: Path) -> None:
+    """The accuracy printed is the fraction of the archive's photos whose top class, as the Keras
+    classifier gives it, is their folder's name."""
+    out = shell(line, cwd)
+    correct = total = 0
+    with zipfile.ZipFile(cwd / "my_photos.zip") as archive:
+        for member in archive.namelist():
+            if member.endswith(".jpg"):
+                file = cwd / "unzipped" / member
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_bytes(archive.read(member))
+                total += 1
+                correct += keras_top_class("nin_cifar10", file) == member.split("/")[0]
+    printed = re.search(r"accuracy ([\d.]+)%", out)
+    assert printed and float(printed[1]) == round(100 * correct / total, 2), (correct, total, out)
+
+
+def _write_files(cwd: Path) -> None:
+    """What the README's commands name: photos, a zip of class folders, the Caffe weights."""
+    cifar_photo("cat").save(cwd / "cat.jpg", quality=90)
+    cifar_photo("ship").save(cwd / "ship.png")
+    (cwd / "photos").mkdir()
+    for name in ("airplane", "frog"):
+        cifar_photo(name).save(cwd / "photos" / f"{name}.jpg", quality=90)
+    chosen = cifar_jpegs("test", {"cat": 4, "ship": 4})
+    with zipfile.ZipFile(cwd / "my_photos.zip", "w") as archive:
+        for name, files in chosen.items():
+            for i, data in enumerate(files):
+                buffer = io.BytesIO()
+                photo(data, (96, 64)).save(buffer, "JPEG", quality=90)
+                archive.writestr(f"{name}/{i}.jpg", buffer.getvalue())
+    caffemodel = SHARED_DIR / "weights" / "cifar10_nin.caffemodel"
+    if caffemodel.is_file():
+        (cwd / "cifar10_nin.caffemodel").symlink_to(caffemodel)
+
+
+def _check(line: str, cwd: Path, shown: str | None) -> None:
+    """Run one README line with the check that fits it (``shown``: the output the README shows)."""
+    text = command(line)
+    if text == "bash scripts/quickstart.sh":
+        _check_quick_start(line, cwd)
+    elif text.startswith("nin-keras models"):
+        _check_models(line, cwd)
+    elif "kill it, rerun it" in line:
+        _check_resumes(line, cwd)
+    elif "TF_CONFIG" in line:
+        _check_multiworker(line, cwd)
+    elif text.startswith("nin-keras import-caffe"):
+        if not (cwd / "cifar10_nin.caffemodel").exists():
+            pytest.skip("../shared/weights/cifar10_nin.caffemodel is absent")
+        _check_import_caffe(line, cwd)
+    elif text.startswith("nin-keras export") and "--formats web" in text:
+        _check_web_export(line, cwd)
+    elif text.startswith("nin-keras export"):
+        _check_export(line, cwd)
+    elif text.startswith("nin-keras predict") and "--json" in text:
+        _check_predict_json(line, cwd)
+    elif text.startswith("nin-keras predict") and shown:
+        _check_predict_with_output(line, cwd, shown.lstrip("# ").split("  (")[0].strip())
+    elif text.startswith("nin-keras predict"):
+        _check_predict(line, cwd)
+    elif text.startswith("nin-keras visualize"):
+        _check_visualize(line, cwd)
+    elif text.startswith("nin-keras bench"):
+        _check_bench(line, cwd)
+    elif text.startswith("nin-keras serve"):
+        _check_serve(line, cwd)
+    elif text.startswith("nin-keras eval") and ".zip" in text:
+        _check_eval_zip(line, cwd)
+    else:
+        pytest.fail(f"no check for the README line {line!r}")
+
+
+#: The blocks run here, each in one folder, top to bottom.
+RUN_HERE = ["Quick start", "Using it", "In the browser", "Your own images"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("heading", RUN_HERE)
+def test_the_readme_block_runs_as_written(heading, tmp_path):
+    _write_files(tmp_path)
+    for line, shown in command_lines(heading):
+        if command(line) in ELSEWHERE:
+            continue
+        _check(line, tmp_path, shown)
