@@ -530,6 +530,27 @@ def test_cli_names_the_flag_that_keeps_a_failed_artifact(tmp_path, capsys, monke
     assert (tmp_path / "out" / "preset.tflite").is_file()
 
 
+def test_the_readme_figures_of_the_compact_whitening_kernel_are_the_published_kernels():
+    """README: "the 147 taps of each output channel sum to 0.06 against a centre tap of 2.46": the
+    reason the whitening stays float in int8 files, read off ``nin_cifar10.caffe_compact``."""
+    import re
+
+    from nin_keras.zoo import ImageClassifier
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    stated = re.search(r"the (\d+) taps of each output channel sum to ([\d.]+)\s+against a centre tap of ([\d.]+)", readme)
+    assert stated
+    whitening = next(layer for layer in ImageClassifier.from_preset("nin_cifar10.caffe_compact").preprocessing
+                     if type(layer).__name__ == "ConvWhitening")
+    kernel = whitening.get_weights()[0]  # (k, k, in, out)
+    size, _, _, channels = kernel.shape
+    assert int(stated[1]) == size * size * kernel.shape[2]
+    sums = kernel.reshape(-1, channels).sum(axis=0)
+    centres = np.array([kernel[size // 2, size // 2, c, c] for c in range(channels)])
+    assert np.all(np.round(sums, 2) == float(stated[2])), sums
+    assert np.round(centres.min(), 2) == float(stated[3]), centres
+
+
 def test_float16_grid_kernel_keeps_the_whitening_output():
     """Against NumPy: every value is a float16 number, and the output error on the data is far
     below rounding each tap to the nearest float16 (what the TFLite converter does)."""

@@ -284,6 +284,11 @@ def _check_web_export(line: str, cwd: Path) -> None:
     folder = cwd / "artifacts" / "nin_cifar10.caffe_compact.int8.web"
     for name in ("index.html", "app.js", "input_policy.js", "model.onnx", "model.onnx.json", "ort"):
         assert (folder / name).exists(), name
+    # "About 30 MB, almost all of it the runtime" (to the nearest 5 MB).
+    stated = int(re.search(r"About (\d+) MB, almost\s+all of it the runtime", README.read_text())[1])
+    size, runtime = (sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 1e6
+                     for root in (folder, folder / "ort"))
+    assert 5 * round(size / 5) == stated and runtime > 0.9 * size, (size, runtime)
 
 
 def _check_serve(line: str, cwd: Path) -> None:
