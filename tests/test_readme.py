@@ -1,4 +1,5 @@
-"""Every command README.md shows in a ``bash`` block, run exactly as written.
+"""Every command README.md shows in a ``bash`` block, run exactly as written (and the ``python``
+blocks of README.md and zoo/README.md, run as scripts).
 
 Each block runs top to bottom in a fresh folder holding the files its commands name (``cat.jpg``,
 ``ship.png``, ``my_photos.zip``, the authors' ``cifar10_nin.caffemodel``): this module writes them
@@ -418,3 +419,20 @@ def test_the_readme_block_runs_as_written(heading, tmp_path):
         if command(line) in ELSEWHERE:
             continue
         _check(line, tmp_path, shown)
+
+
+@pytest.mark.parametrize("document", [
+    pytest.param(README, marks=pytest.mark.slow, id="README.md"),  # it reads the whole CIFAR-10 test split
+    pytest.param(REPO / "zoo" / "README.md", id="zoo/README.md"),
+])
+def test_the_python_blocks_run_as_written(document, tmp_path):
+    """Each ``python`` block of the document, run as a script in a folder holding the files it names;
+    both end by printing the published weight sets."""
+    _write_files(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", document.read_text(), re.S)
+    assert blocks
+    for code in blocks:
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True,
+                              text=True, timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "'nin_cifar10.caffe'" in done.stdout, done.stdout[-2000:]
