@@ -17,18 +17,17 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import REPO, SHARED_DIR
+from shell_lines import kill_then_rerun_resumes, line_env, printed_line, shell, start, stop, wait_for
 from test_images import cifar_jpegs, photo
 from test_train import _free_ports
 
 README = REPO / "README.md"
-BIN = Path(sys.executable).parent  # nin-keras is installed beside the interpreter running the tests
 
 #: README lines another test runs exactly as written: ``line -> "file::test"``.
 ELSEWHERE = {
@@ -93,45 +92,6 @@ def test_every_readme_command_is_run_by_a_test():
     assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
 
 
-# --------------------------------------------------------------------------- running a line
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI's own default is what a reader gets
-    return env
-
-
-def shell(line: str, cwd: Path, timeout: int = 1800, **env: str) -> str:
-    """``line`` run by bash exactly as the README writes it (comment included); its output."""
-    done = subprocess.run(["bash", "-c", line], cwd=cwd, env={**_env(), **env}, capture_output=True,
-                          text=True, timeout=timeout)
-    assert done.returncode == 0, (line, done.stdout[-2000:], done.stderr[-3000:])
-    return done.stdout
-
-
-def start(line: str, cwd: Path, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(["bash", "-c", line], cwd=cwd, env={**_env(), **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def stop(process: subprocess.Popen, sig: int = signal.SIGKILL) -> str:
-    """Signal the whole process group of ``process`` (bash and the command), then its output."""
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
-    return process.communicate(timeout=60)[0]
-
-
-def wait_for(condition, process: subprocess.Popen, what: str, timeout: int = 1200) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"stopped before {what}: {process.communicate()[0][-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} after {timeout} s: {stop(process)[-3000:]}")
-        time.sleep(2)
-
-
 # --------------------------------------------------------------------------- the files the blocks name
 
 
@@ -182,23 +142,9 @@ def _check_models(line: str, cwd: Path) -> None:
 
 
 def _check_resumes(line: str, cwd: Path) -> None:
-    """"kill it, rerun it: it resumes": killed after its first checkpoint, the same line continues
-    from that checkpoint's step."""
-    checkpoint = cwd / "runs" / "mnist" / "checkpoint.npz"
-    first = start(line, cwd)
-    wait_for(checkpoint.is_file, first, "checkpoint")
-    stop(first)
-    again = start(line, cwd)
-    resumed = []
-
-    def says_resuming() -> bool:
-        resumed.extend(again.stdout.readline() for _ in range(1))
-        return any(text.startswith("Resuming from") for text in resumed)
-
-    wait_for(says_resuming, again, "'Resuming from' line", timeout=600)
-    stop(again)
-    step = int(re.search(r"Resuming from .*checkpoint\.npz: epoch 1, step (\d+)", "".join(resumed))[1])
-    assert step >= 100 and step % 100 == 0, resumed  # nin_mnist_fast checkpoints every 100 steps
+    """"kill it, rerun it: it resumes": from the step of its first checkpoint."""
+    step = kill_then_rerun_resumes(line, cwd, cwd / "runs" / "mnist" / "checkpoint.npz")
+    assert step >= 100 and step % 100 == 0, step  # nin_mnist_fast checkpoints every 100 steps
 
 
 def _check_multiworker(line: str, cwd: Path) -> None:
@@ -298,14 +244,7 @@ def _check_serve(line: str, cwd: Path) -> None:
     import urllib.request
 
     server = start(line, cwd)
-    printed = []
-
-    def says_address() -> bool:
-        printed.append(server.stdout.readline())
-        return any("http://127.0.0.1:" in text for text in printed)
-
-    wait_for(says_address, server, "address", timeout=120)
-    url = re.search(r"http://127\.0\.0\.1:\d+/", "".join(printed))[0]
+    url = printed_line(server, r"http://127\.0\.0\.1:\d+/", "address", timeout=120)[0]
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.status == 200 and b"<html" in response.read().lower()
         assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
@@ -432,7 +371,7 @@ def test_the_python_blocks_run_as_written(document, tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", document.read_text(), re.S)
     assert blocks
     for code in blocks:
-        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True,
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=line_env(), capture_output=True,
                               text=True, timeout=1800)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "'nin_cifar10.caffe'" in done.stdout, done.stdout[-2000:]

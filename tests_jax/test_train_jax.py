@@ -21,6 +21,9 @@ import pytest
 
 from nin_keras.train import load_recipe
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from shell_lines import kill_then_rerun_resumes, start, stop, wait_for  # noqa: E402  (stdlib + pytest only)
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATASETS = Path(os.environ.get("NIN_KERAS_DATA_DIR") or SHARED / "datasets").expanduser()
 MNIST = DATASETS / "mnist.npz"
@@ -615,21 +618,46 @@ def test_cli_finetune_as_in_the_readme_writes_a_preset_that_predicts(tmp_path):
     _loads_and_predicts(tmp_path / "my_preset", np.zeros((2, 32, 32, 3), np.uint8), 3)
 
 
-#: README "Training on JAX" commands that no test runs as written, and why.
-README_NOT_RUN = {
-    "KERAS_BACKEND=jax nin-keras train nin_cifar10_modern --out runs/cifar_jax":
-        "36 epochs of CIFAR-10: hours on a CPU (test_crash_mid_epoch_then_resume... runs kill and resume)",
-    "KERAS_BACKEND=jax nin-keras train nin_cifar10_modern --strategy data_parallel":
-        "the same run on every device (the data_parallel tests run the path on a slice of MNIST)",
-}
+def _readme_jax_block() -> list[str]:
+    """The README's "Training on JAX" block: its lines, comments included."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("**Training on JAX.**", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def _readme_line(part: str) -> str:
+    return next(line for line in _readme_jax_block() if part in line)
 
 
 def test_the_readme_training_on_jax_commands_are_the_tested_ones():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("**Training on JAX.**", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
-    tested = {f"KERAS_BACKEND=jax {TRAIN_COMMAND}", f"KERAS_BACKEND=jax {FINETUNE_COMMAND}"}
-    assert sorted(commands) == sorted(tested | set(README_NOT_RUN))
+    commands = [line.split("#")[0].strip() for line in _readme_jax_block()]
+    tested = {f"KERAS_BACKEND=jax {TRAIN_COMMAND}", f"KERAS_BACKEND=jax {FINETUNE_COMMAND}",
+              _readme_line("--out runs/cifar_jax").split("#")[0].strip(),
+              _readme_line("--strategy data_parallel").split("#")[0].strip()}
+    assert sorted(commands) == sorted(tested)
+
+
+@pytest.mark.slow
+def test_the_readme_cifar_run_on_jax_killed_and_rerun_resumes(tmp_path):
+    """"kill it, rerun it: it resumes", the line as written (36 epochs of CIFAR-10: killed after its
+    first checkpoint, then again once the rerun says where it resumes)."""
+    step = kill_then_rerun_resumes(_readme_line("--out runs/cifar_jax"), tmp_path,
+                                   tmp_path / "runs" / "cifar_jax" / "checkpoint.npz", NIN_KERAS_DATA_DIR=str(DATASETS))
+    assert step >= 100 and step % 100 == 0, step  # the recipe checkpoints every 100 steps
+
+
+@pytest.mark.slow
+def test_the_readme_data_parallel_run_on_jax_trains_and_checkpoints(tmp_path):
+    """The ``--strategy data_parallel`` line as written, on this machine's devices, without
+    TensorFlow: it trains to its first checkpoint (then it is stopped)."""
+    process = start(_readme_line("--strategy data_parallel"), tmp_path, NIN_KERAS_DATA_DIR=str(DATASETS))
+    checkpoint = tmp_path / "runs" / "nin_cifar10_modern" / "checkpoint.npz"
+    try:
+        wait_for(checkpoint.is_file, process, "checkpoint")
+    finally:
+        stop(process)
+    state = json.loads(str(np.load(checkpoint)["state"]))
+    assert state["global_step"] >= 100 and state["recipe"]["name"] == "nin_cifar10_modern", state
 
 
 def test_a_tensorflow_strategy_on_jax_names_the_one_that_runs():

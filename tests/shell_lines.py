@@ -1,0 +1,80 @@
+"""Running a line the documents show, as written: through bash, with the scripts installed beside the
+interpreter running the tests (``nin-keras``) first on ``PATH``. Shared by ``tests/test_readme.py``
+and ``tests_jax/`` (standard library and pytest only, so it imports on either venv)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def line_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI's own default is what a reader gets
+    return env
+
+
+def shell(line: str, cwd: Path, timeout: int = 1800, **env: str) -> str:
+    """``line`` run by bash exactly as written (its comment included); its output."""
+    done = subprocess.run(["bash", "-c", line], cwd=cwd, env=line_env(**env), capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, (line, done.stdout[-2000:], done.stderr[-3000:])
+    return done.stdout
+
+
+def start(line: str, cwd: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(["bash", "-c", line], cwd=cwd, env=line_env(**env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGKILL) -> str:
+    """Signal the whole process group of ``process`` (bash and the command); its output."""
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    return process.communicate(timeout=60)[0]
+
+
+def wait_for(condition, process: subprocess.Popen, what: str, timeout: int = 1200) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"stopped before {what}: {process.communicate()[0][-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {timeout} s: {stop(process)[-3000:]}")
+        time.sleep(2)
+
+
+def printed_line(process: subprocess.Popen, pattern: str, what: str, timeout: int = 600) -> re.Match:
+    """Read ``process``'s output until a line matches ``pattern``; the match."""
+    found = []
+
+    def matched() -> bool:
+        found.append(re.search(pattern, process.stdout.readline()))
+        return found[-1] is not None
+
+    wait_for(matched, process, what, timeout)
+    return found[-1]
+
+
+def kill_then_rerun_resumes(line: str, cwd: Path, checkpoint: Path, **env: str) -> int:
+    """"Kill it, rerun it: it resumes": ``line`` killed once ``checkpoint`` exists, then run again
+    until it says where it resumes; that step."""
+    first = start(line, cwd, **env)
+    wait_for(checkpoint.is_file, first, "checkpoint")
+    stop(first)
+    again = start(line, cwd, **env)
+    try:
+        resumed = printed_line(again, rf"Resuming from .*{re.escape(checkpoint.name)}: epoch \d+, step (\d+)",
+                               "'Resuming from' line")
+    finally:
+        stop(again)
+    return int(resumed[1])
