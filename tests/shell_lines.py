@@ -1,6 +1,7 @@
-"""Running a line the documents show, as written: through bash, with the scripts installed beside the
-interpreter running the tests (``nin-keras``) first on ``PATH``. Shared by ``tests/test_readme.py``
-and ``tests_jax/`` (standard library and pytest only, so it imports on either venv)."""
+"""The lines the README shows, found and run as written: its ``bash`` blocks by heading, each line
+through bash with the scripts installed beside the interpreter running the tests (``nin-keras``)
+first on ``PATH``. Shared by ``tests/test_readme.py`` and ``tests_jax/`` (standard library and
+pytest only, so it imports on either venv)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,34 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_blocks() -> dict[str, list[str]]:
+    """``{the heading above it: [its lines]}`` for each ``bash`` block of the README; a heading is a
+    Markdown one or a paragraph's opening bold words (``**Training on JAX.**``)."""
+    blocks, heading = {}, ""
+    for part in re.split(r"(```bash\n.*?```)", README.read_text(), flags=re.S):
+        if part.startswith("```bash"):
+            assert heading not in blocks, f"two bash blocks under {heading!r}: give each its own heading"
+            blocks[heading] = [line for line in part.splitlines()[1:-1] if line.strip()]
+        else:
+            headings = re.findall(r"^(?:#+ (.+)|\*\*([^*]+)\*\*)", part, flags=re.M)
+            heading = "".join(headings[-1]) if headings else heading
+    return blocks
+
+
+def command_lines(heading: str) -> list[tuple[str, str | None]]:
+    """A block's command lines, each with the line under it when that is a comment: the output the
+    README shows for it."""
+    lines = readme_blocks()[heading]
+    return [(line, lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith("#") else None)
+            for i, line in enumerate(lines) if not line.startswith("#")]
+
+
+def command(line: str) -> str:
+    """The command of a README line, without its comment."""
+    return line.split("  #")[0].strip()
 
 
 def line_env(**extra: str) -> dict[str, str]:

@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, SHARED_DIR
-from shell_lines import kill_then_rerun_resumes, line_env, printed_line, shell, start, stop, wait_for
+from shell_lines import (README, command, command_lines, kill_then_rerun_resumes, line_env, printed_line, readme_blocks,
+                         shell, start, stop, wait_for)
 from test_images import cifar_jpegs, photo
 from test_train import _free_ports
-
-README = REPO / "README.md"
 
 #: README lines another test runs exactly as written: ``line -> "file::test"``.
 ELSEWHERE = {
@@ -41,33 +40,6 @@ ELSEWHERE = {
     "nin-keras export my_preset --formats onnx":
         "tests/test_finetune.py::test_the_readme_finetune_command_beats_chance_on_three_classes_of_100_photos",
 }
-
-
-def readme_blocks() -> dict[str, list[str]]:
-    """``{the heading above it: [its lines]}`` for each ``bash`` block of the README; a heading is a
-    Markdown one or a paragraph's opening bold words (``**Training on JAX.**``)."""
-    blocks, heading = {}, ""
-    for part in re.split(r"(```bash\n.*?```)", README.read_text(), flags=re.S):
-        if part.startswith("```bash"):
-            assert heading not in blocks, f"two bash blocks under {heading!r}: give each its own heading"
-            blocks[heading] = [line for line in part.splitlines()[1:-1] if line.strip()]
-        else:
-            headings = re.findall(r"^(?:#+ (.+)|\*\*([^*]+)\*\*)", part, flags=re.M)
-            heading = "".join(headings[-1]) if headings else heading
-    return blocks
-
-
-def command_lines(heading: str) -> list[tuple[str, str | None]]:
-    """A block's command lines, each with the line under it when that is a comment: the output the
-    README shows for it."""
-    lines = readme_blocks()[heading]
-    return [(line, lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith("#") else None)
-            for i, line in enumerate(lines) if not line.startswith("#")]
-
-
-def command(line: str) -> str:
-    """The command of a README line, without its comment."""
-    return line.split("  #")[0].strip()
 
 
 def _jax_block_commands() -> set[str]:
@@ -120,10 +92,11 @@ def top_classes(output: str) -> dict[str, list[str]]:
     return found
 
 
-def keras_top_class(preset: str, file: Path) -> str:
+def keras_top_classes(files: list[Path]) -> list[str]:
+    """The default ``nin_cifar10`` classifier's top class of each file (the preset loaded once)."""
     from nin_keras.zoo import ImageClassifier
 
-    return ImageClassifier.from_preset(preset).classify([str(file)], top_k=1)[0][0][0]
+    return [top[0][0] for top in ImageClassifier.from_preset("nin_cifar10").classify([str(f) for f in files], top_k=1)]
 
 
 # --------------------------------------------------------------------------- the blocks
@@ -217,9 +190,8 @@ def _check_predict(line: str, cwd: Path) -> None:
     files = [word for word in command(line).split() if re.search(r"\.(jpg|png)$", word)]
     found = top_classes(out)
     assert sorted(found) == sorted(files), out
-    for file in files:
-        assert len(found[file]) == (3 if "--top-k 3" in line else 5), out
-        assert found[file][0] == keras_top_class("nin_cifar10", cwd / file), (file, out)
+    assert [len(found[file]) for file in files] == [3 if "--top-k 3" in line else 5] * len(files), out
+    assert [found[file][0] for file in files] == keras_top_classes([cwd / file for file in files]), out
 
 
 def _check_visualize(line: str, cwd: Path) -> None:
@@ -276,9 +248,9 @@ def _check_predict_json(line: str, cwd: Path) -> None:
     out = json.loads(shell(line, cwd))
     photos = sorted((cwd / "photos").iterdir())
     assert sorted(Path(p["image"]).name for p in out["predictions"]) == [p.name for p in photos], out
-    for prediction in out["predictions"]:
-        top = prediction["top_k"][0]["label"]
-        assert top == keras_top_class("nin_cifar10", cwd / "photos" / Path(prediction["image"]).name), out
+    tops = [prediction["top_k"][0]["label"] for prediction in out["predictions"]]
+    files = [cwd / "photos" / Path(prediction["image"]).name for prediction in out["predictions"]]
+    assert tops == keras_top_classes(files), out
     from nin_keras.zoo import ImageClassifier
 
     assert out["input_policy"] == ImageClassifier.from_preset("nin_cifar10").input_policy.to_dict()
@@ -288,17 +260,13 @@ def _check_eval_zip(line: str, cwd: Path) -> None:
     """The accuracy printed is the fraction of the archive's photos whose top class, as the Keras
     classifier gives it, is their folder's name."""
     out = shell(line, cwd)
-    correct = total = 0
     with zipfile.ZipFile(cwd / "my_photos.zip") as archive:
-        for member in archive.namelist():
-            if member.endswith(".jpg"):
-                file = cwd / "unzipped" / member
-                file.parent.mkdir(parents=True, exist_ok=True)
-                file.write_bytes(archive.read(member))
-                total += 1
-                correct += keras_top_class("nin_cifar10", file) == member.split("/")[0]
+        members = [member for member in archive.namelist() if member.endswith(".jpg")]
+        archive.extractall(cwd / "unzipped", members)
+    tops = keras_top_classes([cwd / "unzipped" / member for member in members])
+    correct = sum(top == member.split("/")[0] for top, member in zip(tops, members))
     printed = re.search(r"accuracy ([\d.]+)%", out)
-    assert printed and float(printed[1]) == round(100 * correct / total, 2), (correct, total, out)
+    assert printed and float(printed[1]) == round(100 * correct / len(members), 2), (correct, members, out)
 
 
 def _write_files(cwd: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 from nin_keras.train import load_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from shell_lines import kill_then_rerun_resumes, start, stop, wait_for  # noqa: E402  (stdlib + pytest only)
+from shell_lines import command, command_lines, kill_then_rerun_resumes, start, stop, wait_for  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATASETS = Path(os.environ.get("NIN_KERAS_DATA_DIR") or SHARED / "datasets").expanduser()
@@ -618,22 +618,15 @@ def test_cli_finetune_as_in_the_readme_writes_a_preset_that_predicts(tmp_path):
     _loads_and_predicts(tmp_path / "my_preset", np.zeros((2, 32, 32, 3), np.uint8), 3)
 
 
-def _readme_jax_block() -> list[str]:
-    """The README's "Training on JAX" block: its lines, comments included."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("**Training on JAX.**", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    return [line for line in block.splitlines() if line.strip()]
-
-
 def _readme_line(part: str) -> str:
-    return next(line for line in _readme_jax_block() if part in line)
+    """The line of the README's "Training on JAX" block holding ``part``."""
+    return next(line for line, _ in command_lines("Training on JAX.") if part in line)
 
 
 def test_the_readme_training_on_jax_commands_are_the_tested_ones():
-    commands = [line.split("#")[0].strip() for line in _readme_jax_block()]
+    commands = [command(line) for line, _ in command_lines("Training on JAX.")]
     tested = {f"KERAS_BACKEND=jax {TRAIN_COMMAND}", f"KERAS_BACKEND=jax {FINETUNE_COMMAND}",
-              _readme_line("--out runs/cifar_jax").split("#")[0].strip(),
-              _readme_line("--strategy data_parallel").split("#")[0].strip()}
+              command(_readme_line("--out runs/cifar_jax")), command(_readme_line("--strategy data_parallel"))}
     assert sorted(commands) == sorted(tested)
 
 
