@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,15 +84,27 @@ def wait_for(condition, process: subprocess.Popen, what: str, timeout: int = 120
 
 
 def printed_line(process: subprocess.Popen, pattern: str, what: str, timeout: int = 600) -> re.Match:
-    """Read ``process``'s output until a line matches ``pattern``; the match."""
-    found = []
+    """Read ``process``'s output until a line matches ``pattern``; the match. A thread reads, so a
+    child that goes quiet without exiting fails the test at ``timeout`` instead of hanging it."""
+    seen, found = [], []
 
-    def matched() -> bool:
-        found.append(re.search(pattern, process.stdout.readline()))
-        return found[-1] is not None
+    def read() -> None:
+        for line in process.stdout:
+            seen.append(line)
+            if match := re.search(pattern, line):
+                found.append(match)
+                return
 
-    wait_for(matched, process, what, timeout)
-    return found[-1]
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if found:
+        return found[0]
+    if reader.is_alive():
+        os.killpg(process.pid, signal.SIGKILL)  # ends the reader's pipe, so the thread ends too
+        reader.join(60)
+        pytest.fail(f"no {what} after {timeout} s: {''.join(seen)[-3000:]}")
+    pytest.fail(f"stopped before {what}: {''.join(seen)[-3000:]}")
 
 
 def kill_then_rerun_resumes(line: str, cwd: Path, checkpoint: Path, **env: str) -> int:
