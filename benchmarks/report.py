@@ -25,7 +25,7 @@ import common  # noqa: E402
 
 README = Path(__file__).resolve().parent / "README.md"
 # Sections appear in this order; benchmarks not listed follow alphabetically.
-ORDER = ("train_step", "train_step_batch_norm", "scaling", "pipeline", "decode", "inference", "cpu_ceiling", "whitening", "int8_accuracy", "micro", "ablation", "jpeg_copy")
+ORDER = ("train_step", "train_step_batch_norm", "scaling", "pipeline", "decode", "inference", "cpu_ceiling", "whitening", "whitening_grid", "int8_accuracy", "micro", "ablation", "jpeg_copy")
 # Payload keys that have their own place in a section (everything else is listed as a field).
 _LAID_OUT = {"benchmark", "command", "machine", "date", "rows", "title", "columns", "notes", "summary"}
 

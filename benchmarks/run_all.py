@@ -25,7 +25,7 @@ import common  # noqa: E402
 import report  # noqa: E402
 
 # Benchmark scripts in run order; ones not present in this checkout are skipped.
-BENCHMARKS = ("train_step", "scaling", "pipeline", "decode", "inference", "cpu_ceiling", "whitening", "int8_accuracy", "micro", "ablation", "jpeg_copy")
+BENCHMARKS = ("train_step", "scaling", "pipeline", "decode", "inference", "cpu_ceiling", "whitening", "whitening_grid", "int8_accuracy", "micro", "ablation", "jpeg_copy")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -622,8 +622,8 @@ def _whitening_on_grid(module: ServingModule, calibration: np.ndarray | None, in
     """While converting an artifact whose ``ConvWhitening`` weights become int8 or float16
     (``grid``; None: they stay float32), hold them on that grid as chosen by
     :func:`~nin_keras.export.whitening_int8.rounded_whitening` (rounded to nearest, a whitening
-    kernel loses its small sum: int8 cost a CIFAR-10 NIN 11% top-1 agreement, float16 moved its
-    probabilities by 0.02), and say so."""
+    kernel loses its small sum: ``benchmarks/whitening_grid.py`` measures what each grid costs), and
+    say so."""
     if grid is None or calibration is None:
         yield
         return

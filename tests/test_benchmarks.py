@@ -579,6 +579,53 @@ def test_int8_rows_name_the_preprocessing_the_preset_has():
         "ONNX int8 QDQ, Rescaling float")
 
 
+def test_nearest_rounding_puts_each_output_channel_on_its_own_int8_grid_and_casts_to_float16():
+    """Hand-computed: a channel whose largest tap is 0.5 has levels of 0.5 / 127, so 0.1 becomes
+    round(25.4) = 25 levels; a zero channel stays zero; the bias stays float for int8 and becomes
+    float16 (0.1 -> 0.0999755859375) on the float16 grid."""
+    import whitening_grid
+
+    kernel = np.array([0.5, -0.25, 0.1, 0.0, 0.0, 0.0], np.float32).reshape(1, 1, 3, 2, order="F")
+    bias = np.array([0.1, -0.3], np.float32)
+    rounded, same_bias = whitening_grid.nearest_on_grid(kernel, bias, "int8")
+    level = np.float32(0.5 / 127)
+    np.testing.assert_allclose(rounded[0, 0, :, 0], np.array([127, -64, 25]) * level, rtol=1e-6)
+    assert not rounded[..., 1].any() and np.array_equal(same_bias, bias)
+    half_kernel, half_bias = whitening_grid.nearest_on_grid(kernel, bias, "float16")
+    assert half_bias[0] == np.float32(0.0999755859375) and half_kernel[0, 0, 2, 0] == np.float32(0.0999755859375)
+
+
+def test_weights_on_a_grid_inside_the_block_and_back_after(datasets_dir):
+    """The compact Caffe preset with its whitening on the int8 grid (nearest: every tap a whole
+    number of its channel's levels; chosen: closer to the float output on the calibration images)
+    and with every weight float16; each exit brings back the float32 weights exactly."""
+    import keras
+    import whitening_grid
+
+    from nin_keras import zoo
+    from nin_keras.data.arrays import load_arrays
+
+    preset = zoo.ImageClassifier.from_preset("nin_cifar10.caffe_compact")
+    gcn, whitening = preset.preprocessing
+    images = load_arrays({"name": "cifar10"}, "test", datasets_dir)[0][:64].astype(np.float32)
+    original = [keras.ops.convert_to_numpy(weight) for weight in preset.weights]
+    exact = keras.ops.convert_to_numpy(whitening(gcn(images)))
+    errors = {}
+    for rounding in ("nearest", "chosen"):
+        with whitening_grid.weights_on_grid(preset, "whitening", "int8", rounding, images):
+            kernel = keras.ops.convert_to_numpy(whitening.kernel).reshape(-1, whitening.kernel.shape[-1])
+            levels = kernel / (np.abs(kernel).max(axis=0) / 127)
+            np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+            errors[rounding] = np.mean((keras.ops.convert_to_numpy(whitening(gcn(images))) - exact) ** 2)
+        assert all(np.array_equal(keras.ops.convert_to_numpy(w), v) for w, v in zip(preset.weights, original))
+    assert errors["chosen"] < errors["nearest"] / 2, errors
+    with whitening_grid.weights_on_grid(preset, "all", "float16", "chosen", images):
+        for weight in preset.weights:
+            value = keras.ops.convert_to_numpy(weight)
+            assert np.array_equal(value, value.astype(np.float16).astype(np.float32)), weight.path
+    assert all(np.array_equal(keras.ops.convert_to_numpy(w), v) for w, v in zip(preset.weights, original))
+
+
 def _without_folders(command: str) -> str:
     """``command`` without the folders it reads and writes (``--data-dir``, ``--runs-dir``)."""
     return re.sub(r" --(data|runs)-dir \S+", "", command)
@@ -605,7 +652,8 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
     results file that command wrote (the file records its command, folders aside): a rerun with other
     arguments, or a prose figure left behind by one, fails here. Per-preset TFLM rows
     (``micro.py --presets P``), the int8 and ablation accuracies and what a JPEG pass costs each
-    model are checked figure by figure; the other citations, for the file alone."""
+    model, the whitening grids' agreements and probability changes are checked figure by figure; the
+    other citations, for the file alone."""
     payloads = [json.loads(path.read_text()) for path in sorted((BENCH / "results").glob("*.json"))]
     recorded = {_without_folders(payload["command"]): payload for payload in payloads}
     # micro.py keeps the rows of presets a run did not name, so its rows are looked up by preset.
@@ -631,6 +679,9 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
             elif script == "ablation":
                 expected = [f"{row[key]:.2f}%" for row in payload["rows"]
                             for key in ("val_accuracy", "test_accuracy", "train_accuracy") if key in row]
+            elif script == "whitening_grid":  # int8 whitening agreements; float16 files' largest changes
+                expected = [f"{row['agreement']:.2f}%" for row in payload["rows"] if row["weights"].endswith("int8")]
+                expected += [f"{row['max_change']:.4f}" for row in payload["rows"] if row["weights"] == "all float16"]
             elif script == "jpeg_copy":  # what a pass at quality 50, or on a moved grid, costs each model
                 expected = [f"{-row[key]:.1f}" for row in payload["rows"] if row["kind"] == "model"
                             for key in row if key == "difference_q50" or re.fullmatch(r"difference_q\d+_grid\d+", key)]
@@ -677,7 +728,7 @@ def test_each_committed_row_measured_the_weights_its_preset_names_today():
 
 
 # What a rerun on the same machine must reproduce: counts, sizes and accuracies, not timings.
-REPRODUCIBLE = re.compile(r"accuracy|agreement|difference|energy|flash|arena|size|files|numbers|fits|relative_error")
+REPRODUCIBLE = re.compile(r"accuracy|agreement|change|difference|energy|flash|arena|size|files|numbers|fits|relative_error")
 
 
 def _reproducible(row: dict) -> dict:
