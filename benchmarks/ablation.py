@@ -1,12 +1,12 @@
-"""Ablation of the modern CIFAR-10 recipe and the recipe search: what each ingredient gives, in
-short runs.
+"""Ablation of a recipe and the recipe search: what each ingredient gives, in short runs.
 
-Each variant is ``zoo/recipes/nin_cifar10_modern.json`` with one ingredient removed, replaced or
-added, trained for ``--epochs`` epochs (the one-cycle schedule compressed into them; twice as many
-for ``twice the schedule``) on ``--train``
-images drawn at random (seeded) from the CIFAR-10 (JPEG copy) train split, of which
-``--validation`` are held out (stratified, seeded): choices are made on that validation accuracy,
-never on the test split. Each run is also measured on ``--test`` images drawn the same way from
+Each variant is a zoo recipe (``--recipe``, by default ``zoo/recipes/nin_cifar10_modern.json``)
+with one ingredient removed, replaced or added, trained for ``--epochs`` epochs (the one-cycle
+schedule compressed into them; twice as many for ``twice the schedule``) on ``--train`` images
+drawn at random (seeded) from the recipe's train split, of which ``--validation`` are held out
+(stratified, seeded): choices are made on that validation accuracy, never on the test split.
+A variant that changes nothing in the recipe, or an ingredient it does not have (GCN on
+Fashion-MNIST's recipes), does not apply to it: the search leaves it out and says why. Each run is also measured on ``--test`` images drawn the same way from
 the test split (single view and flip + 2-pixel translate TTA, reported beside, not selected on):
 the published (EMA, where the variant has one) weights. Short runs rank the ingredients by what
 they give early in training; the full run's figures are in the model card.
@@ -23,6 +23,8 @@ Usage:
     python benchmarks/ablation.py                   # every variant -> results/ablation.json
     python benchmarks/ablation.py --quick           # two variants, 1 epoch on 512 images (smoke run)
     python benchmarks/ablation.py --on "per-channel standardization for GCN + ZCA" --result ablation_round2
+    python benchmarks/ablation.py --recipe nin_fashion_mnist_long --epochs 60 --train 60000 \
+        --validation 5000 --test 10000 --result ablation_fashion
     KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false python benchmarks/ablation.py \
         --epochs 36 --train 50000 --validation 5000 --test 10000 --parallel 3 --runs-dir runs/search \
         --checkpoint-every 0
@@ -51,6 +53,23 @@ from nin_keras.io_utils import atomic_write  # noqa: E402
 RECIPE = "nin_cifar10_modern"
 
 
+class NotApplicable(ValueError):
+    """A variant changes nothing in the recipe, or an ingredient the recipe does not have."""
+
+
+def _requiring(holds: Callable[[dict], bool], what: str, edit: Callable[[dict], None]) -> Callable[[dict], None]:
+    """``edit``, made only to a recipe for which ``holds`` (else ``NotApplicable`` naming ``what``)."""
+    def checked(recipe: dict) -> None:
+        if not holds(recipe):
+            raise NotApplicable(f"the recipe has no {what}")
+        edit(recipe)
+    return checked
+
+
+def _starts_with_gcn(recipe: dict) -> bool:
+    return recipe["preprocessing"][:1] != [] and recipe["preprocessing"][0]["class_name"] == "GlobalContrastNormalization"
+
+
 def _without(key: str) -> Callable[[dict], None]:
     return lambda recipe: recipe.pop(key, None)
 
@@ -62,7 +81,7 @@ def _model_kwargs(**kwargs: Any) -> Callable[[dict], None]:
 def _gcn_then(*layers: dict) -> Callable[[dict], None]:
     def edit(recipe: dict) -> None:
         recipe["preprocessing"] = [recipe["preprocessing"][0], *layers]  # GCN stays first
-    return edit
+    return _requiring(_starts_with_gcn, "GCN to keep", edit)
 
 
 def _preprocessing(*layers: dict) -> Callable[[dict], None]:
@@ -86,7 +105,8 @@ def _label_smoothing(value: float) -> Callable[[dict], None]:
 
 
 def _ema_decay(value: float) -> Callable[[dict], None]:
-    return lambda recipe: recipe["ema"].update(decay=value)
+    return _requiring(lambda recipe: "ema" in recipe, "weight average (EMA)",
+                      lambda recipe: recipe["ema"].update(decay=value))
 
 
 CONV_WHITENING = {"module": "nin_keras.layers", "class_name": "ConvWhitening",
@@ -105,7 +125,8 @@ PER_CHANNEL = {"module": "keras.layers", "class_name": "Normalization", "config"
 CUTOUT = {"module": "keras.layers", "class_name": "RandomErasing",
           "config": {"factor": [1.0, 1.0], "scale": [0.25, 0.25], "fill_value": 0.0}, "registered_name": None}
 #: Cutout's smaller square, 8x8 pixels of 32x32 (Keras draws each side as ``sqrt(scale)`` of the
-#: image's): the size the fast CIFAR-10 training recipes (Page 2018's 24-epoch DAWNBench ResNet) used.
+#: image's; 7x7 of Fashion-MNIST's 28x28): the size the fast CIFAR-10 training recipes (Page 2018's
+#: 24-epoch DAWNBench ResNet) used.
 CUTOUT_SMALL = {"module": "keras.layers", "class_name": "RandomErasing",
                 "config": {"factor": [1.0, 1.0], "scale": [0.0625, 0.0625], "fill_value": 0.0},
                 "registered_name": None}
@@ -128,7 +149,8 @@ VARIANTS: dict[str, Callable[[dict], None] | None] = {
     "no augmentation (translate + flip)": lambda recipe: recipe.update(augmentation=[]),
     "GCN only (no whitening)": _gcn_then(),
     "7x7 patch ZCA (ConvWhitening) for the dense ZCA": _gcn_then(CONV_WHITENING),
-    "per-channel standardization for GCN + ZCA": _preprocessing(PER_CHANNEL),
+    "per-channel standardization for GCN + ZCA": _requiring(_starts_with_gcn, "GCN to replace",
+                                                            _preprocessing(PER_CHANNEL)),
     "cutout (RandomErasing, a quarter of the image)": _augment_also(CUTOUT),
     "cutout 8x8 (RandomErasing, a sixteenth of the image)": _augment_also(CUTOUT_SMALL),
     "random erasing (half the images, 0.02-0.33 of each side squared)": _augment_also(RANDOM_ERASING),
@@ -143,8 +165,30 @@ VARIANTS: dict[str, Callable[[dict], None] | None] = {
     "EMA decay 0.9999": _ema_decay(0.9999),
     "pixels / 255 only (no GCN, no whitening)": _preprocessing(SCALED_PIXELS),
     # The family member of the same recipe: maxout units in the mlpconvs (1.7x the parameters).
-    "MIN (maxout mlpconvs, Chang & Chen 2015) for the NIN": lambda recipe: recipe["model"].update(name="min_cifar10"),
+    "MIN (maxout mlpconvs, Chang & Chen 2015) for the NIN": _requiring(
+        lambda recipe: recipe["model"]["name"] == "nin_cifar10", "CIFAR-10 NIN to swap for min_cifar10",
+        lambda recipe: recipe["model"].update(name="min_cifar10")),
 }
+
+
+def _edited(base: dict, edit: Callable[[dict], None] | None) -> dict:
+    """A copy of ``base`` with ``edit`` made; ``NotApplicable`` if the edit does not apply or
+    changes nothing (two rows of the same recipe would only measure noise)."""
+    recipe = copy.deepcopy(base)
+    if edit:
+        edit(recipe)
+        if recipe == base:
+            raise NotApplicable("it changes nothing in the recipe")
+    return recipe
+
+
+def why_not_applicable(base: dict, name: str) -> str | None:
+    """Why variant ``name`` does not apply to recipe ``base``, or None when it does."""
+    try:
+        _edited(base, VARIANTS[name])
+    except NotApplicable as err:
+        return str(err)
+    return None
 
 
 def variant_recipe(base: dict, edit: Callable[[dict], None] | None, epochs: int, train: int, test: int,
@@ -160,9 +204,7 @@ def variant_recipe(base: dict, edit: Callable[[dict], None] | None, epochs: int,
     """
     from nin_keras.data.catalog import dataset_info
 
-    recipe = copy.deepcopy(base)
-    if edit:
-        edit(recipe)
+    recipe = _edited(base, edit)
     epochs = round(epochs * recipe["epochs"] / base["epochs"])
     if recipe.get("ema"):
         full_steps = base["epochs"] * dataset_info(base["dataset"]["name"]).splits["train"]
@@ -176,15 +218,22 @@ def variant_recipe(base: dict, edit: Callable[[dict], None] | None, epochs: int,
     return recipe
 
 
-def round_recipes(names: Sequence[str], on: Sequence[str], epochs: int, train: int, test: int,
-                  validation: int, checkpoint_every: int = 100) -> dict[str, dict]:
-    """One round of the search: the recipe with the changes of the variants ``on`` made first, then
-    each of ``names`` (one more change each) as a short run."""
+def round_base(recipe: str, on: Sequence[str]) -> dict:
+    """The recipe named ``recipe`` with the changes of the variants ``on`` made (``NotApplicable``
+    if one does not apply): the ``full recipe`` row of a round."""
     from nin_keras.train import load_recipe
 
-    base = load_recipe(RECIPE)
+    base = load_recipe(recipe)
     for name in on:
-        VARIANTS[name](base)
+        base = _edited(base, VARIANTS[name])
+    return base
+
+
+def round_recipes(names: Sequence[str], on: Sequence[str], epochs: int, train: int, test: int,
+                  validation: int, checkpoint_every: int = 100, recipe: str = RECIPE) -> dict[str, dict]:
+    """One round of the search: ``recipe`` with the changes of the variants ``on`` made first, then
+    each of ``names`` (one more change each) as a short run."""
+    base = round_base(recipe, on)
     return {name: variant_recipe(base, VARIANTS[name], epochs, train, test, validation, checkpoint_every)
             for name in names}
 
@@ -312,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validation", type=int, default=1000,
                         help="of those, held out for validation: the figure choices are made on")
     parser.add_argument("--test", type=int, default=5000, help="test images (seeded random draw)")
-    parser.add_argument("--variants", nargs="*", help="names of VARIANTS to run (default: all)")
+    parser.add_argument("--recipe", default=RECIPE,
+                        help="the zoo recipe (name or .json file) the search varies (default %(default)s)")
+    parser.add_argument("--variants", nargs="*",
+                        help="names of VARIANTS to run (default: every one that applies to the recipe)")
     parser.add_argument("--data-dir", help="local data folder")
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time, in child processes")
     parser.add_argument("--runs-dir", help="keep each run's folder here (default: temporary)")
@@ -347,9 +399,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(names + args.on) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    try:
+        base = round_base(args.recipe, args.on)
+    except NotApplicable as err:
+        parser.error(f"--on: a variant does not apply to {args.recipe}: {err}")
+    reasons = {name: why_not_applicable(base, name) for name in names}
+    not_applicable = {name: reason for name, reason in reasons.items() if reason}
+    if args.variants and not_applicable:
+        parser.error(f"not applicable to {args.recipe}: {not_applicable}")
+    for name, reason in not_applicable.items():
+        print(f"{name:<52} left out: {reason}", flush=True)
+    names = [name for name in names if name not in not_applicable]
 
     recipes = round_recipes(names, args.on, args.epochs, args.train, args.test, args.validation,
-                            args.checkpoint_every)
+                            args.checkpoint_every, args.recipe)
     with tempfile.TemporaryDirectory() as scratch:
         runs_dir = Path(args.runs_dir or scratch)
         rows = _run_in_children(names, recipes, runs_dir, max(1, args.parallel), args.data_dir)
@@ -360,16 +423,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key in ("val_accuracy", "test_accuracy", "test_accuracy_tta"):
             row[f"{key}_difference"] = (None if full is None or row[key] is None or full[key] is None
                                         else round(row[key] - full[key], 2))
-    config = {"recipe": RECIPE, "on": args.on, "epochs": args.epochs, "train_images": args.train,
+    data = base["dataset"].get("label", base["dataset"]["name"])
+    config = {"recipe": args.recipe, "on": args.on, "epochs": args.epochs, "train_images": args.train,
               "validation_images": args.validation, "test_images": args.test, "parallel": args.parallel,
               "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
-              "data": "CIFAR-10 (JPEG copy), seeded random subsets (subset_seed 0)"}
+              "data": f"{data}, seeded random subsets (subset_seed 0)"}
     common.finish(
         args.result, rows, common.command_line(__file__, argv), config=config,
-        title=f"Ablation of the {RECIPE} recipe{' with ' + ', '.join(args.on) if args.on else ''} (short runs)",
+        title=f"Ablation of the {args.recipe} recipe{' with ' + ', '.join(args.on) if args.on else ''} (short runs)",
         notes=[f"{args.epochs} epochs on {args.train} training images ({args.validation} of them held out for "
-               f"validation), measured on {args.test} test images (seeded random draws from the CIFAR-10 JPEG "
-               "copy); one ingredient changed per row. Choose on val_accuracy (the last epoch's, of the "
+               f"validation), measured on {args.test} test images (seeded random draws from {data}); one "
+               "ingredient changed per row. Choose on val_accuracy (the last epoch's, of the "
                "published weights), never on the test columns. val_accuracy_difference_ci95: the 95% interval "
                "of the validation difference to the full recipe, paired on the same held-out images (a "
                "difference whose interval holds 0 is not told apart from noise by this validation set).",

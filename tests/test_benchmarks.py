@@ -216,6 +216,40 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
     assert with_validation["validation"] == {"holdout": 20}
 
 
+def test_a_search_on_another_recipe_leaves_out_the_variants_that_do_not_apply(capsys):
+    """On the Fashion-MNIST recipe (pixels / 255, no weight average, the MNIST network) the
+    variants about GCN, the EMA or the CIFAR-10 NIN, and those that would change nothing, are left
+    out with their reason; every other one changes one ingredient of that recipe. Asked for by name,
+    a variant that does not apply is a usage error that names it."""
+    import ablation
+
+    from nin_keras.train import load_recipe
+
+    base = load_recipe("nin_fashion_mnist_long")
+    reasons = {name: ablation.why_not_applicable(base, name) for name in ablation.VARIANTS}
+    left_out = {name for name, reason in reasons.items() if reason}
+    assert left_out == {"no weight average (EMA)", "EMA decay 0.9999", "GCN only (no whitening)",
+                        "7x7 patch ZCA (ConvWhitening) for the dense ZCA",
+                        "per-channel standardization for GCN + ZCA",
+                        "pixels / 255 only (no GCN, no whitening)",
+                        "MIN (maxout mlpconvs, Chang & Chen 2015) for the NIN"}
+    assert reasons["GCN only (no whitening)"] == "the recipe has no GCN to keep"
+    assert reasons["no weight average (EMA)"] == "it changes nothing in the recipe"
+    full = ablation.variant_recipe(base, None, 60, 60_000, 10_000, 5_000)
+    assert full["validation"] == {"holdout": 5_000} and "ema" not in full
+    for name in set(ablation.VARIANTS) - left_out - {"full recipe"}:
+        recipe = ablation.variant_recipe(base, ablation.VARIANTS[name], 60, 60_000, 10_000, 5_000)
+        assert len({key for key in set(recipe) | set(full) if recipe.get(key) != full.get(key)}) == 1, name
+    with pytest.raises(SystemExit):
+        ablation.main(["--recipe", "nin_fashion_mnist_long", "--variants", "full recipe", "EMA decay 0.9999"])
+    error = capsys.readouterr().err
+    assert "not applicable to nin_fashion_mnist_long" in error and "EMA decay 0.9999" in error
+    assert "full recipe" not in error.split("not applicable")[1]  # only the one that does not apply
+    with pytest.raises(ablation.NotApplicable, match="no GCN to replace"):
+        ablation.round_recipes(["full recipe"], ["per-channel standardization for GCN + ZCA"], 1, 100, 10, 10,
+                               recipe="nin_fashion_mnist_long")
+
+
 def test_a_search_stopped_inside_a_variant_resumes_it_and_starts_a_changed_one_over(tmp_path, datasets_dir):
     """A full-length variant outlasts a CPU session: the search's runs checkpoint inside epochs, and
     rerunning the search continues an unfinished variant from its checkpoint, while a folder left by
@@ -278,7 +312,7 @@ def test_each_search_in_progress_resumes_with_the_command_its_readme_gives():
         assert folder.name == args.result and (folder / "search.log").is_file(), folder
         names = [name for name in args.variants if name not in args.on]
         recipes = ablation.round_recipes(names, args.on, args.epochs, args.train, args.test,
-                                         args.validation, args.checkpoint_every)
+                                         args.validation, args.checkpoint_every, args.recipe)
         for name in names:
             variant = folder / ablation._slug(name)
             assert ablation._same_recipe(variant, recipes[name]), (folder, name)
@@ -435,6 +469,9 @@ def test_device_bundle_runs_the_search_from_the_installed_layout_on_jax():
     site = root / ".device" / "site" / "nin_keras"
     assert (site / "zoo" / "registry.py").is_file() and (site / "export" / "exporter.py").is_file()
     assert not [p for p in (site / "zoo" / "weights").iterdir() if p.is_dir()]
+    assert sorted(p.name for p in (root / ".device" / "data").iterdir()) == ["cifar10-jpeg.tar.gz", "fashion-mnist"]
+    travelling = int(re.search(r"device_bundle: (\d+) MiB will travel", done.stdout)[1])
+    assert travelling < 64
     assert "device_bundle: rows [('full recipe'" in done.stdout
 
 
