@@ -20,6 +20,8 @@ sys.path.insert(0, str(BENCH))
 import common  # noqa: E402
 import report  # noqa: E402
 
+from nin_keras.errors import ArgumentError, DataError  # noqa: E402
+
 
 def nin_cifar10_macs(size: int) -> int:
     """Forward multiply-adds per image of NIN CIFAR-10 at ``size`` px, from its layer widths."""
@@ -248,6 +250,41 @@ def test_a_search_on_another_recipe_leaves_out_the_variants_that_do_not_apply(ca
     with pytest.raises(ablation.NotApplicable, match="no GCN to replace"):
         ablation.round_recipes(["full recipe"], ["per-channel standardization for GCN + ZCA"], 1, 100, 10, 10,
                                recipe="nin_fashion_mnist_long")
+
+
+def test_paired_comparison_of_two_presets_on_a_recipes_held_out_images():
+    """benchmarks/paired.py: its validation split is the images the recipe held out of training;
+    each accuracy is what the evaluation code measures for that preset on those images, and the
+    difference is (images only the other gets right - images only the base gets right) / n."""
+    import paired
+
+    from nin_keras.evaluation import evaluate_model
+    from nin_keras.train import load_recipe
+    from nin_keras.train.splits import training_arrays
+    from nin_keras.zoo import ImageClassifier
+
+    base, other, name = paired.QUICK
+    recipe = load_recipe(name)
+    try:
+        arrays = paired.split_arrays(recipe, ["validation", "test"], None, 400)
+    except DataError as err:  # no local Fashion-MNIST
+        pytest.skip(str(err))
+    _, _, held, held_labels = training_arrays(recipe)
+    np.testing.assert_array_equal(arrays["validation"][1], held_labels[:400])
+    np.testing.assert_array_equal(arrays["validation"][0], held[:400])
+    rows = paired.compare(base, other, arrays)
+    assert [row["split"] for row in rows] == ["validation", "test"]
+    for row, (images, labels) in zip(rows, arrays.values()):
+        for key, preset in (("base_accuracy", base), ("other_accuracy", other)):
+            measured = evaluate_model(ImageClassifier.from_preset(preset), images, labels)["accuracy"]
+            assert row[key] == pytest.approx(100 * measured, abs=0.006), (row, key)
+        assert row["base_only_right"] + row["other_only_right"] > 0  # the two do differ on some images
+        assert row["difference"] == pytest.approx(row["other_accuracy"] - row["base_accuracy"], abs=0.011)
+        assert row["difference"] == round(100 * (row["other_only_right"] - row["base_only_right"]) / 400, 2)
+        assert row["ci95"][0] < row["difference"] < row["ci95"][1]
+    # A recipe that measures the test split each epoch holds nothing out to choose on.
+    with pytest.raises(ArgumentError, match="holds out no validation images .*'split': 'test'"):
+        paired.split_arrays(load_recipe("nin_cifar10_standardized"), ["validation"], None, 10)
 
 
 def test_a_search_stopped_inside_a_variant_resumes_it_and_starts_a_changed_one_over(tmp_path, datasets_dir):
@@ -689,8 +726,8 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
     results file that command wrote (the file records its command, folders aside): a rerun with other
     arguments, or a prose figure left behind by one, fails here. Per-preset TFLM rows
     (``micro.py --presets P``), the int8 and ablation accuracies and what a JPEG pass costs each
-    model, the whitening grids' agreements and probability changes are checked figure by figure; the
-    other citations, for the file alone."""
+    model, the whitening grids' agreements and probability changes, the paired comparisons'
+    differences and intervals are checked figure by figure; the other citations, for the file alone."""
     payloads = [json.loads(path.read_text()) for path in sorted((BENCH / "results").glob("*.json"))]
     recorded = {_without_folders(payload["command"]): payload for payload in payloads}
     # micro.py keeps the rows of presets a run did not name, so its rows are looked up by preset.
@@ -719,6 +756,9 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
             elif script == "whitening_grid":  # int8 whitening agreements; float16 files' largest changes
                 expected = [f"{row['agreement']:.2f}%" for row in payload["rows"] if row["weights"].endswith("int8")]
                 expected += [f"{row['max_change']:.4f}" for row in payload["rows"] if row["weights"] == "all float16"]
+            elif script == "paired":  # each split's difference and the ends of its interval
+                expected = [f"{abs(value):.2f}" for row in payload["rows"]
+                            for value in (row["difference"], *row["ci95"])]
             elif script == "jpeg_copy":  # what a pass at quality 50, or on a moved grid, costs each model
                 expected = [f"{-row[key]:.1f}" for row in payload["rows"] if row["kind"] == "model"
                             for key in row if key == "difference_q50" or re.fullmatch(r"difference_q\d+_grid\d+", key)]
@@ -731,7 +771,8 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
 
 def _float_accuracies_by_preset(payload: dict) -> list[tuple[str, float]]:
     """The float model's accuracy on the whole test split that a committed result measured for each
-    preset it names (``micro.py`` and ``jpeg_copy.py`` rows, ``int8_accuracy.py``'s float Keras rows)."""
+    preset it names (``micro.py`` and ``jpeg_copy.py`` rows, ``int8_accuracy.py``'s float Keras rows,
+    both sides of ``paired.py``'s test rows)."""
     script = _script(payload["command"])
     if script == "micro":
         return [(row["preset"], row["float_accuracy"]) for row in payload["rows"] if row["test_images"] == 10000]
@@ -741,6 +782,10 @@ def _float_accuracies_by_preset(payload: dict) -> list[tuple[str, float]]:
     if script == "int8_accuracy":  # every row measures the whole test split
         return [(row["artifact"].split()[0], row["accuracy"]) for row in payload["rows"]
                 if " float Keras model" in row["artifact"]]
+    if script == "paired":  # presets named in the registry (a run's folder is not)
+        return [(payload["config"][side], row[f"{side}_accuracy"]) for row in payload["rows"]
+                for side in ("base", "other")
+                if row["split"] == "test" and row["images"] == 10000 and "/" not in payload["config"][side]]
     return []
 
 
