@@ -5,11 +5,14 @@ with one ingredient removed, replaced or added, trained for ``--epochs`` epochs 
 schedule compressed into them; twice as many for ``twice the schedule``) on ``--train`` images
 drawn at random (seeded) from the recipe's train split, of which ``--validation`` are held out
 (stratified, seeded): choices are made on that validation accuracy, never on the test split.
-A variant that changes nothing in the recipe, or an ingredient it does not have (GCN on
-Fashion-MNIST's recipes), does not apply to it: the search leaves it out and says why. Each run is also measured on ``--test`` images drawn the same way from
-the test split (single view and flip + 2-pixel translate TTA, reported beside, not selected on):
-the published (EMA, where the variant has one) weights. Short runs rank the ingredients by what
-they give early in training; the full run's figures are in the model card.
+Each run is also measured on ``--test`` images drawn the same way from the test split (single
+view and flip + 2-pixel translate TTA, reported beside, not selected on): the published (EMA,
+where the variant has one) weights. Short runs rank the ingredients by what they give early in
+training; the full run's figures are in the model card.
+
+A variant that changes nothing the recipe builds (dropout 0.5 where the network already has it),
+or an ingredient the recipe does not have (GCN + ZCA on Fashion-MNIST's or SVHN's recipes, a
+second RandomErasing), does not apply to it: the search leaves it out and says why.
 
 A later round of the search builds on the best so far: ``--on VARIANT ...`` makes those variants'
 changes first, and each row then adds one more (``full recipe`` is that round's base).
@@ -66,8 +69,10 @@ def _requiring(holds: Callable[[dict], bool], what: str, edit: Callable[[dict], 
     return checked
 
 
-def _starts_with_gcn(recipe: dict) -> bool:
-    return recipe["preprocessing"][:1] != [] and recipe["preprocessing"][0]["class_name"] == "GlobalContrastNormalization"
+def _gcn_and_zca(recipe: dict) -> bool:
+    """The paper's CIFAR preprocessing, which the whitening variants replace a part of (not SVHN's
+    GCN + LCN)."""
+    return [layer["class_name"] for layer in recipe["preprocessing"]] == ["GlobalContrastNormalization", "ZCAWhitening"]
 
 
 def _without(key: str) -> Callable[[dict], None]:
@@ -75,13 +80,26 @@ def _without(key: str) -> Callable[[dict], None]:
 
 
 def _model_kwargs(**kwargs: Any) -> Callable[[dict], None]:
-    return lambda recipe: recipe["model"]["kwargs"].update(kwargs)
+    """Set the network's ``kwargs``; ``NotApplicable`` when the network is already built with those
+    values (a recipe that does not name ``dropout`` gets its builder's default)."""
+    def edit(recipe: dict) -> None:
+        import inspect
+
+        from nin_keras.zoo.registry import get_model_entry
+
+        entry = get_model_entry(recipe["model"]["name"])
+        built = {name: parameter.default for name, parameter in inspect.signature(entry.builder).parameters.items()}
+        built.update(entry.defaults, **recipe["model"]["kwargs"])
+        if all(built.get(name) == value for name, value in kwargs.items()):
+            raise NotApplicable(f"the network already has {kwargs}")
+        recipe["model"]["kwargs"].update(kwargs)
+    return edit
 
 
 def _gcn_then(*layers: dict) -> Callable[[dict], None]:
     def edit(recipe: dict) -> None:
         recipe["preprocessing"] = [recipe["preprocessing"][0], *layers]  # GCN stays first
-    return _requiring(_starts_with_gcn, "GCN to keep", edit)
+    return _requiring(_gcn_and_zca, "GCN + ZCA", edit)
 
 
 def _preprocessing(*layers: dict) -> Callable[[dict], None]:
@@ -89,7 +107,13 @@ def _preprocessing(*layers: dict) -> Callable[[dict], None]:
 
 
 def _augment_also(layer: dict) -> Callable[[dict], None]:
-    return lambda recipe: recipe.update(augmentation=[*recipe.get("augmentation", []), layer])
+    """Add ``layer`` after the recipe's augmentation; ``NotApplicable`` when the recipe already has a
+    layer of its class (a second RandomErasing would measure twice the erasing, not the variant)."""
+    def edit(recipe: dict) -> None:
+        if any(other["class_name"] == layer["class_name"] for other in recipe.get("augmentation", [])):
+            raise NotApplicable(f"the recipe already has a {layer['class_name']} layer")
+        recipe["augmentation"] = [*recipe.get("augmentation", []), layer]
+    return edit
 
 
 def _raw_augment(layer: dict) -> Callable[[dict], None]:
@@ -149,8 +173,7 @@ VARIANTS: dict[str, Callable[[dict], None] | None] = {
     "no augmentation (translate + flip)": lambda recipe: recipe.update(augmentation=[]),
     "GCN only (no whitening)": _gcn_then(),
     "7x7 patch ZCA (ConvWhitening) for the dense ZCA": _gcn_then(CONV_WHITENING),
-    "per-channel standardization for GCN + ZCA": _requiring(_starts_with_gcn, "GCN to replace",
-                                                            _preprocessing(PER_CHANNEL)),
+    "per-channel standardization for GCN + ZCA": _requiring(_gcn_and_zca, "GCN + ZCA", _preprocessing(PER_CHANNEL)),
     "cutout (RandomErasing, a quarter of the image)": _augment_also(CUTOUT),
     "cutout 8x8 (RandomErasing, a sixteenth of the image)": _augment_also(CUTOUT_SMALL),
     "random erasing (half the images, 0.02-0.33 of each side squared)": _augment_also(RANDOM_ERASING),
@@ -225,7 +248,10 @@ def round_base(recipe: str, on: Sequence[str]) -> dict:
 
     base = load_recipe(recipe)
     for name in on:
-        base = _edited(base, VARIANTS[name])
+        try:
+            base = _edited(base, VARIANTS[name])
+        except NotApplicable as err:
+            raise NotApplicable(f"{name!r}: {err}") from None
     return base
 
 
@@ -392,9 +418,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         with atomic_write(folder / "row.json") as tmp:  # its presence means the run finished
             tmp.write_text(json.dumps(row))
         return 0
-    if args.quick:
-        args.epochs, args.train, args.validation, args.test = 1, 512, 64, 500
-        args.variants = args.variants or list(VARIANTS)[:2]
     names = [name for name in args.variants or list(VARIANTS) if name not in args.on]
     unknown = sorted(set(names + args.on) - set(VARIANTS))
     if unknown:
@@ -410,6 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, reason in not_applicable.items():
         print(f"{name:<52} left out: {reason}", flush=True)
     names = [name for name in names if name not in not_applicable]
+    if args.quick:
+        args.epochs, args.train, args.validation, args.test = 1, 512, 64, 500
+        names = names if args.variants else names[:2]
 
     recipes = round_recipes(names, args.on, args.epochs, args.train, args.test, args.validation,
                             args.checkpoint_every, args.recipe)

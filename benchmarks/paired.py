@@ -7,12 +7,15 @@ seeded, stratified hold-out every run of that recipe family leaves out) and on t
 wrong count (``paired_difference`` of ``ablation.py``), so two networks that agree on most images
 are told apart by far fewer images than two independent accuracies would need.
 
+Both presets must have held out those images (their metadata's training recipe draws the same
+hold-out as ``--recipe``), else the comparison is refused for the validation split.
+
 Not part of ``run_all.py``: each result compares two presets a card names, under its own
 ``--result`` name.
 
 Usage:
-    python benchmarks/paired.py nin_fashion_mnist.long zoo/runs/nin_fashion_mnist_wide/preset \\
-        --recipe nin_fashion_mnist_long --result paired_fashion_wide
+    python benchmarks/paired.py nin_fashion_mnist.fast nin_fashion_mnist.long \\
+        --recipe nin_fashion_mnist_long --result paired_fashion_long
     python benchmarks/paired.py --quick   # nin_fashion_mnist.fast against .long, 500 images a split, nothing written
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -44,8 +47,8 @@ def split_arrays(recipe: dict, splits: Sequence[str], data_dir: str | None,
     for split in splits:
         if split == "validation":
             validation = recipe.get("validation") or {}
-            if not validation.get("holdout") and validation.get("split") in (None, "test"):
-                # Measured on the test split every epoch: nothing to choose on there.
+            if validation.get("split") == "test" or not (validation.get("holdout") or validation.get("split")):
+                # A recipe that measures the test split every epoch has nothing to choose on.
                 raise ArgumentError(f"recipe {recipe['name']!r} holds out no validation images "
                                     f"(its validation: {validation or 'none'}); compare on --splits test")
             _, _, images, labels = training_arrays(recipe, data_dir)
@@ -55,13 +58,32 @@ def split_arrays(recipe: dict, splits: Sequence[str], data_dir: str | None,
     return arrays
 
 
-def compare(base: str, other: str, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:
-    """One row per split: both presets' accuracy (percent), ``other - base`` and its interval, and
-    the images each alone gets right."""
-    from nin_keras.evaluation import predict_probabilities
-    from nin_keras.zoo import ImageClassifier
+def _hold_out(recipe: Mapping[str, Any]) -> tuple:
+    """What decides a recipe's held-out images (``training_arrays``): its data draw, validation
+    setting and seed; not where the data is read from or what it is called."""
+    dataset = {key: value for key, value in recipe["dataset"].items() if key not in ("source", "label")}
+    return dataset, recipe.get("validation") or {}, recipe["seed"]
 
-    models = {name: ImageClassifier.from_preset(name) for name in (base, other)}
+
+def check_held_out(recipe: Mapping[str, Any], models: Mapping[str, Any]) -> None:
+    """``ArgumentError`` unless each model's training recipe (its preset's metadata) held out the
+    images ``recipe`` holds out: otherwise some "validation" images were training images for it."""
+    from nin_keras.errors import ArgumentError
+
+    for name, model in models.items():
+        trained = model.metadata.get("recipe")
+        if trained is None or _hold_out(trained) != _hold_out(recipe):
+            seen = "no training recipe recorded" if trained is None else f"trained by {trained['name']!r}"
+            raise ArgumentError(f"{name} ({seen}) did not hold out the validation images of recipe "
+                                f"{recipe['name']!r} (data, validation and seed differ); compare on --splits test")
+
+
+def compare(models: Mapping[str, Any], arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:
+    """One row per split: the two ``models``' accuracy (percent; ``{base: model, other: model}``),
+    ``other - base`` and its interval, and the images each alone gets right."""
+    from nin_keras.evaluation import predict_probabilities
+
+    base, other = models
     rows = []
     for split, (images, labels) in arrays.items():
         right = {name: predict_probabilities(model, images).argmax(-1) == labels for name, model in models.items()}
@@ -103,13 +125,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.base and args.other and args.recipe):
         parser.error("give the two weight sets and --recipe (or --quick)")
     from nin_keras.errors import ArgumentError
+    from nin_keras.zoo import ImageClassifier
 
     recipe = load_recipe(args.recipe)
+    models = {name: ImageClassifier.from_preset(name) for name in (args.base, args.other)}
     try:
+        if "validation" in args.splits:
+            check_held_out(recipe, models)
         arrays = split_arrays(recipe, args.splits, args.data_dir, 500 if args.quick else None)
     except ArgumentError as err:
         parser.error(str(err))
-    rows = compare(args.base, args.other, arrays)
+    rows = compare(models, arrays)
     if args.quick:
         print("quick run: nothing written")
         return 0
@@ -120,10 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config={"base": args.base, "other": args.other, "recipe": args.recipe, "data": data},
         columns=["split", "images", "base_accuracy", "other_accuracy", "difference", "ci95",
                  "base_only_right", "other_only_right"],
-        notes=[f"Data set: {data}. validation: the {args.recipe} recipe's held-out training images (seeded, stratified), "
-               "what choices are made on; test: the test split, reported beside. Accuracy in percent, single "
-               "view; difference: other - base in points, with its paired 95% interval (normal approximation "
-               "over the images only one of the two gets right: base_only_right, other_only_right)."])
+        notes=[f"Data set: {data}. validation: the {args.recipe} recipe's held-out training images (seeded, "
+               "stratified), what choices are made on; test: the test split, reported beside. Accuracy in "
+               "percent, single view; difference: other - base in points, with its paired 95% interval (normal "
+               "approximation over the images only one of the two gets right: base_only_right, "
+               "other_only_right)."])
     return 0
 
 

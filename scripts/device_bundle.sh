@@ -12,42 +12,49 @@
 #
 # and prints the command to give the tool, with `.device` in its carry. The tool sends the tracked
 # working tree too, at most 64 MiB with what is carried, and zoo/weights alone is about 80 MB and
-# zoo/runs (the training runs' checkpoints and presets) about 50: the script takes both out of the
+# the training runs' checkpoints and presets in zoo/runs about 45: the script takes both out of the
 # working tree with a sparse checkout (they stay in the index and in every commit; `git
-# sparse-checkout disable` brings them back), and says how much will travel. It refuses while a
-# training run is going: hiding zoo/runs would unlink the log that run is writing.
+# sparse-checkout disable` brings them back), and says how much will travel (a modified or
+# untracked file there stays and travels). It refuses while a training run is going: hiding its
+# folder's files would unlink what that run is writing.
 #
-#   bash scripts/device_bundle.sh                   bundle, hide weights and runs, print the command
-#   bash scripts/device_bundle.sh --restore         bring zoo/weights and zoo/runs back
+#   bash scripts/device_bundle.sh                   bundle, hide weights and checkpoints, print the command
+#   bash scripts/device_bundle.sh --restore         bring them back
 #   bash scripts/device_bundle.sh --check-here      run the bundled code here on a tiny budget
 #                                                   (.venv-jax: JAX, no TensorFlow), as a dry run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bundle=.device
 case "${1:-}" in
-  --restore) git sparse-checkout disable; echo "device_bundle: zoo/weights and zoo/runs restored"; exit 0 ;;
+  --restore) git sparse-checkout disable; echo "device_bundle: zoo/weights and the runs' checkpoints restored"; exit 0 ;;
   ""|--check-here) ;;
   *) echo "usage: bash scripts/device_bundle.sh [--restore|--check-here]" >&2; exit 2 ;;
 esac
-if [ "${1:-}" = "" ] && pgrep -f "nin-keras train" >/dev/null; then
-  echo "device_bundle: a training run is going (pgrep -f 'nin-keras train'); hiding zoo/runs would unlink" \
-       "its log: stop it at a checkpoint, commit its folder, then bundle" >&2
+# `nin-keras train`, `python -m nin_keras train`, the scripts' background runs.
+training='nin[-_]keras[^ ]* train( |$)'
+if [ "${1:-}" = "" ] && { ! command -v pgrep >/dev/null || pgrep -f "$training" >/dev/null; }; then
+  echo "device_bundle: a training run may be going (pgrep -f '$training', or no pgrep to tell); hiding" \
+       "zoo/runs' checkpoints would unlink what it writes: stop it at a checkpoint, commit its folder, then bundle" >&2
   exit 1
 fi
 # .device/ is in .gitignore: it never travels as part of the working tree, only as carry.
 data_dir=${NIN_KERAS_DATA_DIR:-../shared/datasets}
 fashion_dir=${NIN_KERAS_FASHION_DIR:-/usr/share/datasets/fashion-mnist}
 
-# What the tool will send: the working tree's tracked and not-ignored files outside the hidden
-# folders, and the carried .device. More than 64 MiB and the tool refuses the call.
+# What the tool will send: the working tree's tracked and not-ignored files, less the unmodified
+# ones the sparse checkout hides, and the carried .device. Over 64 MiB the tool refuses the call.
 check_size() {
   local travelling
   travelling=$(python3 - "$bundle" <<'PY'
-import os, subprocess, sys
-listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                        capture_output=True, check=True).stdout.decode().split("\0")
-hidden = lambda path: path.startswith("zoo/runs/") or (path.startswith("zoo/weights/") and path.count("/") > 2)
-tree = sum(os.path.getsize(p) for p in set(listed) if p and not hidden(p) and os.path.isfile(p))
+import fnmatch, os, subprocess, sys
+def git(*args):
+    return [p for p in subprocess.run(["git", *args], capture_output=True, check=True).stdout.decode().split("\0") if p]
+listed = set(git("ls-files", "-z", "--cached", "--others", "--exclude-standard"))
+changed = {line[3:] for line in git("status", "--porcelain", "-z", "--untracked-files=all")}
+def hidden(path):
+    return path not in changed and any(fnmatch.fnmatch(path, pattern) for pattern in
+                                       ("zoo/weights/*/*", "zoo/runs/*/checkpoint.npz", "zoo/runs/*/preset/*"))
+tree = sum(os.path.getsize(p) for p in listed if not hidden(p) and os.path.isfile(p))
 carried = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(sys.argv[1]) for f in files)
 print(tree + carried)
 PY
@@ -93,8 +100,9 @@ if ! ls "$bundle"/whl/keras-3.15.1-*.whl >/dev/null 2>&1; then
 fi
 
 check_size
-git sparse-checkout set --no-cone '/*' '!/zoo/weights/*/' '!/zoo/runs/'
-echo "device_bundle: zoo/weights/*/ and zoo/runs/ left the working tree (bash scripts/device_bundle.sh --restore brings them back)"
+git sparse-checkout set --no-cone '/*' '!/zoo/weights/*/' '!/zoo/runs/*/checkpoint.npz' '!/zoo/runs/*/preset/'
+echo "device_bundle: zoo/weights/*/ and zoo/runs/*/{checkpoint.npz,preset/} left the working tree" \
+     "(bash scripts/device_bundle.sh --restore brings them back)"
 du -sh "$bundle" | sed 's/^/device_bundle: carried /'
 cat <<'EOF'
 device_bundle: give the device tool carry [".device"] and a command like:

@@ -235,7 +235,7 @@ def test_a_search_on_another_recipe_leaves_out_the_variants_that_do_not_apply(ca
                         "per-channel standardization for GCN + ZCA",
                         "pixels / 255 only (no GCN, no whitening)",
                         "MIN (maxout mlpconvs, Chang & Chen 2015) for the NIN"}
-    assert reasons["GCN only (no whitening)"] == "the recipe has no GCN to keep"
+    assert reasons["GCN only (no whitening)"] == "the recipe has no GCN + ZCA"
     assert reasons["no weight average (EMA)"] == "it changes nothing in the recipe"
     full = ablation.variant_recipe(base, None, 60, 60_000, 10_000, 5_000)
     assert full["validation"] == {"holdout": 5_000} and "ema" not in full
@@ -247,9 +247,43 @@ def test_a_search_on_another_recipe_leaves_out_the_variants_that_do_not_apply(ca
     error = capsys.readouterr().err
     assert "not applicable to nin_fashion_mnist_long" in error and "EMA decay 0.9999" in error
     assert "full recipe" not in error.split("not applicable")[1]  # only the one that does not apply
-    with pytest.raises(ablation.NotApplicable, match="no GCN to replace"):
-        ablation.round_recipes(["full recipe"], ["per-channel standardization for GCN + ZCA"], 1, 100, 10, 10,
-                               recipe="nin_fashion_mnist_long")
+    on = ["per-channel standardization for GCN + ZCA"]
+    with pytest.raises(ablation.NotApplicable, match=re.escape(f"{on[0]!r}: the recipe has no GCN + ZCA")):
+        ablation.round_recipes(["full recipe"], on, 1, 100, 10, 10, recipe="nin_fashion_mnist_long")
+
+
+def test_on_every_zoo_recipe_each_variant_that_applies_changes_what_the_run_builds():
+    """A variant applies to a recipe only where it changes one ingredient the recipe has: never
+    the whitening of SVHN's GCN + LCN, a dropout or batch norm the network already has by its
+    builder's default, or a second RandomErasing."""
+    import ablation
+
+    from nin_keras.train import list_recipes, load_recipe
+    from nin_keras.train.recipes import Recipe
+
+    left_out = {}
+    for recipe_name in list_recipes():
+        base = load_recipe(recipe_name)
+        full = ablation.variant_recipe(base, None, 2, 1000, 50, 100)
+        for name, edit in ablation.VARIANTS.items():
+            reason = ablation.why_not_applicable(base, name)
+            if reason:
+                left_out[recipe_name, name] = reason
+                continue
+            recipe = ablation.variant_recipe(base, edit, 2, 1000, 50, 100)
+            Recipe.parse(recipe)
+            changed = {key for key in set(recipe) | set(full) if recipe.get(key) != full.get(key)}
+            derived = {"ema"} if "epochs" in changed else set()  # the average's decay follows the run's length
+            assert len(changed - derived) == (0 if edit is None else 1), (recipe_name, name, changed)
+    whitening = ["GCN only (no whitening)", "7x7 patch ZCA (ConvWhitening) for the dense ZCA",
+                 "per-channel standardization for GCN + ZCA"]
+    assert all(left_out[("nin_svhn", name)] == "the recipe has no GCN + ZCA" for name in whitening)
+    assert ("nin_cifar10", whitening[0]) not in left_out  # the paper's CIFAR-10 recipe has GCN + ZCA
+    assert left_out["nin_cifar10", "no batch norm"].startswith("the network already has")  # built without
+    assert left_out["maxout_mnist", "dropout 0.5"].startswith("the network already has")  # its default
+    assert left_out["nin_cifar10_long", "cutout 8x8 (RandomErasing, a sixteenth of the image)"] \
+        == "the recipe already has a RandomErasing layer"
+    assert ("nin_cifar10_modern", "no batch norm") not in left_out
 
 
 def test_paired_comparison_of_two_presets_on_a_recipes_held_out_images():
@@ -272,7 +306,9 @@ def test_paired_comparison_of_two_presets_on_a_recipes_held_out_images():
     _, _, held, held_labels = training_arrays(recipe)
     np.testing.assert_array_equal(arrays["validation"][1], held_labels[:400])
     np.testing.assert_array_equal(arrays["validation"][0], held[:400])
-    rows = paired.compare(base, other, arrays)
+    models = {preset: ImageClassifier.from_preset(preset) for preset in (base, other)}
+    paired.check_held_out(recipe, models)  # the fast and long recipes hold out the same images
+    rows = paired.compare(models, arrays)
     assert [row["split"] for row in rows] == ["validation", "test"]
     for row, (images, labels) in zip(rows, arrays.values()):
         for key, preset in (("base_accuracy", base), ("other_accuracy", other)):
@@ -282,9 +318,18 @@ def test_paired_comparison_of_two_presets_on_a_recipes_held_out_images():
         assert row["difference"] == pytest.approx(row["other_accuracy"] - row["base_accuracy"], abs=0.011)
         assert row["difference"] == round(100 * (row["other_only_right"] - row["base_only_right"]) / 400, 2)
         assert row["ci95"][0] < row["difference"] < row["ci95"][1]
-    # A recipe that measures the test split each epoch holds nothing out to choose on.
-    with pytest.raises(ArgumentError, match="holds out no validation images .*'split': 'test'"):
-        paired.split_arrays(load_recipe("nin_cifar10_standardized"), ["validation"], None, 10)
+    # A recipe that measures the test split each epoch holds nothing out to choose on, even with a
+    # hold-out beside it (training_arrays then validates on the split).
+    for validation in ({"split": "test"}, {"holdout": 100, "split": "test"}):
+        with pytest.raises(ArgumentError, match="holds out no validation images .*'split': 'test'"):
+            paired.split_arrays({**recipe, "validation": validation}, ["validation"], None, 10)
+    # A model trained on another draw of the training images saw some of this hold-out.
+    trained_by = "nin_fashion_mnist.fast (trained by 'nin_fashion_mnist_fast') did not hold out"
+    with pytest.raises(ArgumentError, match=re.escape(trained_by)):
+        paired.check_held_out({**recipe, "seed": 2}, models)
+    models[base].metadata.pop("recipe")
+    with pytest.raises(ArgumentError, match="no training recipe recorded"):
+        paired.check_held_out(recipe, models)
 
 
 def test_a_search_stopped_inside_a_variant_resumes_it_and_starts_a_changed_one_over(tmp_path, datasets_dir):
@@ -756,16 +801,17 @@ def test_every_benchmark_command_the_docs_cite_made_a_committed_result_with_its_
             elif script == "whitening_grid":  # int8 whitening agreements; float16 files' largest changes
                 expected = [f"{row['agreement']:.2f}%" for row in payload["rows"] if row["weights"].endswith("int8")]
                 expected += [f"{row['max_change']:.4f}" for row in payload["rows"] if row["weights"] == "all float16"]
-            elif script == "paired":  # each split's difference and the ends of its interval
-                expected = [f"{abs(value):.2f}" for row in payload["rows"]
-                            for value in (row["difference"], *row["ci95"])]
+            elif script == "paired":  # each split's difference and the ends of its interval, signed
+                expected = [f"{value:+.2f}" for row in payload["rows"] for value in (row["difference"], *row["ci95"])]
             elif script == "jpeg_copy":  # what a pass at quality 50, or on a moved grid, costs each model
                 expected = [f"{-row[key]:.1f}" for row in payload["rows"] if row["kind"] == "model"
                             for key in row if key == "difference_q50" or re.fullmatch(r"difference_q\d+_grid\d+", key)]
             else:
                 expected = []
         # A whole number, not part of a longer one ("1.2" is found in neither "91.2%" nor "1.29%").
-        missing = [figure for figure in expected if not re.search(rf"(?<![\d.]){re.escape(figure)}(?!\d)", around)]
+        # The prose minus sign (U+2212) is read as "-".
+        missing = [figure for figure in expected
+                   if not re.search(rf"(?<![\d.]){re.escape(figure)}(?!\d)", around.replace("\u2212", "-"))]
         assert not missing, f"{document} cites {command!r} beside none of {missing}"
 
 
