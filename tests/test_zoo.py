@@ -652,6 +652,32 @@ def test_every_model_cards_eval_command_names_its_tag():
             assert zoo.get_model_entry(name).default_tag == tag, (card, f"{name}.{tag}")
 
 
+def test_each_model_cards_reproduce_block_retraces_its_published_weights():
+    """A card's "Reproduce" block trains the recipe whose run folder the card sits in, publishes
+    that folder's preset under the tag the card evaluates, and that tag's weights say they came
+    from that recipe and that publish command: a renamed recipe, folder or tag breaks the chain."""
+    import json
+    import re
+    import shlex
+
+    blocks = {card: re.search(r"## Reproduce\n```bash\n(.*?)```", card.read_text(), re.S) for card in RUN_CARDS}
+    blocks = {card: block.group(1) for card, block in blocks.items() if block}
+    assert len(blocks) >= 4
+    for card, block in blocks.items():
+        lines = [shlex.split(line, comments=True) for line in block.strip().splitlines()]
+        train, publish, evaluate = lines
+        run = card.parent.relative_to(REPO).as_posix()
+        assert train[:2] == ["bash", "scripts/train_in_background.sh"] and f"zoo/runs/{train[2]}" == run, card
+        assert (REPO / "zoo" / "recipes" / f"{train[2]}.json").is_file(), card
+        assert publish[:3] == ["python", "-m", "nin_keras.zoo.publish"] and publish[3] == f"{run}/preset", card
+        tag = publish[4]
+        assert evaluate[:3] == ["nin-keras", "eval", tag], card
+        registry.get_pretrained_config(tag)  # registered
+        metadata = json.loads((REPO / "zoo" / "weights" / tag / "metadata.json").read_text())
+        assert metadata["recipe"]["name"] == train[2], (card, tag)
+        assert shlex.split(metadata["published_by"])[:5] == publish[:5], (card, tag)
+
+
 def test_bundled_weights_load_offline_and_fine_tune(monkeypatch):
     """Every published tag ships in the package: it loads with the network forbidden."""
     monkeypatch.setenv(download.ENV_OFFLINE, "1")
