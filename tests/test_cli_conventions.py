@@ -219,16 +219,24 @@ def test_every_subcommand_has_help(words, capsys):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """A tiny digit image, a two-class folder of them, and a model exported to TFLite and ONNX."""
+    """A tiny digit image, a two-class folder of drawn digits, and a model exported to TFLite and ONNX.
+
+    The folder's classes differ (a ring, a bar, each on faint noise): a fine-tune on noise alone
+    fits a head to features that tell nothing apart, which the first training-mode step (dropout
+    on) then finds badly wrong, and the run is refused as diverged."""
     from PIL import Image
 
     root = tmp_path_factory.mktemp("cli")
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(root / "digit.png")
-    for name in ("zero", "one"):
+    rows, columns = np.mgrid[:28, :28]
+    radius = np.hypot(rows - 13.5, columns - 13.5)
+    shapes = {"zero": (radius > 6) & (radius < 10), "one": (np.abs(columns - 13.5) < 2.5) & (np.abs(rows - 13.5) < 10)}
+    for name, shape in shapes.items():
         (root / "photos" / name).mkdir(parents=True)
         for i in range(8):
-            Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(root / "photos" / name / f"{i}.png")
+            digit = np.clip(255 * shape + rng.normal(0, 20, shape.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(digit).save(root / "photos" / name / f"{i}.png")
     (root / "metrics.csv").write_text("epoch,loss,accuracy\n0,1.0,0.5\n1,0.5,0.8\n")
     return root
 
@@ -256,6 +264,10 @@ REAL_CALLS = {
     "bench": ["bench", "--quick", "--only", "pipeline", "--results-dir", "{tmp}/bench"],
 }
 SLOW_CALLS = {"bench", "train", "finetune"}
+# The calls meant to end in the library's refusal (exit 1): a PNG is no .caffemodel, the folder to
+# serve does not exist, nin_mnist has no ZCA to distil (a real distillation takes minutes). Every
+# other call succeeds.
+REFUSED_CALLS = {"import-caffe", "serve", "compact"}
 
 
 def test_real_calls_cover_every_subcommand():
@@ -267,7 +279,7 @@ def test_real_calls_cover_every_subcommand():
                                   for c in REAL_CALLS])
 def test_subcommands_print_no_log_lines_unless_verbose(case, workspace):
     done = _cli(*(word.format(tmp=workspace) for word in REAL_CALLS[case]))
-    assert done.returncode in (0, 1), done.stderr
+    assert done.returncode == (1 if case in REFUSED_CALLS else 0), done.stderr
     assert _log_lines(done.stderr) == [] and _log_lines(done.stdout) == [], done.stderr
     if done.returncode == 1:  # the library's refusal: one line, no traceback
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr

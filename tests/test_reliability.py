@@ -1061,7 +1061,7 @@ def test_fuzz_preset_loader(preset_folder, tmp_path, name, seed):
 
     folder = _copy(preset_folder, tmp_path)
     original = (folder / name).read_bytes()
-    _only_library_errors(lambda: zoo.load_preset(folder), original, folder / name, seed)
+    assert _only_library_errors(lambda: zoo.load_preset(folder), original, folder / name, seed) > 0
 
 
 _CLASS_NAMES = ["Dense", "Lambda", "Conv2D", "Popen", "NoSuchLayer", "ZCAWhitening", "ConvWhitening",

@@ -373,9 +373,15 @@ def test_deconv_rejects_unknown_layer_channel_and_unsupported_layers():
 
 # ---------------------------------------------------------------- confidence maps and CAM
 def test_confidence_maps_average_to_the_predictions(random_nin):
+    """The maps are the last mlpconv's output as Keras computes it through the model's own graph
+    (not the layer chain the visualizer runs), the probabilities are the model's, and the softmax
+    of each map's mean is those probabilities (the paper's global average pooling)."""
     images = _random_images(4, seed=8)
     maps, probabilities = visualize.class_confidence_maps(random_nin, images)
     assert maps.shape == (4, 8, 8, 10)
+    last = keras.Model(random_nin.input, random_nin.get_layer("mlpconv3").output)
+    np.testing.assert_allclose(maps, last.predict(images, verbose=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(probabilities, random_nin.predict(images, verbose=0), rtol=1e-4, atol=1e-6)
     means = maps.mean(axis=(1, 2))
     softmax = np.exp(means - means.max(1, keepdims=True))
     np.testing.assert_allclose(softmax / softmax.sum(1, keepdims=True), probabilities, rtol=1e-4, atol=1e-6)
@@ -408,11 +414,14 @@ def test_cam_of_gap_dense_model_averages_to_the_logits():
     np.testing.assert_allclose(softmax / softmax.sum(1, keepdims=True), probabilities, rtol=1e-4, atol=1e-6)
 
 
-def test_cam_of_nin_is_its_confidence_maps(random_nin):
+def test_cam_of_nin_is_its_last_mlpconvs_class_maps(random_nin):
+    """A NIN has no Dense layer: its CAM for class c is the last mlpconv's map c (Zhou et al.'s
+    weights are the identity), as Keras computes that layer through the model's graph."""
     images = _random_images(2, seed=11)
-    cams, _ = visualize.class_activation_maps(random_nin, images)
-    maps, _ = visualize.class_confidence_maps(random_nin, images)
-    np.testing.assert_array_equal(cams, maps)
+    cams, probabilities = visualize.class_activation_maps(random_nin, images)
+    last = keras.Model(random_nin.input, random_nin.get_layer("mlpconv3").output)
+    np.testing.assert_allclose(cams, last.predict(images, verbose=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(probabilities, random_nin.predict(images, verbose=0), rtol=1e-4, atol=1e-6)
 
 
 def test_models_without_the_needed_layers_are_rejected():
