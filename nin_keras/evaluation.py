@@ -8,14 +8,10 @@ and NumPy), so that both measure through it.
 Test-time augmentation (``tta``) averages the class probabilities of several views of each raw
 image; a published number is always the plain single-view one, and a TTA figure is reported
 beside it, never instead of it. Exported artifacts stay single-pass.
-
-``binomial_p_value`` says how likely guessing would score as well: the fine-tune's chance check of
-its held-out accuracy, and its classifier fit's check of a cross-validated one.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
@@ -177,19 +173,3 @@ def _compiled_call(model: keras.Model):
 
         return tf.function(lambda x: model(x, training=False))
     return model.predict_on_batch
-
-
-def binomial_p_value(correct: int, examples: int, chance: float) -> float:
-    """``P(X >= correct)`` for ``X ~ Binomial(examples, chance)``: how likely guessing does as well.
-
-    Computed exactly, in log space (``lgamma``), so it holds for any number of held-out images.
-    """
-    if correct <= 0:
-        return 1.0
-    log_chance, log_miss = math.log(chance), math.log1p(-chance)
-    total = 0.0
-    for k in range(correct, examples + 1):
-        log_term = (math.lgamma(examples + 1) - math.lgamma(k + 1) - math.lgamma(examples - k + 1)
-                    + k * log_chance + (examples - k) * log_miss)
-        total += math.exp(log_term)
-    return min(1.0, total)

@@ -219,9 +219,11 @@ def test_every_subcommand_has_help(words, capsys):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """A tiny digit image, a two-class folder of drawn digits (a ring, a bar, each on faint noise:
-    classes the fine-tune can tell apart, as a user's would be), and a model exported to TFLite
-    and ONNX."""
+    """A tiny digit image, a two-class folder of drawn digits, and a model exported to TFLite and ONNX.
+
+    The folder's classes differ (a ring, a bar, each on faint noise): a fine-tune on noise alone
+    fits a head to features that tell nothing apart, which the first training-mode step (dropout
+    on) then finds badly wrong, and the run is refused as diverged."""
     from PIL import Image
 
     root = tmp_path_factory.mktemp("cli")

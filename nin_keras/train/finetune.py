@@ -10,8 +10,7 @@ head (``nin_keras.zoo.transfer.classifier_layer_names``).
 
 The new classifier does not start from random weights: by default it is *fitted* in closed form
 (``head="fit"``, ``nin_keras.train.head_fit``: a logistic regression on the pretrained body's
-features; the class priors when cross-validation finds it not clearly better than a guess),
-so that even ``epochs=0`` gives a usable model; ``head="preset"`` starts from the
+features), so that even ``epochs=0`` gives a usable model; ``head="preset"`` starts from the
 preset's own class maps when every class folder is named after one of its classes. Measured on
 the README's example (airplane, cat and ship, 100 CIFAR-10 JPEG-copy photos each, 30 held out):
 a random start trained for the 8 optimizer steps of ``--epochs 2`` ended at 30% (chance); the
@@ -57,7 +56,7 @@ from nin_keras.arguments import check_count
 from nin_keras.data.arrays import fit_preprocessing
 from nin_keras.data.image_folder import read_labelled_images
 from nin_keras.errors import Argument, ArgumentError, DataError, OutputExistsError, PresetError
-from nin_keras.evaluation import binomial_p_value, evaluate_model, preset_metrics
+from nin_keras.evaluation import evaluate_model, preset_metrics
 from nin_keras.train import head_fit
 from nin_keras.train.checkpoint import weights_digest
 from nin_keras.train.components import build_layers
@@ -334,6 +333,22 @@ class _Publisher:
         return measured, preset_dir
 
 
+def binomial_p_value(correct: int, examples: int, chance: float) -> float:
+    """``P(X >= correct)`` for ``X ~ Binomial(examples, chance)``: how likely guessing does as well.
+
+    Computed exactly, in log space (``lgamma``), so it holds for any number of held-out images.
+    """
+    if correct <= 0:
+        return 1.0
+    log_chance, log_miss = math.log(chance), math.log1p(-chance)
+    total = 0.0
+    for k in range(correct, examples + 1):
+        log_term = (math.lgamma(examples + 1) - math.lgamma(k + 1) - math.lgamma(examples - k + 1)
+                    + k * log_chance + (examples - k) * log_miss)
+        total += math.exp(log_term)
+    return min(1.0, total)
+
+
 def _chance_warning(measured: dict[str, Any], classes: int) -> str:
     """One line: at chance (the preset is worthless), or too few held-out images to tell."""
     correct = round(measured["accuracy"] * measured["examples"])
@@ -420,12 +435,7 @@ def _start_classifier(network, head: str, source, class_names, preprocess, array
         return
     x_train, y_train, x_val, y_val = arrays
     fit = head_fit.fit_classifier(network, preprocess, x_train, y_train)
-    if verbose and fit.priors_only:
-        print(f"Classifier: the class priors (a logistic regression on the pretrained features scored "
-              f"{100 * fit.cross_validated_accuracy:.1f}% in 3-fold cross-validation, not clearly above always "
-              f"answering the commonest class, {100 * fit.majority_rate:.1f}%: the features do not tell these "
-              "classes apart, and a fit would only memorize the training images)", flush=True)
-    elif verbose:
+    if verbose:
         held = evaluate_model(_inference(network, preprocess), x_val, y_val)["accuracy"] if len(x_val) else None
         shown = "" if held is None else f", validation {100 * held:.1f}%"
         print(f"Classifier: fitted in closed form (logistic regression, L2 {fit.l2:g} by 3-fold cross-validation: "

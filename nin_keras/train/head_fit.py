@@ -19,15 +19,7 @@ be *fitted* instead, the way a linear probe is:
 - Dense softmax heads (maxout): ``logits = W x + b`` directly.
 
 The regression's L2 strength is chosen by 3-fold cross-validation on the training features over
-``L2_GRID`` (features standardized first); no held-out image is used. When the best strength's
-cross-validated accuracy is not clearly above always answering the commonest class (a binomial
-test, p >= ``UNINFORMATIVE_P``), the features do not tell the classes apart as far as these
-images can show, and a fit would only memorize the training images: it is confidently wrong on
-any other image, and on the training images themselves once dropout is on (two classes of noise
-images: the first training step's loss was over ten times a guess's, and the run's divergence
-check refused the run). The classifier then starts from the class priors instead (zero weights,
-the bias the log of each class's smoothed share), which is what training would reach on such
-features anyway.
+``L2_GRID`` (features standardized first); no held-out image is used.
 
 Example:
     >>> fit = fit_classifier(network, preprocess, x_train, y_train)
@@ -41,14 +33,10 @@ import dataclasses
 import keras
 import numpy as np
 
-from nin_keras.evaluation import binomial_p_value
 from nin_keras.layers import GlobalAveragePoolingHead, MLPConv
 
 #: L2 strengths tried by cross-validation (on standardized features, per example).
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
-#: A cross-validated accuracy this likely (or likelier) from always answering the commonest class
-#: starts the classifier from the class priors instead of the fit.
-UNINFORMATIVE_P = 0.05
 #: Beyond the lowest class-map value seen in training, how far the shift keeps the ReLU open,
 #: as a fraction of the spread of those values (unseen images may reach a little lower).
 RELU_MARGIN = 0.5
@@ -65,17 +53,12 @@ class HeadFit:
         cross_validated_accuracy: mean accuracy of that strength on the held-back folds.
         train_accuracy: accuracy of the fitted classifier on all training images.
         shift: the bias shift that keeps a NIN's last ReLU open (0 for a dense head).
-        majority_rate: the share of the commonest class, what always answering it scores.
-        priors_only: the cross-validated accuracy was not clearly above ``majority_rate``, so
-            the classifier holds the class priors rather than the fit.
     """
 
     l2: float
     cross_validated_accuracy: float
     train_accuracy: float
     shift: float
-    majority_rate: float
-    priors_only: bool
 
 
 def supports(network: keras.Model) -> bool:
@@ -107,13 +90,7 @@ def fit_classifier(network: keras.Model, preprocess, images: np.ndarray, labels:
     classes = int(network.output_shape[-1])
     features = _pooled_features(network, preprocess, images)
     l2, cv_accuracy = _choose_l2(features, labels, classes)
-    counts = np.bincount(labels, minlength=classes)
-    majority = float(counts.max() / len(labels))
-    priors_only = binomial_p_value(round(cv_accuracy * len(labels)), len(labels), majority) >= UNINFORMATIVE_P
-    if priors_only:
-        weights, bias = np.zeros((features.shape[1], classes)), np.log((counts + 1) / (len(labels) + classes))
-    else:
-        weights, bias = fit_logistic(features, labels, classes, l2)
+    weights, bias = fit_logistic(features, labels, classes, l2)
     shift = 0.0
     if kind == "nin":
         lowest, highest = _class_map_range(network, preprocess, images, weights, bias)
@@ -122,7 +99,7 @@ def fit_classifier(network: keras.Model, preprocess, images: np.ndarray, labels:
     kernel.assign(np.reshape(weights, kernel.shape).astype(kernel.dtype))
     old_bias.assign((bias + shift).astype(old_bias.dtype))
     train_accuracy = float(np.mean(np.argmax(features @ weights + bias, axis=1) == labels))
-    return HeadFit(l2, cv_accuracy, train_accuracy, shift, majority, priors_only)
+    return HeadFit(l2, cv_accuracy, train_accuracy, shift)
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, classes: int, l2: float,
