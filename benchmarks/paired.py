@@ -124,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.base, args.other, args.recipe = args.base or QUICK[0], args.other or QUICK[1], args.recipe or QUICK[2]
     if not (args.base and args.other and args.recipe):
         parser.error("give the two weight sets and --recipe (or --quick)")
+    if args.base == args.other:
+        parser.error(f"{args.base} against itself: give two different weight sets")
     from nin_keras.errors import ArgumentError
     from nin_keras.zoo import ImageClassifier
 

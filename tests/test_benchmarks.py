@@ -330,6 +330,8 @@ def test_paired_comparison_of_two_presets_on_a_recipes_held_out_images():
     models[base].metadata.pop("recipe")
     with pytest.raises(ArgumentError, match="no training recipe recorded"):
         paired.check_held_out(recipe, models)
+    with pytest.raises(SystemExit):  # one weight set against itself is no comparison
+        paired.main([base, base, "--recipe", name])
 
 
 def test_a_search_stopped_inside_a_variant_resumes_it_and_starts_a_changed_one_over(tmp_path, datasets_dir):
