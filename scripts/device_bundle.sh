@@ -40,20 +40,22 @@ fi
 # .device/ is in .gitignore: it never travels as part of the working tree, only as carry.
 data_dir=${NIN_KERAS_DATA_DIR:-../shared/datasets}
 fashion_dir=${NIN_KERAS_FASHION_DIR:-/usr/share/datasets/fashion-mnist}
+# What the sparse checkout takes out of the working tree (a trailing / : a folder's files).
+hidden=('zoo/weights/*/' 'zoo/runs/*/checkpoint.npz' 'zoo/runs/*/preset/')
 
 # What the tool will send: the working tree's tracked and not-ignored files, less the unmodified
 # ones the sparse checkout hides, and the carried .device. Over 64 MiB the tool refuses the call.
 check_size() {
   local travelling
-  travelling=$(python3 - "$bundle" <<'PY'
+  travelling=$(python3 - "$bundle" "${hidden[@]}" <<'PY'
 import fnmatch, os, subprocess, sys
 def git(*args):
     return [p for p in subprocess.run(["git", *args], capture_output=True, check=True).stdout.decode().split("\0") if p]
 listed = set(git("ls-files", "-z", "--cached", "--others", "--exclude-standard"))
 changed = {line[3:] for line in git("status", "--porcelain", "-z", "--untracked-files=all")}
+patterns = [pattern + "*" if pattern.endswith("/") else pattern for pattern in sys.argv[2:]]
 def hidden(path):
-    return path not in changed and any(fnmatch.fnmatch(path, pattern) for pattern in
-                                       ("zoo/weights/*/*", "zoo/runs/*/checkpoint.npz", "zoo/runs/*/preset/*"))
+    return path not in changed and any(fnmatch.fnmatch(path, pattern) for pattern in patterns)
 tree = sum(os.path.getsize(p) for p in listed if not hidden(p) and os.path.isfile(p))
 carried = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(sys.argv[1]) for f in files)
 print(tree + carried)
@@ -100,9 +102,8 @@ if ! ls "$bundle"/whl/keras-3.15.1-*.whl >/dev/null 2>&1; then
 fi
 
 check_size
-git sparse-checkout set --no-cone '/*' '!/zoo/weights/*/' '!/zoo/runs/*/checkpoint.npz' '!/zoo/runs/*/preset/'
-echo "device_bundle: zoo/weights/*/ and zoo/runs/*/{checkpoint.npz,preset/} left the working tree" \
-     "(bash scripts/device_bundle.sh --restore brings them back)"
+git sparse-checkout set --no-cone '/*' "${hidden[@]/#/!/}"
+echo "device_bundle: ${hidden[*]} left the working tree (bash scripts/device_bundle.sh --restore brings them back)"
 du -sh "$bundle" | sed 's/^/device_bundle: carried /'
 cat <<'EOF'
 device_bundle: give the device tool carry [".device"] and a command like:

@@ -221,7 +221,8 @@ def test_ablation_variants_are_valid_recipes_that_each_change_one_ingredient():
 def test_a_search_on_another_recipe_leaves_out_the_variants_that_do_not_apply(capsys):
     """On the Fashion-MNIST recipe (pixels / 255, no weight average, the MNIST network) the
     variants about GCN, the EMA or the CIFAR-10 NIN, and those that would change nothing, are left
-    out with their reason; every other one changes one ingredient of that recipe. Asked for by name,
+    out with their reason (that the others change one ingredient each, the every-recipe test below
+    checks). Asked for by name,
     a variant that does not apply is a usage error that names it."""
     import ablation
 
@@ -239,9 +240,6 @@ def test_a_search_on_another_recipe_leaves_out_the_variants_that_do_not_apply(ca
     assert reasons["no weight average (EMA)"] == "it changes nothing in the recipe"
     full = ablation.variant_recipe(base, None, 60, 60_000, 10_000, 5_000)
     assert full["validation"] == {"holdout": 5_000} and "ema" not in full
-    for name in set(ablation.VARIANTS) - left_out - {"full recipe"}:
-        recipe = ablation.variant_recipe(base, ablation.VARIANTS[name], 60, 60_000, 10_000, 5_000)
-        assert len({key for key in set(recipe) | set(full) if recipe.get(key) != full.get(key)}) == 1, name
     with pytest.raises(SystemExit):
         ablation.main(["--recipe", "nin_fashion_mnist_long", "--variants", "full recipe", "EMA decay 0.9999"])
     error = capsys.readouterr().err
